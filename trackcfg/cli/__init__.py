@@ -1,0 +1,1 @@
+"""The `trackcfg` command line."""

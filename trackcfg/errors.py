@@ -1,0 +1,219 @@
+"""The whole trackcfg exception tree, in one place.
+
+::
+
+    TrackcfgError                          exit 2 at the CLI
+    ├── ConfigError
+    │   ├── ConfigSyntaxError              a .py/.json/.yaml file that does not parse
+    │   ├── ConfigBaseError                missing, cyclic or conflicting `_base_` files
+    │   ├── ConfigMergeError               `_delete_` misuse, dict merged into a non-dict
+    │   ├── ConfigSubstitutionError        unknown `{{ }}` variable or `_base_` path
+    │   ├── ConfigImportError (ImportError)        a failed `custom_imports` module
+    │   ├── ConfigOptionError (ValueError)         a malformed `--cfg-options` string
+    │   ├── CanonicalizationError (TypeError)      a value the hash cannot encode
+    │   └── ConfigKeyError (KeyError)              a missing key
+    │       └── ConfigAttributeError (AttributeError)
+    ├── RegistryError
+    │   ├── UnknownTypeError (KeyError)
+    │   └── DuplicateRegistrationError (KeyError)
+    ├── RunnerError
+    │   └── HookRegistrationError (TypeError)      bad stage name, priority or hook type
+    ├── CheckpointError
+    │   └── CheckpointCorruptError         digest mismatch, torn or unreadable file
+    └── TrackingError
+        ├── RunNotFoundError
+        ├── SnapshotError                  a run without (or with a broken) snapshot
+        └── HashMismatchError              resume refused: the config hashes differently
+
+Every error also subclasses the built-in that mmcv/mmengine code would catch, so
+``except KeyError`` around ``cfg.missing`` keeps working.
+
+Errors carry their parts as fields (``location``, ``key_path``, ``message``,
+``hint``, ``details``) and render them like a compiler does, so editors can jump
+to the line::
+
+    configs/exp/r50.py:14: model.backbone: cannot merge a dict into a base value of type int
+      base value set at configs/_base_/models/resnet.py:6
+      hint: put `_delete_=True` in this dict to replace the base value
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, ClassVar
+
+if TYPE_CHECKING:
+    from trackcfg.config.location import Location
+
+__all__ = [
+    "CanonicalizationError",
+    "CheckpointCorruptError",
+    "CheckpointError",
+    "ConfigAttributeError",
+    "ConfigBaseError",
+    "ConfigError",
+    "ConfigImportError",
+    "ConfigKeyError",
+    "ConfigMergeError",
+    "ConfigOptionError",
+    "ConfigSubstitutionError",
+    "ConfigSyntaxError",
+    "DuplicateRegistrationError",
+    "HashMismatchError",
+    "HookRegistrationError",
+    "RegistryError",
+    "RunNotFoundError",
+    "RunnerError",
+    "SnapshotError",
+    "TrackcfgError",
+    "TrackingError",
+    "UnknownTypeError",
+]
+
+
+class TrackcfgError(Exception):
+    """Root of every error trackcfg raises on purpose.
+
+    Args:
+        message: What went wrong and what was expected, without the location prefix.
+        location: Where it went wrong (file and line), when known.
+        key_path: The config key path involved, formatted (``model.backbone.depth``).
+        hint: One sentence on how to fix it.
+        details: Extra indented lines (e.g. "base value set at ...").
+    """
+
+    #: Process exit status when the CLI reports this error.
+    exit_code: ClassVar[int] = 2
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        location: Location | None = None,
+        key_path: str | None = None,
+        hint: str | None = None,
+        details: Sequence[str] = (),
+    ) -> None:
+        self.message = message
+        self.location = location
+        self.key_path = key_path
+        self.hint = hint
+        self.details = tuple(details)
+        super().__init__(message)
+
+    def __str__(self) -> str:
+        head = ""
+        if self.location is not None:
+            head += f"{self.location}: "
+        if self.key_path:
+            head += f"{self.key_path}: "
+        lines = [head + self.message]
+        lines.extend(f"  {d}" for d in self.details)
+        if self.hint:
+            lines.append(f"  hint: {self.hint}")
+        return "\n".join(lines)
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # Keyword-only fields must survive pickling (multiprocessing, DataLoader workers).
+        return (_rebuild, (type(self), self.message, self.__dict__.copy()))
+
+
+def _rebuild(cls: type[TrackcfgError], message: str, state: dict[str, object]) -> TrackcfgError:
+    err = cls.__new__(cls)
+    Exception.__init__(err, message)
+    err.__dict__.update(state)
+    return err
+
+
+class ConfigError(TrackcfgError):
+    """A config file, option or value is wrong."""
+
+
+class ConfigSyntaxError(ConfigError):
+    """A config file does not parse as Python, JSON or YAML."""
+
+
+class ConfigBaseError(ConfigError):
+    """A `_base_` file is missing, included cyclically, or two bases define one key."""
+
+
+class ConfigMergeError(ConfigError):
+    """Merging a child into its base is impossible (e.g. `_delete_` misuse)."""
+
+
+class ConfigSubstitutionError(ConfigError):
+    """A `{{ ... }}` placeholder names an unknown variable or `_base_` path."""
+
+
+class ConfigImportError(ConfigError, ImportError):
+    """A module listed in `custom_imports` failed to import."""
+
+
+class ConfigOptionError(ConfigError, ValueError):
+    """A `--cfg-options` / `merge_from_dict` entry is malformed."""
+
+
+class CanonicalizationError(ConfigError, TypeError):
+    """A resolved config holds a value the content hash cannot encode."""
+
+
+class ConfigKeyError(ConfigError, KeyError):
+    """A key path that does not exist; suggests close matches."""
+
+    def __str__(self) -> str:
+        # KeyError quotes its argument; ours is a full message.
+        return TrackcfgError.__str__(self)
+
+
+class ConfigAttributeError(ConfigKeyError, AttributeError):
+    """Attribute access to a missing key of a `ConfigDict`."""
+
+
+class RegistryError(TrackcfgError):
+    """A registry lookup or registration failed."""
+
+
+class UnknownTypeError(RegistryError, KeyError):
+    """`type=` names nothing registered in the registry (or its parents)."""
+
+    def __str__(self) -> str:
+        return TrackcfgError.__str__(self)
+
+
+class DuplicateRegistrationError(RegistryError, KeyError):
+    """A name is already registered and `force` was not given."""
+
+    def __str__(self) -> str:
+        return TrackcfgError.__str__(self)
+
+
+class RunnerError(TrackcfgError):
+    """The runner was set up or driven wrongly."""
+
+
+class HookRegistrationError(RunnerError, TypeError):
+    """A hook is rejected at registration: unknown stage method, bad priority, not a Hook."""
+
+
+class CheckpointError(TrackcfgError):
+    """A checkpoint cannot be written, found or loaded."""
+
+
+class CheckpointCorruptError(CheckpointError):
+    """A checkpoint's bytes do not match its recorded digest, or it is torn."""
+
+
+class TrackingError(TrackcfgError):
+    """Talking to the tracking store failed, or a run is not usable."""
+
+
+class RunNotFoundError(TrackingError):
+    """No run with the given id exists in the tracking store."""
+
+
+class SnapshotError(TrackingError):
+    """A run has no trackcfg snapshot, or the snapshot is incomplete."""
+
+
+class HashMismatchError(TrackingError):
+    """Resume refused: the config no longer hashes like the run's tag."""

@@ -1,0 +1,1 @@
+"""Registries' consumers: runners, hooks, checkpoints and exact resume (imports torch)."""

@@ -1,0 +1,1 @@
+"""Tracking: run snapshots, git and environment state, MLflow runs (imports mlflow lazily)."""
