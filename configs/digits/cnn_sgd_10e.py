@@ -1,0 +1,10 @@
+# The main job: a small CNN on digits, SGD, 10 epochs (>= 97% validation accuracy,
+# a few seconds on 2 CPU cores).
+_base_ = [
+    '../_base_/models/cnn.py',
+    '../_base_/datasets/digits.py',
+    '../_base_/schedules/sgd_10e.py',
+    '../_base_/default_runtime.py',
+]
+# Substitution from the bases: the head always matches the dataset's classes.
+model = dict(num_classes={{ _base_.num_classes }})
