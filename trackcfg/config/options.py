@@ -1,0 +1,249 @@
+"""Parse ``--cfg-options key=value`` strings into typed values (mmcv/mmengine ``DictAction``).
+
+Values follow mmengine's ``DictAction``:
+
+* ``1`` -> int, ``0.5`` / ``1e-3`` / ``inf`` / ``nan`` -> float (anything ``float()``
+  accepts), ``true``/``false`` in any case -> bool, ``None`` -> None, anything else
+  -> the text itself (a string).
+* ``[a,b]`` -> list, ``(a,b)`` -> tuple, nested freely: ``[(1,2),(3,4)]``;
+  ``[]`` and ``()`` are empty; a trailing comma is allowed (``(1,)``).
+* ``a,b`` without brackets -> the list ``['a', 'b']`` (``a,`` is a one-element list).
+
+Where we deliberately differ from mmengine (which strips every quote and deletes every
+space before parsing), because its behaviour loses what the user typed:
+
+* A quoted value (``'...'`` or ``"..."``, also as a list element) is always a string,
+  (a quote inside an unquoted element is an ordinary character: ``it's``),
+  kept verbatim: ``'1'`` stays ``'1'``, ``'a b'`` keeps its space, ``'a,b'`` is not split.
+  Inside quotes a backslash escapes the quote character or a backslash.
+* Spaces around elements are ignored; spaces inside an unquoted element are kept
+  (``a b`` -> ``'a b'``, where mmengine gives ``'ab'``).
+* Malformed input is an error (``ConfigOptionError``), not a guess: unbalanced
+  brackets or quotes, text after a closing bracket, an empty element between commas,
+  an item without ``=`` or with an empty key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from trackcfg.config.location import OPTION_FILE, Location
+from trackcfg.errors import ConfigOptionError
+
+__all__ = ["parse_cfg_options", "parse_option_value"]
+
+_OPEN_TO_CLOSE = {"[": "]", "(": ")"}
+_CLOSERS = frozenset("])")
+_QUOTES = frozenset("'\"")
+_SCALAR_WORDS: dict[str, object] = {"true": True, "false": False}
+
+
+class _Malformed(Exception):
+    """Internal: a parse failure before the key is known."""
+
+
+def _parse_scalar(token: str) -> object:
+    """Type one unquoted, stripped element (mmengine's ``_parse_int_float_bool``)."""
+    try:
+        return int(token)
+    except ValueError:
+        pass
+    try:
+        return float(token)
+    except ValueError:
+        pass
+    lowered = token.lower()
+    if lowered in _SCALAR_WORDS:
+        return _SCALAR_WORDS[lowered]
+    if token == "None":
+        return None
+    return token
+
+
+class _Parser:
+    """A small recursive-descent parser over one option value."""
+
+    __slots__ = ("pos", "text")
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.pos = 0
+
+    def skip_spaces(self) -> None:
+        text, pos = self.text, self.pos
+        while pos < len(text) and text[pos].isspace():
+            pos += 1
+        self.pos = pos
+
+    def parse_top(self) -> object:
+        """The whole value: one element, or a comma list without brackets."""
+        items, trailing_comma = self.parse_sequence(closer=None, open_pos=-1)
+        if len(items) == 1 and not trailing_comma:
+            return items[0]
+        return items
+
+    def parse_sequence(self, closer: str | None, open_pos: int) -> tuple[list[object], bool]:
+        """Elements separated by commas, up to ``closer`` (or the end of the text)."""
+        items: list[object] = []
+        trailing_comma = False
+        self.skip_spaces()
+        if closer is not None and self.peek() == closer:
+            self.pos += 1
+            return items, False
+        while True:
+            items.append(self.parse_element(closer, allow_empty=closer is None and not items))
+            self.skip_spaces()
+            ch = self.peek()
+            if ch == ",":
+                self.pos += 1
+                self.skip_spaces()
+                nxt = self.peek()
+                if nxt == closer or (closer is None and nxt == ""):
+                    if closer is not None:
+                        self.pos += 1
+                    trailing_comma = True
+                    return items, trailing_comma
+                continue
+            if closer is None:
+                if ch == "":
+                    return items, trailing_comma
+                raise _Malformed(f"unexpected {ch!r} at position {self.pos}")
+            if ch == closer:
+                self.pos += 1
+                return items, trailing_comma
+            if ch == "":
+                raise _Malformed(
+                    f"unclosed {self.text[open_pos]!r} at position {open_pos}: "
+                    f"expected {closer!r} before the end"
+                )
+            raise _Malformed(f"expected ',' or {closer!r} at position {self.pos}, got {ch!r}")
+
+    def peek(self) -> str:
+        return self.text[self.pos] if self.pos < len(self.text) else ""
+
+    def parse_element(self, closer: str | None, *, allow_empty: bool) -> object:
+        self.skip_spaces()
+        ch = self.peek()
+        if ch in _OPEN_TO_CLOSE:
+            open_pos = self.pos
+            self.pos += 1
+            items, _ = self.parse_sequence(_OPEN_TO_CLOSE[ch], open_pos)
+            return tuple(items) if ch == "(" else items
+        if ch in _QUOTES:
+            return self.parse_quoted(ch)
+        start = self.pos
+        text = self.text
+        pos = start
+        while pos < len(text) and text[pos] != "," and text[pos] not in _OPEN_TO_CLOSE:
+            if text[pos] in _CLOSERS:
+                break
+            pos += 1
+        if pos < len(text) and text[pos] in _OPEN_TO_CLOSE:
+            raise _Malformed(f"unexpected {text[pos]!r} at position {pos}")
+        if pos < len(text) and text[pos] in _CLOSERS and text[pos] != closer:
+            raise _Malformed(f"unbalanced {text[pos]!r} at position {pos}")
+        self.pos = pos
+        token = text[start:pos].strip()
+        if not token:
+            if allow_empty and (pos == len(text)):
+                return ""
+            raise _Malformed(f"empty element at position {start}")
+        return _parse_scalar(token)
+
+    def parse_quoted(self, quote: str) -> str:
+        text = self.text
+        start = self.pos
+        pos = start + 1
+        out: list[str] = []
+        while pos < len(text):
+            ch = text[pos]
+            if ch == "\\" and pos + 1 < len(text) and text[pos + 1] in (quote, "\\"):
+                out.append(text[pos + 1])
+                pos += 2
+                continue
+            if ch == quote:
+                self.pos = pos + 1
+                return "".join(out)
+            out.append(ch)
+            pos += 1
+        raise _Malformed(f"unclosed quote {quote} at position {start}")
+
+
+def parse_option_value(text: str) -> object:
+    """Parse the value part of one ``--cfg-options`` item.
+
+    Args:
+        text: What follows the first ``=`` of ``key=value``.
+
+    Returns:
+        An int, float, bool, None, str, or a (nested) list/tuple of those.
+
+    Raises:
+        ConfigOptionError: The text is malformed (no key is known at this level, so the
+            error's ``key_path`` is None; ``parse_cfg_options`` adds it).
+
+    Example:
+        >>> parse_option_value("[(1, 2), (3, 4)]")
+        [(1, 2), (3, 4)]
+        >>> parse_option_value("a,b")
+        ['a', 'b']
+        >>> parse_option_value("'1'"), parse_option_value("1"), parse_option_value("false")
+        ('1', 1, False)
+        >>> parse_option_value("'a b, c'")
+        'a b, c'
+    """
+    try:
+        return _Parser(text).parse_top()
+    except _Malformed as exc:
+        raise ConfigOptionError(
+            f"malformed value {text!r}: {exc}", location=Location(OPTION_FILE, 1)
+        ) from None
+
+
+def parse_cfg_options(items: Sequence[str]) -> dict[str, object]:
+    """Parse ``key=value`` strings (``--cfg-options``) into a dict, in order.
+
+    The key is everything before the first ``=`` (``model.backbone.depth``,
+    ``data.train.pipeline.0.type``); a later item with the same key wins, as with
+    mmengine's ``DictAction``.
+
+    Args:
+        items: The ``key=value`` strings.
+
+    Returns:
+        Dotted keys mapped to parsed values, ready for ``Config.merge_from_dict``.
+
+    Raises:
+        ConfigOptionError: An item has no ``=``, an empty key, or a malformed value;
+            the message starts ``<option>:1: key:``.
+
+    Example:
+        >>> parse_cfg_options(["optimizer.lr=0.01", "model.name='r50 v2'", "gpus=0,1"])
+        {'optimizer.lr': 0.01, 'model.name': 'r50 v2', 'gpus': [0, 1]}
+    """
+    options: dict[str, object] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep:
+            raise ConfigOptionError(
+                "expected key=value",
+                location=Location(OPTION_FILE, 1),
+                key_path=key,
+                hint="write options as key=value, e.g. optimizer.lr=0.01",
+            )
+        if not key:
+            raise ConfigOptionError(
+                f"empty key in {item!r}",
+                location=Location(OPTION_FILE, 1),
+                hint="write options as key=value, e.g. optimizer.lr=0.01",
+            )
+        try:
+            options[key] = _Parser(value).parse_top()
+        except _Malformed as exc:
+            raise ConfigOptionError(
+                f"malformed value {value!r}: {exc}",
+                location=Location(OPTION_FILE, 1),
+                key_path=key,
+            ) from None
+    return options
