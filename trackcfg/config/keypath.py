@@ -15,6 +15,7 @@ all digits, which would read back as an index) prints as ``['key']``::
 
 from __future__ import annotations
 
+import ast
 import difflib
 import re
 from collections.abc import Iterable, Iterator
@@ -34,44 +35,34 @@ class KeyPath:
 
     @classmethod
     def parse(cls, text: str) -> KeyPath:
-        """Parse ``a.b.0.c``, ``a[0].b`` or ``a['x.y']``.
+        """Parse ``a.b.0.c``, ``a[0].b`` or ``a['x.y']``; the exact inverse of ``str()``.
+
+        A bracketed string is a Python string literal (what ``repr`` prints), so any key
+        survives a print/parse round trip. An all-digit dotted element is an int.
 
         Raises:
             ValueError: ``text`` is not a well-formed key path.
         """
         parts: list[str | int] = []
         i, n = 0, len(text)
-        expect_sep = False
         while i < n:
-            ch = text[i]
-            if ch == "[":
-                end = text.find("]", i)
-                if end < 0:
-                    raise ValueError(f"unclosed '[' in key path {text!r}")
-                inner = text[i + 1 : end]
-                if len(inner) >= 2 and inner[0] == inner[-1] and inner[0] in "'\"":
-                    parts.append(inner[1:-1].replace("\\" + inner[0], inner[0]))
-                elif _DIGITS.fullmatch(inner):
-                    parts.append(int(inner))
-                else:
-                    raise ValueError(f"bad index [{inner}] in key path {text!r}")
-                i = end + 1
-                expect_sep = True
-                continue
-            if expect_sep:
-                if ch != ".":
-                    raise ValueError(f"expected '.' at position {i} in key path {text!r}")
+            if text[i] == "[":
+                i = _parse_bracket(text, i, parts)
+            else:
+                m = _PLAIN.match(text, i)
+                if m is None:
+                    raise ValueError(f"empty element at position {i} in key path {text!r}")
+                token = m.group(0)
+                parts.append(int(token) if _DIGITS.fullmatch(token) else token)
+                i = m.end()
+            if i == n:
+                break
+            if text[i] == ".":
                 i += 1
-            m = _PLAIN.match(text, i)
-            if m is None:
-                if i < n and text[i] == "[":
-                    expect_sep = False
-                    continue
-                raise ValueError(f"empty element at position {i} in key path {text!r}")
-            token = m.group(0)
-            parts.append(int(token) if _DIGITS.fullmatch(token) else token)
-            i = m.end()
-            expect_sep = True
+                if i == n:
+                    raise ValueError(f"key path {text!r} ends with '.'")
+            elif text[i] != "[":
+                raise ValueError(f"expected '.' or '[' at position {i} in key path {text!r}")
         return cls(tuple(parts))
 
     def __str__(self) -> str:
@@ -103,6 +94,38 @@ class KeyPath:
     def startswith(self, prefix: KeyPath) -> bool:
         """True when ``prefix`` is this path or one of its ancestors."""
         return self.parts[: len(prefix.parts)] == prefix.parts
+
+
+def _parse_bracket(text: str, i: int, parts: list[str | int]) -> int:
+    """Parse ``[0]`` or ``['key']`` starting at ``text[i] == '['``; return the index after ``]``."""
+    j = i + 1
+    quote = text[j : j + 1]
+    if quote in ("'", '"'):
+        k = j + 1
+        # Scan the literal as repr() writes it: a backslash escapes the next character.
+        while k < len(text) and text[k] != quote:
+            k += 2 if text[k] == "\\" else 1
+        if k >= len(text):
+            raise ValueError(f"unclosed string at position {j} in key path {text!r}")
+        try:
+            value = ast.literal_eval(text[j : k + 1])
+        except (SyntaxError, ValueError) as exc:
+            raise ValueError(f"bad string at position {j} in key path {text!r}: {exc}") from None
+        if not isinstance(value, str):
+            raise ValueError(f"bad string at position {j} in key path {text!r}")
+        parts.append(value)
+        end = k + 1
+    else:
+        end = text.find("]", j)
+        if end < 0:
+            raise ValueError(f"unclosed '[' in key path {text!r}")
+        inner = text[j:end]
+        if not _DIGITS.fullmatch(inner):
+            raise ValueError(f"bad index [{inner}] in key path {text!r}")
+        parts.append(int(inner))
+    if text[end : end + 1] != "]":
+        raise ValueError(f"expected ']' at position {end} in key path {text!r}")
+    return end + 1
 
 
 def suggest(word: str, candidates: Iterable[object], limit: int = 3) -> list[str]:
