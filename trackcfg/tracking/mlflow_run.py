@@ -1,0 +1,353 @@
+"""MLflow runs for trackcfg: the store, experiments, run tags and config params.
+
+Everything goes through an explicit ``MlflowClient``; MLflow's process-global
+active run (``mlflow.start_run``) is never used. mlflow is imported inside the
+functions that need it, so ``import trackcfg`` stays fast.
+
+The store is ``MLFLOW_TRACKING_URI`` when set, else MLflow's embedded SQLite
+store ``sqlite:///<cwd>/mlflow.db`` (MLflow 3.x's own default, made absolute so
+that a later ``cd`` cannot move it). For a local SQLite store MLflow 3.17 puts
+artifacts in ``./mlruns/<experiment id>`` relative to the *current directory*;
+experiments trackcfg creates get ``<directory of mlflow.db>/mlruns/<name>``
+instead, so artifacts always sit beside the database whatever directory a run
+starts from. A tracking server decides its artifact location itself.
+
+Params are the flattened config (dotted key paths, dicts flattened, lists kept
+whole) within MLflow's limits (mlflow.utils.validation in 3.17: 100 params per
+``log_batch``, keys of at most 250 characters matching ``[/\\w.\\- :]``, values
+of at most 6,000 characters). A value over the limit is cut, a key MLflow
+refuses is rewritten, and both are listed in the tag ``trackcfg.truncated_params``;
+the complete config is always in the snapshot.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import posixpath
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import unquote, urlsplit
+
+from trackcfg.errors import RunNotFoundError, TrackingError
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from mlflow.entities import Run
+
+    from trackcfg.tracking.gitstate import GitState
+
+__all__ = [
+    "DEFAULT_EXPERIMENT",
+    "MAX_PARAMS_PER_BATCH",
+    "MAX_PARAM_KEY_LENGTH",
+    "MAX_PARAM_VALUE_LENGTH",
+    "MAX_TAG_VALUE_LENGTH",
+    "TAG_CONFIG_FILE",
+    "TAG_CONFIG_HASH",
+    "TAG_ERROR",
+    "TAG_FORCED_CHANGES",
+    "TAG_GIT_DIRTY",
+    "TAG_LATEST_CHECKPOINT",
+    "TAG_LATEST_CHECKPOINT_DIGEST",
+    "TAG_LINEAGE_HASH",
+    "TAG_TRUNCATED_PARAMS",
+    "TAG_WORK_DIR",
+    "FlatParams",
+    "create_run",
+    "find_runs_by_hash",
+    "flatten_params",
+    "get_or_create_experiment",
+    "get_run",
+    "git_tags",
+    "local_sqlite_path",
+    "log_params",
+    "open_client",
+    "resolve_tracking_uri",
+    "run_name",
+    "set_tags",
+]
+
+#: Experiment used when none is given.
+DEFAULT_EXPERIMENT = "trackcfg"
+
+# MLflow 3.17 limits (mlflow/utils/validation.py).
+MAX_PARAMS_PER_BATCH = 100
+MAX_PARAM_KEY_LENGTH = 250
+MAX_PARAM_VALUE_LENGTH = 6000
+MAX_TAG_VALUE_LENGTH = 8000
+
+TAG_CONFIG_HASH = "trackcfg.config_hash"
+TAG_LINEAGE_HASH = "trackcfg.lineage_hash"
+TAG_CONFIG_FILE = "trackcfg.config_file"
+TAG_GIT_DIRTY = "trackcfg.git_dirty"
+TAG_WORK_DIR = "trackcfg.work_dir"
+TAG_TRUNCATED_PARAMS = "trackcfg.truncated_params"
+TAG_LATEST_CHECKPOINT = "trackcfg.latest_checkpoint"
+TAG_LATEST_CHECKPOINT_DIGEST = "trackcfg.latest_checkpoint_digest"
+TAG_ERROR = "trackcfg.error"
+TAG_FORCED_CHANGES = "trackcfg.forced_changes"
+TAG_GIT_COMMIT = "mlflow.source.git.commit"
+TAG_GIT_BRANCH = "mlflow.source.git.branch"
+TAG_GIT_REPO_URL = "mlflow.source.git.repoURL"
+TAG_NOTE = "mlflow.note.content"
+
+_INVALID_KEY_CHARS = re.compile(r"[^/\w.\- :]")
+_TRUNCATION_MARK = "…[truncated]"
+
+
+def resolve_tracking_uri(cwd: Path | None = None) -> str:
+    """The tracking URI a run uses.
+
+    Args:
+        cwd: Directory of the default store; defaults to the current directory.
+
+    Returns:
+        ``MLFLOW_TRACKING_URI`` when set, else ``sqlite:///<cwd>/mlflow.db`` (absolute).
+    """
+    env = os.environ.get("MLFLOW_TRACKING_URI")
+    if env:
+        return env
+    base = (cwd or Path.cwd()).resolve()
+    # An absolute posix path after "sqlite:///" gives MLflow's own form "sqlite:////abs".
+    return "sqlite:///" + (base / "mlflow.db").as_posix()
+
+
+def local_sqlite_path(tracking_uri: str) -> Path | None:
+    """The database file of a local ``sqlite:///`` URI, else None.
+
+    Examples:
+        >>> local_sqlite_path("sqlite:////tmp/x/mlflow.db").as_posix()
+        '/tmp/x/mlflow.db'
+        >>> local_sqlite_path("http://127.0.0.1:5000") is None
+        True
+    """
+    split = urlsplit(tracking_uri)
+    if split.scheme != "sqlite" or split.path in ("", "/", "/:memory:"):
+        return None
+    # sqlite:///relative.db -> path "/relative.db"; sqlite:////abs.db -> "//abs.db".
+    raw = unquote(split.path)
+    path = Path(raw[1:]) if raw.startswith("/") else Path(raw)
+    return path.resolve()
+
+
+def open_client(tracking_uri: str) -> MlflowClient:
+    """An ``MlflowClient`` bound to ``tracking_uri`` (creating a SQLite store's directory)."""
+    from mlflow import MlflowClient
+
+    db = local_sqlite_path(tracking_uri)
+    if db is not None:
+        db.parent.mkdir(parents=True, exist_ok=True)
+    return MlflowClient(tracking_uri)
+
+
+def get_or_create_experiment(client: MlflowClient, name: str, tracking_uri: str) -> str:
+    """The id of experiment ``name``, created when missing.
+
+    For a local SQLite store a new experiment's artifacts go beside the database
+    (``<db dir>/mlruns/<name>``); otherwise the store decides.
+
+    Raises:
+        TrackingError: the experiment exists but is deleted.
+    """
+    from mlflow.exceptions import MlflowException
+
+    found = client.get_experiment_by_name(name)
+    if found is None:
+        location = None
+        db = local_sqlite_path(tracking_uri)
+        if db is not None:
+            slug = re.sub(r"[^\w.\-]+", "_", name).strip("._") or "experiment"
+            location = (db.parent / "mlruns" / slug).as_uri()
+        try:
+            return str(client.create_experiment(name, artifact_location=location))
+        except MlflowException:
+            # Another process created it meanwhile.
+            found = client.get_experiment_by_name(name)
+            if found is None:
+                raise
+    if found.lifecycle_stage != "active":
+        raise TrackingError(
+            f"experiment {name!r} is deleted",
+            hint="restore it in the MLflow UI or choose another --experiment",
+        )
+    return str(found.experiment_id)
+
+
+def run_name(config_file: str, config_hash: str) -> str:
+    """``<config stem>@<first 8 hex of the hash>``.
+
+    Example:
+        >>> run_name("configs/digits/mlp.py", "0123456789abcdef0123456789abcdef")
+        'mlp@01234567'
+    """
+    return f"{Path(config_file).stem}@{config_hash[:8]}"
+
+
+def git_tags(git: GitState) -> dict[str, str]:
+    """The ``mlflow.source.git.*`` tags and ``trackcfg.git_dirty`` for a git state."""
+    tags: dict[str, str] = {}
+    if git.repo is None:
+        return tags
+    if git.commit is not None:
+        tags[TAG_GIT_COMMIT] = git.commit
+    if git.branch is not None:
+        tags[TAG_GIT_BRANCH] = git.branch
+    if git.repo_url is not None:
+        tags[TAG_GIT_REPO_URL] = git.repo_url
+    tags[TAG_GIT_DIRTY] = "true" if git.dirty else "false"
+    return tags
+
+
+def create_run(
+    client: MlflowClient, experiment_id: str, *, name: str, tags: Mapping[str, str]
+) -> str:
+    """Create a run with ``name`` and ``tags``; returns its id."""
+    run = client.create_run(experiment_id, run_name=name, tags=dict(tags))
+    return str(run.info.run_id)
+
+
+def set_tags(client: MlflowClient, run_id: str, tags: Mapping[str, str]) -> None:
+    """Set several tags in one request (values cut to MLflow's tag limit)."""
+    from mlflow.entities import RunTag
+
+    items = [RunTag(k, _cut(v, MAX_TAG_VALUE_LENGTH)) for k, v in tags.items()]
+    for start in range(0, len(items), MAX_PARAMS_PER_BATCH):
+        client.log_batch(run_id, tags=items[start : start + MAX_PARAMS_PER_BATCH])
+
+
+def get_run(client: MlflowClient, run_id: str) -> Run:
+    """The run ``run_id``.
+
+    Raises:
+        RunNotFoundError: no such run in the store.
+    """
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_run(run_id)
+    except MlflowException as error:
+        if getattr(error, "error_code", "") in (
+            "RESOURCE_DOES_NOT_EXIST",
+            "INVALID_PARAMETER_VALUE",
+        ):
+            raise RunNotFoundError(
+                f"no run {run_id!r} in the tracking store {client.tracking_uri}",
+                hint="list runs with `trackcfg runs`; set MLFLOW_TRACKING_URI for another store",
+            ) from error
+        raise
+
+
+def find_runs_by_hash(
+    client: MlflowClient, config_hash: str, experiment_ids: Sequence[str] | None = None
+) -> list[Run]:
+    """Runs tagged with ``config_hash``, newest first, across all experiments by default."""
+    from mlflow.entities import ViewType
+
+    if experiment_ids is None:
+        experiment_ids = [
+            e.experiment_id for e in client.search_experiments(view_type=ViewType.ACTIVE_ONLY)
+        ]
+    if not experiment_ids:
+        return []
+    return list(
+        client.search_runs(
+            list(experiment_ids),
+            filter_string=f"tags.`{TAG_CONFIG_HASH}` = '{config_hash}'",
+            order_by=["attributes.start_time DESC"],
+        )
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class FlatParams:
+    """The config as MLflow params.
+
+    Attributes:
+        params: Param key -> value string, each within MLflow's limits.
+        truncated: Key paths whose value was cut or whose key had to be rewritten.
+    """
+
+    params: dict[str, str]
+    truncated: tuple[str, ...]
+
+
+def flatten_params(data: Mapping[str, object]) -> FlatParams:
+    """Flatten a resolved config into MLflow params.
+
+    Dicts are flattened into dotted key paths; every other value (lists and
+    tuples included) becomes one param: strings as they are, the rest as
+    ``repr``. An empty dict is the param ``"{}"``.
+
+    Example:
+        >>> flatten_params({"model": {"depth": 50, "name": "r"}, "x": (1, 2)}).params
+        {'model.depth': '50', 'model.name': 'r', 'x': '(1, 2)'}
+    """
+    params: dict[str, str] = {}
+    truncated: list[str] = []
+    for key_path, value in _leaves(data, ""):
+        text = value if isinstance(value, str) else _repr(value)
+        key = _param_key(key_path)
+        cut = _cut(text, MAX_PARAM_VALUE_LENGTH)
+        if key != key_path or cut != text:
+            truncated.append(key_path)
+        while key in params:  # a rewritten key collided with another one
+            key = _param_key(key[: MAX_PARAM_KEY_LENGTH - 2] + "_" + str(len(params) % 10))
+        params[key] = cut
+    return FlatParams(params=params, truncated=tuple(truncated))
+
+
+def log_params(client: MlflowClient, run_id: str, flat: FlatParams) -> None:
+    """Log ``flat`` in batches of 100 and list truncated key paths in a tag."""
+    from mlflow.entities import Param, RunTag
+
+    items = [Param(k, v) for k, v in flat.params.items()]
+    for start in range(0, len(items), MAX_PARAMS_PER_BATCH):
+        client.log_batch(run_id, params=items[start : start + MAX_PARAMS_PER_BATCH])
+    if flat.truncated:
+        text = json.dumps(list(flat.truncated))
+        if len(text) > MAX_TAG_VALUE_LENGTH:
+            text = _cut(text, MAX_TAG_VALUE_LENGTH)
+        client.log_batch(run_id, tags=[RunTag(TAG_TRUNCATED_PARAMS, text)])
+
+
+def _leaves(data: Mapping[str, object], prefix: str) -> list[tuple[str, object]]:
+    out: list[tuple[str, object]] = []
+    for key, value in data.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            out.extend(_leaves(value, path + "."))
+        else:
+            out.append((path, value))
+    return out
+
+
+def _repr(value: object) -> str:
+    if isinstance(value, Mapping):
+        return "{}" if not value else repr(dict(value))
+    if isinstance(value, type) or callable(value):
+        module = getattr(value, "__module__", None)
+        name = getattr(value, "__qualname__", None)
+        if module and name:
+            return f"{module}.{name}"
+    return repr(value)
+
+
+def _param_key(key_path: str) -> str:
+    key = _INVALID_KEY_CHARS.sub("_", key_path)
+    norm = posixpath.normpath(key) if key else "_"
+    if norm != key or norm in (".", "") or norm.startswith(("..", "/")):
+        # MLflow refuses keys that resolve to another path ("a//b", "a/../b", "/a").
+        key = re.sub(r"/+", "_", key).replace("..", "__") or "_"
+    if len(key) > MAX_PARAM_KEY_LENGTH:
+        key = key[:MAX_PARAM_KEY_LENGTH]
+    return key
+
+
+def _cut(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    return text[: limit - len(_TRUNCATION_MARK)] + _TRUNCATION_MARK
