@@ -1,0 +1,90 @@
+"""Formatting for people: tables, values, runs, comparisons (plain text off a terminal)."""
+
+from __future__ import annotations
+
+import collections
+import io
+
+import pytest
+
+from trackcfg.cli import render
+from trackcfg.cli.catalog import RunRow
+from trackcfg.config.canonical import QualifiedName
+
+
+def test_render_table_aligns_columns_and_strips_trailing_space() -> None:
+    text = render.render_table(["id", "name"], [["1", "a"], ["long-id", "bb"]])
+    assert text.splitlines() == ["id       name", "1        a", "long-id  bb"]
+
+
+def test_render_table_paints_header_bold_only_with_colour() -> None:
+    plain = render.render_table(["h"], [["v"]])
+    painted = render.render_table(["h"], [["v"]], colour=True)
+    assert "\x1b[" not in plain
+    assert painted.startswith("\x1b[1mh\x1b[0m")
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (0.1, "0.1"),
+        ("SGD", "'SGD'"),
+        ((16, 32), "(16, 32)"),
+        (QualifiedName("torch.nn:ReLU", kind="class"), "torch.nn:ReLU"),
+        (collections.OrderedDict, "collections:OrderedDict"),
+    ],
+)
+def test_format_value_writes_values_as_in_a_python_config(value: object, text: str) -> None:
+    assert render.format_value(value) == text
+
+
+def test_use_colour_is_off_for_a_pipe_and_with_no_color(monkeypatch: pytest.MonkeyPatch) -> None:
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    assert render.use_colour(io.StringIO()) is False
+    assert render.use_colour(Tty()) is True
+    monkeypatch.setenv("NO_COLOR", "1")
+    assert render.use_colour(Tty()) is False
+
+
+def test_render_runs_lists_id_status_git_and_validation_metrics_first() -> None:
+    row = RunRow(
+        run_id="a" * 32,
+        name="cnn@12345678",
+        experiment="Default",
+        status="FINISHED",
+        start_time_ms=None,
+        config_hash="12345678" * 4,
+        git_commit="0123456789abcdef",
+        git_dirty=True,
+        metrics={"train/loss": 0.25, "val/accuracy": 0.975},
+    )
+    lines = render.render_runs([row]).splitlines()
+    assert lines[0].split() == ["run", "id", "name", "status", "start", "git", "metrics"]
+    assert lines[1].split() == [
+        "a" * 32,
+        "cnn@12345678",
+        "FINISHED",
+        "-",
+        "0123456789+dirty",
+        "val/accuracy=0.975",
+        "train/loss=0.25",
+    ]
+
+
+def test_render_runs_says_so_when_nothing_matches() -> None:
+    assert render.render_runs([]) == "no runs found"
+
+
+def test_render_command_quotes_for_a_posix_shell() -> None:
+    argv = ["trackcfg", "run", "c.py", "--cfg-options", "a='x y'"]
+    assert render.render_command(argv) == "trackcfg run c.py --cfg-options 'a='\"'\"'x y'\"'\"''"
+
+
+def test_progress_is_silent_off_a_terminal() -> None:
+    stream = io.StringIO()
+    with render.progress("working", stream=stream):
+        pass
+    assert stream.getvalue() == ""

@@ -1,0 +1,223 @@
+"""Answers to "where did this value come from?" and "why do these two configs differ?".
+
+``blame`` and ``compare`` work on `ConfigView`s, so a run's snapshot and the
+config files it was made from give the same answers. Results are plain records;
+``trackcfg.cli.render`` turns them into text or JSON.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Final
+
+from trackcfg.config.keypath import KeyPath, suggest
+
+if TYPE_CHECKING:
+    from trackcfg.cli.target import ConfigView
+    from trackcfg.config.location import Assignment, Location
+    from trackcfg.config.provenance import Provenance
+
+__all__ = [
+    "MISSING",
+    "BlameReport",
+    "Comparison",
+    "KeyDifference",
+    "KeyHistory",
+    "SideLocation",
+    "blame",
+    "compare",
+    "histories",
+    "lookup",
+]
+
+
+class _Missing:
+    """The value of a key path that is not in the resolved config (e.g. deleted)."""
+
+    _instance: _Missing | None = None
+
+    def __new__(cls) -> _Missing:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "MISSING"
+
+
+MISSING: Final = _Missing()
+
+
+def lookup(values: Mapping[str, object], key_path: KeyPath) -> object:
+    """The value at ``key_path`` in a resolved config, or `MISSING`."""
+    node: object = values
+    for part in key_path.parts:
+        if isinstance(node, Mapping) and part in node:
+            node = node[part]
+        elif isinstance(node, Mapping) and str(part) in node:
+            node = node[str(part)]
+        elif (
+            isinstance(node, list | tuple)
+            and isinstance(part, int)
+            and -len(node) <= part < len(node)
+        ):
+            node = node[part]
+        else:
+            return MISSING
+    return node
+
+
+def histories(provenance: Provenance) -> list[tuple[KeyPath, tuple[Assignment, ...]]]:
+    """Every key path with its assignment history, in first-assignment order."""
+    return [
+        (KeyPath.parse(str(k)) if not isinstance(k, KeyPath) else k, tuple(h))
+        for k, h in provenance.items()
+    ]
+
+
+def _all_key_paths(
+    values: Mapping[str, object], prefix: KeyPath | None = None
+) -> Iterable[KeyPath]:
+    prefix = KeyPath() if prefix is None else prefix
+    for key, value in values.items():
+        path = prefix / key
+        yield path
+        if isinstance(value, Mapping):
+            yield from _all_key_paths(value, path)
+
+
+@dataclass(frozen=True, slots=True)
+class KeyHistory:
+    """One key path: its resolved value (or `MISSING`) and its assignments, oldest first."""
+
+    key_path: KeyPath
+    value: object
+    assignments: tuple[Assignment, ...]
+
+    @property
+    def key_path_text(self) -> str:
+        """The key path as users type it."""
+        return str(self.key_path)
+
+
+@dataclass(frozen=True, slots=True)
+class BlameReport:
+    """``blame`` for a key path: its value and the history of it and every key below it."""
+
+    target: str
+    key_path: KeyPath
+    value: object
+    entries: tuple[KeyHistory, ...]
+
+    @property
+    def key_path_text(self) -> str:
+        """The blamed key path as users type it."""
+        return str(self.key_path)
+
+
+def blame(view: ConfigView, key: str) -> BlameReport:
+    """The history of ``key`` and of every key path below it.
+
+    Args:
+        view: The config (file or run snapshot).
+        key: A key path (``optimizer.lr``) or a prefix of some (``optimizer``).
+
+    Raises:
+        ConfigKeyError: Nothing in the config or its history has that key path; the
+            hint lists close matches.
+    """
+    from trackcfg.errors import ConfigKeyError
+
+    try:
+        key_path = KeyPath.parse(key)
+    except ValueError as exc:
+        raise ConfigKeyError(str(exc), key_path=key) from exc
+    value = lookup(view.values, key_path)
+    entries = tuple(
+        KeyHistory(path, lookup(view.values, path), assignments)
+        for path, assignments in histories(view.provenance)
+        if path.startswith(key_path) and assignments
+    )
+    if not entries and value is MISSING:
+        known = {str(p) for p in _all_key_paths(view.values)}
+        known.update(str(p) for p, _ in histories(view.provenance))
+        matches = suggest(key, sorted(known))
+        raise ConfigKeyError(
+            f"no such key in {view.label}",
+            key_path=key,
+            hint=f"did you mean {' or '.join(repr(m) for m in matches)}?" if matches else None,
+        )
+    return BlameReport(view.label, key_path, value, entries)
+
+
+@dataclass(frozen=True, slots=True)
+class SideLocation:
+    """Where one side of a diff got its value: the last assignment at or above the key."""
+
+    location: Location
+    kind: str
+
+
+@dataclass(frozen=True, slots=True)
+class KeyDifference:
+    """One differing key path; ``kind`` is added/removed/changed/type_changed."""
+
+    key_path: KeyPath
+    kind: str
+    old: object
+    new: object
+    a: SideLocation | None
+    b: SideLocation | None
+
+    @property
+    def key_path_text(self) -> str:
+        """The key path as users type it."""
+        return str(self.key_path)
+
+
+@dataclass(frozen=True, slots=True)
+class Comparison:
+    """Two configs and every key path in which they differ."""
+
+    a: ConfigView
+    b: ConfigView
+    differences: tuple[KeyDifference, ...]
+
+
+def _side(
+    history: Mapping[KeyPath, tuple[Assignment, ...]], key_path: KeyPath
+) -> SideLocation | None:
+    # The key itself, else the nearest ancestor: a whole dict replaced with
+    # `_delete_` or set at once is recorded on the dict's own key path.
+    path = key_path
+    while True:
+        assignments = history.get(path)
+        if assignments:
+            last = assignments[-1]
+            return SideLocation(last.location, last.kind.value)
+        if not path.parts:
+            return None
+        path = path.parent
+
+
+def compare(a: ConfigView, b: ConfigView) -> Comparison:
+    """Every key path that differs between ``a`` and ``b``, with who set it on each side."""
+    from trackcfg.config.diff import diff
+
+    history_a = dict(histories(a.provenance))
+    history_b = dict(histories(b.provenance))
+    differences = []
+    for change in diff(dict(a.values), dict(b.values)):
+        key_path = change.key_path
+        differences.append(
+            KeyDifference(
+                key_path=key_path,
+                kind=change.kind.name.lower(),
+                old=change.old,
+                new=change.new,
+                a=_side(history_a, key_path),
+                b=_side(history_b, key_path),
+            )
+        )
+    return Comparison(a, b, tuple(differences))

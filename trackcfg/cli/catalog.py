@@ -1,0 +1,141 @@
+"""Find tracked runs in the MLflow store: by config hash, by experiment, or resumable ones.
+
+Runs are found through the ``trackcfg.config_hash`` tag that ``trackcfg run``
+sets, so any MLflow client (the UI's search box included) can ask the same
+question with ``tags.`trackcfg.config_hash` = '<hash>'``. A hash shorter than
+32 characters matches as a prefix (what the run name shows is 8).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mlflow.entities import Run
+    from mlflow.tracking import MlflowClient
+
+__all__ = [
+    "CONFIG_HASH_TAG",
+    "RunRow",
+    "find_runs",
+    "hash_filter",
+    "tracking_uri",
+]
+
+#: The tag holding a run's full config hash.
+CONFIG_HASH_TAG = "trackcfg.config_hash"
+_GIT_COMMIT_TAG = "mlflow.source.git.commit"
+_GIT_DIRTY_TAG = "trackcfg.git_dirty"
+_SEARCH_PAGE = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class RunRow:
+    """One run, as ``trackcfg runs`` lists it."""
+
+    run_id: str
+    name: str
+    experiment: str
+    status: str
+    start_time_ms: int | None
+    config_hash: str
+    git_commit: str | None
+    git_dirty: bool
+    metrics: Mapping[str, float]
+
+
+def tracking_uri() -> str:
+    """The store ``trackcfg run`` writes to: ``MLFLOW_TRACKING_URI``, else MLflow's default.
+
+    MLflow's default is its embedded SQLite store ``sqlite:///mlflow.db`` in the
+    current directory, which is also where ``trackcfg run`` writes.
+    """
+    import mlflow
+
+    return str(mlflow.get_tracking_uri())
+
+
+def hash_filter(config_hash: str | None) -> str:
+    """An MLflow search filter for runs with ``config_hash`` (a prefix when shorter than 32).
+
+    Example:
+        >>> hash_filter("ab12cd34")
+        "tags.`trackcfg.config_hash` LIKE 'ab12cd34%'"
+    """
+    if config_hash is None:
+        return f"tags.`{CONFIG_HASH_TAG}` LIKE '%'"
+    if any(c not in "0123456789abcdef" for c in config_hash.lower()):
+        from trackcfg.errors import TrackingError
+
+        raise TrackingError(f"{config_hash!r} is not a config hash (hexadecimal digits)")
+    config_hash = config_hash.lower()
+    if len(config_hash) >= 32:
+        return f"tags.`{CONFIG_HASH_TAG}` = '{config_hash}'"
+    return f"tags.`{CONFIG_HASH_TAG}` LIKE '{config_hash}%'"
+
+
+def _experiments(client: MlflowClient, experiment: str | None) -> dict[str, str]:
+    from trackcfg.config.keypath import suggest
+    from trackcfg.errors import TrackingError
+
+    found = client.search_experiments()
+    by_id = {e.experiment_id: e.name for e in found}
+    if experiment is None:
+        return by_id
+    match = {i: n for i, n in by_id.items() if n == experiment}
+    if not match:
+        close = suggest(experiment, by_id.values())
+        raise TrackingError(
+            f"no experiment named {experiment!r} in {tracking_uri()}",
+            hint=f"did you mean {' or '.join(repr(c) for c in close)}?" if close else None,
+        )
+    return match
+
+
+def _row(run: Run, experiments: Mapping[str, str]) -> RunRow:
+    tags = run.data.tags
+    return RunRow(
+        run_id=run.info.run_id,
+        name=run.info.run_name or "",
+        experiment=experiments.get(run.info.experiment_id, run.info.experiment_id),
+        status=run.info.status,
+        start_time_ms=run.info.start_time,
+        config_hash=tags.get(CONFIG_HASH_TAG, ""),
+        git_commit=tags.get(_GIT_COMMIT_TAG),
+        git_dirty=tags.get(_GIT_DIRTY_TAG, "").lower() == "true",
+        metrics=dict(run.data.metrics),
+    )
+
+
+def find_runs(config_hash: str | None = None, experiment: str | None = None) -> list[RunRow]:
+    """trackcfg runs in the store, newest first.
+
+    Args:
+        config_hash: Only runs with this config hash (or hash prefix).
+        experiment: Only runs in the experiment of this name.
+
+    Raises:
+        TrackingError: The experiment does not exist, or the hash is not hexadecimal.
+    """
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient()
+    experiments = _experiments(client, experiment)
+    if not experiments:
+        return []
+    rows: list[RunRow] = []
+    token: str | None = None
+    while True:
+        page = client.search_runs(
+            experiment_ids=list(experiments),
+            filter_string=hash_filter(config_hash),
+            order_by=["attributes.start_time DESC"],
+            max_results=_SEARCH_PAGE,
+            page_token=token,
+        )
+        rows.extend(_row(run, experiments) for run in page)
+        token = page.token
+        if not token:
+            return rows

@@ -1,0 +1,366 @@
+"""The ``trackcfg`` command line: a click group of thin commands over the library.
+
+Each command parses its arguments, calls one library function and hands the
+result to ``trackcfg.cli.render``. Heavy modules (torch, mlflow) are imported
+inside the commands that need them, so ``trackcfg hash``/``show`` start fast.
+
+``main()`` is the only place errors become text: a `TrackcfgError` prints as
+one message on stderr and exits with the class's ``exit_code`` (2); the
+traceback only with ``--debug``. ``diff`` exits like diff(1): 0 same, 1
+different, 2 trouble. ``--cfg-options`` takes several ``k=v`` words after one
+flag, as in mmcv's tools (``--cfg-options a=1 b.c=2``).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TypeVar
+
+import click
+
+from trackcfg.cli import render
+
+__all__ = ["cli", "expand_cfg_options", "main"]
+
+_CFG_OPTIONS = "--cfg-options"
+_F = TypeVar("_F")
+
+
+def expand_cfg_options(args: Sequence[str]) -> list[str]:
+    """Rewrite ``--cfg-options a=1 b=2`` as ``--cfg-options a=1 --cfg-options b=2``.
+
+    Words after the flag belong to it while they contain ``=`` and do not start
+    with ``-``, as with argparse's ``nargs='+'`` in mmcv's tools.
+
+    Example:
+        >>> expand_cfg_options(["x.py", "--cfg-options", "a=1", "b=2", "--json"])
+        ['x.py', '--cfg-options', 'a=1', '--cfg-options', 'b=2', '--json']
+    """
+    out: list[str] = []
+    in_options = False
+    for word in args:
+        if word == _CFG_OPTIONS:
+            in_options = True
+            continue
+        if in_options and "=" in word and not word.startswith("-"):
+            out += [_CFG_OPTIONS, word]
+            continue
+        in_options = False
+        out.append(word)
+    return out
+
+
+class _Command(click.Command):
+    """A command whose ``--cfg-options`` takes several words (see `expand_cfg_options`)."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, expand_cfg_options(args))
+
+
+def _cfg_options_option() -> click.Option:
+    return click.Option(
+        [_CFG_OPTIONS],
+        multiple=True,
+        metavar="KEY=VALUE ...",
+        help="Override config values, e.g. `optimizer.lr=0.1 data.samples_per_gpu=8`.",
+    )
+
+
+def _with_cfg_options(fn: _F) -> _F:
+    params: list[click.Parameter] = getattr(fn, "__click_params__", [])
+    params.append(_cfg_options_option())
+    fn.__click_params__ = params  # type: ignore[attr-defined]
+    return fn
+
+
+def _out(text: str) -> None:
+    click.echo(text)
+
+
+def _colour() -> bool:
+    return render.use_colour(sys.stdout)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Show tracebacks and third-party logs.")
+@click.version_option(package_name="trackcfg", prog_name="trackcfg")
+def cli(debug: bool) -> None:
+    """trackcfg: mmcv-style configs and runners, every run accountable on MLflow."""
+
+
+# --------------------------------------------------------------------------- run
+
+
+@cli.command(cls=_Command)
+@click.argument("config", type=click.Path(dir_okay=False))
+@_with_cfg_options
+@click.option("--work-dir", type=click.Path(file_okay=False), help="Checkpoints and logs.")
+@click.option("--experiment", help="MLflow experiment name (created when missing).")
+@click.option(
+    "--resume",
+    "resume",
+    metavar="RUN_ID|auto",
+    help="Continue RUN_ID, or (auto) the newest unfinished run with this config hash.",
+)
+def run(
+    config: str,
+    cfg_options: tuple[str, ...],
+    work_dir: str | None,
+    experiment: str | None,
+    resume: str | None,
+) -> None:
+    """Train CONFIG and track the run on MLflow (prints run id and config hash)."""
+    from trackcfg.cli.catalog import tracking_uri
+    from trackcfg.tracking import session
+
+    if resume is not None:
+        run_id = _resume_target(config, cfg_options, experiment, resume)
+        if run_id is not None:
+            click.echo(f"resuming run {run_id}", err=True)
+            result = session.resume_run(run_id, work_dir=_path(work_dir))
+            _out(render.render_run_started(result.run_id, result.config_hash, tracking_uri()))
+            return
+    result = session.start_run(
+        config,
+        options=list(cfg_options),
+        work_dir=_path(work_dir),
+        experiment=experiment,
+    )
+    _out(
+        render.render_run_started(
+            result.run_id, result.config_hash, tracking_uri(), colour=_colour()
+        )
+    )
+
+
+def _resume_target(
+    config: str, options: Sequence[str], experiment: str | None, resume: str
+) -> str | None:
+    if resume != "auto":
+        return resume
+    from trackcfg.cli.catalog import find_runs
+    from trackcfg.cli.target import load_config
+
+    config_hash = load_config(config, options).hash
+    for row in find_runs(config_hash, experiment):
+        if row.status != "FINISHED":
+            return row.run_id
+    click.echo("no unfinished run with this config hash: starting a new run", err=True)
+    return None
+
+
+def _path(text: str | None) -> Path | None:
+    return None if text is None else Path(text)
+
+
+@cli.command()
+@click.argument("run_id")
+@click.option("--work-dir", type=click.Path(file_okay=False), help="Where to continue.")
+@click.option("--force", is_flag=True, help="Resume even if the config hashes differently.")
+def resume(run_id: str, work_dir: str | None, force: bool) -> None:
+    """Continue RUN_ID from its newest complete checkpoint (same MLflow run)."""
+    from trackcfg.cli.catalog import tracking_uri
+    from trackcfg.tracking import session
+
+    result = session.resume_run(run_id, work_dir=_path(work_dir), force=force)
+    _out(
+        render.render_run_started(
+            result.run_id, result.config_hash, tracking_uri(), colour=_colour()
+        )
+    )
+
+
+@cli.command()
+@click.argument("work_dir", required=False, type=click.Path(file_okay=False))
+def sync(work_dir: str | None) -> None:
+    """Deliver metrics journaled in WORK_DIR (default: ./work_dirs) that never reached MLflow."""
+    from trackcfg.tracking import session
+
+    outcome = session.sync(Path(work_dir) if work_dir else Path("work_dirs"))
+    _out(str(outcome))
+
+
+# --------------------------------------------------------------------------- config tools
+
+
+@cli.command(cls=_Command)
+@click.argument("config", type=click.Path(dir_okay=False))
+@_with_cfg_options
+@click.option(
+    "--format", "fmt", type=click.Choice(["py", "yaml", "json"]), default="py", show_default=True
+)
+def show(config: str, cfg_options: tuple[str, ...], fmt: str) -> None:
+    """Print the resolved CONFIG."""
+    from trackcfg.cli.target import load_config
+    from trackcfg.config import dump
+
+    data = load_config(config, cfg_options).to_dict()
+    writer = {"py": dump.to_python_text, "yaml": dump.to_yaml_text, "json": dump.to_json_text}
+    click.echo(writer[fmt](data), nl=False)
+
+
+@cli.command("hash", cls=_Command)
+@click.argument("config", type=click.Path(dir_okay=False))
+@_with_cfg_options
+@click.option("--lineage", is_flag=True, help="Also list every file that took part.")
+def hash_(config: str, cfg_options: tuple[str, ...], lineage: bool) -> None:
+    """Print the content hash of the resolved CONFIG (digest alone, for scripts)."""
+    from trackcfg.cli.target import load_config
+
+    cfg = load_config(config, cfg_options)
+    _out(cfg.hash)
+    if lineage:
+        _out(render.render_lineage(cfg.lineage, colour=_colour()))
+
+
+@cli.command()
+@click.argument("target")
+@click.argument("key")
+def blame(target: str, key: str) -> None:
+    """Show where KEY (or every key under it) was set in TARGET (config file or run id)."""
+    from trackcfg.cli import audit
+    from trackcfg.cli.target import load_view
+
+    with render.progress(f"reading {target}"):
+        view = load_view(target)
+    _out(render.render_blame(audit.blame(view, key), colour=_colour()))
+
+
+@cli.command()
+@click.argument("a")
+@click.argument("b")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def diff(a: str, b: str, as_json: bool) -> None:
+    """Compare A and B (config files and/or run ids); exit 0 same, 1 different, 2 trouble."""
+    from trackcfg.cli import audit
+    from trackcfg.cli.target import load_view
+
+    with render.progress("reading both sides"):
+        comparison = audit.compare(load_view(a), load_view(b))
+    if as_json:
+        _out(render.render_comparison_json(comparison))
+    else:
+        _out(render.render_comparison(comparison, colour=_colour()))
+    if comparison.differences:
+        sys.exit(1)
+
+
+# --------------------------------------------------------------------------- runs
+
+
+@cli.command()
+@click.option("--hash", "config_hash", metavar="H", help="Config hash (or a prefix of it).")
+@click.option("--config", type=click.Path(dir_okay=False), help="Runs of this config's hash.")
+@click.option("--experiment", help="Only this MLflow experiment.")
+def runs(config_hash: str | None, config: str | None, experiment: str | None) -> None:
+    """List tracked runs, newest first (id, name, status, start, git, latest metrics)."""
+    from trackcfg.cli.catalog import find_runs
+    from trackcfg.cli.target import load_config
+
+    if config_hash and config:
+        raise click.UsageError("give --hash or --config, not both")
+    if config:
+        config_hash = load_config(config).hash
+    _out(render.render_runs(find_runs(config_hash, experiment), colour=_colour()))
+
+
+@cli.command()
+@click.argument("run_id")
+@click.option("--dir", "directory", type=click.Path(file_okay=False), help="New or empty.")
+@click.option("--run", "do_run", is_flag=True, help="Then run the printed command there.")
+def reproduce(run_id: str, directory: str | None, do_run: bool) -> None:
+    """Re-create RUN_ID's sources in a new git worktree and verify the config hash."""
+    from trackcfg.cli import reproduction
+    from trackcfg.cli.catalog import tracking_uri
+
+    with render.progress(f"reproducing run {run_id}"):
+        rep = reproduction.reproduce(run_id, _path(directory))
+    _out(render.render_reproduction(rep, colour=_colour()))
+    if do_run:
+        env = dict(os.environ, MLFLOW_TRACKING_URI=_absolute_uri(tracking_uri()))
+        sys.exit(reproduction.rerun(rep, env))
+
+
+def _absolute_uri(uri: str) -> str:
+    # The worktree is another directory: a relative sqlite path would open a new store.
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and not uri.startswith(prefix + "/"):
+        return prefix + str(Path(uri[len(prefix) :]).absolute())
+    return uri
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True, type=int)
+@click.option("--hash", "config_hash", metavar="H", help="Print the search string for H.")
+def ui(host: str, port: int, config_hash: str | None) -> None:
+    """Start the MLflow UI on the store `trackcfg run` writes to."""
+    import subprocess
+
+    from trackcfg.cli.catalog import hash_filter, tracking_uri
+
+    uri = tracking_uri()
+    search = hash_filter(config_hash) if config_hash else None
+    if uri.startswith(("http://", "https://")):
+        _out(f"the store is an MLflow server already: open {uri}")
+        if search:
+            _out(f"search runs:  {search}")
+        return
+    _out(f"MLflow UI:    http://{host}:{port}  (store {uri})")
+    if search:
+        _out(f"search runs:  {search}")
+    argv = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri"]
+    argv += [_absolute_uri(uri), "--host", host, "--port", str(port)]
+    sys.stdout.flush()
+    try:
+        sys.exit(subprocess.run(argv, check=False).returncode)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def _quiet_third_party() -> None:
+    # Read at mlflow import time; users' explicit settings win.
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
+    import logging
+    import warnings
+
+    for name in ("mlflow", "alembic", "urllib3", "git", "sqlalchemy"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    for module in ("mlflow", "pydantic", "sqlalchemy", "alembic", "torch", "google", "sklearn"):
+        warnings.filterwarnings("ignore", module=module)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Run the command line (``trackcfg`` and ``python -m trackcfg``) and exit."""
+    from trackcfg.errors import TrackcfgError
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    if not debug:
+        _quiet_third_party()
+    try:
+        status = cli.main(args=args, prog_name="trackcfg", standalone_mode=False)
+    except TrackcfgError as exc:
+        if debug:
+            import traceback
+
+            traceback.print_exc()
+        # Located errors start like a compiler's (`file:line: key: ...`) already.
+        click.echo(str(exc) if exc.location is not None else f"error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    sys.exit(status if isinstance(status, int) else 0)

@@ -1,0 +1,332 @@
+"""Everything the command line prints for people: tables, blame, diffs, run summaries.
+
+Functions here take plain records (from ``trackcfg.cli.audit``, ``catalog``,
+``reproduction``) and return strings; they never compute answers. Colour is
+added only when the output stream is a terminal and ``NO_COLOR`` is unset, so
+piped output and files stay plain. Progress messages go to stderr, and only on a
+terminal, so scripts reading stdout (``trackcfg hash``) see nothing extra.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import os
+import sys
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, TextIO
+
+if TYPE_CHECKING:
+    from trackcfg.cli.audit import BlameReport, Comparison, KeyDifference, SideLocation
+    from trackcfg.cli.catalog import RunRow
+    from trackcfg.cli.reproduction import Reproduction
+    from trackcfg.config.config import LineageEntry
+    from trackcfg.config.location import Assignment
+
+__all__ = [
+    "Colour",
+    "format_value",
+    "progress",
+    "render_blame",
+    "render_command",
+    "render_comparison",
+    "render_comparison_json",
+    "render_lineage",
+    "render_reproduction",
+    "render_run_started",
+    "render_runs",
+    "render_table",
+    "use_colour",
+]
+
+
+class Colour(enum.Enum):
+    """ANSI styles used by the renderers."""
+
+    BOLD = "1"
+    DIM = "2"
+    RED = "31"
+    GREEN = "32"
+    YELLOW = "33"
+    BLUE = "34"
+    CYAN = "36"
+
+
+def use_colour(stream: TextIO | None = None) -> bool:
+    """True when ``stream`` (default stdout) is a terminal and ``NO_COLOR`` is unset."""
+    stream = sys.stdout if stream is None else stream
+    if os.environ.get("NO_COLOR"):
+        return False
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty())
+
+
+def _paint(text: str, colour: Colour | None, enabled: bool) -> str:
+    if not enabled or colour is None or not text:
+        return text
+    return f"\x1b[{colour.value}m{text}\x1b[0m"
+
+
+def format_value(value: object) -> str:
+    """A value as written in a Python config (``repr``); classes as ``module:qualname``.
+
+    Classes and functions print like the canonical form names them, so a value read
+    from a config file and the same value read from a run's snapshot look alike.
+    """
+    if isinstance(value, type) or callable(value):
+        module = getattr(value, "__module__", "")
+        name = getattr(value, "__qualname__", getattr(value, "__name__", repr(value)))
+        return f"{module}:{name}" if module else str(name)
+    from trackcfg.config.canonical import QualifiedName
+
+    # A class/function read back from canonical bytes (never imported).
+    if isinstance(value, QualifiedName):
+        return str(value)
+    return repr(value)
+
+
+def render_table(
+    headers: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    *,
+    colour: bool = False,
+    column_colours: Mapping[int, Colour] | None = None,
+) -> str:
+    """Left-aligned columns separated by two spaces; the header is bold when colour is on.
+
+    Example:
+        >>> print(render_table(["a", "bb"], [["xyz", "1"]]))
+        a    bb
+        xyz  1
+    """
+    widths = [len(h) for h in headers]
+    for row in rows:
+        for i, cell in enumerate(row):
+            widths[i] = max(widths[i], len(cell))
+    column_colours = column_colours or {}
+
+    def line(cells: Sequence[str], header: bool) -> str:
+        parts = []
+        for i, cell in enumerate(cells):
+            pad = cell.ljust(widths[i]) if i < len(cells) - 1 else cell
+            style = Colour.BOLD if header else column_colours.get(i)
+            parts.append(_paint(pad, style, colour))
+        return "  ".join(parts).rstrip()
+
+    return "\n".join([line(headers, True), *(line(r, False) for r in rows)])
+
+
+def _assignment_row(a: Assignment) -> list[str]:
+    kind = a.kind.value
+    value = "" if kind == "delete" else format_value(a.value)
+    if a.source is not None:
+        value += f"  (from {a.source})"
+    return [str(a.location), kind, value]
+
+
+_KIND_COLOURS = {
+    "set": Colour.GREEN,
+    "override": Colour.YELLOW,
+    "delete": Colour.RED,
+    "substitution": Colour.CYAN,
+    "option": Colour.BLUE,
+}
+
+
+def render_blame(report: BlameReport, *, colour: bool = False) -> str:
+    """The resolved value, then each key path's history (file:line, kind, value), oldest first."""
+    out = [f"{_paint(report.key_path_text, Colour.BOLD, colour)} = {_value_text(report.value)}"]
+    for entry in report.entries:
+        if len(report.entries) > 1 or entry.key_path_text != report.key_path_text:
+            out.append("")
+            out.append(
+                f"{_paint(entry.key_path_text, Colour.BOLD, colour)} = {_value_text(entry.value)}"
+            )
+        rows = [_assignment_row(a) for a in entry.assignments]
+        widths = [max((len(r[i]) for r in rows), default=0) for i in range(2)]
+        for r, a in zip(rows, entry.assignments, strict=True):
+            loc = r[0].ljust(widths[0])
+            kind = _paint(r[1].ljust(widths[1]), _KIND_COLOURS.get(a.kind.value), colour)
+            out.append(f"  {loc}  {kind}  {r[2]}".rstrip())
+    return "\n".join(out)
+
+
+def _value_text(value: object) -> str:
+    from trackcfg.cli.audit import MISSING
+
+    return "<deleted>" if value is MISSING else format_value(value)
+
+
+def _side_text(side: SideLocation | None) -> str:
+    if side is None:
+        return "-"
+    text = str(side.location)
+    if side.kind == "delete":
+        text = f"deleted at {text}"
+    return text
+
+
+_CHANGE_MARKS = {"added": "+", "removed": "-", "changed": "~", "type_changed": "!"}
+_CHANGE_COLOURS = {
+    "added": Colour.GREEN,
+    "removed": Colour.RED,
+    "changed": Colour.YELLOW,
+    "type_changed": Colour.YELLOW,
+}
+
+
+def _difference_head(d: KeyDifference) -> str:
+    if d.kind == "added":
+        return f"{d.key_path_text}: {format_value(d.new)}"
+    if d.kind == "removed":
+        return f"{d.key_path_text}: {format_value(d.old)}"
+    head = f"{d.key_path_text}: {format_value(d.old)} -> {format_value(d.new)}"
+    if d.kind == "type_changed":
+        head += f"  (type {type(d.old).__name__} -> {type(d.new).__name__})"
+    return head
+
+
+def render_comparison(comparison: Comparison, *, colour: bool = False) -> str:
+    """Every differing key with, per side, the file:line that set it (diff(1)-like marks)."""
+    a, b = comparison.a, comparison.b
+    out = [
+        _paint(f"--- a: {a.label}  ({a.config_hash})", Colour.BOLD, colour),
+        _paint(f"+++ b: {b.label}  ({b.config_hash})", Colour.BOLD, colour),
+    ]
+    if not comparison.differences:
+        out.append("no differences")
+    for d in comparison.differences:
+        mark = _CHANGE_MARKS[d.kind]
+        out.append(_paint(f"{mark} {_difference_head(d)}", _CHANGE_COLOURS[d.kind], colour))
+        out.append(f"    a: {_side_text(d.a)}")
+        out.append(f"    b: {_side_text(d.b)}")
+    return "\n".join(out)
+
+
+def _side_json(side: SideLocation | None) -> dict[str, object] | None:
+    if side is None:
+        return None
+    return {"file": side.location.file, "line": side.location.line, "kind": side.kind}
+
+
+def render_comparison_json(comparison: Comparison) -> str:
+    """The comparison as JSON (values in trackcfg's typed canonical encoding)."""
+    from trackcfg.config.canonical import encode_value
+
+    def target(view_label: str, config_hash: str) -> dict[str, object]:
+        return {"label": view_label, "config_hash": config_hash}
+
+    doc = {
+        "a": target(comparison.a.label, comparison.a.config_hash),
+        "b": target(comparison.b.label, comparison.b.config_hash),
+        "same": not comparison.differences,
+        "differences": [
+            {
+                "key_path": d.key_path_text,
+                "kind": d.kind,
+                "old": None if d.kind == "added" else encode_value(d.old),
+                "new": None if d.kind == "removed" else encode_value(d.new),
+                "a": _side_json(d.a),
+                "b": _side_json(d.b),
+            }
+            for d in comparison.differences
+        ],
+    }
+    return json.dumps(doc, indent=2, sort_keys=False)
+
+
+def render_lineage(lineage: Sequence[LineageEntry], *, colour: bool = False) -> str:
+    """The files that took part in a config, in load order, with their digests."""
+    rows = [
+        [str(e.order), e.path, e.digest, e.included_by if e.included_by is not None else "-"]
+        for e in lineage
+    ]
+    return render_table(["#", "file", "digest", "included by"], rows, colour=colour)
+
+
+def _short_metrics(metrics: Mapping[str, float], limit: int = 4) -> str:
+    # Validation metrics first: they answer "how good was it" at a glance.
+    keys = sorted(metrics, key=lambda k: (not k.startswith("val"), k))[:limit]
+    return " ".join(f"{k}={metrics[k]:.4g}" for k in keys)
+
+
+def render_runs(rows: Sequence[RunRow], *, colour: bool = False) -> str:
+    """Runs as a table: run id, name, status, start, git commit/dirty, latest metrics."""
+    if not rows:
+        return "no runs found"
+    table_rows = []
+    for r in rows:
+        start = (
+            time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.start_time_ms / 1000))
+            if r.start_time_ms
+            else "-"
+        )
+        git = (r.git_commit[:10] if r.git_commit else "-") + ("+dirty" if r.git_dirty else "")
+        table_rows.append([r.run_id, r.name, r.status, start, git, _short_metrics(r.metrics)])
+    return render_table(
+        ["run id", "name", "status", "start", "git", "metrics"],
+        table_rows,
+        colour=colour,
+        column_colours={0: Colour.CYAN},
+    )
+
+
+def render_command(argv: Sequence[str]) -> str:
+    """A command line that a POSIX shell reads back as ``argv``."""
+    import shlex
+
+    return " ".join(shlex.quote(a) for a in argv)
+
+
+def render_run_started(
+    run_id: str, config_hash: str, tracking_uri: str, *, colour: bool = False
+) -> str:
+    """What ``trackcfg run`` prints: run id, hash and how to look at the run."""
+    lines = [
+        f"run id:       {_paint(run_id, Colour.CYAN, colour)}",
+        f"config hash:  {config_hash}",
+        f"store:        {tracking_uri}",
+        f"open the UI:  trackcfg ui --hash {config_hash[:8]}",
+    ]
+    return "\n".join(lines)
+
+
+def render_reproduction(rep: Reproduction, *, colour: bool = False) -> str:
+    """What ``trackcfg reproduce`` did and the command that re-runs the run."""
+    ok = _paint("matches", Colour.GREEN, colour)
+    lines = [
+        f"worktree:     {rep.directory}",
+        f"commit:       {rep.commit}" + ("  (+ recorded patch)" if rep.patch_applied else ""),
+        f"lineage:      {rep.restored_files} file(s) restored from the snapshot",
+        f"config hash:  {rep.config_hash} ({ok} the run's tag)",
+        "re-run with:",
+        f"  cd {render_command([str(rep.directory)])} && {render_command(rep.command)}",
+    ]
+    return "\n".join(lines)
+
+
+@contextmanager
+def progress(message: str, stream: TextIO | None = None) -> Iterator[None]:
+    """Show ``message…`` while a block runs, then its duration (only on a terminal).
+
+    Example:
+        >>> with progress("downloading snapshot"):
+        ...     pass
+    """
+    stream = sys.stderr if stream is None else stream
+    isatty = getattr(stream, "isatty", None)
+    if not (isatty and isatty()):
+        yield
+        return
+    start = time.perf_counter()
+    stream.write(f"{message}…")
+    stream.flush()
+    try:
+        yield
+    except BaseException:
+        stream.write(" failed\n")
+        raise
+    stream.write(f" done ({time.perf_counter() - start:.1f} s)\n")
+    stream.flush()

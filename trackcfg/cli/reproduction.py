@@ -1,0 +1,172 @@
+"""Re-create a tracked run's sources in a new git worktree and prove they hash the same.
+
+Steps, none of which touches the current work tree: ``git worktree add
+--detach DIR <recorded commit>``; apply the recorded patch (uncommitted changes
+to tracked files); write the snapshot's lineage files byte for byte (covers
+config files that were untracked); re-resolve the config there with the
+recorded options, without importing ``custom_imports``; compare its hash with
+the run's ``trackcfg.config_hash`` tag. A mismatch is an error, not a warning.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from trackcfg.errors import TrackingError
+
+if TYPE_CHECKING:
+    from trackcfg.tracking.snapshot import Snapshot
+
+__all__ = ["Reproduction", "default_directory", "reproduce", "run_command"]
+
+
+@dataclass(frozen=True, slots=True)
+class Reproduction:
+    """A reproduced run's worktree.
+
+    Attributes:
+        run_id: The run reproduced.
+        directory: The new worktree.
+        commit: The commit checked out.
+        patch_applied: True when a non-empty recorded patch was applied.
+        restored_files: How many lineage files were written from the snapshot.
+        config_file: The config, relative to the worktree.
+        config_hash: The re-resolved hash (equal to the run's tag).
+        command: ``trackcfg run ...`` arguments that re-run the run from ``directory``.
+    """
+
+    run_id: str
+    directory: Path
+    commit: str
+    patch_applied: bool
+    restored_files: int
+    config_file: str
+    config_hash: str
+    command: tuple[str, ...]
+
+
+def _git(args: list[str], cwd: Path, *, stdin: str | None = None) -> str:
+    proc = subprocess.run(
+        ["git", *args], cwd=cwd, input=stdin, capture_output=True, text=True, check=False
+    )
+    if proc.returncode != 0:
+        raise TrackingError(
+            f"git {' '.join(args)} failed in {cwd}",
+            details=[line for line in proc.stderr.strip().splitlines() if line][-5:],
+        )
+    return proc.stdout
+
+
+def _repository_root(cwd: Path) -> Path:
+    proc = subprocess.run(
+        ["git", "rev-parse", "--show-toplevel"], cwd=cwd, capture_output=True, text=True
+    )
+    if proc.returncode != 0:
+        raise TrackingError(
+            f"{cwd} is not inside a git repository",
+            hint="run `trackcfg reproduce` from a clone of the run's repository",
+        )
+    return Path(proc.stdout.strip())
+
+
+def default_directory(run_id: str, cwd: Path | None = None) -> Path:
+    """``<repo>-<first 8 of run id>`` beside the current repository (outside its work tree)."""
+    root = _repository_root(cwd or Path.cwd())
+    return root.parent / f"{root.name}-{run_id[:8]}"
+
+
+def run_command(config_file: str, options: dict[str, object]) -> tuple[str, ...]:
+    """``trackcfg run`` arguments that resolve to the same config as ``options`` did."""
+    argv = ["trackcfg", "run", config_file]
+    if options:
+        argv.append("--cfg-options")
+        # repr() is Python literal syntax, which parse_option_value reads back with
+        # the same type (a quoted value is always a string).
+        argv.extend(f"{key}={value!r}" for key, value in options.items())
+    return tuple(argv)
+
+
+def reproduce(run_id: str, directory: Path | None = None, cwd: Path | None = None) -> Reproduction:
+    """Re-create run ``run_id``'s sources in a new worktree and verify the config hash.
+
+    Args:
+        run_id: The run.
+        directory: Where to put the worktree (must not exist, or be empty); default
+            `default_directory`.
+        cwd: A directory inside the repository the run was made from (default: cwd).
+
+    Raises:
+        RunNotFoundError: No such run.
+        SnapshotError: The run has no snapshot, or it records no git commit.
+        TrackingError: ``directory`` is not empty, the commit is not in this
+            repository, the patch does not apply, or the hash differs.
+    """
+    from trackcfg.tracking.snapshot import load_snapshot
+
+    cwd = cwd or Path.cwd()
+    snap = load_snapshot(run_id)
+    commit = _recorded_commit(snap)
+    root = _repository_root(cwd)
+    target = (directory or default_directory(run_id, cwd)).absolute()
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        raise TrackingError(
+            f"{target}: directory exists and is not empty",
+            hint="pass --dir with a new or empty directory",
+        )
+    _git(["cat-file", "-e", f"{commit}^{{commit}}"], root)
+    _git(["worktree", "add", "--detach", str(target), commit], root)
+    patch = snap.patch
+    if patch.strip():
+        _git(["apply", "--whitespace=nowarn", "-"], target, stdin=patch)
+    for rel, data in snap.lineage_files.items():
+        dest = target / rel
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_bytes(data)
+    config_hash = _rehash(target, snap)
+    if config_hash != snap.config_hash:
+        raise TrackingError(
+            f"{target / snap.config_file}: re-resolved config hashes to {config_hash}, "
+            f"the run's tag is {snap.config_hash}",
+            hint=f"compare with `trackcfg diff {run_id} {target / snap.config_file}`",
+        )
+    return Reproduction(
+        run_id=run_id,
+        directory=target,
+        commit=commit,
+        patch_applied=bool(patch.strip()),
+        restored_files=len(snap.lineage_files),
+        config_file=snap.config_file,
+        config_hash=config_hash,
+        command=run_command(snap.config_file, dict(snap.options)),
+    )
+
+
+def _recorded_commit(snap: Snapshot) -> str:
+    from trackcfg.errors import SnapshotError
+
+    commit = getattr(snap.git, "commit", None)
+    if not commit:
+        raise SnapshotError(
+            f"run {snap.run_id}: the snapshot records no git commit "
+            "(the run was made outside a git repository or before the first commit)"
+        )
+    return str(commit)
+
+
+def _rehash(root: Path, snap: Snapshot) -> str:
+    from trackcfg.config.config import Config
+
+    cfg = Config.fromfile(root / snap.config_file, import_custom_modules=False)
+    if snap.options:
+        cfg.merge_from_dict(dict(snap.options))
+    return cfg.hash
+
+
+def rerun(rep: Reproduction, env: dict[str, str]) -> int:
+    """Run the reproduction's command in its worktree; returns the exit status."""
+    argv = [sys.executable, "-m", "trackcfg", *rep.command[1:]]
+    return subprocess.run(argv, cwd=rep.directory, env=env, check=False).returncode
