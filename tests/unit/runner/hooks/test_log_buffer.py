@@ -1,0 +1,111 @@
+"""LogBuffer: mmcv's averaging numbers, clearing, and an exact state round trip."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import torch
+
+from trackcfg.runner.log_buffer import LogBuffer
+
+# (values with counts, n, expected average) — the count-weighted mean of the last n
+AVERAGES = [
+    ([(1.0, 1), (2.0, 1), (3.0, 1)], 0, 2.0),
+    ([(1.0, 1), (2.0, 1), (3.0, 1)], 2, 2.5),
+    ([(1.0, 3), (4.0, 1)], 0, 1.75),
+    ([(1.0, 3), (4.0, 1)], 1, 4.0),
+    ([(2.0, 2)], 5, 2.0),  # n larger than the history: all of it
+]
+
+
+@pytest.mark.parametrize(("entries", "n", "expected"), AVERAGES)
+def test_average_is_count_weighted_mean_of_last_n(
+    entries: list[tuple[float, int]], n: int, expected: float
+) -> None:
+    buf = LogBuffer()
+    for value, count in entries:
+        buf.update({"loss": value}, count)
+    buf.average(n)
+    assert buf.output["loss"] == pytest.approx(expected)
+    assert buf.ready
+
+
+def test_average_matches_mmcv_numpy_arithmetic_bitwise() -> None:
+    values = [0.1, 0.7, 1e-9, 3.3333333, 2.0 / 3.0]
+    counts = [3, 1, 7, 2, 5]
+    buf = LogBuffer()
+    for v, c in zip(values, counts, strict=True):
+        buf.update({"loss": v}, c)
+    buf.average(4)
+    vals, nums = np.array(values[-4:]), np.array(counts[-4:])
+    assert buf.output["loss"] == float(np.sum(vals * nums) / np.sum(nums))
+
+
+def test_update_accepts_one_element_tensors_and_numpy_scalars() -> None:
+    buf = LogBuffer()
+    buf.update({"a": torch.tensor(2.0), "b": np.float32(4.0), "c": 1})
+    buf.average()
+    assert dict(buf.output) == {"a": 2.0, "b": 4.0, "c": 1.0}
+
+
+@pytest.mark.parametrize("bad", [torch.ones(2), "text", [1.0]])
+def test_update_rejects_non_scalars(bad: object) -> None:
+    with pytest.raises(TypeError, match="'x'"):
+        LogBuffer().update({"x": bad})
+
+
+def test_average_rejects_negative_n() -> None:
+    with pytest.raises(ValueError, match="n must be >= 0"):
+        LogBuffer().average(-1)
+
+
+def test_clear_output_keeps_history_and_clear_drops_everything() -> None:
+    buf = LogBuffer()
+    buf.update({"loss": 1.0})
+    buf.average()
+    buf.clear_output()
+    assert (dict(buf.output), buf.ready, list(buf.val_history)) == ({}, False, ["loss"])
+    buf.clear()
+    assert (dict(buf.val_history), dict(buf.n_history)) == ({}, {})
+
+
+def _roundtrip_through_torch(state: dict[str, object]) -> dict[str, object]:
+    stream = io.BytesIO()
+    torch.save(state, stream)
+    stream.seek(0)
+    loaded: dict[str, object] = torch.load(stream, weights_only=True)
+    return loaded
+
+
+def test_state_round_trip_gives_identical_future_averages() -> None:
+    original, resumed = LogBuffer(), LogBuffer()
+    for i in range(7):
+        original.update({"loss": 1.0 / (i + 3), "acc": i * 0.1}, count=i + 1)
+    original.average(3)
+    resumed.load_state_dict(_roundtrip_through_torch(original.state_dict()))
+    assert resumed.ready and dict(resumed.output) == dict(original.output)
+    for buf in (original, resumed):
+        buf.update({"loss": 0.123456789, "acc": 0.5}, count=2)
+        buf.average(5)
+    assert dict(resumed.output) == dict(original.output)
+    assert resumed.val_history == original.val_history
+    assert resumed.n_history == original.n_history
+
+
+def test_state_keeps_text_outputs_written_by_hooks() -> None:
+    buf = LogBuffer()
+    buf.output["note"] = "best"
+    buf.output["eval_iter_num"] = np.int64(12)  # type: ignore[assignment]
+    buf.ready = True
+    other = LogBuffer()
+    other.load_state_dict(_roundtrip_through_torch(buf.state_dict()))
+    assert dict(other.output) == {"note": "best", "eval_iter_num": 12}
+
+
+def test_load_state_dict_rejects_foreign_state() -> None:
+    with pytest.raises(TypeError, match="not a LogBuffer state"):
+        LogBuffer().load_state_dict(
+            {"val_history": [], "n_history": {}, "output": {}, "ready": True}
+        )

@@ -1,0 +1,160 @@
+"""LogBuffer: the runner's per-iteration scalar history and the averages loggers print.
+
+The API is mmcv 1.x's (``update(vars, count)``, ``average(n)``, ``output``,
+``ready``, ``clear()``, ``clear_output()``) and so are the numbers: ``average(n)``
+is the count-weighted mean of the last ``n`` values computed with NumPy exactly as
+mmcv does. mmengine replaced this class with ``MessageHub``/``HistoryBuffer``; we
+keep mmcv's because every mmcv hook (and user hook) talks to ``runner.log_buffer``.
+
+What we add is `state_dict`/`load_state_dict`: the history and the current
+output survive a checkpoint, so the averages logged after a resume are bitwise the
+ones an uninterrupted run logs. History is stored as float64 tensors (compact and
+loadable with ``torch.load(weights_only=True)``); values are Python floats in
+memory, which converts losslessly.
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections import OrderedDict
+from collections.abc import Mapping
+
+import numpy as np
+import torch
+
+__all__ = ["LogBuffer"]
+
+#: What `output` may hold: averages are floats; hooks may also put ints or text there
+#: (mmcv's eval hooks write ``runner.log_buffer.output[name] = value`` directly).
+OutputValue = float | int | str
+
+
+def _to_float(key: str, value: object) -> float:
+    """One logged value as a float; tensors and NumPy scalars must hold one element."""
+    if isinstance(value, bool):
+        return float(value)
+    if isinstance(value, numbers.Real):
+        return float(value)
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        return float(value.item())
+    if isinstance(value, np.ndarray | np.generic) and np.size(value) == 1:
+        return float(np.asarray(value).reshape(()))
+    raise TypeError(
+        f"log_buffer.update: value of {key!r} must be a number or a one-element tensor, "
+        f"got {type(value).__name__}"
+    )
+
+
+def _to_output_value(value: object) -> OutputValue:
+    """An `output` entry in plain Python types (NumPy scalars do not load with weights_only)."""
+    if isinstance(value, str | int | float) and not isinstance(value, np.generic):
+        return value
+    if isinstance(value, np.integer):
+        return int(value)
+    return _to_float("output", value)
+
+
+class LogBuffer:
+    """Scalar history of the current epoch and the latest averages (mmcv 1.x).
+
+    Example:
+        >>> buf = LogBuffer()
+        >>> buf.update({"loss": 1.0}, count=2)
+        >>> buf.update({"loss": 4.0}, count=1)
+        >>> buf.average(2)
+        >>> buf.output["loss"], buf.ready
+        (2.0, True)
+    """
+
+    def __init__(self) -> None:
+        self.val_history: OrderedDict[str, list[float]] = OrderedDict()
+        self.n_history: OrderedDict[str, list[int]] = OrderedDict()
+        self.output: OrderedDict[str, OutputValue] = OrderedDict()
+        self.ready = False
+
+    def clear(self) -> None:
+        """Forget the history and the output (mmcv: at the start of every epoch)."""
+        self.val_history.clear()
+        self.n_history.clear()
+        self.clear_output()
+
+    def clear_output(self) -> None:
+        """Forget the latest averages; the history stays."""
+        self.output.clear()
+        self.ready = False
+
+    def update(self, vars: Mapping[str, object], count: int = 1) -> None:
+        """Append one value per key, weighted by ``count`` (usually the batch size).
+
+        Args:
+            vars: Key to a number or a one-element tensor/array.
+            count: Weight of these values in later averages.
+
+        Raises:
+            TypeError: ``vars`` is not a mapping, or a value is not a scalar.
+        """
+        if not isinstance(vars, Mapping):
+            raise TypeError(f"log_buffer.update expects a dict, got {type(vars).__name__}")
+        weight = int(count)
+        for key, var in vars.items():
+            value = _to_float(key, var)
+            if key not in self.val_history:
+                self.val_history[key] = []
+                self.n_history[key] = []
+            self.val_history[key].append(value)
+            self.n_history[key].append(weight)
+
+    def average(self, n: int = 0) -> None:
+        """Set `output` to the count-weighted mean of the latest ``n`` values (0: all).
+
+        Raises:
+            ValueError: ``n`` is negative.
+        """
+        if n < 0:
+            raise ValueError(f"log_buffer.average: n must be >= 0, got {n}")
+        for key, history in self.val_history.items():
+            # Same arithmetic as mmcv (NumPy float64 arrays, sum then divide) so the
+            # printed numbers match it to the last bit. history[-0:] is the whole list.
+            values = np.array(history[-n:])
+            nums = np.array(self.n_history[key][-n:])
+            self.output[key] = float(np.sum(values * nums) / np.sum(nums))
+        self.ready = True
+
+    # -- state ---------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, object]:
+        """History (as float64/int64 tensors), output and ready flag; plain types only."""
+        return {
+            "val_history": {
+                k: torch.tensor(v, dtype=torch.float64) for k, v in self.val_history.items()
+            },
+            "n_history": {k: torch.tensor(v, dtype=torch.int64) for k, v in self.n_history.items()},
+            "output": {k: _to_output_value(v) for k, v in self.output.items()},
+            "ready": self.ready,
+        }
+
+    def load_state_dict(self, state: Mapping[str, object]) -> None:
+        """Restore what `state_dict` returned (replaces the current contents).
+
+        Raises:
+            TypeError: ``state`` does not have the shape `state_dict` produces.
+        """
+        val_history = state["val_history"]
+        n_history = state["n_history"]
+        output = state["output"]
+        ready = state["ready"]
+        if not (
+            isinstance(val_history, Mapping)
+            and isinstance(n_history, Mapping)
+            and isinstance(output, Mapping)
+            and isinstance(ready, bool)
+        ):
+            raise TypeError("LogBuffer.load_state_dict: not a LogBuffer state")
+        self.clear()
+        for key, values in val_history.items():
+            self.val_history[str(key)] = [float(v) for v in torch.as_tensor(values).tolist()]
+        for key, counts in n_history.items():
+            self.n_history[str(key)] = [int(c) for c in torch.as_tensor(counts).tolist()]
+        for key, value in output.items():
+            self.output[str(key)] = _to_output_value(value)
+        self.ready = ready
