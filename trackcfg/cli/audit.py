@@ -69,11 +69,8 @@ def lookup(values: Mapping[str, object], key_path: KeyPath) -> object:
 
 
 def histories(provenance: Provenance) -> list[tuple[KeyPath, tuple[Assignment, ...]]]:
-    """Every key path with its assignment history, in first-assignment order."""
-    return [
-        (KeyPath.parse(str(k)) if not isinstance(k, KeyPath) else k, tuple(h))
-        for k, h in provenance.items()
-    ]
+    """Every recorded key path (leaves) with its assignment history, in first-assignment order."""
+    return list(provenance.items())
 
 
 def _all_key_paths(
@@ -188,17 +185,21 @@ class Comparison:
 def _side(
     history: Mapping[KeyPath, tuple[Assignment, ...]], key_path: KeyPath
 ) -> SideLocation | None:
-    # The key itself, else the nearest ancestor: a whole dict replaced with
-    # `_delete_` or set at once is recorded on the dict's own key path.
+    # Provenance records leaves. A differing leaf has its own history (or, when a
+    # dict was replaced by a plain value, its ancestor has); a differing dict is
+    # answered by the first leaf under it.
     path = key_path
     while True:
         assignments = history.get(path)
         if assignments:
-            last = assignments[-1]
-            return SideLocation(last.location, last.kind.value)
+            return SideLocation(assignments[-1].location, assignments[-1].kind.value)
         if not path.parts:
-            return None
+            break
         path = path.parent
+    for path, assignments in history.items():
+        if path.startswith(key_path) and assignments:
+            return SideLocation(assignments[-1].location, assignments[-1].kind.value)
+    return None
 
 
 def compare(a: ConfigView, b: ConfigView) -> Comparison:

@@ -47,14 +47,10 @@ class RunRow:
 
 
 def tracking_uri() -> str:
-    """The store ``trackcfg run`` writes to: ``MLFLOW_TRACKING_URI``, else MLflow's default.
+    """The store ``trackcfg run`` writes to: ``MLFLOW_TRACKING_URI``, else ``./mlflow.db``."""
+    from trackcfg.tracking.mlflow_run import resolve_tracking_uri
 
-    MLflow's default is its embedded SQLite store ``sqlite:///mlflow.db`` in the
-    current directory, which is also where ``trackcfg run`` writes.
-    """
-    import mlflow
-
-    return str(mlflow.get_tracking_uri())
+    return resolve_tracking_uri()
 
 
 def hash_filter(config_hash: str | None) -> str:
@@ -119,9 +115,9 @@ def find_runs(config_hash: str | None = None, experiment: str | None = None) -> 
     Raises:
         TrackingError: The experiment does not exist, or the hash is not hexadecimal.
     """
-    from mlflow.tracking import MlflowClient
+    from trackcfg.tracking.mlflow_run import open_client
 
-    client = MlflowClient()
+    client = open_client(tracking_uri())
     experiments = _experiments(client, experiment)
     if not experiments:
         return []

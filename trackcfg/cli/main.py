@@ -255,7 +255,10 @@ def diff(a: str, b: str, as_json: bool) -> None:
 @click.option("--hash", "config_hash", metavar="H", help="Config hash (or a prefix of it).")
 @click.option("--config", type=click.Path(dir_okay=False), help="Runs of this config's hash.")
 @click.option("--experiment", help="Only this MLflow experiment.")
-def runs(config_hash: str | None, config: str | None, experiment: str | None) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def runs(
+    config_hash: str | None, config: str | None, experiment: str | None, as_json: bool
+) -> None:
     """List tracked runs, newest first (id, name, status, start, git, latest metrics)."""
     from trackcfg.cli.catalog import find_runs
     from trackcfg.cli.target import load_config
@@ -264,7 +267,8 @@ def runs(config_hash: str | None, config: str | None, experiment: str | None) ->
         raise click.UsageError("give --hash or --config, not both")
     if config:
         config_hash = load_config(config).hash
-    _out(render.render_runs(find_runs(config_hash, experiment), colour=_colour()))
+    rows = find_runs(config_hash, experiment)
+    _out(render.render_runs_json(rows) if as_json else render.render_runs(rows, colour=_colour()))
 
 
 @cli.command()

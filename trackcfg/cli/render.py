@@ -37,6 +37,7 @@ __all__ = [
     "render_reproduction",
     "render_run_started",
     "render_runs",
+    "render_runs_json",
     "render_table",
     "use_colour",
 ]
@@ -270,6 +271,27 @@ def render_runs(rows: Sequence[RunRow], *, colour: bool = False) -> str:
         table_rows,
         colour=colour,
         column_colours={0: Colour.CYAN},
+    )
+
+
+def render_runs_json(rows: Sequence[RunRow]) -> str:
+    """Runs as a JSON list of objects (for scripts), newest first."""
+    return json.dumps(
+        [
+            {
+                "run_id": r.run_id,
+                "name": r.name,
+                "experiment": r.experiment,
+                "status": r.status,
+                "start_time_ms": r.start_time_ms,
+                "config_hash": r.config_hash,
+                "git_commit": r.git_commit,
+                "git_dirty": r.git_dirty,
+                "metrics": dict(r.metrics),
+            }
+            for r in rows
+        ],
+        indent=2,
     )
 
 
