@@ -1,0 +1,547 @@
+"""`Config` and `ConfigDict`: the mmcv/mmengine-named facade over the config engine.
+
+The work is done elsewhere (``readers``, ``substitute``, ``inherit``, ``merge``,
+``provenance``, ``canonical``, ``dump``); this module wires it up under the names
+users know: ``Config.fromfile``, ``fromstring``, ``merge_from_dict``, ``to_dict``,
+``dump``, ``pretty_text``, ``filename``, ``text`` — plus what trackcfg adds:
+``hash``, ``canonical_bytes()``, ``lineage``, ``lineage_hash``, ``root``,
+``provenance(key_path)``, ``provenance_map()`` and ``options``.
+
+Differences from mmengine, on purpose:
+
+* ``_base_.x`` in a ``.py`` config reads a deep copy (mmengine shares the object);
+* ``{{ _base_.x }}`` also works inside a longer string (interpolated);
+* ``{{ $ENV:default }}``, ``pkg::path`` bases and the lazy-import config style are not
+  supported (their values would depend on the machine, not the files);
+* ``_delete_`` never leaks into the result;
+* a missing attribute suggests close matches.
+
+Example:
+    >>> cfg = Config(dict(model=dict(depth=50)))
+    >>> cfg.model.depth
+    50
+    >>> cfg.merge_from_dict({"model.depth": 101})
+    >>> cfg.model.depth, cfg.provenance("model.depth")[-1].kind.value
+    (101, 'option')
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+from trackcfg.config.canonical import digest, to_canonical_bytes
+from trackcfg.config.inherit import LineageEntry, Resolution, resolve_file, resolve_text
+from trackcfg.config.keypath import KeyPath, suggest
+from trackcfg.config.location import OPTION_FILE, Assignment, AssignmentKind, Location
+from trackcfg.config.merge import descend, merge
+from trackcfg.config.provenance import Provenance, ProvenanceBuilder
+from trackcfg.errors import (
+    CanonicalizationError,
+    ConfigAttributeError,
+    ConfigError,
+    ConfigKeyError,
+    ConfigOptionError,
+)
+
+__all__ = ["Config", "ConfigDict", "LineageEntry"]
+
+KeyParts = tuple[str | int, ...]
+
+#: Keys a config may not define: they name `Config` attributes (mmengine's list).
+RESERVED_KEYS = ("filename", "text", "pretty_text", "env_variables")
+
+
+def _missing(
+    parts: KeyParts, candidates: Mapping[object, object], cls: type[ConfigKeyError]
+) -> ConfigKeyError:
+    close = suggest(str(parts[-1]), [k for k in candidates if isinstance(k, str | int)])
+    message = "no such key"
+    if close:
+        message += "; did you mean " + " or ".join(repr(c) for c in close) + "?"
+    return cls(message, key_path=str(KeyPath(parts)))
+
+
+def _wrap(value: object, parts: KeyParts) -> object:
+    if type(value) is ConfigDict and value._key_path == parts:
+        return value
+    if isinstance(value, Mapping):
+        return ConfigDict._at(value, parts)
+    if type(value) is list:
+        return [_wrap(v, (*parts, i)) for i, v in enumerate(value)]
+    if type(value) is tuple:
+        return tuple(_wrap(v, (*parts, i)) for i, v in enumerate(value))
+    return value
+
+
+class ConfigDict(dict):  # type: ignore[type-arg]
+    """A dict with attribute access; nested dicts (also inside lists) are ConfigDicts.
+
+    A missing key raises ``ConfigAttributeError`` (an ``AttributeError``) for
+    ``d.key`` and ``ConfigKeyError`` (a ``KeyError``) for ``d['key']``, naming the
+    full key path and suggesting close matches.
+
+    Example:
+        >>> d = ConfigDict(model=dict(backbone=dict(depth=50)))
+        >>> d.model.backbone.depth
+        50
+        >>> d.model.backbone.dpeth
+        Traceback (most recent call last):
+        trackcfg.errors.ConfigAttributeError: model.backbone.dpeth: no such key; ...
+    """
+
+    __slots__ = ("_key_path",)
+    _key_path: KeyParts
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__()
+        object.__setattr__(self, "_key_path", ())
+        self.update(*args, **kwargs)
+
+    @classmethod
+    def _at(
+        cls, data: Mapping[str, object] | Mapping[object, object], parts: KeyParts
+    ) -> ConfigDict:
+        new = cls.__new__(cls)
+        object.__setattr__(new, "_key_path", parts)
+        for key, value in data.items():
+            dict.__setitem__(new, key, _wrap(value, (*parts, key)))  # type: ignore[arg-type]
+        return new
+
+    def __missing__(self, key: object) -> object:
+        raise _missing((*self._key_path, key), self, ConfigKeyError)  # type: ignore[arg-type]
+
+    def __getattr__(self, name: str) -> object:
+        try:
+            return dict.__getitem__(self, name)
+        except KeyError:
+            if name.startswith("__"):
+                raise AttributeError(name) from None
+            raise _missing((*self._key_path, name), self, ConfigAttributeError) from None
+
+    def __setattr__(self, name: str, value: object) -> None:
+        self[name] = value
+
+    def __delattr__(self, name: str) -> None:
+        if name not in self:
+            raise _missing((*self._key_path, name), self, ConfigAttributeError)
+        del self[name]
+
+    def __setitem__(self, key: object, value: object) -> None:
+        dict.__setitem__(self, key, _wrap(value, (*self._key_path, key)))  # type: ignore[arg-type]
+
+    def update(self, *args: object, **kwargs: object) -> None:
+        """Like ``dict.update``; nested dicts become ConfigDicts."""
+        for key, value in dict(*args, **kwargs).items():
+            self[key] = value
+
+    def setdefault(self, key: object, default: object = None) -> object:
+        """Like ``dict.setdefault``; the default is wrapped first."""
+        if key not in self:
+            self[key] = default
+        return dict.__getitem__(self, key)
+
+    def copy(self) -> ConfigDict:
+        """A shallow copy that is still a ConfigDict."""
+        return ConfigDict._at(self, self._key_path)
+
+    __copy__ = copy
+
+    def __deepcopy__(self, memo: dict[int, object]) -> ConfigDict:
+        new = ConfigDict.__new__(ConfigDict)
+        object.__setattr__(new, "_key_path", self._key_path)
+        memo[id(self)] = new
+        for key, value in self.items():
+            dict.__setitem__(new, copy.deepcopy(key, memo), copy.deepcopy(value, memo))
+        return new
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (ConfigDict._at, (dict(self), self._key_path))
+
+    def to_dict(self) -> dict[object, object]:
+        """Plain dicts all the way down; lists stay lists and tuples stay tuples."""
+        return _to_plain(self)  # type: ignore[return-value]
+
+
+def _to_plain(value: object) -> object:
+    if isinstance(value, Mapping):
+        return {k: _to_plain(v) for k, v in value.items()}
+    if type(value) is list:
+        return [_to_plain(v) for v in value]
+    if type(value) is tuple:
+        return tuple(_to_plain(v) for v in value)
+    return value
+
+
+class _OptionOrigin:
+    """``merge.ChildOrigin`` for ``merge_from_dict``: everything is an OPTION."""
+
+    location_value = Location(OPTION_FILE, 1)
+
+    def location(self, parts: KeyParts) -> Location:
+        return self.location_value
+
+    def assignment(
+        self, parts: KeyParts, existed: bool, value: object
+    ) -> tuple[AssignmentKind, Location | None]:
+        return AssignmentKind.OPTION, None
+
+
+class Config:
+    """A resolved config: values (via attribute or item access) plus hash, lineage, provenance.
+
+    Args:
+        cfg_dict: The values.
+        filename: The file it came from, if any.
+        text: The text it came from, if any.
+    """
+
+    __slots__ = (
+        "_cfg_dict",
+        "_filename",
+        "_lineage",
+        "_options",
+        "_provenance",
+        "_root",
+        "_text",
+    )
+    _cfg_dict: ConfigDict
+    _filename: str | None
+    _lineage: tuple[LineageEntry, ...]
+    _options: dict[str, object]
+    _provenance: ProvenanceBuilder
+    _root: Path
+    _text: str
+
+    def __init__(
+        self,
+        cfg_dict: Mapping[str, object] | None = None,
+        filename: str | os.PathLike[str] | None = None,
+        text: str | None = None,
+    ) -> None:
+        data = {} if cfg_dict is None else cfg_dict
+        if not isinstance(data, Mapping):
+            raise TypeError(f"cfg_dict must be a dict, got {type(data).__name__}")
+        for key in data:
+            if key in RESERVED_KEYS:
+                raise ConfigKeyError("is reserved: it names a Config attribute", key_path=str(key))
+        setattr_ = object.__setattr__
+        setattr_(self, "_cfg_dict", ConfigDict._at(data, ()))
+        setattr_(self, "_filename", None if filename is None else str(filename))
+        if text is None and filename is not None and Path(filename).is_file():
+            text = Path(filename).read_text(encoding="utf-8")
+        setattr_(self, "_text", text or "")
+        setattr_(self, "_lineage", ())
+        setattr_(self, "_provenance", ProvenanceBuilder())
+        setattr_(self, "_root", Path.cwd())
+        setattr_(self, "_options", {})
+
+    # ------------------------------------------------------------------ loading
+
+    @classmethod
+    def _from_resolution(cls, resolution: Resolution, filename: str | None) -> Config:
+        cfg = cls.__new__(cls)
+        setattr_ = object.__setattr__
+        setattr_(cfg, "_cfg_dict", ConfigDict._at(resolution.data, ()))
+        setattr_(cfg, "_filename", filename)
+        setattr_(cfg, "_text", "\n".join(f"{path}\n{text}" for path, text in resolution.texts))
+        setattr_(cfg, "_lineage", resolution.lineage)
+        setattr_(cfg, "_provenance", resolution.provenance)
+        setattr_(cfg, "_root", resolution.root)
+        setattr_(cfg, "_options", {})
+        return cfg
+
+    @classmethod
+    def fromfile(
+        cls,
+        filename: str | os.PathLike[str],
+        *,
+        import_custom_modules: bool = True,
+        root: str | os.PathLike[str] | None = None,
+    ) -> Config:
+        """Load a ``.py``, ``.json``, ``.yaml`` or ``.yml`` config and everything it inherits.
+
+        Args:
+            filename: The config file.
+            import_custom_modules: Import the modules listed in ``custom_imports``.
+            root: The project root for relative paths (default: the git work tree
+                holding the file, else the current directory).
+
+        Returns:
+            The resolved config.
+
+        Raises:
+            ConfigError: Any problem in the files, named by ``file:line: key.path:``.
+        """
+        resolution = resolve_file(filename, None if root is None else Path(root))
+        cfg = cls._from_resolution(resolution, str(filename))
+        if import_custom_modules and "custom_imports" in resolution.data:
+            from trackcfg.config.imports import import_custom_modules as run_imports
+
+            last = resolution.provenance.last(("custom_imports", "imports"))
+            run_imports(resolution.data["custom_imports"], last.location if last else None)
+        return cfg
+
+    @classmethod
+    def fromstring(cls, cfg_str: str, file_format: str) -> Config:
+        """Load config text as if it were a file in the current directory.
+
+        Args:
+            cfg_str: The text.
+            file_format: ``.py``, ``.json``, ``.yaml`` or ``.yml``.
+
+        Raises:
+            ConfigError: As for ``fromfile``; locations name the file ``<string>``.
+        """
+        return cls._from_resolution(resolve_text(cfg_str, file_format), None)
+
+    # ------------------------------------------------------------------ mapping facade
+
+    def __getattr__(self, name: str) -> object:
+        if name.startswith("__") or name in Config.__slots__:
+            raise AttributeError(name)
+        return getattr(self._cfg_dict, name)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        self._cfg_dict[name] = value
+
+    def __delattr__(self, name: str) -> None:
+        delattr(self._cfg_dict, name)
+
+    def __getitem__(self, name: str) -> object:
+        return self._cfg_dict[name]
+
+    def __setitem__(self, name: str, value: object) -> None:
+        self._cfg_dict[name] = value
+
+    def __delitem__(self, name: str) -> None:
+        del self._cfg_dict[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._cfg_dict
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._cfg_dict)
+
+    def __len__(self) -> int:
+        return len(self._cfg_dict)
+
+    def __repr__(self) -> str:
+        return f"Config (path: {self._filename}): {self._cfg_dict.to_dict()!r}"
+
+    def __copy__(self) -> Config:
+        new = Config.__new__(Config)
+        for name in Config.__slots__:
+            object.__setattr__(new, name, getattr(self, name))
+        object.__setattr__(new, "_cfg_dict", self._cfg_dict.copy())
+        object.__setattr__(new, "_provenance", self._provenance.copy())
+        object.__setattr__(new, "_options", dict(self._options))
+        return new
+
+    def __deepcopy__(self, memo: dict[int, object]) -> Config:
+        new = self.__copy__()
+        object.__setattr__(new, "_cfg_dict", copy.deepcopy(self._cfg_dict, memo))
+        return new
+
+    def __getstate__(self) -> dict[str, object]:
+        return {name: getattr(self, name) for name in Config.__slots__}
+
+    def __setstate__(self, state: Mapping[str, object]) -> None:
+        for name, value in state.items():
+            object.__setattr__(self, name, value)
+
+    # ------------------------------------------------------------------ mmcv surface
+
+    @property
+    def filename(self) -> str | None:
+        """The file this config was loaded from."""
+        return self._filename
+
+    @property
+    def text(self) -> str:
+        """Every lineage file's text, each after a line with its path (mmengine's form)."""
+        return self._text
+
+    @property
+    def pretty_text(self) -> str:
+        """The resolved config as Python source that reloads to the same values."""
+        from trackcfg.config.dump import to_python_text
+
+        return str(to_python_text(self.to_dict()))
+
+    def to_dict(self) -> dict[str, object]:
+        """The values as plain dicts; lists stay lists, tuples stay tuples."""
+        return self._cfg_dict.to_dict()  # type: ignore[return-value]
+
+    def dump(self, file: str | os.PathLike[str] | None = None) -> str | None:
+        """Write the config, in the format of ``file``'s suffix.
+
+        Args:
+            file: Where to write; when None the text is returned, in the format of
+                ``filename`` (Python when there is none).
+
+        Returns:
+            The text when ``file`` is None, else None.
+        """
+        from trackcfg.config import dump as dumper
+
+        suffix = Path(file).suffix if file is not None else Path(self._filename or "x.py").suffix
+        data = self.to_dict()
+        if suffix == ".py":
+            text = dumper.to_python_text(data)
+        elif suffix == ".json":
+            text = dumper.to_json_text(data)
+        elif suffix in (".yaml", ".yml"):
+            text = dumper.to_yaml_text(data)
+        else:
+            raise ConfigError(f"cannot dump to format {suffix!r}; use .py, .json or .yaml")
+        if file is None:
+            return str(text)
+        Path(file).write_text(text, encoding="utf-8")
+        return None
+
+    def merge_from_dict(self, options: Mapping[str, object], allow_list_keys: bool = True) -> None:
+        """Merge dotted-key options (``--cfg-options``) into the config.
+
+        ``{"model.backbone.depth": 50}`` sets one leaf; with ``allow_list_keys`` a
+        digit part indexes a list (``"pipeline.0.type"``). New keys are created; a
+        dict value merges into a dict (as in mmcv). Every leaf set gets an OPTION
+        assignment at ``<option>:1``.
+
+        Raises:
+            ConfigOptionError: A malformed key or a bad list index.
+            ConfigMergeError: A dict merged into a value that is not a dict.
+        """
+        tree: dict[str, object] = {}
+        paths: list[KeyParts] = []
+        for full_key, value in options.items():
+            try:
+                parts = KeyPath.parse(full_key).parts
+            except ValueError as exc:
+                raise ConfigOptionError(
+                    str(exc), location=Location(OPTION_FILE, 1), key_path=full_key
+                ) from None
+            if not parts:
+                raise ConfigOptionError("empty key", location=Location(OPTION_FILE, 1))
+            node = tree
+            for part in parts[:-1]:
+                child = node.setdefault(str(part), {})
+                if not isinstance(child, dict):
+                    child = node[str(part)] = {}
+                node = child
+            node[str(parts[-1])] = value
+            paths.append(parts)
+        result = merge(
+            self._cfg_dict,
+            tree,
+            _OptionOrigin(),
+            base_location=self._last_location,
+            list_keys=allow_list_keys,
+        )
+        self._provenance.extend(result.records)
+        for parts in paths:
+            self._record_list_option(result.data, parts)
+        object.__setattr__(self, "_cfg_dict", ConfigDict._at(result.data, ()))
+        self._options.update(options)
+
+    def _record_list_option(self, data: Mapping[str, object], parts: KeyParts) -> None:
+        # An option inside a list changes the list, which is the leaf: record it whole.
+        value: object = data
+        for end, part in enumerate(parts):
+            if isinstance(value, list):
+                self._provenance.add(
+                    parts[:end],
+                    Assignment(
+                        AssignmentKind.OPTION, Location(OPTION_FILE, 1), copy.deepcopy(value)
+                    ),
+                )
+                return
+            if isinstance(value, Mapping) and str(part) in value:
+                value = value[str(part)]
+            elif isinstance(value, Mapping) and part in value:
+                value = value[part]
+            else:
+                return
+
+    def _last_location(self, parts: KeyParts) -> Location | None:
+        last = self._provenance.last(parts)
+        return last.location if last is not None else None
+
+    # ------------------------------------------------------------------ trackcfg additions
+
+    def canonical_bytes(self) -> bytes:
+        """The canonical bytes of the resolved config (what ``hash`` digests).
+
+        Raises:
+            CanonicalizationError: A value cannot be encoded; the error names its key
+                path and where it was set.
+        """
+        try:
+            return to_canonical_bytes(self._cfg_dict)
+        except CanonicalizationError as exc:
+            location = None
+            if exc.key_path:
+                location = self._last_location(KeyPath.parse(exc.key_path).parts)
+            if location is None or exc.location is not None:
+                raise
+            raise CanonicalizationError(
+                exc.message,
+                location=location,
+                key_path=exc.key_path,
+                hint=exc.hint,
+                details=exc.details,
+            ) from exc
+
+    @property
+    def hash(self) -> str:
+        """xxh3-128 hex digest (32 chars) of ``canonical_bytes()``."""
+        return digest(self.canonical_bytes())
+
+    @property
+    def lineage(self) -> tuple[LineageEntry, ...]:
+        """Every file that took part, in resolution order (bases first)."""
+        return self._lineage
+
+    @property
+    def lineage_hash(self) -> str:
+        """Digest over the lineage: each file's path, digest, includer and order."""
+        entries = [
+            [entry.path, entry.digest, entry.included_by, entry.order] for entry in self._lineage
+        ]
+        return digest(to_canonical_bytes({"lineage": entries}))
+
+    @property
+    def root(self) -> Path:
+        """The project root that lineage and provenance paths are relative to."""
+        return self._root
+
+    @property
+    def options(self) -> dict[str, object]:
+        """Every ``merge_from_dict`` option, in the order given (later calls win)."""
+        return dict(self._options)
+
+    def provenance(self, key_path: str | KeyPath) -> tuple[Assignment, ...]:
+        """The ordered assignments of one key path (empty for a dict with no history).
+
+        Raises:
+            ConfigKeyError: The key path is neither in the config nor in its history.
+        """
+        parts = key_path.parts if isinstance(key_path, KeyPath) else KeyPath.parse(key_path).parts
+        frozen = self._provenance.freeze()
+        history = frozen.history(parts)
+        if history:
+            return history
+        value: object = self._cfg_dict
+        for depth, part in enumerate(parts):
+            try:
+                value = descend(value, part)
+            except KeyError:
+                candidates = value if isinstance(value, Mapping) else {}
+                raise _missing(parts[: depth + 1], candidates, ConfigKeyError) from None
+        return ()
+
+    def provenance_map(self) -> Provenance:
+        """Every key path's history."""
+        return self._provenance.freeze()

@@ -1,0 +1,300 @@
+"""`_base_` inheritance: find base files, detect cycles and clashes, merge, record lineage.
+
+Resolution is depth first: a file's bases are resolved (left to right) before the
+file itself is evaluated and merged into them, so provenance and lineage come out in
+*resolution order*: every base before the file that includes it, siblings in the
+order they are listed.
+
+Rules (mmengine's): ``_base_`` is a file name or a list, relative to the including
+file, any depth, any mix of formats. Two sibling bases may not define the same
+top-level key (the error names both places). A file that includes itself, directly
+or not, is an error showing the whole cycle. ``pkg::path`` package configs are not
+supported (they would tie the hash to what is installed).
+
+Paths in locations and lineage are relative to the *project root*: the git work tree
+holding the loaded config (found by looking for ``.git`` upwards; gitpython is not
+imported on this path), else the current directory.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from trackcfg.config.canonical import digest
+from trackcfg.config.location import Assignment, AssignmentKind, Location
+from trackcfg.config.merge import descend, merge
+from trackcfg.config.provenance import ProvenanceBuilder
+from trackcfg.config.readers import (
+    SUFFIXES,
+    ConfigSource,
+    EvaluatedConfig,
+    KeyOrigin,
+    evaluate_config,
+    parse_config,
+)
+from trackcfg.errors import ConfigBaseError, ConfigError
+
+__all__ = [
+    "LineageEntry",
+    "Resolution",
+    "find_root",
+    "resolve_file",
+    "resolve_text",
+]
+
+KeyParts = tuple[str | int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class LineageEntry:
+    """One file that took part in resolving a config.
+
+    Attributes:
+        path: Relative to the project root, posix separators.
+        digest: xxh3-128 hex digest of the file's bytes.
+        included_by: ``path`` of the file whose ``_base_`` names it (None for the
+            loaded config itself).
+        order: Position in resolution order (bases before the file including them).
+    """
+
+    path: str
+    digest: str
+    included_by: str | None
+    order: int
+
+
+@dataclass(frozen=True, slots=True)
+class Resolution:
+    """A resolved config tree: data, provenance, lineage and each file's text."""
+
+    data: dict[str, object]
+    provenance: ProvenanceBuilder
+    lineage: tuple[LineageEntry, ...]
+    texts: tuple[tuple[str, str], ...]
+    root: Path
+
+
+def find_root(path: Path) -> Path:
+    """The git work tree holding ``path`` (a ``.git`` dir or file upwards), else cwd."""
+    for parent in [path, *path.parents]:
+        if (parent / ".git").exists():
+            return parent
+    return Path.cwd()
+
+
+def _display(path: Path, root: Path) -> str:
+    return Path(os.path.relpath(path, root)).as_posix()
+
+
+def resolve_file(path: str | os.PathLike[str], root: Path | None = None) -> Resolution:
+    """Load a config file and everything it inherits.
+
+    Args:
+        path: The config file.
+        root: The project root; found from ``path`` when None.
+
+    Raises:
+        ConfigError: The file does not exist or has an unsupported suffix.
+        ConfigBaseError, ConfigSyntaxError, ConfigSubstitutionError,
+        ConfigMergeError: As described in ``trackcfg.errors``.
+    """
+    real = Path(os.path.abspath(os.path.expanduser(path)))
+    if root is None:
+        root = find_root(real.parent)
+    root = Path(os.path.abspath(root))
+    display = _display(real, root)
+    if real.suffix not in SUFFIXES:
+        raise ConfigError(
+            f"unsupported config format {real.suffix!r}; expected one of {', '.join(SUFFIXES)}",
+            location=Location(display, 1),
+        )
+    if not real.is_file():
+        raise ConfigError("config file not found", location=Location(display, 1))
+    resolver = _Resolver(root)
+    source, file_digest = resolver.read(real)
+    resolved = resolver.resolve(source, file_digest, None, ())
+    return resolver.result(resolved)
+
+
+def resolve_text(text: str, suffix: str, root: Path | None = None) -> Resolution:
+    """Resolve config text as if it were a file named ``<string>`` in the current directory.
+
+    Bases are looked up relative to the current directory.
+    """
+    if suffix not in SUFFIXES:
+        raise ConfigError(
+            f"unsupported config format {suffix!r}; expected one of {', '.join(SUFFIXES)}"
+        )
+    resolver = _Resolver(Path(os.path.abspath(root or Path.cwd())))
+    source = ConfigSource(None, "<string>", suffix, text)
+    resolved = resolver.resolve(source, digest(text.encode("utf-8")), None, ())
+    return resolver.result(resolved)
+
+
+@dataclass(frozen=True, slots=True)
+class _Resolved:
+    data: dict[str, object]
+    provenance: ProvenanceBuilder
+    key_locations: dict[str, Location]
+
+
+class _Resolver:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.lineage: list[LineageEntry] = []
+        self.texts: list[tuple[str, str]] = []
+
+    def read(self, path: Path) -> tuple[ConfigSource, str]:
+        raw = path.read_bytes()
+        text = raw.decode("utf-8")
+        return ConfigSource(path, _display(path, self.root), path.suffix, text), digest(raw)
+
+    def result(self, resolved: _Resolved) -> Resolution:
+        return Resolution(
+            resolved.data,
+            resolved.provenance,
+            tuple(self.lineage),
+            tuple(self.texts),
+            self.root,
+        )
+
+    def resolve(
+        self,
+        source: ConfigSource,
+        file_digest: str,
+        included_by: str | None,
+        stack: tuple[tuple[Path, str], ...],
+    ) -> _Resolved:
+        parsed = parse_config(source)
+        stack = (*stack, (source.path or Path("<string>"), source.display))
+        base_data: dict[str, object] = {}
+        provenance = ProvenanceBuilder()
+        key_locations: dict[str, Location] = {}
+        here = source.path.parent if source.path is not None else Path.cwd()
+        for entry in parsed.bases:
+            location = Location(source.display, entry.line)
+            sub = self._resolve_base(here, entry.name, location, source.display, stack)
+            clash = [key for key in sub.data if key in base_data]
+            if clash:
+                key = clash[0]
+                raise ConfigBaseError(
+                    f"defined in two sibling bases; first defined at {key_locations[key]}",
+                    location=sub.key_locations.get(key, location),
+                    key_path=key,
+                    hint="define each top-level key in one base only, or set it in the "
+                    "including file",
+                )
+            base_data.update(sub.data)
+            provenance.update(sub.provenance)
+            key_locations.update(sub.key_locations)
+        evaluated = evaluate_config(parsed, base_data)
+        origin = _FileOrigin(evaluated, source.display, provenance, base_data)
+        merged = merge(base_data, evaluated.data, origin, base_location=origin.base_location)
+        provenance.extend(merged.records)
+        for key in evaluated.data:
+            key_locations[key] = origin.location((key,))
+        self.lineage.append(
+            LineageEntry(source.display, file_digest, included_by, len(self.lineage))
+        )
+        self.texts.append((source.display, source.text))
+        return _Resolved(merged.data, provenance, key_locations)
+
+    def _resolve_base(
+        self,
+        here: Path,
+        name: str,
+        location: Location,
+        including: str,
+        stack: tuple[tuple[Path, str], ...],
+    ) -> _Resolved:
+        if "::" in name:
+            raise ConfigBaseError(
+                f"package base {name!r} is not supported",
+                location=location,
+                key_path="_base_",
+                hint="copy the base config into the project so its bytes are tracked",
+            )
+        path = Path(os.path.normpath(here / name))
+        display = _display(path, self.root)
+        if not path.is_file():
+            raise ConfigBaseError(
+                f"base file {name!r} not found (looked for {display})",
+                location=location,
+                key_path="_base_",
+            )
+        if path.suffix not in SUFFIXES:
+            raise ConfigBaseError(
+                f"base file {name!r} has unsupported format {path.suffix!r}; "
+                f"expected one of {', '.join(SUFFIXES)}",
+                location=location,
+                key_path="_base_",
+            )
+        real = path.resolve()
+        for index, (seen, _) in enumerate(stack):
+            if seen.resolve() == real:
+                cycle = [shown for _, shown in stack[index:]] + [display]
+                raise ConfigBaseError(
+                    f"cyclic _base_: {' -> '.join(cycle)}",
+                    location=location,
+                    key_path="_base_",
+                )
+        source, file_digest = self.read(path)
+        return self.resolve(source, file_digest, including, stack)
+
+
+class _FileOrigin:
+    """Where a file's own key paths were written (``merge.ChildOrigin``)."""
+
+    def __init__(
+        self,
+        evaluated: EvaluatedConfig,
+        display: str,
+        provenance: ProvenanceBuilder,
+        base: Mapping[str, object],
+    ) -> None:
+        self.origins = evaluated.origins
+        self.display = display
+        self.provenance = provenance
+        self.base = base
+
+    def _find(self, parts: KeyParts) -> tuple[int, KeyOrigin] | None:
+        origins = self.origins
+        for end in range(len(parts), 0, -1):
+            found = origins.get(parts[:end])
+            if found is not None:
+                return end, found
+        return None
+
+    def location(self, parts: KeyParts) -> Location:
+        found = self._find(parts)
+        # A key no parser saw (e.g. from `from x import *`): the top of the file.
+        return Location(self.display, found[1].line if found else 1)
+
+    def base_location(self, parts: KeyParts) -> Location | None:
+        last = self.provenance.last(parts)
+        return last.location if last is not None else None
+
+    def assignment(
+        self, parts: KeyParts, existed: bool, value: object
+    ) -> tuple[AssignmentKind, Location | None]:
+        found = self._find(parts)
+        if found is not None and found[1].ref is not None:
+            end, origin = found
+            assert origin.ref is not None
+            base_parts = (*origin.ref, *parts[end:])
+            if _has_path(self.base, base_parts):
+                last: Assignment | None = self.provenance.last(base_parts)
+                return AssignmentKind.SUBSTITUTION, last.location if last else None
+        return (AssignmentKind.OVERRIDE if existed else AssignmentKind.SET), None
+
+
+def _has_path(data: object, parts: KeyParts) -> bool:
+    for part in parts:
+        try:
+            data = descend(data, part)
+        except KeyError:
+            return False
+    return True

@@ -1,0 +1,570 @@
+"""Read one config file (.py/.json/.yaml/.yml) into data plus a line for every key path.
+
+Lines come from the parsers, never from guesses:
+
+* ``.py``: ``ast`` line numbers of top-level assignments (also ``x.a.b = ...`` and
+  ``x['a'] = ...``), of ``dict(...)`` keywords and of ``{...}`` literal keys. A key
+  whose value is computed (a comprehension, a function call) takes the line of the
+  nearest key above it that the parser saw.
+* ``.yaml``/``.yml``: PyYAML node marks (safe loader; ``!!python/tuple`` is the only
+  Python tag accepted — mmengine uses the full loader, which is not safe).
+* ``.json``: ``json`` for the values and a small position scanner for key lines.
+
+Reading is split in two because a ``.py`` config is executed with its bases' values
+bound (``_base_.x``): ``parse_config`` does everything that needs only the file, and
+``evaluate_config`` runs it against the merged bases.
+"""
+
+from __future__ import annotations
+
+import ast
+import bisect
+import builtins
+import json
+import types
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from trackcfg.config.keypath import KeyPath
+from trackcfg.config.location import Location
+from trackcfg.config.substitute import (
+    BASE_CALL,
+    BASE_KEY,
+    FORMAT_CALL,
+    Marker,
+    PythonPlaceholderTransformer,
+    base_chain,
+    base_reference,
+    interpolate,
+    lookup_base,
+    placeholder_bodies,
+    placeholder_expr,
+    predefined_variables,
+    resolve_markers,
+    substitute_data_text,
+)
+from trackcfg.errors import ConfigBaseError, ConfigSubstitutionError, ConfigSyntaxError
+
+if TYPE_CHECKING:
+    import yaml
+
+__all__ = [
+    "SUFFIXES",
+    "BaseEntry",
+    "ConfigSource",
+    "EvaluatedConfig",
+    "KeyOrigin",
+    "ParsedConfig",
+    "evaluate_config",
+    "parse_config",
+]
+
+KeyParts = tuple[str | int, ...]
+
+SUFFIXES = (".py", ".json", ".yaml", ".yml")
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigSource:
+    """The bytes of one config file and how to name it.
+
+    Attributes:
+        path: The real absolute path (None for ``Config.fromstring``).
+        display: The path shown in locations (relative to the project root).
+        suffix: ``.py``, ``.json``, ``.yaml`` or ``.yml``.
+        text: The decoded text.
+    """
+
+    path: Path | None
+    display: str
+    suffix: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class KeyOrigin:
+    """Where a key path is assigned in one file.
+
+    Attributes:
+        line: 1-based line of the key.
+        ref: When the value is exactly a ``_base_`` reference, the base key path.
+    """
+
+    line: int
+    ref: KeyParts | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BaseEntry:
+    """One name listed in ``_base_`` and the line that lists it."""
+
+    name: str
+    line: int
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedConfig:
+    """A parsed but not yet evaluated config file."""
+
+    source: ConfigSource
+    bases: tuple[BaseEntry, ...]
+    origins: Mapping[KeyParts, KeyOrigin]
+    code: types.CodeType | None = None
+    data: dict[str, object] | None = None
+    markers: tuple[Marker, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class EvaluatedConfig:
+    """A file's own values (before merging into its bases) and their key origins."""
+
+    data: dict[str, object]
+    origins: Mapping[KeyParts, KeyOrigin] = field(default_factory=dict)
+
+    def origin(self, parts: KeyParts) -> KeyOrigin | None:
+        """The origin of ``parts`` or of its nearest recorded ancestor."""
+        origins = self.origins
+        for end in range(len(parts), 0, -1):
+            found = origins.get(parts[:end])
+            if found is not None:
+                return found
+        return None
+
+
+def parse_config(source: ConfigSource) -> ParsedConfig:
+    """Parse one file without evaluating it.
+
+    Raises:
+        ConfigSyntaxError: The text is not valid Python / JSON / YAML, or its top level
+            is not a mapping.
+        ConfigBaseError: ``_base_`` is not a file name or a list of them.
+        ConfigSubstitutionError: An unknown ``{{ }}`` variable (Python configs).
+    """
+    if source.suffix == ".py":
+        return _parse_python(source)
+    substituted = substitute_data_text(
+        source.text, source.suffix, predefined_variables(source.path)
+    )
+    if source.suffix == ".json":
+        data = _load_json(substituted.text, source.display)
+        origins: dict[KeyParts, KeyOrigin] = {}
+        base_lines: dict[int, int] = {}
+        _JsonScanner(substituted.text, origins, base_lines).scan()
+    else:
+        data, origins, base_lines = _load_yaml(substituted.text, source.display)
+    bases = _base_entries(data.pop(BASE_KEY, []), origins, base_lines, source.display)
+    return ParsedConfig(source, bases, origins, data=data, markers=substituted.markers)
+
+
+def evaluate_config(parsed: ParsedConfig, base: Mapping[str, object]) -> EvaluatedConfig:
+    """Evaluate a parsed file against the merged values of its bases.
+
+    Returns:
+        The file's own keys: private ``__names``, modules and functions dropped (as
+        mmengine drops them), base references resolved.
+
+    Raises:
+        ConfigSubstitutionError: A ``_base_`` path that the bases do not define.
+        Exception: Whatever user code in a ``.py`` config raises, with a note naming
+            the config.
+    """
+    if parsed.code is not None:
+        return _evaluate_python(parsed, base)
+    assert parsed.data is not None
+    data, uses = resolve_markers(parsed.data, parsed.markers, base, parsed.source.display)
+    if not uses:
+        return EvaluatedConfig(data, parsed.origins)
+    origins = dict(parsed.origins)
+    for use in uses:
+        if use.marker.ref is not None:
+            line = origins.get(use.parts, KeyOrigin(use.marker.line)).line
+            origins[use.parts] = KeyOrigin(line, use.marker.ref)
+    return EvaluatedConfig(data, origins)
+
+
+# ---------------------------------------------------------------------------- _base_
+
+
+def _base_entries(
+    value: object,
+    origins: Mapping[KeyParts, KeyOrigin],
+    element_lines: Mapping[int, int],
+    display: str,
+) -> tuple[BaseEntry, ...]:
+    key_line = origins.get((BASE_KEY,), KeyOrigin(1)).line
+    names = [value] if isinstance(value, str) else value
+    if not isinstance(names, list | tuple) or not all(isinstance(n, str) for n in names):
+        raise ConfigBaseError(
+            f"_base_ must be a file name or a list of file names, got {value!r}",
+            location=Location(display, key_line),
+            key_path=BASE_KEY,
+        )
+    return tuple(BaseEntry(str(n), element_lines.get(i, key_line)) for i, n in enumerate(names))
+
+
+# ---------------------------------------------------------------------------- python
+
+
+class _PythonKeyScanner:
+    """Collect the line of every key a .py config assigns, from its ast."""
+
+    def __init__(self) -> None:
+        self.origins: dict[KeyParts, KeyOrigin] = {}
+        self.line_keys: dict[int, KeyParts] = {}
+
+    def scan(self, body: list[ast.stmt]) -> None:
+        for stmt in body:
+            if isinstance(stmt, ast.Assign):
+                for target in stmt.targets:
+                    self._target(target, stmt.value)
+            elif isinstance(stmt, ast.AnnAssign):
+                self._target(stmt.target, stmt.value)
+            elif isinstance(stmt, ast.AugAssign):
+                self._target(stmt.target, None)
+            elif isinstance(stmt, ast.Import | ast.ImportFrom):
+                for alias in stmt.names:
+                    name = alias.asname or alias.name.partition(".")[0]
+                    if name != "*":
+                        self._set((name,), KeyOrigin(stmt.lineno))
+            elif isinstance(stmt, ast.If | ast.For | ast.While | ast.With | ast.Try):
+                for block in ("body", "orelse", "finalbody"):
+                    self.scan(getattr(stmt, block, []))
+                for handler in getattr(stmt, "handlers", []):
+                    self.scan(handler.body)
+
+    def _set(self, parts: KeyParts, origin: KeyOrigin) -> None:
+        if parts in self.origins:
+            # A re-assignment: lines of the old value's keys no longer apply.
+            n = len(parts)
+            for old in [p for p in self.origins if p[:n] == parts]:
+                del self.origins[old]
+        self.origins[parts] = origin
+        self.line_keys.setdefault(origin.line, parts)
+
+    def _target(self, target: ast.expr, value: ast.expr | None) -> None:
+        if isinstance(target, ast.Tuple | ast.List):
+            for elt in target.elts:
+                self._target(elt, None)
+            return
+        parts = _target_parts(target)
+        if parts is None:
+            return
+        self._value(parts, value, target.lineno)
+
+    def _value(self, parts: KeyParts, node: ast.expr | None, line: int) -> None:
+        self._set(parts, KeyOrigin(line, _reference(node)))
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+            if node.func.id in ("dict", "ConfigDict"):
+                for kw in node.keywords:
+                    if kw.arg is not None:
+                        self._value((*parts, kw.arg), kw.value, kw.lineno)
+        elif isinstance(node, ast.Dict):
+            for key, item in zip(node.keys, node.values, strict=True):
+                if isinstance(key, ast.Constant) and isinstance(key.value, str | int):
+                    self._value((*parts, key.value), item, key.lineno)
+
+
+def _target_parts(node: ast.expr) -> KeyParts | None:
+    parts: list[str | int] = []
+    while True:
+        if isinstance(node, ast.Name):
+            return (node.id, *reversed(parts))
+        if isinstance(node, ast.Attribute):
+            parts.append(node.attr)
+            node = node.value
+        elif isinstance(node, ast.Subscript) and isinstance(node.slice, ast.Constant):
+            key = node.slice.value
+            if not isinstance(key, str | int) or isinstance(key, bool):
+                return None
+            parts.append(key)
+            node = node.value
+        else:
+            return None
+
+
+def _reference(node: ast.expr | None) -> KeyParts | None:
+    """The base key path when ``node`` is exactly a `_base_` reference."""
+    if node is None:
+        return None
+    inner = placeholder_expr(node)
+    chain = base_chain(inner if inner is not None else node)
+    if chain:
+        return chain
+    if isinstance(node, ast.Constant) and isinstance(node.value, str) and "{{" in node.value:
+        # A string holding one `{{ _base_.x }}` (whole or interpolated) substitutes x.
+        refs = [ref for ref in map(base_reference, placeholder_bodies(node.value)) if ref]
+        if len(refs) == 1:
+            return refs[0]
+    return None
+
+
+def _parse_python(source: ConfigSource) -> ParsedConfig:
+    filename = str(source.path) if source.path is not None else source.display
+    try:
+        tree = ast.parse(source.text, filename=filename)
+    except SyntaxError as exc:
+        raise ConfigSyntaxError(
+            f"invalid Python syntax: {exc.msg}",
+            location=Location(source.display, exc.lineno or 1, exc.offset),
+        ) from exc
+    scanner = _PythonKeyScanner()
+    scanner.scan(tree.body)
+
+    def key_path_at(line: int) -> str | None:
+        parts = scanner.line_keys.get(line)
+        return str(KeyPath(parts)) if parts else None
+
+    transformer = PythonPlaceholderTransformer(
+        predefined_variables(source.path), source.display, key_path_at
+    )
+    body: list[ast.stmt] = []
+    bases: tuple[BaseEntry, ...] = ()
+    for stmt in tree.body:
+        if (
+            isinstance(stmt, ast.Assign)
+            and len(stmt.targets) == 1
+            and isinstance(stmt.targets[0], ast.Name)
+            and stmt.targets[0].id == BASE_KEY
+        ):
+            # `_base_ = [...]` names files; it is read here and never executed (mmengine
+            # removes it from the ast the same way).
+            bases = _python_bases(stmt, transformer, source.display)
+            continue
+        body.append(transformer.visit(stmt))
+    tree.body = body
+    # New nodes take their parent's position: every line number stays the file's.
+    code = compile(ast.fix_missing_locations(tree), filename, "exec")
+    return ParsedConfig(source, bases, scanner.origins, code=code)
+
+
+def _python_bases(
+    stmt: ast.Assign, transformer: PythonPlaceholderTransformer, display: str
+) -> tuple[BaseEntry, ...]:
+    value = ast.fix_missing_locations(transformer.visit(stmt.value))
+    location = Location(display, stmt.lineno)
+    try:
+        names = eval(
+            compile(ast.Expression(body=value), display, "eval"), {"__builtins__": builtins}
+        )
+    except Exception as exc:
+        raise ConfigBaseError(
+            f"cannot evaluate _base_: {type(exc).__name__}: {exc}",
+            location=location,
+            key_path=BASE_KEY,
+        ) from exc
+    element_lines: dict[int, int] = {}
+    if isinstance(value, ast.List | ast.Tuple):
+        element_lines = {i: elt.lineno for i, elt in enumerate(value.elts)}
+    return _base_entries(names, {(BASE_KEY,): KeyOrigin(stmt.lineno)}, element_lines, display)
+
+
+def _evaluate_python(parsed: ParsedConfig, base: Mapping[str, object]) -> EvaluatedConfig:
+    source = parsed.source
+    display = source.display
+
+    def base_value(path: tuple[str | int, ...], line: int) -> object:
+        location = Location(display, line)
+        try:
+            return lookup_base(base, path, location)
+        except ConfigSubstitutionError as exc:
+            exc.key_path = _key_path_at(parsed.origins, line)
+            raise
+
+    def format_value(template: str, line: int) -> object:
+        try:
+            return interpolate(template, base, Location(display, line))
+        except ConfigSubstitutionError as exc:
+            exc.key_path = _key_path_at(parsed.origins, line)
+            raise
+
+    namespace: dict[str, object] = {
+        BASE_CALL: base_value,
+        FORMAT_CALL: format_value,
+        "__file__": str(source.path) if source.path is not None else display,
+        "__name__": "__trackcfg_config__",
+    }
+    assert parsed.code is not None
+    try:
+        exec(parsed.code, namespace)
+    except Exception as exc:
+        from trackcfg.errors import TrackcfgError
+
+        if not isinstance(exc, TrackcfgError):
+            exc.add_note(f"while loading config {display}")
+        raise
+    data = {
+        key: value
+        for key, value in namespace.items()
+        if not key.startswith("__") and not isinstance(value, types.FunctionType | types.ModuleType)
+    }
+    return EvaluatedConfig(data, parsed.origins)
+
+
+def _key_path_at(origins: Mapping[KeyParts, KeyOrigin], line: int) -> str | None:
+    best: KeyParts | None = None
+    for parts, origin in origins.items():
+        if origin.line == line and (best is None or len(parts) > len(best)):
+            best = parts
+    return str(KeyPath(best)) if best else None
+
+
+# ---------------------------------------------------------------------------- json
+
+
+def _load_json(text: str, display: str) -> dict[str, object]:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigSyntaxError(
+            f"invalid JSON: {exc.msg}", location=Location(display, exc.lineno, exc.colno)
+        ) from exc
+    if not isinstance(data, dict):
+        raise ConfigSyntaxError(
+            f"a config must be a JSON object at the top level, got {type(data).__name__}",
+            location=Location(display, 1),
+        )
+    return data
+
+
+class _JsonScanner:
+    """Record the line of every object key in (already validated) JSON text."""
+
+    def __init__(
+        self,
+        text: str,
+        origins: dict[KeyParts, KeyOrigin],
+        base_lines: dict[int, int],
+    ) -> None:
+        self.text = text
+        self.origins = origins
+        self.base_lines = base_lines
+        self.newlines = [i for i, ch in enumerate(text) if ch == "\n"]
+
+    def line(self, pos: int) -> int:
+        return bisect.bisect_right(self.newlines, pos) + 1
+
+    def skip_ws(self, pos: int) -> int:
+        text = self.text
+        while pos < len(text) and text[pos] in " \t\r\n":
+            pos += 1
+        return pos
+
+    def scan(self) -> None:
+        self.value(self.skip_ws(0), ())
+
+    def value(self, pos: int, parts: KeyParts | None) -> int:
+        text = self.text
+        ch = text[pos]
+        if ch == "{":
+            return self.obj(pos, parts)
+        if ch == "[":
+            pos = self.skip_ws(pos + 1)
+            index = 0
+            while text[pos] != "]":
+                if parts == (BASE_KEY,):
+                    self.base_lines[index] = self.line(pos)
+                pos = self.skip_ws(self.value(pos, None))
+                index += 1
+                if text[pos] == ",":
+                    pos = self.skip_ws(pos + 1)
+            return pos + 1
+        if ch == '"':
+            return json.decoder.scanstring(text, pos + 1)[1]  # type: ignore[attr-defined,no-any-return]
+        while pos < len(text) and text[pos] not in ",]} \t\r\n":
+            pos += 1
+        return pos
+
+    def obj(self, pos: int, parts: KeyParts | None) -> int:
+        text = self.text
+        pos = self.skip_ws(pos + 1)
+        while text[pos] != "}":
+            key, end = json.decoder.scanstring(text, pos + 1)  # type: ignore[attr-defined]
+            child = None if parts is None else (*parts, key)
+            if child is not None:
+                self.origins[child] = KeyOrigin(self.line(pos))
+            pos = self.skip_ws(self.skip_ws(end) + 1)  # past ':'
+            pos = self.skip_ws(self.value(pos, child))
+            if text[pos] == ",":
+                pos = self.skip_ws(pos + 1)
+        return pos + 1
+
+
+# ---------------------------------------------------------------------------- yaml
+
+_LOADER: type[yaml.SafeLoader] | None = None
+
+
+def _yaml_loader() -> type[yaml.SafeLoader]:
+    # PyYAML is imported on first use: importing trackcfg.config stays cheap.
+    global _LOADER
+    if _LOADER is None:
+        import yaml
+
+        base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+        class TupleSafeLoader(base):  # type: ignore[valid-type,misc]
+            """Safe loader that also builds tuples from ``!!python/tuple``."""
+
+        def construct_tuple(loader: yaml.SafeLoader, node: yaml.SequenceNode) -> tuple[object, ...]:
+            return tuple(loader.construct_sequence(node, deep=True))
+
+        TupleSafeLoader.add_constructor("tag:yaml.org,2002:python/tuple", construct_tuple)
+        _LOADER = TupleSafeLoader
+    return _LOADER
+
+
+def _load_yaml(
+    text: str, display: str
+) -> tuple[dict[str, object], dict[KeyParts, KeyOrigin], dict[int, int]]:
+    import yaml
+
+    loader = _yaml_loader()(text)
+    try:
+        node = loader.get_single_node()
+        data = {} if node is None else loader.construct_document(node)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else 1
+        problem = exc.problem or exc.context or "unreadable"
+        raise ConfigSyntaxError(
+            f"invalid YAML: {problem}", location=Location(display, line)
+        ) from exc
+    except yaml.YAMLError as exc:
+        raise ConfigSyntaxError(f"invalid YAML: {exc}", location=Location(display, 1)) from exc
+    finally:
+        loader.dispose()
+    if not isinstance(data, dict):
+        raise ConfigSyntaxError(
+            f"a config must be a YAML mapping at the top level, got {type(data).__name__}",
+            location=Location(display, 1),
+        )
+    origins: dict[KeyParts, KeyOrigin] = {}
+    base_lines: dict[int, int] = {}
+    if node is not None:
+        _yaml_origins(node, (), origins, base_lines)
+    return data, origins, base_lines
+
+
+def _yaml_origins(
+    node: yaml.Node,
+    parts: KeyParts,
+    origins: dict[KeyParts, KeyOrigin],
+    base_lines: dict[int, int],
+) -> None:
+    import yaml
+
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag.endswith(":merge"):
+                continue
+            key: str | int = key_node.value
+            if key_node.tag.endswith(":int") and key_node.value.lstrip("-").isdigit():
+                key = int(key_node.value)
+            child = (*parts, key)
+            origins[child] = KeyOrigin(key_node.start_mark.line + 1)
+            if child == (BASE_KEY,) and isinstance(value_node, yaml.SequenceNode):
+                for i, item in enumerate(value_node.value):
+                    base_lines[i] = item.start_mark.line + 1
+            _yaml_origins(value_node, child, origins, base_lines)

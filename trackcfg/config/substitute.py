@@ -1,0 +1,467 @@
+"""`{{ ... }}` placeholders and `_base_.x` references: find, replace, record.
+
+Two kinds of placeholder exist, as in mmcv/mmengine:
+
+* predefined variables ``{{ fileDirname }}``, ``{{ fileBasename }}``,
+  ``{{ fileBasenameNoExtension }}``, ``{{ fileExtname }}`` — the *real* file's, never a
+  temporary copy (mmengine substitutes into a temp file; we never make one);
+* base references ``{{ _base_.a.b }}`` — a value taken from the merged bases.
+
+Anything else between ``{{`` and ``}}`` is an error (mmengine's ``{{$ENV:default}}``
+form is not supported: a config whose value depends on the environment could not be
+re-resolved from its snapshot).
+
+How each format is handled, always keeping line numbers:
+
+* ``.py``: no text is rewritten. The file is parsed with ``ast`` and
+  ``PythonPlaceholderTransformer`` rewrites nodes in place (``copy_location`` keeps
+  lines): ``{{ x }}`` parses as a set of a set, which is replaced by the value;
+  strings containing placeholders are interpolated; and every ``_base_.a.b`` /
+  ``_base_['a']`` chain (mmengine's expression form) becomes a call that returns a
+  *deep copy* of the inherited value, so changing it in the child never changes the
+  inherited value elsewhere (mmengine hands out the shared object).
+* ``.json``/``.yaml``: the text does not parse with placeholders in it, so
+  ``substitute_data_text`` replaces predefined variables by their text (as mmengine
+  does) and each base reference by a unique marker token on the same line; after
+  loading, ``resolve_markers`` swaps markers for values.
+
+A string that is exactly one placeholder takes the base value whole, with its type
+(``lr: {{ _base_.lr }}`` gives a float); a placeholder inside a longer string is
+interpolated with ``str()``. mmengine only supports the whole-value form (inside a
+string it leaves a random token behind).
+"""
+
+from __future__ import annotations
+
+import ast
+import copy
+import os
+import re
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from trackcfg.config.keypath import KeyPath, suggest
+from trackcfg.config.location import Location
+from trackcfg.config.merge import descend
+from trackcfg.errors import ConfigSubstitutionError
+
+__all__ = [
+    "BASE_CALL",
+    "BASE_KEY",
+    "FORMAT_CALL",
+    "PREDEFINED_NAMES",
+    "BaseLookup",
+    "Marker",
+    "PythonPlaceholderTransformer",
+    "SubstitutedText",
+    "base_chain",
+    "base_reference",
+    "interpolate",
+    "lookup_base",
+    "placeholder_bodies",
+    "placeholder_expr",
+    "predefined_variables",
+    "resolve_markers",
+    "substitute_data_text",
+]
+
+KeyParts = tuple[str | int, ...]
+
+BASE_KEY = "_base_"
+#: Names of the helpers bound in a .py config's namespace (dunder: never config keys).
+BASE_CALL = "__trackcfg_base__"
+FORMAT_CALL = "__trackcfg_format__"
+
+PREDEFINED_NAMES = ("fileDirname", "fileBasename", "fileBasenameNoExtension", "fileExtname")
+
+# One placeholder on one line: `{{ anything-without-braces }}`.
+_PLACEHOLDER = re.compile(r"\{\{\s*([^{}\n]*?)\s*\}\}")
+_BASE_PATH = re.compile(r"_base_\.([A-Za-z0-9_]+(?:\.[A-Za-z0-9_]+)*)")
+
+
+def predefined_variables(path: Path | None) -> dict[str, str]:
+    """The values of ``{{ fileDirname }}`` etc. for the real file ``path``.
+
+    Backslashes become ``/`` (as in mmengine) so the values are safe inside strings.
+    A config read from a string (``path`` None) uses the current directory and the
+    name ``<string>``.
+    """
+    if path is None:
+        dirname, basename = os.getcwd(), "<string>"
+    else:
+        dirname, basename = str(path.parent), path.name
+    stem, ext = os.path.splitext(basename)
+    values = {
+        "fileDirname": dirname,
+        "fileBasename": basename,
+        "fileBasenameNoExtension": stem,
+        "fileExtname": ext,
+    }
+    return {k: v.replace("\\", "/") for k, v in values.items()}
+
+
+def _parts(dotted: str) -> KeyParts:
+    return tuple(int(p) if p.isdigit() else p for p in dotted.split("."))
+
+
+def placeholder_bodies(text: str) -> list[str]:
+    """The text inside every ``{{ ... }}`` of ``text``, stripped."""
+    return [m.group(1) for m in _PLACEHOLDER.finditer(text)]
+
+
+def base_reference(body: str) -> KeyParts | None:
+    """The key path of a ``_base_.a.b`` placeholder body, else None."""
+    m = _BASE_PATH.fullmatch(body)
+    return _parts(m.group(1)) if m else None
+
+
+# ---------------------------------------------------------------------------- lookups
+
+
+BaseLookup = Callable[[KeyParts, Location], object]
+
+
+def lookup_base(base: Mapping[str, object], path: KeyParts, location: Location) -> object:
+    """Deep copy of the value at ``path`` in the merged bases.
+
+    Raises:
+        ConfigSubstitutionError: ``path`` names nothing in the bases.
+    """
+    value: object = base
+    for depth, part in enumerate(path):
+        try:
+            value = descend(value, part)
+        except KeyError:
+            found = KeyPath(path[:depth])
+            candidates: list[object] = list(value) if isinstance(value, Mapping) else []
+            close = suggest(str(part), candidates)
+            prefix = f"{found}." if found.parts else ""
+            hint = f"did you mean _base_.{prefix}{close[0]}?" if close else None
+            raise ConfigSubstitutionError(
+                f"_base_.{KeyPath(path)} is not defined in the bases",
+                location=location,
+                hint=hint,
+            ) from None
+    return _copy(value)
+
+
+def _copy(value: object) -> object:
+    # Plain data is copied so a child editing it never changes the inherited value;
+    # dicts come back as ConfigDict so `_base_.model.backbone` chains keep working.
+    from trackcfg.config.config import ConfigDict
+
+    if isinstance(value, Mapping):
+        return ConfigDict({k: _copy(v) for k, v in value.items()})
+    if isinstance(value, list):
+        return [_copy(v) for v in value]
+    if type(value) is tuple:
+        return tuple(_copy(v) for v in value)
+    if isinstance(value, str | int | float | bool | type(None) | type):
+        return value
+    return copy.deepcopy(value)
+
+
+def interpolate(
+    template: str,
+    base: Mapping[str, object],
+    location: Location,
+) -> object:
+    """Replace every ``{{ _base_.x }}`` in ``template``; a lone placeholder keeps its type."""
+    whole = _PLACEHOLDER.fullmatch(template)
+    if whole is not None:
+        ref = base_reference(whole.group(1))
+        if ref is not None:
+            return lookup_base(base, ref, location)
+
+    def one(m: re.Match[str]) -> str:
+        ref = base_reference(m.group(1))
+        if ref is None:
+            return m.group(0)
+        return str(lookup_base(base, ref, location))
+
+    return _PLACEHOLDER.sub(one, template)
+
+
+def _unknown(body: str, location: Location, key_path: str | None) -> ConfigSubstitutionError:
+    names = [*PREDEFINED_NAMES, "_base_.<key path>"]
+    close = suggest(body, PREDEFINED_NAMES)
+    hint = f"did you mean {{{{ {close[0]} }}}}?" if close else f"known: {', '.join(names)}"
+    return ConfigSubstitutionError(
+        f"unknown placeholder {{{{ {body} }}}}",
+        location=location,
+        key_path=key_path,
+        hint=hint,
+    )
+
+
+# ---------------------------------------------------------------------------- python
+
+
+def base_chain(node: ast.expr) -> KeyParts | None:
+    """The key path of a ``_base_.a['b'].c`` chain (``()`` for bare ``_base_``), else None."""
+    parts: list[str | int] = []
+    while True:
+        if isinstance(node, ast.Attribute):
+            parts.append(node.attr)
+            node = node.value
+        elif isinstance(node, ast.Subscript) and isinstance(node.slice, ast.Constant):
+            key = node.slice.value
+            if not isinstance(key, str | int) or isinstance(key, bool):
+                return None
+            parts.append(key)
+            node = node.value
+        elif isinstance(node, ast.Name) and node.id == BASE_KEY:
+            return tuple(reversed(parts))
+        else:
+            return None
+
+
+def placeholder_expr(node: ast.expr) -> ast.expr | None:
+    """The ``x`` of a ``{{ x }}`` set-of-set expression, else None."""
+    if (
+        isinstance(node, ast.Set)
+        and len(node.elts) == 1
+        and isinstance(node.elts[0], ast.Set)
+        and len(node.elts[0].elts) == 1
+    ):
+        return node.elts[0].elts[0]
+    return None
+
+
+class PythonPlaceholderTransformer(ast.NodeTransformer):
+    """Rewrite placeholders and ``_base_`` chains in a parsed ``.py`` config.
+
+    Args:
+        variables: Predefined variable values (``predefined_variables``).
+        file: Display path for error locations.
+        key_path_at: Maps a line to the key path assigned there (for error messages).
+    """
+
+    def __init__(
+        self,
+        variables: Mapping[str, str],
+        file: str,
+        key_path_at: Callable[[int], str | None],
+    ) -> None:
+        self.variables = variables
+        self.file = file
+        self.key_path_at = key_path_at
+
+    def _call(self, name: str, args: list[ast.expr], like: ast.AST) -> ast.expr:
+        call = ast.Call(func=ast.Name(id=name, ctx=ast.Load()), args=args, keywords=[])
+        return ast.copy_location(call, like)
+
+    def _base_call(self, path: KeyParts, like: ast.expr) -> ast.expr:
+        return self._call(
+            BASE_CALL,
+            [ast.Constant(value=path), ast.Constant(value=like.lineno)],  # type: ignore[arg-type]
+            like,
+        )
+
+    def visit_Set(self, node: ast.Set) -> ast.expr:
+        inner = placeholder_expr(node)
+        if inner is None:
+            self.generic_visit(node)
+            return node
+        chain = base_chain(inner)
+        if chain is not None and chain:
+            return self._base_call(chain, node)
+        body = ast.unparse(inner)
+        if isinstance(inner, ast.Name) and inner.id in self.variables:
+            return ast.copy_location(ast.Constant(value=self.variables[inner.id]), node)
+        location = Location(self.file, node.lineno, node.col_offset + 1)
+        raise _unknown(body, location, self.key_path_at(node.lineno))
+
+    def visit_Constant(self, node: ast.Constant) -> ast.expr:
+        value = node.value
+        if not isinstance(value, str) or "{{" not in value:
+            return node
+        location = Location(self.file, node.lineno, node.col_offset + 1)
+        has_ref = False
+
+        def one(m: re.Match[str]) -> str:
+            nonlocal has_ref
+            body = m.group(1)
+            if body in self.variables:
+                return self.variables[body]
+            if base_reference(body) is not None:
+                has_ref = True
+                return m.group(0)
+            raise _unknown(body, location, self.key_path_at(node.lineno))
+
+        text = _PLACEHOLDER.sub(one, value)
+        if has_ref:
+            return self._call(
+                FORMAT_CALL, [ast.Constant(value=text), ast.Constant(value=node.lineno)], node
+            )
+        return ast.copy_location(ast.Constant(value=text), node)
+
+    def visit_Attribute(self, node: ast.Attribute) -> ast.expr:
+        chain = base_chain(node)
+        if chain is not None and isinstance(node.ctx, ast.Load):
+            return self._base_call(chain, node)
+        self.generic_visit(node)
+        return node
+
+    def visit_Subscript(self, node: ast.Subscript) -> ast.expr:
+        chain = base_chain(node)
+        if chain is not None and isinstance(node.ctx, ast.Load):
+            return self._base_call(chain, node)
+        self.generic_visit(node)
+        return node
+
+    def visit_Name(self, node: ast.Name) -> ast.expr:
+        if node.id == BASE_KEY and isinstance(node.ctx, ast.Load):
+            return self._base_call((), node)
+        return node
+
+
+# ---------------------------------------------------------------------------- json/yaml
+
+
+@dataclass(frozen=True, slots=True)
+class Marker:
+    """A placeholder replaced by a token in JSON/YAML text.
+
+    Attributes:
+        token: The unique text put in its place.
+        body: The text between the braces.
+        ref: The ``_base_`` key path, or None for an unknown variable.
+        line: 1-based line of the placeholder.
+        col: 1-based column of the placeholder.
+    """
+
+    token: str
+    body: str
+    ref: KeyParts | None
+    line: int
+    col: int
+
+
+@dataclass(frozen=True, slots=True)
+class SubstitutedText:
+    """JSON/YAML text ready to parse, and the markers left in it."""
+
+    text: str
+    markers: tuple[Marker, ...]
+
+
+def substitute_data_text(text: str, suffix: str, variables: Mapping[str, str]) -> SubstitutedText:
+    """Replace placeholders in JSON/YAML text, keeping every line where it was.
+
+    Predefined variables become their text (mmengine's behaviour). Base references and
+    unknown placeholders become marker tokens; in JSON a marker outside a string is
+    quoted so the text parses.
+    """
+    if "{{" not in text:
+        return SubstitutedText(text, ())
+    nonce = uuid.uuid4().hex[:8]
+    markers: list[Marker] = []
+    out: list[str] = []
+    is_json = suffix == ".json"
+    pos = 0
+    in_string = False
+    line = 1
+    line_start = 0
+    for m in _PLACEHOLDER.finditer(text):
+        chunk = text[pos : m.start()]
+        if is_json:
+            in_string = _json_in_string(chunk, in_string)
+        newlines = chunk.count("\n")
+        if newlines:
+            line += newlines
+            line_start = pos + chunk.rindex("\n") + 1
+        out.append(chunk)
+        body = m.group(1)
+        if body in variables:
+            out.append(variables[body])
+        else:
+            token = f"__trackcfg_{nonce}_{len(markers)}__"
+            markers.append(
+                Marker(token, body, base_reference(body), line, m.start() - line_start + 1)
+            )
+            out.append(f'"{token}"' if is_json and not in_string else token)
+        pos = m.end()
+    out.append(text[pos:])
+    return SubstitutedText("".join(out), tuple(markers))
+
+
+def _json_in_string(chunk: str, in_string: bool) -> bool:
+    i, n = 0, len(chunk)
+    while i < n:
+        ch = chunk[i]
+        if in_string and ch == "\\":
+            i += 2
+            continue
+        if ch == '"':
+            in_string = not in_string
+        i += 1
+    return in_string
+
+
+@dataclass(frozen=True, slots=True)
+class MarkerUse:
+    """Where a marker was found after loading: the key path it sits under."""
+
+    parts: KeyParts
+    marker: Marker
+    whole: bool
+
+
+def resolve_markers(
+    data: dict[str, object],
+    markers: tuple[Marker, ...],
+    base: Mapping[str, object],
+    file: str,
+) -> tuple[dict[str, object], list[MarkerUse]]:
+    """Swap marker tokens in loaded JSON/YAML data for base values.
+
+    Returns:
+        The new data and, for every key path holding a marker, how it was used.
+
+    Raises:
+        ConfigSubstitutionError: An unknown placeholder or a missing base path.
+    """
+    if not markers:
+        return data, []
+    by_token = {m.token: m for m in markers}
+    token_re = re.compile("|".join(re.escape(t) for t in by_token))
+    uses: list[MarkerUse] = []
+
+    def value_of(marker: Marker, parts: KeyParts) -> object:
+        location = Location(file, marker.line, marker.col)
+        if marker.ref is None:
+            raise _unknown(marker.body, location, str(KeyPath(parts)) or None)
+        try:
+            return lookup_base(base, marker.ref, location)
+        except ConfigSubstitutionError as exc:
+            exc.key_path = str(KeyPath(parts)) or None
+            raise
+
+    def walk(value: object, parts: KeyParts) -> object:
+        if isinstance(value, str):
+            if value in by_token:
+                marker = by_token[value]
+                uses.append(MarkerUse(parts, marker, True))
+                return value_of(marker, parts)
+            if "__trackcfg_" not in value:
+                return value
+
+            def one(m: re.Match[str]) -> str:
+                marker = by_token[m.group(0)]
+                uses.append(MarkerUse(parts, marker, False))
+                return str(value_of(marker, parts))
+
+            return token_re.sub(one, value)
+        if isinstance(value, dict):
+            return {k: walk(v, (*parts, k)) for k, v in value.items()}
+        if isinstance(value, list):
+            return [walk(v, parts) for v in value]
+        if isinstance(value, tuple):
+            return tuple(walk(v, parts) for v in value)
+        return value
+
+    resolved = walk(data, ())
+    return resolved, uses  # type: ignore[return-value]
