@@ -1,0 +1,479 @@
+"""LR updater hooks: mmcv 1.x's learning-rate schedules, selected by ``lr_config=dict(policy=...)``.
+
+``lr_config=dict(policy='step', step=[8, 11], warmup='linear', warmup_iters=500,
+warmup_ratio=0.001)`` builds `StepLrUpdaterHook` (the runner turns ``policy`` into
+``'<Policy>LrUpdaterHook'`` as mmcv does). The numbers are mmcv 1.x's: we follow
+mmcv rather than mmengine's ``ParamScheduler`` because the config keys users bring
+are mmcv's, and mmengine's schedulers are stateful (``last_epoch``) where mmcv's
+are not.
+
+The rule that makes resume exact: every learning rate is a pure function of the
+runner's counters (``epoch`` or ``iter``) and the base LR of each param group.
+The base LR is stored in the optimizer's own param groups as ``initial_lr`` (the
+key torch schedulers use), so it is saved and restored with the optimizer state;
+the hooks keep no other state, and their `state_dict` is empty. ``base_lr`` and
+``regular_lr`` are recomputed, never trusted across a resume.
+
+Firing (as mmcv): ``before_run`` records base LRs; with ``by_epoch=True`` the
+regular LR is set in ``before_train_epoch`` and warmup (counted in iterations)
+adjusts it in ``before_train_iter``; with ``by_epoch=False`` both happen in
+``before_train_iter``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence, Sized
+from typing import TYPE_CHECKING, Literal, TypedDict, Unpack
+
+from torch.optim import Optimizer
+
+from trackcfg.errors import RunnerError
+from trackcfg.registry import HOOKS
+from trackcfg.runner.hooks.hook import Hook
+
+if TYPE_CHECKING:
+    from trackcfg.runner.base_runner import BaseRunner
+
+__all__ = [
+    "CosineAnnealingLrUpdaterHook",
+    "CosineRestartLrUpdaterHook",
+    "ExpLrUpdaterHook",
+    "FixedLrUpdaterHook",
+    "FlatCosineAnnealingLrUpdaterHook",
+    "InvLrUpdaterHook",
+    "LrUpdaterHook",
+    "PolyLrUpdaterHook",
+    "StepLrUpdaterHook",
+    "annealing_cos",
+]
+
+#: One LR per param group, or per optimizer name when ``runner.optimizer`` is a dict.
+LrGroups = list[float] | dict[str, list[float]]
+
+WarmupKind = Literal["constant", "linear", "exp"]
+_WARMUPS: tuple[str, ...] = ("constant", "linear", "exp")
+
+
+class LrUpdaterArgs(TypedDict, total=False):
+    """The `LrUpdaterHook` arguments every schedule accepts as keywords."""
+
+    by_epoch: bool
+    warmup: WarmupKind | None
+    warmup_iters: int
+    warmup_ratio: float
+    warmup_by_epoch: bool
+
+
+def annealing_cos(start: float, end: float, factor: float, weight: float = 1.0) -> float:
+    """Cosine interpolation from ``start`` (factor 0) to ``end`` (factor 1), as mmcv.
+
+    Example:
+        >>> annealing_cos(1.0, 0.0, 0.5)
+        0.5
+    """
+    cos_out = math.cos(math.pi * factor) + 1
+    return end + 0.5 * weight * (start - end) * cos_out
+
+
+def _optimizers(runner: BaseRunner) -> dict[str, Optimizer] | Optimizer:
+    optimizer = runner.optimizer
+    if optimizer is None:
+        raise RunnerError(
+            "an LR updater hook needs runner.optimizer", hint="give the runner an optimizer"
+        )
+    return optimizer
+
+
+def _epoch_length(runner: BaseRunner) -> int:
+    data_loader = runner.data_loader
+    if not isinstance(data_loader, Sized):
+        raise RunnerError(
+            "warmup_by_epoch needs a data loader with a length (len(runner.data_loader))"
+        )
+    return len(data_loader)
+
+
+class LrUpdaterHook(Hook):
+    """Base class of the LR schedules: warmup, per-epoch or per-iteration updates.
+
+    Subclasses implement `get_lr` (the LR of one param group, without warmup).
+
+    Args:
+        by_epoch: Update the LR at every epoch (``runner.epoch`` drives the schedule)
+            instead of every iteration (``runner.iter``).
+        warmup: ``None``, ``'constant'``, ``'linear'`` or ``'exp'``.
+        warmup_iters: Length of the warmup, in iterations (or epochs with
+            ``warmup_by_epoch``).
+        warmup_ratio: The warmup starts at ``warmup_ratio * regular_lr``.
+        warmup_by_epoch: Count ``warmup_iters`` in epochs (converted to iterations with
+            ``len(runner.data_loader)``).
+
+    Raises:
+        ValueError: an unknown warmup kind, ``warmup_iters <= 0`` or a ratio outside (0, 1].
+    """
+
+    priority = "VERY_HIGH"  # mmcv's register_lr_hook priority: before the optimizer steps
+
+    def __init__(
+        self,
+        by_epoch: bool = True,
+        warmup: WarmupKind | None = None,
+        warmup_iters: int = 0,
+        warmup_ratio: float = 0.1,
+        warmup_by_epoch: bool = False,
+    ) -> None:
+        if warmup is not None:
+            if warmup not in _WARMUPS:
+                raise ValueError(
+                    f"warmup: {warmup!r} is not a supported warmup; use one of "
+                    + ", ".join(repr(w) for w in _WARMUPS)
+                    + " or None"
+                )
+            if warmup_iters <= 0:
+                raise ValueError(f"warmup_iters: must be a positive integer, got {warmup_iters}")
+            if not 0 < warmup_ratio <= 1.0:
+                raise ValueError(f"warmup_ratio: must be in (0, 1], got {warmup_ratio}")
+        self.by_epoch = by_epoch
+        self.warmup = warmup
+        self.warmup_ratio = warmup_ratio
+        self.warmup_by_epoch = warmup_by_epoch
+        # mmcv's attributes: with warmup_by_epoch, warmup_iters is None until the epoch
+        # length is known.
+        self.warmup_epochs: int | None = warmup_iters if warmup_by_epoch else None
+        self.warmup_iters: int | None = None if warmup_by_epoch else warmup_iters
+        self.base_lr: LrGroups = []  # initial LR of every param group
+        self.regular_lr: LrGroups = []  # the scheduled LR without warmup
+
+    # -- the schedule --------------------------------------------------------
+
+    def get_lr(self, runner: BaseRunner, base_lr: float) -> float:
+        """The LR of a param group whose base LR is ``base_lr`` at the runner's counters."""
+        raise NotImplementedError
+
+    def get_regular_lr(self, runner: BaseRunner) -> LrGroups:
+        """`get_lr` for every param group (of every optimizer)."""
+        if isinstance(self.base_lr, dict):
+            return {
+                name: [self.get_lr(runner, lr) for lr in lrs] for name, lrs in self.base_lr.items()
+            }
+        return [self.get_lr(runner, lr) for lr in self.base_lr]
+
+    def get_warmup_lr(self, cur_iters: int) -> LrGroups:
+        """The regular LRs scaled by the warmup factor at iteration ``cur_iters``."""
+
+        def scale(regular: list[float]) -> list[float]:
+            warmup_iters = self.warmup_iters or 1
+            if self.warmup == "constant":
+                return [lr * self.warmup_ratio for lr in regular]
+            if self.warmup == "linear":
+                k = (1 - cur_iters / warmup_iters) * (1 - self.warmup_ratio)
+                return [lr * (1 - k) for lr in regular]
+            # 'exp'
+            k = self.warmup_ratio ** (1 - cur_iters / warmup_iters)
+            return [lr * k for lr in regular]
+
+        if isinstance(self.regular_lr, dict):
+            return {name: scale(lrs) for name, lrs in self.regular_lr.items()}
+        return scale(self.regular_lr)
+
+    # -- stages --------------------------------------------------------------
+
+    def before_run(self, runner: BaseRunner) -> None:
+        # setdefault: after a resume the optimizer state already carries the original
+        # initial_lr, and the base LR must come from it, not from the current (decayed) lr.
+        optimizer = _optimizers(runner)
+        if isinstance(optimizer, dict):
+            base: dict[str, list[float]] = {}
+            for name, optim in optimizer.items():
+                for group in optim.param_groups:
+                    group.setdefault("initial_lr", group["lr"])
+                base[name] = [float(group["initial_lr"]) for group in optim.param_groups]
+            self.base_lr = base
+        else:
+            for group in optimizer.param_groups:
+                group.setdefault("initial_lr", group["lr"])
+            self.base_lr = [float(group["initial_lr"]) for group in optimizer.param_groups]
+
+    def before_train_epoch(self, runner: BaseRunner) -> None:
+        self._resolve_warmup_iters(runner)
+        if not self.by_epoch:
+            return
+        self.regular_lr = self.get_regular_lr(runner)
+        self._set_lr(runner, self.regular_lr)
+
+    def before_train_iter(self, runner: BaseRunner) -> None:
+        cur_iter = runner.iter
+        warmup_iters = self._resolve_warmup_iters(runner)
+        if not self.by_epoch:
+            self.regular_lr = self.get_regular_lr(runner)
+            if self.warmup is None or cur_iter >= warmup_iters:
+                self._set_lr(runner, self.regular_lr)
+            else:
+                self._set_lr(runner, self.get_warmup_lr(cur_iter))
+            return
+        if self.warmup is None or cur_iter > warmup_iters:
+            return
+        # mmcv reuses the regular LR computed in before_train_epoch; we recompute it (a pure
+        # function of runner.epoch) because after a mid-epoch resume that stage did not run.
+        self.regular_lr = self.get_regular_lr(runner)
+        if cur_iter == warmup_iters:
+            self._set_lr(runner, self.regular_lr)
+        else:
+            self._set_lr(runner, self.get_warmup_lr(cur_iter))
+
+    # -- helpers -------------------------------------------------------------
+
+    def _resolve_warmup_iters(self, runner: BaseRunner) -> int:
+        if self.warmup_iters is None:
+            self.warmup_iters = (self.warmup_epochs or 0) * _epoch_length(runner)
+        return self.warmup_iters
+
+    @staticmethod
+    def _set_lr(runner: BaseRunner, lr_groups: LrGroups) -> None:
+        optimizer = _optimizers(runner)
+        if isinstance(optimizer, dict):
+            if not isinstance(lr_groups, dict):
+                raise TypeError("a dict of optimizers needs a dict of LR groups")
+            for name, optim in optimizer.items():
+                for group, lr in zip(optim.param_groups, lr_groups[name], strict=True):
+                    group["lr"] = lr
+        else:
+            if isinstance(lr_groups, dict):
+                raise TypeError("a single optimizer needs a list of LRs")
+            for group, lr in zip(optimizer.param_groups, lr_groups, strict=True):
+                group["lr"] = lr
+
+
+def _progress(hook: LrUpdaterHook, runner: BaseRunner) -> int:
+    return int(runner.epoch if hook.by_epoch else runner.iter)
+
+
+def _max_progress(hook: LrUpdaterHook, runner: BaseRunner) -> int:
+    max_progress = runner.max_epochs if hook.by_epoch else runner.max_iters
+    if max_progress is None:
+        unit = "max_epochs" if hook.by_epoch else "max_iters"
+        raise RunnerError(
+            f"{type(hook).__name__} needs runner.{unit}",
+            hint="use by_epoch=False with an IterBasedRunner" if hook.by_epoch else None,
+        )
+    return max_progress
+
+
+def _check_min_lr(min_lr: float | None, min_lr_ratio: float | None) -> None:
+    if (min_lr is None) == (min_lr_ratio is None):
+        raise ValueError("give exactly one of min_lr and min_lr_ratio")
+
+
+@HOOKS.register_module()
+class FixedLrUpdaterHook(LrUpdaterHook):
+    """Constant LR (warmup still applies): ``lr_config=dict(policy='fixed')``."""
+
+    def get_lr(self, runner: BaseRunner, base_lr: float) -> float:
+        return base_lr
+
+
+@HOOKS.register_module()
+class StepLrUpdaterHook(LrUpdaterHook):
+    """Multiply the LR by ``gamma`` at every step: ``lr_config=dict(policy='step', step=[8, 11])``.
+
+    Args:
+        step: An int decays every ``step`` epochs/iterations; a list decays at each listed
+            epoch/iteration.
+        gamma: Decay factor.
+        min_lr: Clip the LR from below, if given.
+        **kwargs: `LrUpdaterHook` arguments (``by_epoch``, ``warmup``, ...).
+
+    Raises:
+        TypeError: ``step`` is neither an int nor a list of ints.
+        ValueError: a step is not positive.
+    """
+
+    def __init__(
+        self,
+        step: int | Sequence[int],
+        gamma: float = 0.1,
+        min_lr: float | None = None,
+        **kwargs: Unpack[LrUpdaterArgs],
+    ) -> None:
+        if isinstance(step, bool) or not isinstance(step, int | list | tuple):
+            raise TypeError(f"step: must be an int or a list of ints, got {type(step).__name__}")
+        steps = [step] if isinstance(step, int) else list(step)
+        if not all(isinstance(s, int) and not isinstance(s, bool) for s in steps):
+            raise TypeError(f"step: must be an int or a list of ints, got {step!r}")
+        if not all(s > 0 for s in steps):
+            raise ValueError(f"step: every step must be positive, got {step!r}")
+        self.step: int | list[int] = step if isinstance(step, int) else steps
+        self.gamma = gamma
+        self.min_lr = min_lr
+        super().__init__(**kwargs)
+
+    def get_lr(self, runner: BaseRunner, base_lr: float) -> float:
+        progress = _progress(self, runner)
+        if isinstance(self.step, int):
+            exp = progress // self.step
+        else:
+            # the number of milestones already reached
+            exp = len(self.step)
+            for i, s in enumerate(self.step):
+                if progress < s:
+                    exp = i
+                    break
+        lr = base_lr * self.gamma**exp
+        if self.min_lr is not None:
+            lr = max(lr, self.min_lr)
+        return lr
+
+
+@HOOKS.register_module()
+class ExpLrUpdaterHook(LrUpdaterHook):
+    """``lr = base_lr * gamma ** progress``: ``lr_config=dict(policy='exp', gamma=0.9)``."""
+
+    def __init__(self, gamma: float, **kwargs: Unpack[LrUpdaterArgs]) -> None:
+        self.gamma = gamma
+        super().__init__(**kwargs)
+
+    def get_lr(self, runner: BaseRunner, base_lr: float) -> float:
+        return float(base_lr * self.gamma ** _progress(self, runner))
+
+
+@HOOKS.register_module()
+class PolyLrUpdaterHook(LrUpdaterHook):
+    """``(base_lr - min_lr) * (1 - progress / max_progress) ** power + min_lr``."""
+
+    def __init__(
+        self, power: float = 1.0, min_lr: float = 0.0, **kwargs: Unpack[LrUpdaterArgs]
+    ) -> None:
+        self.power = power
+        self.min_lr = min_lr
+        super().__init__(**kwargs)
+
+    def get_lr(self, runner: BaseRunner, base_lr: float) -> float:
+        coeff = (1 - _progress(self, runner) / _max_progress(self, runner)) ** self.power
+        return float((base_lr - self.min_lr) * coeff + self.min_lr)
+
+
+@HOOKS.register_module()
+class InvLrUpdaterHook(LrUpdaterHook):
+    """``base_lr * (1 + gamma * progress) ** -power`` (Caffe's "inv" policy)."""
+
+    def __init__(self, gamma: float, power: float = 1.0, **kwargs: Unpack[LrUpdaterArgs]) -> None:
+        self.gamma = gamma
+        self.power = power
+        super().__init__(**kwargs)
+
+    def get_lr(self, runner: BaseRunner, base_lr: float) -> float:
+        return float(base_lr * (1 + self.gamma * _progress(self, runner)) ** (-self.power))
+
+
+@HOOKS.register_module()
+class CosineAnnealingLrUpdaterHook(LrUpdaterHook):
+    """Cosine decay from the base LR to ``min_lr`` (or ``base_lr * min_lr_ratio``).
+
+    ``lr_config=dict(policy='CosineAnnealing', min_lr=0)``. The LR reaches its minimum at
+    ``progress == max_progress`` (one past the last epoch/iteration), as in mmcv.
+
+    Raises:
+        ValueError: both or neither of ``min_lr`` and ``min_lr_ratio`` are given.
+    """
+
+    def __init__(
+        self,
+        min_lr: float | None = None,
+        min_lr_ratio: float | None = None,
+        **kwargs: Unpack[LrUpdaterArgs],
+    ) -> None:
+        _check_min_lr(min_lr, min_lr_ratio)
+        self.min_lr = min_lr
+        self.min_lr_ratio = min_lr_ratio
+        super().__init__(**kwargs)
+
+    def get_lr(self, runner: BaseRunner, base_lr: float) -> float:
+        target = _target_lr(base_lr, self.min_lr, self.min_lr_ratio)
+        return annealing_cos(base_lr, target, _progress(self, runner) / _max_progress(self, runner))
+
+
+@HOOKS.register_module()
+class FlatCosineAnnealingLrUpdaterHook(LrUpdaterHook):
+    """Flat at the base LR for ``start_percent`` of training, then cosine to the minimum.
+
+    Raises:
+        ValueError: ``start_percent`` outside [0, 1], or both/neither of the minimums.
+    """
+
+    def __init__(
+        self,
+        start_percent: float = 0.75,
+        min_lr: float | None = None,
+        min_lr_ratio: float | None = None,
+        **kwargs: Unpack[LrUpdaterArgs],
+    ) -> None:
+        _check_min_lr(min_lr, min_lr_ratio)
+        if not 0 <= start_percent <= 1:
+            raise ValueError(f"start_percent: must be in [0, 1], got {start_percent}")
+        self.start_percent = start_percent
+        self.min_lr = min_lr
+        self.min_lr_ratio = min_lr_ratio
+        super().__init__(**kwargs)
+
+    def get_lr(self, runner: BaseRunner, base_lr: float) -> float:
+        max_progress = _max_progress(self, runner)
+        start = round(max_progress * self.start_percent)
+        progress = _progress(self, runner) - start
+        if progress < 0:
+            return base_lr
+        target = _target_lr(base_lr, self.min_lr, self.min_lr_ratio)
+        return annealing_cos(base_lr, target, progress / (max_progress - start))
+
+
+@HOOKS.register_module()
+class CosineRestartLrUpdaterHook(LrUpdaterHook):
+    """Cosine annealing restarted after each period (SGDR).
+
+    Args:
+        periods: Length of each cosine cycle, in epochs/iterations.
+        restart_weights: Scale of the LR at each restart (same length as ``periods``).
+        min_lr: The LR at the end of every cycle, or
+        min_lr_ratio: ... that LR as a ratio of the base LR.
+        **kwargs: `LrUpdaterHook` arguments.
+
+    Raises:
+        ValueError: mismatched lengths, both/neither minimums, or (from `get_lr`) a
+            progress beyond the sum of the periods.
+    """
+
+    def __init__(
+        self,
+        periods: Sequence[int],
+        restart_weights: Sequence[float] = (1,),
+        min_lr: float | None = None,
+        min_lr_ratio: float | None = None,
+        **kwargs: Unpack[LrUpdaterArgs],
+    ) -> None:
+        _check_min_lr(min_lr, min_lr_ratio)
+        if len(periods) != len(restart_weights):
+            raise ValueError("periods and restart_weights must have the same length")
+        self.periods = list(periods)
+        self.restart_weights = list(restart_weights)
+        self.min_lr = min_lr
+        self.min_lr_ratio = min_lr_ratio
+        self.cumulative_periods = [sum(self.periods[: i + 1]) for i in range(len(self.periods))]
+        super().__init__(**kwargs)
+
+    def get_lr(self, runner: BaseRunner, base_lr: float) -> float:
+        progress = _progress(self, runner)
+        target = _target_lr(base_lr, self.min_lr, self.min_lr_ratio)
+        idx = next((i for i, end in enumerate(self.cumulative_periods) if progress < end), None)
+        if idx is None:
+            raise ValueError(
+                f"progress {progress} exceeds the cumulative periods {self.cumulative_periods}"
+            )
+        nearest_restart = 0 if idx == 0 else self.cumulative_periods[idx - 1]
+        alpha = min((progress - nearest_restart) / self.periods[idx], 1)
+        return annealing_cos(base_lr, target, alpha, self.restart_weights[idx])
+
+
+def _target_lr(base_lr: float, min_lr: float | None, min_lr_ratio: float | None) -> float:
+    if min_lr_ratio is not None:
+        return base_lr * min_lr_ratio
+    return float(min_lr or 0.0)
