@@ -1,0 +1,224 @@
+"""MLflow hooks: metrics through the journal, checkpoints uploaded in the background.
+
+Unlike mmcv's ``MlflowLoggerHook`` these hooks never touch MLflow's global active
+run and never call MLflow on the training thread:
+
+- `MlflowLoggerHook` hands every logged scalar to a `MetricJournal` (an
+  in-memory append), with ``step`` = the global iteration (1-based, as mmcv);
+- `MlflowCheckpointHook` listens to the runner's checkpoint writer and uploads each
+  durably complete checkpoint to the run's
+  ``checkpoints/`` artifacts from its own thread. Only after an upload finished
+  does it move the run's "latest complete checkpoint" pointer (the tags
+  ``trackcfg.latest_checkpoint`` and ``trackcfg.latest_checkpoint_digest``), and
+  only then does it delete checkpoints beyond the newest ``keep_last``, remotely
+  and locally. A failed upload is retried with backoff; training goes on.
+
+Both hooks do nothing on ranks other than 0 (one MLflow run per job).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from trackcfg.runner.hooks.hook import Hook
+from trackcfg.runner.hooks.logger import LoggerHook
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+    from trackcfg.runner.base_runner import BaseRunner
+    from trackcfg.runner.checkpoint import SavedCheckpoint
+    from trackcfg.tracking.journal import MetricJournal
+
+__all__ = ["CHECKPOINT_ARTIFACT_DIR", "MlflowCheckpointHook", "MlflowLoggerHook"]
+
+_logger = logging.getLogger(__name__)
+
+#: Artifact directory of uploaded checkpoints inside a run.
+CHECKPOINT_ARTIFACT_DIR = "checkpoints"
+
+
+class MlflowLoggerHook(LoggerHook):
+    """Log every scalar the runner logs to an MLflow run, via a `MetricJournal`.
+
+    Args:
+        journal: The run's journal (owned by the caller, who closes it).
+        interval: Log every ``interval`` iterations (as `LoggerHook`).
+        ignore_last: Skip the partial interval at the end of an epoch.
+        reset_flag: Clear the log buffer output after logging.
+        by_epoch: Count ``interval`` within each epoch.
+    """
+
+    def __init__(
+        self,
+        journal: MetricJournal,
+        interval: int = 10,
+        ignore_last: bool = True,
+        reset_flag: bool = False,
+        by_epoch: bool = True,
+    ) -> None:
+        super().__init__(
+            interval=interval, ignore_last=ignore_last, reset_flag=reset_flag, by_epoch=by_epoch
+        )
+        self.journal = journal
+
+    def log(self, runner: BaseRunner) -> None:
+        """Queue the buffer's scalars (and lr/momentum) at the global iteration."""
+        if runner.rank != 0:
+            return
+        self.journal.log_many(self.get_loggable_tags(runner), step=self.get_iter(runner))
+
+
+class MlflowCheckpointHook(Hook):
+    """Upload every complete checkpoint to the run and keep a "latest complete" pointer.
+
+    Args:
+        tracking_uri: The run's store.
+        run_id: The run.
+        journal: Flushed before the pointer moves, so every metric logged before the
+            checkpoint is durable when a resume could start from it.
+        keep_last: Keep only this many newest checkpoints (remotely and locally);
+            None keeps all.
+        max_backoff: Longest wait between upload attempts while the store is away.
+    """
+
+    priority = "LOW"
+
+    def __init__(
+        self,
+        tracking_uri: str,
+        run_id: str,
+        journal: MetricJournal | None = None,
+        keep_last: int | None = None,
+        max_backoff: float = 5.0,
+    ) -> None:
+        if keep_last is not None and keep_last < 1:
+            raise ValueError(f"keep_last must be >= 1 or None, got {keep_last}")
+        self.tracking_uri = tracking_uri
+        self.run_id = run_id
+        self.journal = journal
+        self.keep_last = keep_last
+        self.max_backoff = max_backoff
+        self.uploaded: list[SavedCheckpoint] = []
+        self._queue: queue.Queue[SavedCheckpoint | None] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._idle = threading.Condition()
+        self._pending = 0
+
+    # -- hook stages -------------------------------------------------------------
+
+    def before_run(self, runner: BaseRunner) -> None:
+        if runner.rank != 0:
+            return
+        runner.add_checkpoint_listener(self.on_checkpoint)
+
+    def after_run(self, runner: BaseRunner) -> None:
+        if runner.rank != 0:
+            return
+        runner.wait_for_checkpoints()
+        self.wait(timeout=None if self._thread is None else 120.0)
+
+    # -- listener (runner's writer thread) ------------------------------------------
+
+    def on_checkpoint(self, saved: SavedCheckpoint) -> None:
+        """Queue ``saved`` for upload (called by the runner once it is durable)."""
+        with self._idle:
+            self._pending += 1
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._upload_loop, name="trackcfg-ckpt-upload", daemon=True
+                )
+                self._thread.start()
+        self._queue.put(saved)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until every queued checkpoint is uploaded; False on timeout."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._pending == 0, timeout)
+
+    def close(self, timeout: float | None = 30.0) -> bool:
+        """Finish queued uploads (up to ``timeout``), then stop the upload thread."""
+        done = self.wait(timeout)
+        self._stop.set()
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join(timeout=1.0)
+        return done
+
+    # -- upload thread -----------------------------------------------------------------
+
+    def _upload_loop(self) -> None:
+        from mlflow import MlflowClient
+
+        client: MlflowClient = MlflowClient(self.tracking_uri)
+        while True:
+            saved = self._queue.get()
+            if saved is None:
+                return
+            backoff = 0.25
+            while not self._stop.is_set():
+                try:
+                    self._upload(client, saved)
+                    break
+                except Exception as error:  # retried: the pointer must not move early
+                    _logger.warning(
+                        "trackcfg: uploading checkpoint %s failed (%s); retrying",
+                        saved.path.name,
+                        str(error).splitlines()[0] if str(error) else type(error).__name__,
+                    )
+                    self._stop.wait(backoff)
+                    backoff = min(backoff * 2, self.max_backoff)
+            with self._idle:
+                self._pending -= 1
+                self._idle.notify_all()
+
+    def _upload(self, client: MlflowClient, saved: SavedCheckpoint) -> None:
+        from trackcfg.tracking.mlflow_run import (
+            TAG_LATEST_CHECKPOINT,
+            TAG_LATEST_CHECKPOINT_DIGEST,
+            set_tags,
+        )
+
+        if not saved.path.is_file():
+            _logger.warning("trackcfg: checkpoint %s vanished before upload", saved.path)
+            return
+        # The digest travels inside the file (its trailer) and in the pointer tag.
+        client.log_artifact(self.run_id, str(saved.path), CHECKPOINT_ARTIFACT_DIR)
+        if self.journal is not None:
+            # Every metric logged before this checkpoint must be durable before a
+            # resume can start from it (resume skips the steps the journal holds).
+            self.journal.flush(timeout=10.0)
+        set_tags(
+            client,
+            self.run_id,
+            {
+                TAG_LATEST_CHECKPOINT: f"{CHECKPOINT_ARTIFACT_DIR}/{saved.path.name}",
+                TAG_LATEST_CHECKPOINT_DIGEST: saved.digest,
+                "trackcfg.latest_checkpoint_iter": str(saved.iter),
+                "trackcfg.latest_checkpoint_epoch": str(saved.epoch),
+                "trackcfg.latest_checkpoint_time": str(int(time.time() * 1000)),
+            },
+        )
+        self.uploaded = [c for c in self.uploaded if c.path.name != saved.path.name]
+        self.uploaded.append(saved)
+        if self.keep_last is not None:
+            while len(self.uploaded) > self.keep_last:
+                self._prune(client, self.uploaded.pop(0))
+
+    def _prune(self, client: MlflowClient, old: SavedCheckpoint) -> None:
+        from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+        artifact_uri = client.get_run(self.run_id).info.artifact_uri
+        repo = get_artifact_repository(artifact_uri, tracking_uri=self.tracking_uri)
+        name = old.path.name
+        try:
+            repo.delete_artifacts(f"{CHECKPOINT_ARTIFACT_DIR}/{name}")  # type: ignore[no-untyped-call]
+        except Exception as error:  # a leftover remote file is harmless
+            _logger.warning("trackcfg: could not delete remote %s: %s", name, error)
+        Path(old.path).unlink(missing_ok=True)

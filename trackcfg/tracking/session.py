@@ -1,0 +1,575 @@
+"""Tracked runs end to end: what ``trackcfg run``, ``resume`` and ``sync`` do.
+
+`start_run` resolves the config, hashes it, opens an MLflow run (tags, name,
+params), writes the snapshot *before* training starts, then trains with
+``train(..., extra_hooks=...)`` carrying the MLflow hooks, so a config never has
+to mention MLflow. The run ends FINISHED, FAILED (the error is a tag and the
+run's note) or KILLED (SIGTERM/SIGINT).
+
+`resume_run` needs nothing but the tracking store: it reads the run's snapshot,
+re-resolves the config from it and compares the hash with the run's tag (a
+mismatch is refused with the differing keys unless forced; forced changes are
+recorded on the run), downloads the newest complete checkpoint, verifies its
+digest and continues the *same* run. Metric steps the run already holds (in the
+store or in a local journal) are not logged again, so the history has every
+step once.
+
+`sync` delivers what journals in a work dir still hold (after a crash or an
+outage) and sets run statuses that could not be set at the time.
+
+Only rank 0 (``RANK`` unset or 0) tracks; other ranks train untracked.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import signal
+import tempfile
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING
+
+from trackcfg.errors import CheckpointCorruptError, HashMismatchError, TrackingError
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+    from trackcfg.config.config import Config
+
+__all__ = ["RunResult", "RunTerminatedError", "SyncReport", "resume_run", "start_run", "sync"]
+
+_logger = logging.getLogger(__name__)
+
+#: Seconds a finished run waits for metrics to reach the store before leaving them
+#: to `sync` (the journal keeps them).
+DELIVERY_TIMEOUT = 30.0
+
+
+class RunTerminatedError(KeyboardInterrupt):
+    """Training stopped by SIGTERM (the run is marked KILLED); ``signum`` says which."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"terminated by signal {signum}")
+        self.signum = signum
+
+
+@dataclass(frozen=True, slots=True)
+class RunResult:
+    """The outcome of `start_run` / `resume_run`.
+
+    Attributes:
+        run_id: The MLflow run id.
+        run_name: ``<config stem>@<hash[:8]>``.
+        experiment_id: The run's experiment.
+        config_hash: The resolved config's hash (the run's tag).
+        tracking_uri: The store the run lives in.
+        work_dir: Checkpoints, logs and the metric journal.
+        status: FINISHED (KILLED/FAILED raise instead of returning).
+        metrics_pending: Metrics still only in the journal (``trackcfg sync`` sends them).
+    """
+
+    run_id: str
+    run_name: str
+    experiment_id: str
+    config_hash: str
+    tracking_uri: str
+    work_dir: Path
+    status: str
+    metrics_pending: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class SyncReport:
+    """What `sync` did.
+
+    Attributes:
+        journals: Journals found.
+        delivered: Metrics delivered now.
+        pending: Metrics still undelivered (the store is away).
+        statuses: Run statuses set now.
+    """
+
+    journals: int
+    delivered: int
+    pending: int
+    statuses: int
+
+    def __str__(self) -> str:
+        text = (
+            f"{self.journals} journal(s): {self.delivered} metric(s) delivered, "
+            f"{self.pending} pending, {self.statuses} run status(es) set"
+        )
+        if self.pending:
+            text += " — run `trackcfg sync` again when the tracking store is reachable"
+        return text
+
+
+# -- public entry points -----------------------------------------------------------
+
+
+def start_run(
+    config_path: str | Path,
+    options: Sequence[str] = (),
+    work_dir: Path | str | None = None,
+    experiment: str | None = None,
+    *,
+    tracking_uri: str | None = None,
+) -> RunResult:
+    """Train ``config_path`` as a new tracked MLflow run.
+
+    Args:
+        config_path: The config file.
+        options: ``--cfg-options`` strings (``k=v``), as given on the command line.
+        work_dir: Checkpoints and logs; default ``cfg.work_dir``, else
+            ``work_dirs/<config stem>``.
+        experiment: MLflow experiment name (created when missing); default
+            ``trackcfg``.
+        tracking_uri: The store; default ``MLFLOW_TRACKING_URI``, else
+            ``sqlite:///<cwd>/mlflow.db``.
+
+    Returns:
+        The finished run.
+
+    Raises:
+        ConfigError: the config does not load.
+        TrackingError: the store cannot be used.
+        RunTerminatedError, KeyboardInterrupt: stopped by a signal (run KILLED).
+        Exception: whatever training raised (run FAILED, error recorded).
+    """
+    from trackcfg.config.config import Config
+    from trackcfg.config.options import parse_cfg_options
+    from trackcfg.tracking import mlflow_run as mr
+    from trackcfg.tracking.environment import capture_environment
+    from trackcfg.tracking.gitstate import capture_git_state
+    from trackcfg.tracking.snapshot import upload_snapshot, write_snapshot
+
+    cfg = Config.fromfile(config_path)
+    parsed = parse_cfg_options(list(options))
+    if parsed:
+        cfg.merge_from_dict(parsed)
+    work = _work_dir(cfg, config_path, work_dir)
+    if not _is_rank_zero():
+        return _train_untracked(cfg, work)
+    uri = tracking_uri or mr.resolve_tracking_uri()
+    sync(work, timeout=5.0)  # leftovers of an earlier process in this work dir
+
+    client = mr.open_client(uri)
+    experiment_id = mr.get_or_create_experiment(client, experiment or mr.DEFAULT_EXPERIMENT, uri)
+    git = capture_git_state(Path(config_path).parent)
+    config_hash = cfg.hash
+    config_file = _config_file(cfg)
+    name = mr.run_name(config_file, config_hash)
+    tags = {
+        mr.TAG_CONFIG_HASH: config_hash,
+        mr.TAG_LINEAGE_HASH: cfg.lineage_hash,
+        mr.TAG_CONFIG_FILE: config_file,
+        mr.TAG_WORK_DIR: str(work),
+        **mr.git_tags(git),
+    }
+    run_id = mr.create_run(client, experiment_id, name=name, tags=tags)
+    try:
+        mr.log_params(client, run_id, mr.flatten_params(cfg.to_dict()))
+        with tempfile.TemporaryDirectory(prefix="trackcfg-snapshot-") as tmp:
+            snapshot = write_snapshot(
+                Path(tmp) / "trackcfg",
+                cfg,
+                cfg_options=list(options),
+                git=git,
+                environment=capture_environment(),
+            )
+            upload_snapshot(client, run_id, snapshot)
+    except BaseException as error:
+        _finish(client, run_id, "FAILED", error)
+        raise
+    status, pending = _train_tracked(cfg, client, uri, run_id, work, resume_from=None)
+    return RunResult(run_id, name, experiment_id, config_hash, uri, work, status, pending)
+
+
+def resume_run(
+    run_id: str,
+    work_dir: Path | str | None = None,
+    force: bool = False,
+    *,
+    tracking_uri: str | None = None,
+) -> RunResult:
+    """Continue run ``run_id`` from its newest complete checkpoint, in the same run.
+
+    Works with nothing but the tracking store: the config comes from the run's
+    snapshot, the checkpoint from its artifacts.
+
+    Args:
+        run_id: The MLflow run to continue.
+        work_dir: Where to continue; default the run's own work dir when it still
+            exists, else ``work_dirs/<run name>-<run id[:8]>``.
+        force: Continue even if the snapshot's config no longer hashes like the
+            run's tag (the changes are recorded on the run).
+        tracking_uri: The store; default as `start_run`.
+
+    Returns:
+        The finished run.
+
+    Raises:
+        RunNotFoundError: no such run.
+        SnapshotError: the run has no usable snapshot.
+        HashMismatchError: the config hashes differently and ``force`` is False.
+        CheckpointCorruptError: the downloaded checkpoint does not match its digest.
+    """
+    from trackcfg.tracking import mlflow_run as mr
+    from trackcfg.tracking.journal import journal_dir
+    from trackcfg.tracking.snapshot import download_snapshot, read_snapshot
+
+    uri = tracking_uri or mr.resolve_tracking_uri()
+    client = mr.open_client(uri)
+    run = mr.get_run(client, run_id)
+    tags = dict(run.data.tags)
+    with tempfile.TemporaryDirectory(prefix="trackcfg-resume-") as tmp_text:
+        tmp = Path(tmp_text)
+        snap = read_snapshot(download_snapshot(client, run_id, tmp / "download"), run_id=run_id)
+        tagged_hash = tags.get(mr.TAG_CONFIG_HASH, snap.config_hash)
+        cfg = snap.resolve(tmp / "lineage")
+        if cfg.hash != tagged_hash:
+            changes = _describe_changes(snap.config, cfg)
+            if not force:
+                raise HashMismatchError(
+                    f"run {run_id}: the config re-resolved from its snapshot hashes to "
+                    f"{cfg.hash}, the run's tag is {tagged_hash}",
+                    details=changes or ["(no key differs: the canonical form changed)"],
+                    hint="pass --force to continue with the re-resolved config anyway",
+                )
+            mr.set_tags(
+                client,
+                run_id,
+                {
+                    mr.TAG_FORCED_CHANGES: json.dumps(
+                        {"from": tagged_hash, "to": cfg.hash, "changes": changes}
+                    ),
+                    mr.TAG_NOTE: "Resumed with --force; config changes:\n" + "\n".join(changes),
+                },
+            )
+        if "custom_imports" in cfg.to_dict():
+            # The hash check ran without importing anything; training needs the modules.
+            cfg = snap.resolve(tmp / "lineage-import", import_custom_modules=True)
+        work = _resume_work_dir(work_dir, tags, run.info.run_name or run_id, run_id)
+        old_work = tags.get(mr.TAG_WORK_DIR)
+        if old_work and Path(old_work).is_dir() and Path(old_work).resolve() != work:
+            sync(Path(old_work), timeout=10.0)  # deliver the killed process's journal
+        checkpoint = _download_checkpoint(client, run_id, tags, work)
+        skip = _logged_steps(client, run_id, run.data.metrics.keys())
+        count = int(tags.get("trackcfg.resume_count", "0")) + 1
+        mr.set_tags(
+            client,
+            run_id,
+            {
+                "trackcfg.resume_count": str(count),
+                "trackcfg.resumed_from": tags.get(mr.TAG_LATEST_CHECKPOINT, "(start)"),
+                mr.TAG_WORK_DIR: str(work),
+            },
+        )
+        client.update_run(run_id, status="RUNNING")
+        journal_dir(work, run_id).mkdir(parents=True, exist_ok=True)
+        status, pending = _train_tracked(
+            cfg, client, uri, run_id, work, resume_from=checkpoint, skip=skip
+        )
+    return RunResult(
+        run_id,
+        run.info.run_name or run_id,
+        run.info.experiment_id,
+        cfg.hash,
+        uri,
+        work,
+        status,
+        pending,
+    )
+
+
+def sync(work_dir: Path | str, *, timeout: float = 60.0) -> SyncReport:
+    """Deliver the metrics journals in ``work_dir`` still hold; set pending run statuses.
+
+    Args:
+        work_dir: A work dir (its ``.trackcfg/journal/*`` are read).
+        timeout: Seconds to keep trying per journal while the store is away.
+
+    Returns:
+        What was delivered and what is still pending.
+    """
+    from trackcfg.tracking.journal import (
+        MetricJournal,
+        find_journals,
+        read_journal,
+        write_journal_meta,
+    )
+
+    journals = find_journals(Path(work_dir))
+    delivered = pending = statuses = 0
+    for directory in journals:
+        contents = read_journal(directory)
+        run_id = str(contents.meta.get("run_id", directory.name))
+        uri = str(contents.meta.get("tracking_uri", ""))
+        if not uri:
+            continue
+        undelivered = len(contents.undelivered)
+        if undelivered:
+            journal = MetricJournal(directory, run_id, uri)
+            journal.close(timeout=timeout)
+            delivered += journal.delivered_count
+            pending += undelivered - journal.delivered_count - journal.rejected_count
+        final = contents.meta.get("final_status")
+        if isinstance(final, str) and pending == 0:
+            try:
+                from trackcfg.tracking.mlflow_run import open_client
+
+                end = contents.meta.get("end_time")
+                open_client(uri).set_terminated(
+                    run_id, status=final, end_time=int(end) if isinstance(end, int) else None
+                )
+            except Exception as error:  # the store is still away: try next time
+                _logger.warning("trackcfg: cannot set status of run %s: %s", run_id, error)
+                continue
+            meta = dict(read_journal(directory).meta)
+            meta.pop("final_status", None)
+            meta.pop("end_time", None)
+            write_journal_meta(directory, meta)
+            statuses += 1
+    return SyncReport(len(journals), delivered, pending, statuses)
+
+
+# -- training with the hooks ------------------------------------------------------------
+
+
+def _train_tracked(
+    cfg: Config,
+    client: MlflowClient,
+    uri: str,
+    run_id: str,
+    work: Path,
+    *,
+    resume_from: Path | None,
+    skip: frozenset[tuple[str, int]] = frozenset(),
+) -> tuple[str, int]:
+    """Train with the MLflow hooks; returns (status, metrics still pending)."""
+    from trackcfg.runner.hooks.mlflow import MlflowCheckpointHook, MlflowLoggerHook
+    from trackcfg.runner.train import train
+    from trackcfg.tracking.journal import MetricJournal, journal_dir
+
+    journal = MetricJournal(journal_dir(work, run_id), run_id, uri, skip=skip)
+    interval, by_epoch = _log_settings(cfg)
+    logger_hook = MlflowLoggerHook(journal, interval=interval, by_epoch=by_epoch)
+    checkpoint_hook = MlflowCheckpointHook(uri, run_id, journal, keep_last=_keep_last(cfg))
+    status = "FAILED"
+    error: BaseException | None = None
+    try:
+        with _terminate_on_sigterm():
+            train(
+                cfg,
+                work_dir=work,
+                resume_from=resume_from,
+                extra_hooks=[(logger_hook, "VERY_LOW"), (checkpoint_hook, "LOW")],
+            )
+        status = "FINISHED"
+    except KeyboardInterrupt as caught:  # SIGINT, or SIGTERM via RunTerminatedError
+        status, error = "KILLED", caught
+        raise
+    except BaseException as caught:
+        error = caught
+        raise
+    finally:
+        checkpoint_hook.close(timeout=60.0 if status == "FINISHED" else 10.0)
+        delivered = journal.close(timeout=DELIVERY_TIMEOUT if status == "FINISHED" else 10.0)
+        pending = journal.undelivered_count
+        _finish(client, run_id, status, error, journal_directory=journal.directory)
+        if not delivered:
+            _logger.warning(
+                "trackcfg: %d metric(s) of run %s are journaled in %s but not yet delivered; "
+                "run `trackcfg sync %s` when the tracking store is reachable",
+                pending,
+                run_id,
+                journal.directory,
+                work,
+            )
+    return status, pending
+
+
+def _train_untracked(cfg: Config, work: Path) -> RunResult:
+    from trackcfg.runner.train import train
+
+    train(cfg, work_dir=work)
+    return RunResult("", "", "", cfg.hash, "", work, "FINISHED")
+
+
+def _finish(
+    client: MlflowClient,
+    run_id: str,
+    status: str,
+    error: BaseException | None,
+    *,
+    journal_directory: Path | None = None,
+) -> None:
+    """Set the run's final status (and error); if the store is away, leave it to `sync`."""
+    from trackcfg.tracking import mlflow_run as mr
+
+    end_time = int(time.time() * 1000)
+    try:
+        if status == "FAILED" and error is not None:
+            text = f"{type(error).__name__}: {error}"
+            mr.set_tags(client, run_id, {mr.TAG_ERROR: text, mr.TAG_NOTE: f"Run failed: {text}"})
+        elif status == "KILLED" and error is not None:
+            mr.set_tags(client, run_id, {mr.TAG_ERROR: f"{type(error).__name__}: {error}"})
+        client.set_terminated(run_id, status=status, end_time=end_time)
+    except Exception as failure:
+        if journal_directory is None:
+            raise
+        from trackcfg.tracking.journal import read_journal, write_journal_meta
+
+        _logger.warning(
+            "trackcfg: cannot set run %s to %s (%s); `trackcfg sync` will", run_id, status, failure
+        )
+        meta = dict(read_journal(journal_directory).meta)
+        meta.update({"final_status": status, "end_time": end_time})
+        write_journal_meta(journal_directory, meta)
+
+
+@contextlib.contextmanager
+def _terminate_on_sigterm() -> Iterator[None]:
+    """Turn SIGTERM into `RunTerminatedError` on the main thread while training."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise RunTerminatedError(signum)
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+# -- helpers ------------------------------------------------------------------------------
+
+
+def _is_rank_zero() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def _config_file(cfg: Config) -> str:
+    for entry in cfg.lineage:
+        if entry.included_by is None:
+            return entry.path
+    return Path(cfg.filename or "config").name
+
+
+def _work_dir(cfg: Config, config_path: str | Path, work_dir: Path | str | None) -> Path:
+    if work_dir is not None:
+        return Path(work_dir).resolve()
+    configured = cfg.to_dict().get("work_dir")
+    if isinstance(configured, str) and configured:
+        return Path(configured).resolve()
+    return (Path("work_dirs") / Path(config_path).stem).resolve()
+
+
+def _resume_work_dir(
+    work_dir: Path | str | None, tags: dict[str, str], name: str, run_id: str
+) -> Path:
+    from trackcfg.tracking.mlflow_run import TAG_WORK_DIR
+
+    if work_dir is not None:
+        return Path(work_dir).resolve()
+    recorded = tags.get(TAG_WORK_DIR)
+    if recorded and Path(recorded).is_dir():
+        return Path(recorded).resolve()
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+    return (Path("work_dirs") / f"{safe}-{run_id[:8]}").resolve()
+
+
+def _log_settings(cfg: Config) -> tuple[int, bool]:
+    """The logger interval and by_epoch flag the config's log_config uses."""
+    data = cfg.to_dict()
+    log_config = data.get("log_config")
+    interval, by_epoch = 10, True
+    runner = data.get("runner")
+    if isinstance(runner, dict) and runner.get("type") == "IterBasedRunner":
+        by_epoch = False
+    if isinstance(log_config, dict):
+        value = log_config.get("interval")
+        if isinstance(value, int) and value > 0:
+            interval = value
+        hooks = log_config.get("hooks")
+        if isinstance(hooks, (list, tuple)):
+            for hook in hooks:
+                if isinstance(hook, dict) and isinstance(hook.get("by_epoch"), bool):
+                    by_epoch = hook["by_epoch"]
+                    break
+    return interval, by_epoch
+
+
+def _keep_last(cfg: Config) -> int | None:
+    checkpoint_config = cfg.to_dict().get("checkpoint_config")
+    if isinstance(checkpoint_config, dict):
+        keep = checkpoint_config.get("max_keep_ckpts")
+        if isinstance(keep, int) and keep > 0:
+            return keep
+    return None
+
+
+def _describe_changes(recorded: dict[str, object], cfg: Config) -> list[str]:
+    """One line per key that differs between the recorded and the re-resolved config."""
+    from trackcfg.config.canonical import from_canonical_bytes
+    from trackcfg.config.diff import diff
+
+    now = from_canonical_bytes(cfg.canonical_bytes())
+    return [
+        f"{change.key_path}: {change.kind.name.lower()} {change.old!r} -> {change.new!r}"
+        for change in diff(recorded, now)
+    ]
+
+
+def _download_checkpoint(
+    client: MlflowClient, run_id: str, tags: dict[str, str], work: Path
+) -> Path | None:
+    """Download the run's latest complete checkpoint and verify it against the pointer."""
+    import xxhash
+
+    from trackcfg.runner.checkpoint import read_checkpoint_record
+    from trackcfg.tracking.mlflow_run import TAG_LATEST_CHECKPOINT, TAG_LATEST_CHECKPOINT_DIGEST
+
+    artifact = tags.get(TAG_LATEST_CHECKPOINT)
+    expected = tags.get(TAG_LATEST_CHECKPOINT_DIGEST)
+    if not artifact or not expected:
+        return None  # killed before its first checkpoint: start over in the same run
+    destination = work / ".trackcfg" / "resume"
+    destination.mkdir(parents=True, exist_ok=True)
+    try:
+        path = Path(client.download_artifacts(run_id, artifact, str(destination)))
+    except Exception as error:
+        raise TrackingError(
+            f"run {run_id}: cannot download checkpoint {artifact}: {error}"
+        ) from error
+    record = read_checkpoint_record(path)
+    data = path.read_bytes()
+    actual = None if record is None else xxhash.xxh3_128(memoryview(data)[: record.size])
+    if record is None or actual is None or actual.hexdigest() != expected:
+        raise CheckpointCorruptError(
+            f"{artifact}: downloaded checkpoint does not match the digest {expected} "
+            "the run records",
+            hint="the artifact store holds a damaged file",
+        )
+    return path
+
+
+def _logged_steps(
+    client: MlflowClient, run_id: str, keys: Iterable[str]
+) -> frozenset[tuple[str, int]]:
+    """Every (metric key, step) the store already holds for the run."""
+    steps: set[tuple[str, int]] = set()
+    for key in keys:
+        for metric in client.get_metric_history(run_id, key):
+            steps.add((metric.key, int(metric.step)))
+    return frozenset(steps)
