@@ -364,7 +364,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
-    except click.Abort:
+    except (click.Abort, KeyboardInterrupt):
         click.echo("aborted", err=True)
         sys.exit(130)
+    except Exception:
+        # Not ours (user code, a library): keep the traceback, but exit 2, not 1,
+        # which `diff` uses for "different".
+        import traceback
+
+        traceback.print_exc()
+        sys.exit(2)
     sys.exit(status if isinstance(status, int) else 0)

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
 from trackcfg.errors import TrackingError
@@ -21,7 +22,7 @@ from trackcfg.errors import TrackingError
 if TYPE_CHECKING:
     from trackcfg.tracking.snapshot import Snapshot
 
-__all__ = ["Reproduction", "default_directory", "reproduce", "run_command"]
+__all__ = ["Reproduction", "default_directory", "reproduce", "rerun", "run_command"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,16 +50,15 @@ class Reproduction:
     command: tuple[str, ...]
 
 
-def _git(args: list[str], cwd: Path, *, stdin: str | None = None) -> str:
-    proc = subprocess.run(
-        ["git", *args], cwd=cwd, input=stdin, capture_output=True, text=True, check=False
-    )
+def _git(args: list[str], cwd: Path, *, stdin: bytes | None = None) -> str:
+    proc = subprocess.run(["git", *args], cwd=cwd, input=stdin, capture_output=True, check=False)
     if proc.returncode != 0:
+        stderr = proc.stderr.decode(errors="replace").strip().splitlines()
         raise TrackingError(
-            f"git {' '.join(args)} failed in {cwd}",
-            details=[line for line in proc.stderr.strip().splitlines() if line][-5:],
+            f"git {' '.join(args[:2])} failed in {cwd}",
+            details=[line for line in stderr if line][-5:],
         )
-    return proc.stdout
+    return proc.stdout.decode(errors="replace")
 
 
 def _repository_root(cwd: Path) -> Path:
@@ -79,14 +79,16 @@ def default_directory(run_id: str, cwd: Path | None = None) -> Path:
     return root.parent / f"{root.name}-{run_id[:8]}"
 
 
-def run_command(config_file: str, options: dict[str, object]) -> tuple[str, ...]:
-    """``trackcfg run`` arguments that resolve to the same config as ``options`` did."""
+def run_command(config_file: str, cfg_options: Sequence[str]) -> tuple[str, ...]:
+    """``trackcfg run`` arguments with the run's ``--cfg-options`` exactly as they were given.
+
+    Example:
+        >>> run_command("configs/x.py", ["optimizer.lr=0.1"])
+        ('trackcfg', 'run', 'configs/x.py', '--cfg-options', 'optimizer.lr=0.1')
+    """
     argv = ["trackcfg", "run", config_file]
-    if options:
-        argv.append("--cfg-options")
-        # repr() is Python literal syntax, which parse_option_value reads back with
-        # the same type (a quoted value is always a string).
-        argv.extend(f"{key}={value!r}" for key, value in options.items())
+    if cfg_options:
+        argv += ["--cfg-options", *cfg_options]
     return tuple(argv)
 
 
@@ -121,11 +123,8 @@ def reproduce(run_id: str, directory: Path | None = None, cwd: Path | None = Non
     _git(["worktree", "add", "--detach", str(target), commit], root)
     patch = snap.patch
     if patch.strip():
-        _git(["apply", "--whitespace=nowarn", "-"], target, stdin=patch)
-    for rel, data in snap.lineage_files.items():
-        dest = target / rel
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        dest.write_bytes(data)
+        _git(["apply", "--binary", "--whitespace=nowarn", "-"], target, stdin=patch)
+    _restore_lineage(target, snap)
     config_hash = _rehash(target, snap)
     if config_hash != snap.config_hash:
         raise TrackingError(
@@ -141,7 +140,7 @@ def reproduce(run_id: str, directory: Path | None = None, cwd: Path | None = Non
         restored_files=len(snap.lineage_files),
         config_file=snap.config_file,
         config_hash=config_hash,
-        command=run_command(snap.config_file, dict(snap.options)),
+        command=run_command(snap.config_file, snap.cfg_options),
     )
 
 
@@ -157,13 +156,27 @@ def _recorded_commit(snap: Snapshot) -> str:
     return str(commit)
 
 
+def _restore_lineage(root: Path, snap: Snapshot) -> None:
+    # Byte-for-byte: covers config files that were untracked when the run started.
+    for rel in snap.lineage_files:
+        if PurePosixPath(rel).is_absolute() or ".." in PurePosixPath(rel).parts:
+            raise TrackingError(
+                f"run {snap.run_id}: lineage file {rel} lies outside the project root",
+                hint="re-resolve it with `trackcfg blame`/`diff` on the run instead",
+            )
+    for rel, data in snap.lineage_files.items():
+        dest = root / rel
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_bytes(data)
+
+
 def _rehash(root: Path, snap: Snapshot) -> str:
     from trackcfg.config.config import Config
 
-    cfg = Config.fromfile(root / snap.config_file, import_custom_modules=False)
+    cfg = Config.fromfile(root / snap.config_file, import_custom_modules=False, root=root)
     if snap.options:
         cfg.merge_from_dict(dict(snap.options))
-    return cfg.hash
+    return str(cfg.hash)
 
 
 def rerun(rep: Reproduction, env: dict[str, str]) -> int:
