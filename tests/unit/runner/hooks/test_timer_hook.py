@@ -1,0 +1,37 @@
+"""IterTimerHook: data_time (waiting for the batch) and time (the whole iteration)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from trackcfg.registry import HOOKS
+
+
+def test_timer_logs_data_time_and_iteration_time(make_runner: Callable[..., object]) -> None:
+    runner = make_runner()
+    hook = HOOKS.build({"type": "IterTimerHook"})
+    hook.before_run(runner)
+    hook.before_train_epoch(runner)
+    for _ in range(2):
+        time.sleep(0.02)  # "loading the batch"
+        hook.before_train_iter(runner)
+        time.sleep(0.01)  # "the step"
+        hook.after_train_iter(runner)
+    history = runner.log_buffer.val_history  # type: ignore[attr-defined]
+    assert [len(history["data_time"]), len(history["time"])] == [2, 2]
+    for data_time, total in zip(history["data_time"], history["time"], strict=True):
+        assert 0.02 <= data_time < total
+        assert total >= 0.03
+
+
+def test_timer_counts_from_before_run_when_no_epoch_starts(
+    make_runner: Callable[..., object],
+) -> None:
+    # a mid-epoch resume fires before_run but may not fire before_epoch first
+    runner = make_runner()
+    hook = HOOKS.build({"type": "IterTimerHook"})
+    time.sleep(0.05)
+    hook.before_run(runner)
+    hook.before_val_iter(runner)
+    assert runner.log_buffer.val_history["data_time"][0] < 0.05  # type: ignore[attr-defined]
