@@ -1,0 +1,75 @@
+"""RunnerState: the runner's counters and loop position, as a checkpointable value.
+
+The runner reads and advances these fields; `state_dict` / `load_state_dict`
+turn them into plain ints for a checkpoint. A checkpoint is always taken at a
+*boundary* (after the hooks of an iteration or epoch and after the counters
+moved on), so the fields mean "what has been completed":
+
+* ``epoch`` — completed training epochs (mmcv's ``runner.epoch``; during an
+  epoch it is that epoch's 0-based index).
+* ``iter`` — completed training iterations (during ``after_train_iter`` it is
+  the 0-based index of the iteration that just ran, as in mmcv).
+* ``inner_iter`` — position within the current epoch.
+* ``phase`` / ``phase_repeat`` — where the workflow loop is: index into
+  ``workflow`` and how many of that entry's epochs (or iterations) are done.
+* ``data_epoch`` / ``data_batch`` — per workflow entry, the data loader's epoch
+  and the next batch to fetch: the data position a resume starts from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+__all__ = ["RunnerState"]
+
+
+@dataclass(slots=True)
+class RunnerState:
+    """Mutable counters of one runner (not a record: the loop advances it in place)."""
+
+    epoch: int = 0
+    iter: int = 0
+    inner_iter: int = 0
+    max_epochs: int | None = None
+    max_iters: int | None = None
+    phase: int = 0
+    phase_repeat: int = 0
+    data_epoch: dict[int, int] = field(default_factory=dict)
+    data_batch: dict[int, int] = field(default_factory=dict)
+
+    def state_dict(self) -> dict[str, object]:
+        """Plain-int form for a checkpoint."""
+        return {
+            "epoch": self.epoch,
+            "iter": self.iter,
+            "inner_iter": self.inner_iter,
+            "max_epochs": self.max_epochs,
+            "max_iters": self.max_iters,
+            "phase": self.phase,
+            "phase_repeat": self.phase_repeat,
+            "data_epoch": dict(self.data_epoch),
+            "data_batch": dict(self.data_batch),
+        }
+
+    def load_state_dict(self, state: dict[str, object]) -> None:
+        """Restore what `state_dict` returned (max_epochs/max_iters stay as configured)."""
+        self.epoch = _int(state, "epoch")
+        self.iter = _int(state, "iter")
+        self.inner_iter = _int(state, "inner_iter")
+        self.phase = _int(state, "phase")
+        self.phase_repeat = _int(state, "phase_repeat")
+        self.data_epoch = _int_map(state.get("data_epoch", {}))
+        self.data_batch = _int_map(state.get("data_batch", {}))
+
+
+def _int(state: dict[str, object], key: str) -> int:
+    value = state.get(key, 0)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ValueError(f"runner state {key!r} must be an int, got {value!r}")
+    return value
+
+
+def _int_map(value: object) -> dict[int, int]:
+    if not isinstance(value, dict):
+        raise ValueError(f"runner data position must be a dict, got {value!r}")
+    return {int(k): int(v) for k, v in value.items()}
