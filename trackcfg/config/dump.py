@@ -1,0 +1,425 @@
+"""Write a resolved config as Python (``pretty_text``), YAML or JSON text.
+
+``to_python_text`` is the exact one: reloading its output as a ``.py`` config gives
+the same values and the same hash for everything the canonical form encodes. It is
+our own small formatter (no yapf), in the ``dict(...)`` style of mmengine's
+``pretty_text``:
+
+* key order is kept; a dict whose keys are all identifiers prints as ``dict(a=1)``,
+  any other dict as a ``{'a-b': 1, 2: 3}`` literal;
+* a value that fits in 79 columns stays on one line, otherwise its items go one per
+  line, indented by 4, with a trailing comma;
+* ``inf``/``nan`` print as ``float('inf')``/``float('nan')``; tuples, sets,
+  frozensets and bytes as Python literals; ``pathlib`` paths as ``pathlib.Path(...)``;
+* classes, functions and enum members print as import paths
+  (``torch.nn.modules.linear.Linear``) with ``import torch.nn.modules.linear`` at
+  the top; a ``QualifiedName`` (from a snapshot) prints as the object it names;
+* a top-level key that would shadow a name the text uses (``dict = 1``) makes the
+  text use a private alias for that name (``from builtins import dict as
+  __trackcfg_dict``); private ``__`` names and imports are not config keys.
+
+``to_yaml_text`` and ``to_json_text`` keep key order. What survives a reload:
+
+=====================  ============================  ==================================
+value                  YAML                          JSON
+=====================  ============================  ==================================
+tuple                  ``!!python/tuple [1, 2]`` ✓   a list ✗ (the hash changes)
+inf / nan              ``.inf`` / ``.nan`` ✓         ``Infinity`` / ``NaN`` ✓
+non-str dict keys      native keys ✓                 strings ✗
+set / bytes            ``!!set`` / ``!!binary`` ✓    sorted list / error
+frozenset, path        ✗ set / string                ✗ list / string
+class, function, enum  ``!!python/name:mod.qual``     the string ``"mod.qual"`` ✗
+                       (refused by trackcfg's safe
+                       YAML reader: it imports code)
+=====================  ============================  ==================================
+
+Everything else (None, bool, int, float, str, list, dict) reloads to the same hash in
+all three formats. Values the canonical form cannot encode are refused here too
+(``CanonicalizationError`` naming the key path).
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import keyword
+import math
+import pathlib
+import types
+import unicodedata
+from collections.abc import Mapping, Sequence
+from typing import Any, cast
+
+import yaml
+
+from trackcfg.config.canonical import QualifiedName, encode_value
+from trackcfg.config.keypath import KeyPath
+from trackcfg.errors import CanonicalizationError, ConfigError
+
+__all__ = ["to_json_text", "to_python_text", "to_yaml_text"]
+
+_WIDTH = 79
+_INDENT = "    "
+_ALIAS_PREFIX = "__trackcfg_"
+
+
+class _Unwritable(Exception):
+    """Internal: carries the failing value up the tree, collecting its key path."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.parts: list[str | int] = []
+
+
+def _fail(exc: _Unwritable) -> CanonicalizationError:
+    path = KeyPath(tuple(reversed(exc.parts)))
+    return CanonicalizationError(
+        exc.reason,
+        key_path=str(path) or None,
+        hint="config values must be plain data, or importable classes, functions and enums",
+    )
+
+
+def _is_name(key: object) -> bool:
+    # Python NFKC-normalises identifiers (``ﬁ`` reads back as ``fi``): such keys need quotes.
+    return (
+        type(key) is str
+        and key.isidentifier()
+        and not keyword.iskeyword(key)
+        and unicodedata.normalize("NFKC", key) == key
+    )
+
+
+def _qualified_parts(obj: object) -> tuple[str, str]:
+    """(module, qualname) of a class/function/enum member, or ``_Unwritable``."""
+    if isinstance(obj, QualifiedName):
+        return obj.module, obj.qualname
+    if isinstance(obj, enum.Enum):
+        module, qualname = _qualified_parts(type(obj))
+        return module, f"{qualname}.{obj.name}"
+    module_name: object = getattr(obj, "__module__", None)
+    qualified_name: object = getattr(obj, "__qualname__", None)
+    if (
+        not isinstance(module_name, str)
+        or not isinstance(qualified_name, str)
+        or "<" in qualified_name
+    ):
+        raise _Unwritable(f"{obj!r} has no import path")
+    return module_name, qualified_name
+
+
+class _PythonWriter:
+    """Formats values as Python source; collects the imports the text needs."""
+
+    def __init__(self, top_keys: set[str]) -> None:
+        self.top_keys = top_keys
+        self.imports: dict[str, str] = {}  # import statement -> the name it binds
+        self.flat_cache: dict[int, str] = {}
+
+    # -- names ------------------------------------------------------------------------
+
+    def builtin(self, name: str) -> str:
+        """``dict``/``float``/...: the bare name unless a top-level key shadows it."""
+        if name not in self.top_keys:
+            return name
+        alias = _ALIAS_PREFIX + name
+        self.imports[f"from builtins import {name} as {alias}"] = alias
+        return alias
+
+    def module(self, module: str) -> str:
+        """An expression naming ``module``, importing it at the top of the text."""
+        if module == "builtins":
+            return ""
+        if not all(part.isidentifier() for part in module.split(".")):
+            raise _Unwritable(f"module {module!r} cannot be imported by name")
+        root = module.split(".", 1)[0]
+        if root in self.top_keys:
+            alias = _ALIAS_PREFIX + module.replace(".", "_")
+            self.imports[f"import {module} as {alias}"] = alias
+            return alias
+        self.imports[f"import {module}"] = root
+        return module
+
+    def qualified(self, obj: object) -> str:
+        module, qualname = _qualified_parts(obj)
+        if module == "builtins" and "." not in qualname:
+            return self.builtin(qualname)
+        if module == "builtins":
+            return f"{self.builtin(qualname.split('.', 1)[0])}.{qualname.split('.', 1)[1]}"
+        return f"{self.module(module)}.{qualname}"
+
+    # -- one-line form ----------------------------------------------------------------
+
+    def flat(self, value: object) -> str:
+        t = type(value)
+        if t is str or t is int or t is bool or value is None:
+            return repr(value)
+        if t is float:
+            real = cast(float, value)
+            if math.isfinite(real):
+                return repr(real)
+            text = "nan" if real != real else ("inf" if real > 0 else "-inf")
+            return f"{self.builtin('float')}({text!r})"
+        cached = self.flat_cache.get(id(value))
+        if cached is not None:
+            return cached
+        text = self._flat_other(value)
+        self.flat_cache[id(value)] = text
+        return text
+
+    def _flat_other(self, value: object) -> str:
+        if isinstance(value, Mapping):
+            head, items, tail = self.dict_parts(value)
+            return head + ", ".join(k + v for k, v in items) + tail
+        if isinstance(value, list):
+            return "[" + ", ".join(self._items_flat(value)) + "]"
+        if isinstance(value, tuple):
+            texts = self._items_flat(value)
+            return "(" + ", ".join(texts) + ("," if len(texts) == 1 else "") + ")"
+        if isinstance(value, QualifiedName | enum.Enum | type):
+            return self.qualified(value)
+        if isinstance(value, types.FunctionType | types.BuiltinFunctionType):
+            return self.qualified(value)
+        # Subclasses of the scalars (enums are handled above) write as their base value.
+        if isinstance(value, bool):
+            return self.flat(bool(value))
+        if isinstance(value, int):
+            return self.flat(int(value))
+        if isinstance(value, float):
+            return self.flat(float(value))
+        if isinstance(value, str):
+            return self.flat(str(value))
+        if isinstance(value, set | frozenset):
+            ordered = sorted(value, key=lambda v: json.dumps(encode_value(v), sort_keys=True))
+            body = ", ".join(self._items_flat(ordered))
+            if isinstance(value, frozenset):
+                return (
+                    f"{self.builtin('frozenset')}({{{body}}})"
+                    if body
+                    else f"{self.builtin('frozenset')}()"
+                )
+            return "{" + body + "}" if body else f"{self.builtin('set')}()"
+        if isinstance(value, bytes):
+            return repr(bytes(value))
+        if isinstance(value, pathlib.PurePath):
+            return f"{self.module('pathlib')}.Path({value.as_posix()!r})"
+        if type(value).__module__ == "numpy" and hasattr(value, "item"):
+            return self.flat(value.item())
+        raise _Unwritable(f"cannot write a value of type {type(value).__qualname__}: {value!r}")
+
+    def _items_flat(self, items: Sequence[object]) -> list[str]:
+        out = []
+        for index, item in enumerate(items):
+            try:
+                out.append(self.flat(item))
+            except _Unwritable as exc:
+                exc.parts.append(index)
+                raise
+        return out
+
+    def dict_parts(self, mapping: Mapping[Any, object]) -> tuple[str, list[tuple[str, str]], str]:
+        """(opening, [(key prefix, flat value)], closing) for a dict."""
+        named = all(_is_name(key) for key in mapping)
+        items: list[tuple[str, str]] = []
+        for key, item in mapping.items():
+            try:
+                prefix = f"{key}=" if named else f"{self.flat(key)}: "
+                items.append((prefix, self.flat(item)))
+            except _Unwritable as exc:
+                exc.parts.append(key if isinstance(key, str | int) else repr(key))
+                raise
+        if named:
+            return f"{self.builtin('dict')}(", items, ")"
+        return "{", items, "}"
+
+    # -- multi-line layout --------------------------------------------------------------
+
+    def layout(self, value: object, indent: str, used: int) -> str:
+        """``value`` starting at column ``used``; broken over lines if it does not fit."""
+        flat = self.flat(value)
+        if used + len(flat) <= _WIDTH:
+            return flat
+        inner = indent + _INDENT
+        if isinstance(value, Mapping) and value:
+            head, items, tail = self.dict_parts(value)
+            keys = list(value)
+            lines = [
+                inner + prefix + self.layout(value[key], inner, len(inner) + len(prefix)) + ","
+                for key, (prefix, _) in zip(keys, items, strict=True)
+            ]
+            return head + "\n" + "\n".join(lines) + "\n" + indent + tail
+        if isinstance(value, list | tuple) and value:
+            head, tail = ("[", "]") if isinstance(value, list) else ("(", ")")
+            lines = [inner + self.layout(item, inner, len(inner)) + "," for item in value]
+            return head + "\n" + "\n".join(lines) + "\n" + indent + tail
+        return flat
+
+
+def to_python_text(data: Mapping[str, object]) -> str:
+    """Write a resolved config as a Python config file (``Config.pretty_text``).
+
+    Args:
+        data: The resolved config; top-level keys must be Python variable names.
+
+    Returns:
+        Python source: import lines, a blank line, then ``key = value`` per top-level
+        key in order. Executing it as a config gives back ``data`` exactly.
+
+    Raises:
+        ConfigError: A top-level key is not a variable name (or is private).
+        CanonicalizationError: A value cannot be written; ``key_path`` names it.
+
+    Example:
+        >>> print(to_python_text({"model": dict(type="Net", size=(3, 3)), "lr": float("inf")}))
+        model = dict(type='Net', size=(3, 3))
+        lr = float('inf')
+        <BLANKLINE>
+    """
+    for key in data:
+        if not _is_name(key) or key.startswith("__"):
+            raise ConfigError(
+                "cannot write this top-level key as a Python variable",
+                key_path=str(KeyPath((key,))),
+                hint="dump to .json or .yaml, or rename the key",
+            )
+    writer = _PythonWriter(set(data))
+    lines = []
+    for key, value in data.items():
+        try:
+            lines.append(f"{key} = {writer.layout(value, '', len(key) + 3)}")
+        except _Unwritable as exc:
+            exc.parts.append(key)
+            raise _fail(exc) from None
+    head = sorted(writer.imports)
+    return "\n".join([*head, "", *lines, ""]) if head else "\n".join([*lines, ""])
+
+
+# ------------------------------------------------------------------------------- YAML
+
+
+class _YamlDumper(yaml.SafeDumper):
+    """SafeDumper + tuples, mapping subclasses and import paths (see the module table)."""
+
+
+def _represent_tuple(dumper: yaml.SafeDumper, value: tuple[object, ...]) -> yaml.Node:
+    return dumper.represent_sequence("tag:yaml.org,2002:python/tuple", value, flow_style=True)
+
+
+def _represent_mapping(dumper: yaml.SafeDumper, value: Mapping[object, object]) -> yaml.Node:
+    return dumper.represent_dict(dict(value))
+
+
+def _represent_name(dumper: yaml.SafeDumper, value: object) -> yaml.Node:
+    try:
+        module, qualname = _qualified_parts(value)
+    except _Unwritable as exc:
+        raise yaml.representer.RepresenterError(exc.reason) from None
+    return dumper.represent_scalar(f"tag:yaml.org,2002:python/name:{module}.{qualname}", "")
+
+
+def _represent_path(dumper: yaml.SafeDumper, value: pathlib.PurePath) -> yaml.Node:
+    return dumper.represent_str(value.as_posix())
+
+
+def _represent_frozenset(dumper: yaml.SafeDumper, value: frozenset[object]) -> yaml.Node:
+    return dumper.represent_set(set(value))
+
+
+_YamlDumper.add_representer(tuple, _represent_tuple)
+_YamlDumper.add_representer(QualifiedName, _represent_name)
+_YamlDumper.add_representer(frozenset, _represent_frozenset)
+_YamlDumper.add_multi_representer(dict, _represent_mapping)
+_YamlDumper.add_multi_representer(type, _represent_name)
+_YamlDumper.add_multi_representer(enum.Enum, _represent_name)
+_YamlDumper.add_representer(types.FunctionType, _represent_name)
+_YamlDumper.add_representer(types.BuiltinFunctionType, _represent_name)
+_YamlDumper.add_multi_representer(pathlib.PurePath, _represent_path)
+
+
+def _check(data: Mapping[str, object]) -> None:
+    """Refuse what the canonical form cannot encode, naming the key path."""
+    encode_value(data)
+
+
+def to_yaml_text(data: Mapping[str, object]) -> str:
+    """Write a resolved config as YAML, keeping key order.
+
+    Tuples use ``!!python/tuple`` (which trackcfg's YAML reader accepts); classes,
+    functions and enum members use ``!!python/name:`` (which it refuses, as it would
+    import code). See the module docstring for what reloads to the same hash.
+
+    Raises:
+        CanonicalizationError: A value cannot be encoded; ``key_path`` names it.
+    """
+    _check(data)
+    return yaml.dump(
+        dict(data),
+        Dumper=_YamlDumper,
+        sort_keys=False,
+        allow_unicode=True,
+        default_flow_style=False,
+        width=_WIDTH,
+    )
+
+
+# ------------------------------------------------------------------------------- JSON
+
+
+def _json_data(value: object) -> object:
+    """Copy with dict keys JSON can carry (scalars become strings, as ``json`` does)."""
+    if isinstance(value, Mapping):
+        out: dict[object, object] = {}
+        for key, item in value.items():
+            if not isinstance(key, str | int | float | bool) and key is not None:
+                raise _Unwritable(f"JSON cannot carry the dict key {key!r}")
+            try:
+                out[key] = _json_data(item)
+            except _Unwritable as exc:
+                exc.parts.append(key if isinstance(key, str | int) else repr(key))
+                raise
+        return out
+    if isinstance(value, list | tuple):
+        items = []
+        for index, item in enumerate(value):
+            try:
+                items.append(_json_data(item))
+            except _Unwritable as exc:
+                exc.parts.append(index)
+                raise
+        return items
+    if isinstance(value, QualifiedName | enum.Enum | type):
+        module, qualname = _qualified_parts(value)
+        return f"{module}.{qualname}"
+    if isinstance(value, types.FunctionType | types.BuiltinFunctionType):
+        module, qualname = _qualified_parts(value)
+        return f"{module}.{qualname}"
+    if isinstance(value, set | frozenset):
+        return _json_data(sorted(value, key=lambda v: json.dumps(encode_value(v))))
+    if isinstance(value, pathlib.PurePath):
+        return value.as_posix()
+    if isinstance(value, bytes):
+        raise _Unwritable("JSON cannot carry bytes")
+    if type(value).__module__ == "numpy" and hasattr(value, "item"):
+        return value.item()
+    return value
+
+
+def to_json_text(data: Mapping[str, object]) -> str:
+    """Write a resolved config as JSON (indent 4, key order kept, UTF-8 text).
+
+    JSON has no tuples, classes or non-string keys: tuples become lists, classes /
+    functions / enum members their dotted import path as a string, and scalar keys
+    strings, so such configs reload with a different hash (see the module docstring).
+    ``inf``/``nan`` use the ``Infinity``/``NaN`` tokens Python's ``json`` reads.
+
+    Raises:
+        CanonicalizationError: A value cannot be encoded (or is bytes, or a dict key
+            is not a scalar); ``key_path`` names it.
+    """
+    _check(data)
+    try:
+        plain = _json_data(data)
+    except _Unwritable as exc:
+        raise _fail(exc) from None
+    return json.dumps(plain, indent=4, ensure_ascii=False) + "\n"
