@@ -138,7 +138,13 @@ def lookup_base(base: Mapping[str, object], path: KeyParts, location: Location) 
             candidates: list[object] = list(value) if isinstance(value, Mapping) else []
             close = suggest(str(part), candidates)
             prefix = f"{found}." if found.parts else ""
-            hint = f"did you mean _base_.{prefix}{close[0]}?" if close else None
+            if close:
+                hint: str | None = f"did you mean _base_.{prefix}{close[0]}?"
+            elif candidates:
+                keys = ", ".join(str(c) for c in candidates[:10])
+                hint = f"_base_{'.' if found.parts else ''}{found} has: {keys}"
+            else:
+                hint = None
             raise ConfigSubstitutionError(
                 f"_base_.{KeyPath(path)} is not defined in the bases",
                 location=location,

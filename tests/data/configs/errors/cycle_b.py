@@ -1,0 +1,2 @@
+x = 1
+_base_ = './cycle_a.py'

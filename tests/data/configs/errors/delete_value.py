@@ -1,0 +1,3 @@
+_base_ = './dup_a.py'
+model = dict(
+    _delete_='yes', c=1)

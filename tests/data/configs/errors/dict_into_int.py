@@ -1,0 +1,2 @@
+_base_ = './int_base.py'
+model = dict(a=1)

@@ -1,0 +1,2 @@
+# second base
+model = dict(b=2)

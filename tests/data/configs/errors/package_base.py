@@ -1,0 +1,1 @@
+_base_ = 'pkg::configs/x.py'

@@ -1,0 +1,4 @@
+x = 1
+
+
+y = undefined_name + 1

@@ -1,0 +1,1 @@
+marker = slice(1, 2)

@@ -1,0 +1,3 @@
+_base_ = './dup_a.py'
+x = dict(
+    y={{ _base_.model.b }})

@@ -1,0 +1,2 @@
+_base_ = './dup_a.py'
+z = _base_.model.c

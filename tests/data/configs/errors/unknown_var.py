@@ -1,0 +1,2 @@
+a = 1
+work_dir = '{{ fileDirnam }}/x'

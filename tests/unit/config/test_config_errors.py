@@ -1,0 +1,238 @@
+"""Every config error message, in one table: type, fields and exact text."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from trackcfg.config.config import Config
+from trackcfg.config.options import parse_cfg_options
+from trackcfg.errors import (
+    CanonicalizationError,
+    ConfigBaseError,
+    ConfigError,
+    ConfigImportError,
+    ConfigMergeError,
+    ConfigOptionError,
+    ConfigSubstitutionError,
+    ConfigSyntaxError,
+)
+
+DATA = Path(__file__).parents[2] / "data" / "configs"
+
+
+def load(name: str) -> Callable[[], object]:
+    return lambda: Config.fromfile(DATA / "errors" / name, root=DATA)
+
+
+def hash_of(name: str) -> Callable[[], object]:
+    return lambda: Config.fromfile(DATA / "errors" / name, root=DATA).hash
+
+
+def option(options: dict[str, object], data: dict[str, object]) -> Callable[[], object]:
+    return lambda: Config(data).merge_from_dict(options)
+
+
+HINT_DELETE = "  hint: put `_delete_=True` in this dict to replace the base value"
+
+CASES: list[tuple[str, Callable[[], object], type[ConfigError], str | None, str]] = [
+    (
+        "missing base file",
+        load("missing_base.py"),
+        ConfigBaseError,
+        "_base_",
+        "errors/missing_base.py:1: _base_: base file './nope.py' not found"
+        " (looked for errors/nope.py)",
+    ),
+    (
+        "cyclic base shows the whole cycle",
+        load("cycle_a.py"),
+        ConfigBaseError,
+        "_base_",
+        "errors/cycle_b.py:2: _base_: cyclic _base_:"
+        " errors/cycle_a.py -> errors/cycle_b.py -> errors/cycle_a.py",
+    ),
+    (
+        "duplicate key across sibling bases",
+        load("dup.py"),
+        ConfigBaseError,
+        "model",
+        "errors/dup_b.py:2: model: defined in two sibling bases; first defined at"
+        " errors/dup_a.py:1\n"
+        "  hint: define each top-level key in one base only, or set it in the including file",
+    ),
+    (
+        "package base",
+        load("package_base.py"),
+        ConfigBaseError,
+        "_base_",
+        "errors/package_base.py:1: _base_: package base 'pkg::configs/x.py' is not supported\n"
+        "  hint: copy the base config into the project so its bytes are tracked",
+    ),
+    (
+        "python syntax error",
+        load("syntax.py"),
+        ConfigSyntaxError,
+        None,
+        "errors/syntax.py:2: invalid Python syntax: invalid syntax",
+    ),
+    (
+        "invalid json",
+        load("bad.json"),
+        ConfigSyntaxError,
+        None,
+        "errors/bad.json:4: invalid JSON: Expecting ',' delimiter",
+    ),
+    (
+        "invalid yaml",
+        load("bad.yaml"),
+        ConfigSyntaxError,
+        None,
+        "errors/bad.yaml:3: invalid YAML: did not find expected ',' or ']'",
+    ),
+    (
+        "unsafe yaml tag",
+        load("unsafe.yaml"),
+        ConfigSyntaxError,
+        None,
+        "errors/unsafe.yaml:1: invalid YAML: could not determine a constructor for the tag"
+        " 'tag:yaml.org,2002:python/object/apply:os.system'",
+    ),
+    (
+        "unknown placeholder variable",
+        load("unknown_var.py"),
+        ConfigSubstitutionError,
+        "work_dir",
+        "errors/unknown_var.py:2: work_dir: unknown placeholder {{ fileDirnam }}\n"
+        "  hint: did you mean {{ fileDirname }}?",
+    ),
+    (
+        "unknown _base_ path in a placeholder",
+        load("unknown_base.py"),
+        ConfigSubstitutionError,
+        "x.y",
+        "errors/unknown_base.py:3: x.y: _base_.model.b is not defined in the bases\n"
+        "  hint: _base_.model has: a",
+    ),
+    (
+        "unknown _base_ path in yaml suggests a close match",
+        load("unknown_base.yaml"),
+        ConfigSubstitutionError,
+        "x.y",
+        "errors/unknown_base.yaml:3: x.y: _base_.modle.a is not defined in the bases\n"
+        "  hint: did you mean _base_.model?",
+    ),
+    (
+        "unknown _base_ path in a python expression",
+        load("unknown_base_expr.py"),
+        ConfigSubstitutionError,
+        "z",
+        "errors/unknown_base_expr.py:2: z: _base_.model.c is not defined in the bases\n"
+        "  hint: _base_.model has: a",
+    ),
+    (
+        "_delete_ with a non-bool value",
+        load("delete_value.py"),
+        ConfigMergeError,
+        "model._delete_",
+        "errors/delete_value.py:3: model._delete_: _delete_ must be True or False, got 'yes'",
+    ),
+    (
+        "_delete_ at the top level",
+        load("delete_top.py"),
+        ConfigMergeError,
+        "_delete_",
+        "errors/delete_top.py:2: _delete_: _delete_ at the top level of a file has nothing"
+        " to replace\n"
+        "  hint: put `_delete_=True` inside the dict that should replace its base",
+    ),
+    (
+        "dict merged into a non-dict base value",
+        load("dict_into_int.py"),
+        ConfigMergeError,
+        "model",
+        "errors/dict_into_int.py:2: model: cannot merge a dict into a base value of type int\n"
+        "  base value set at errors/int_base.py:2\n" + HINT_DELETE,
+    ),
+    (
+        "value the hash cannot encode",
+        hash_of("unencodable.py"),
+        CanonicalizationError,
+        "marker",
+        "errors/unencodable.py:1: marker: cannot encode a value of type slice:"
+        " slice(1, 2, None)\n"
+        "  hint: config values must be plain data (None, bool, int, float, str, list,"
+        " tuple, dict), or importable classes, functions and enum members",
+    ),
+    (
+        "failed custom import",
+        load("bad_import.py"),
+        ConfigImportError,
+        "custom_imports.imports",
+        "errors/bad_import.py:1: custom_imports.imports: cannot import module"
+        " 'trackcfg_no_such_module': No module named 'trackcfg_no_such_module'\n"
+        "  hint: make the module importable (PYTHONPATH) or set allow_failed_imports=True",
+    ),
+    (
+        "malformed --cfg-options item",
+        lambda: parse_cfg_options(["a.b"]),
+        ConfigOptionError,
+        "a.b",
+        "<option>:1: a.b: expected key=value\n"
+        "  hint: write options as key=value, e.g. optimizer.lr=0.01",
+    ),
+    (
+        "malformed --cfg-options value",
+        lambda: parse_cfg_options(["a=[1,2"]),
+        ConfigOptionError,
+        "a",
+        "<option>:1: a: malformed value '[1,2': unclosed '[' at position 0:"
+        " expected ']' before the end",
+    ),
+    (
+        "option list index out of range",
+        option({"p.3": 1}, {"p": [1]}),
+        ConfigOptionError,
+        "p.3",
+        "<option>:1: p.3: index 3 is out of range for a list of length 1",
+    ),
+    (
+        "option indexing a list with a name",
+        option({"p.x": 1}, {"p": [1]}),
+        ConfigOptionError,
+        "p.x",
+        "<option>:1: p.x: cannot index a list with key 'x'",
+    ),
+    (
+        "option merging a dict into a scalar",
+        option({"p.x": 1}, {"p": 1}),
+        ConfigMergeError,
+        "p",
+        "<option>:1: p: cannot merge a dict into a base value of type int\n" + HINT_DELETE,
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "action", "error", "key_path", "message"), CASES, ids=[c[0] for c in CASES]
+)
+def test_config_error_message(
+    case: str,
+    action: Callable[[], object],
+    error: type[ConfigError],
+    key_path: str | None,
+    message: str,
+) -> None:
+    with pytest.raises(error) as info:
+        action()
+    assert info.value.key_path == key_path
+    assert str(info.value) == message
+
+
+def test_user_code_error_keeps_type_and_gets_a_note() -> None:
+    with pytest.raises(NameError) as info:
+        Config.fromfile(DATA / "errors" / "runtime.py", root=DATA)
+    assert info.value.__notes__ == ["while loading config errors/runtime.py"]
+    assert info.traceback[-1].lineno + 1 == 4  # the config's own line is in the traceback
