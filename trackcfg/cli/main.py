@@ -176,11 +176,23 @@ def resume(run_id: str, work_dir: str | None, force: bool) -> None:
 @cli.command()
 @click.argument("work_dir", required=False, type=click.Path(file_okay=False))
 def sync(work_dir: str | None) -> None:
-    """Deliver metrics journaled in WORK_DIR (default: ./work_dirs) that never reached MLflow."""
+    """Deliver metrics journaled in WORK_DIR that never reached MLflow.
+
+    Without WORK_DIR: every work dir under ./work_dirs (the default location).
+    """
     from trackcfg.tracking import session
 
-    outcome = session.sync(Path(work_dir) if work_dir else Path("work_dirs"))
-    _out(str(outcome))
+    if work_dir is not None:
+        directories = [Path(work_dir)]
+    else:
+        base = Path("work_dirs")
+        directories = sorted(p for p in base.iterdir() if p.is_dir()) if base.is_dir() else []
+    for directory in directories:
+        with render.progress(f"syncing {directory}"):
+            report = session.sync(directory)
+        _out(f"{directory}: {report}")
+    if not directories:
+        _out("no work dirs found under ./work_dirs")
 
 
 # --------------------------------------------------------------------------- config tools
@@ -341,6 +353,19 @@ def _quiet_third_party() -> None:
         warnings.filterwarnings("ignore", module=module)
 
 
+def _show_progress_logs(debug: bool) -> None:
+    # The library logs to the "trackcfg" logger and leaves handlers to applications:
+    # training progress (the text logger hook's lines) goes to stderr, stdout stays
+    # for results.
+    import logging
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+    logger = logging.getLogger("trackcfg")
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG if debug else logging.INFO)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Run the command line (``trackcfg`` and ``python -m trackcfg``) and exit."""
     from trackcfg.errors import TrackcfgError
@@ -349,6 +374,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     debug = "--debug" in args
     if not debug:
         _quiet_third_party()
+    _show_progress_logs(debug)
     try:
         status = cli.main(args=args, prog_name="trackcfg", standalone_mode=False)
     except TrackcfgError as exc:
