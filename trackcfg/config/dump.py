@@ -283,6 +283,7 @@ def to_python_text(data: Mapping[str, object]) -> str:
                 key_path=str(KeyPath((key,))),
                 hint="dump to .json or .yaml, or rename the key",
             )
+    _check(data)
     writer = _PythonWriter(set(data))
     lines = []
     for key, value in data.items():

@@ -1,0 +1,234 @@
+"""Dumps: pretty_text as Python that reloads exactly; YAML and JSON with documented losses."""
+
+from __future__ import annotations
+
+import collections
+import doctest
+import enum
+import json
+import math
+import os.path
+import pathlib
+import types
+from typing import Any
+
+import pytest
+import yaml
+
+import trackcfg.config.dump
+from trackcfg.config.canonical import QualifiedName, to_canonical_bytes
+from trackcfg.config.dump import to_json_text, to_python_text, to_yaml_text
+from trackcfg.errors import CanonicalizationError, ConfigError
+
+
+class Mode(enum.Enum):
+    FAST = "fast"
+
+
+def run_python(text: str) -> dict[str, object]:
+    """Execute a .py config text and keep what a config loader keeps as keys."""
+    namespace: dict[str, Any] = {}
+    exec(compile(text, "<dump>", "exec"), namespace)
+    return {
+        k: v
+        for k, v in namespace.items()
+        if not k.startswith("__") and not isinstance(v, types.ModuleType)
+    }
+
+
+def test_pretty_text_short_values_stay_on_one_line() -> None:
+    data = {"model": {"type": "Net", "size": (3, 3)}, "lr": 0.01, "name": "r50"}
+    assert to_python_text(data) == (
+        "model = dict(type='Net', size=(3, 3))\nlr = 0.01\nname = 'r50'\n"
+    )
+
+
+def test_pretty_text_breaks_long_values_one_item_per_line_keeping_key_order() -> None:
+    data = {
+        "model": {
+            "type": "FasterRCNN",
+            "backbone": {"type": "ResNet", "depth": 50, "out_indices": (0, 1, 2, 3)},
+            "neck": {"type": "FPN", "in_channels": [256, 512, 1024, 2048], "num_outs": 5},
+        }
+    }
+    assert to_python_text(data) == (
+        "model = dict(\n"
+        "    type='FasterRCNN',\n"
+        "    backbone=dict(type='ResNet', depth=50, out_indices=(0, 1, 2, 3)),\n"
+        "    neck=dict(type='FPN', in_channels=[256, 512, 1024, 2048], num_outs=5),\n"
+        ")\n"
+    )
+
+
+def test_pretty_text_breaks_long_lists() -> None:
+    data = {"steps": [f"step_number_{i}" for i in range(6)]}
+    text = to_python_text(data)
+    assert text.splitlines()[:2] == ["steps = [", "    'step_number_0',"]
+    assert text.endswith("    'step_number_5',\n]\n")
+
+
+VALUES: list[tuple[object, str]] = [
+    (None, "None"),
+    (True, "True"),
+    (2**70, str(2**70)),
+    (-0.0, "-0.0"),
+    (1e300, "1e+300"),
+    (math.inf, "float('inf')"),
+    (-math.inf, "float('-inf')"),
+    (math.nan, "float('nan')"),
+    ("it's", '"it\'s"'),
+    (b"\x00", "b'\\x00'"),
+    ((), "()"),
+    ((1,), "(1,)"),
+    ([], "[]"),
+    ({}, "dict()"),
+    ({"a-b": 1, 2: "x"}, "{'a-b': 1, 2: 'x'}"),
+    ({"class": 1}, "{'class': 1}"),
+    ({"ﬁ": 1}, "{'ﬁ': 1}"),
+    ({3, 1, 2}, "{1, 2, 3}"),
+    (set(), "set()"),
+    (frozenset({"a"}), "frozenset({'a'})"),
+    (pathlib.PurePosixPath("a/b"), "pathlib.Path('a/b')"),
+    (collections.OrderedDict, "collections.OrderedDict"),
+    (os.path.join, "posixpath.join"),
+    (len, "len"),
+    (Mode.FAST, f"{__name__}.Mode.FAST"),
+    (QualifiedName("collections:OrderedDict"), "collections.OrderedDict"),
+]
+
+
+@pytest.mark.parametrize(("value", "text"), VALUES, ids=lambda v: repr(v)[:20])
+def test_pretty_text_writes_each_type_so_it_reloads(value: object, text: str) -> None:
+    dumped = to_python_text({"x": value})
+    assert dumped.splitlines()[-1] == f"x = {text}"
+    if "<locals>" not in text:
+        assert to_canonical_bytes(run_python(dumped)) == to_canonical_bytes({"x": value})
+
+
+def test_pretty_text_imports_modules_at_the_top() -> None:
+    text = to_python_text({"a": collections.OrderedDict, "b": os.path.join, "c": math.sqrt})
+    assert text == (
+        "import collections\nimport math\nimport posixpath\n\n"
+        "a = collections.OrderedDict\nb = posixpath.join\nc = math.sqrt\n"
+    )
+
+
+def test_top_level_keys_that_shadow_used_names_get_private_aliases() -> None:
+    data = {
+        "dict": 1,
+        "float": 2,
+        "collections": 3,
+        "model": {"x": math.inf, "cls": collections.OrderedDict},
+    }
+    text = to_python_text(data)
+    assert text == (
+        "from builtins import dict as __trackcfg_dict\n"
+        "from builtins import float as __trackcfg_float\n"
+        "import collections as __trackcfg_collections\n"
+        "\n"
+        "dict = 1\n"
+        "float = 2\n"
+        "collections = 3\n"
+        "model = __trackcfg_dict(\n"
+        "    x=__trackcfg_float('inf'),\n"
+        "    cls=__trackcfg_collections.OrderedDict,\n"
+        ")\n"
+    )
+    assert to_canonical_bytes(run_python(text)) == to_canonical_bytes(data)
+
+
+@pytest.mark.parametrize("key", ["a-b", "class", "__private", "1x", "ﬁ"])
+def test_top_level_key_that_is_not_a_variable_name_is_an_error(key: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        to_python_text({key: 1})
+    assert str(info.value).splitlines()[0] == (
+        f"{key}: cannot write this top-level key as a Python variable"
+    )
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"a": {"b": [1, object()]}}, "a.b.1: cannot encode a value of type object"),
+        ({"a": {"f": lambda: 1}}, "a.f: function "),
+    ],
+)
+def test_unwritable_values_name_their_key_path(data: dict[str, Any], message: str) -> None:
+    for dump in (to_python_text, to_yaml_text, to_json_text):
+        with pytest.raises(CanonicalizationError) as info:
+            dump(data)
+        assert str(info.value).startswith(message)
+
+
+def test_yaml_keeps_order_and_tags_tuples_and_non_finite_floats() -> None:
+    data = {"z": (1, 2), "a": [math.inf, -math.inf], "m": {"k": None}}
+    assert to_yaml_text(data) == ("z: !!python/tuple [1, 2]\na:\n- .inf\n- -.inf\nm:\n  k: null\n")
+
+
+class TupleLoader(yaml.SafeLoader):
+    pass
+
+
+TupleLoader.add_constructor(
+    "tag:yaml.org,2002:python/tuple",
+    lambda loader, node: tuple(loader.construct_sequence(node, deep=True)),  # type: ignore[arg-type]
+)
+
+
+def test_yaml_reloads_to_the_same_hash_for_plain_data_tuples_sets_and_bytes() -> None:
+    data = {
+        "a": [1, 2.5, -0.0, True, None, "1", "yes", "null", ""],
+        "t": (1, (2, "x")),
+        "n": math.nan,
+        "k": {1: "int key", "s": {2, 3}},
+        "b": b"\x00\xff",
+        "big": 2**80,
+        "f": 1e20,
+    }
+    loaded = yaml.load(to_yaml_text(data), Loader=TupleLoader)  # noqa: S506 - safe subclass
+    assert to_canonical_bytes(loaded) == to_canonical_bytes(data)
+
+
+def test_yaml_writes_classes_as_python_name_tags() -> None:
+    text = to_yaml_text({"cls": collections.OrderedDict, "m": Mode.FAST})
+    assert text == (
+        f"cls: !!python/name:collections.OrderedDict ''\nm: !!python/name:{__name__}.Mode.FAST ''\n"
+    )
+
+
+def test_json_keeps_order_and_writes_documented_lossy_forms() -> None:
+    data = {
+        "z": (1, 2),
+        "x": math.inf,
+        "cls": collections.OrderedDict,
+        "k": {1: "a"},
+        "s": {2, 1},
+        "p": pathlib.PurePosixPath("a/b"),
+        "e": Mode.FAST,
+    }
+    text = to_json_text(data)
+    assert json.loads(text) == {
+        "z": [1, 2],
+        "x": math.inf,
+        "cls": "collections.OrderedDict",
+        "k": {"1": "a"},
+        "s": [1, 2],
+        "p": "a/b",
+        "e": f"{__name__}.Mode.FAST",
+    }
+    assert list(json.loads(text)) == list(data)
+
+
+def test_json_reloads_to_the_same_hash_for_plain_data() -> None:
+    data = {"a": [1, 2.5, -0.0, True, None, "x"], "m": {"n": math.nan, "i": -math.inf}}
+    assert to_canonical_bytes(json.loads(to_json_text(data))) == to_canonical_bytes(data)
+
+
+def test_json_refuses_bytes_naming_the_key_path() -> None:
+    with pytest.raises(CanonicalizationError) as info:
+        to_json_text({"a": [b"x"]})
+    assert str(info.value).splitlines()[0] == "a.0: JSON cannot carry bytes"
+
+
+def test_docstring_examples_run() -> None:
+    assert doctest.testmod(trackcfg.config.dump).failed == 0
