@@ -1,0 +1,3 @@
+"""A module imported by custom_imports in tests; records that it ran."""
+
+IMPORTED = True

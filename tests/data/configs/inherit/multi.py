@@ -1,0 +1,2 @@
+_base_ = ['./base_a.py', './base_b.yaml']
+b = 3

@@ -1,0 +1,3 @@
+_base_ = './base_a.py'
+a = dict(y=dict(w=3))
+items = [4]

@@ -1,0 +1,2 @@
+_base_ = '../single.py'
+level = 1

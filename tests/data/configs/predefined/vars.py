@@ -1,0 +1,5 @@
+work_dir = './work_dirs/{{ fileBasenameNoExtension }}'
+where = '{{ fileDirname }}'
+name = '{{ fileBasename }}'
+ext = {{ fileExtname }}
+this = __file__

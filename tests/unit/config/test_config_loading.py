@@ -1,0 +1,184 @@
+"""Loading: formats, `_base_` inheritance, `_delete_`, placeholders, `_base_.x`, private names."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from trackcfg.config.config import Config
+
+DATA = Path(__file__).parents[2] / "data" / "configs"
+
+
+def load(relative: str) -> Config:
+    return Config.fromfile(DATA / relative, root=DATA)
+
+
+PLAIN = {"model": {"type": "Net", "depth": 50, "scales": [1, 2]}, "lr": 0.1, "name": "plain"}
+
+
+@pytest.mark.parametrize("name", ["plain.json", "plain.yaml"])
+def test_json_and_yaml_load_to_the_same_dict(name: str) -> None:
+    assert load(f"formats/{name}").to_dict() == PLAIN
+
+
+def test_python_config_keeps_tuples() -> None:
+    assert load("formats/plain.py").model.size == (224, 224)
+
+
+def test_yaml_python_tuple_tag_gives_a_tuple() -> None:
+    assert load("formats/tuple.yaml").size == (224, 224)
+
+
+@pytest.mark.parametrize(
+    ("text", "fmt"),
+    [
+        ("a = dict(b=1)\nc = [1, 2]\n", ".py"),
+        ('{"a": {"b": 1}, "c": [1, 2]}', ".json"),
+        ("a: {b: 1}\nc: [1, 2]\n", ".yaml"),
+        ("a: {b: 1}\nc: [1, 2]\n", ".yml"),
+    ],
+)
+def test_fromstring_reads_every_format(text: str, fmt: str) -> None:
+    assert Config.fromstring(text, fmt).to_dict() == {"a": {"b": 1}, "c": [1, 2]}
+
+
+def test_single_base_merges_dicts_and_replaces_lists() -> None:
+    assert load("inherit/single.py").to_dict() == {
+        "a": {"x": 1, "y": {"z": 2, "w": 3}},
+        "items": [4],
+    }
+
+
+def test_list_of_bases_of_mixed_formats_merge_in_order() -> None:
+    assert load("inherit/multi.py").to_dict() == {
+        "a": {"x": 1, "y": {"z": 2}},
+        "items": [1, 2, 3],
+        "b": 3,
+    }
+
+
+def test_bases_resolve_relative_to_the_including_file_at_any_depth() -> None:
+    cfg = load("inherit/sub/level3.yaml")
+    assert cfg.level == 3
+    assert cfg.a.to_dict() == {"x": 10, "y": {"z": 2, "w": 3}}
+    assert [entry.path for entry in cfg.lineage] == [
+        "inherit/base_a.py",
+        "inherit/single.py",
+        "inherit/sub/level1.py",
+        "inherit/sub/level2.json",
+        "inherit/sub/level3.yaml",
+    ]
+
+
+def test_delete_replaces_the_base_dict() -> None:
+    assert load("delete/child.py").model.to_dict() == {
+        "backbone": {"type": "ViT", "patch": 16},
+        "head": {"num": 10},
+    }
+
+
+def test_delete_false_merges() -> None:
+    assert load("delete/false.py").model.backbone.to_dict() == {"type": "ResNet", "depth": 101}
+
+
+def test_delete_never_leaks_into_the_result() -> None:
+    cfg = load("delete/no_base_key.py")
+    assert cfg.optimizer.to_dict() == {"type": "SGD", "extra": {"a": 1}}
+    assert cfg.pipeline == [{"type": "A"}]
+
+
+@pytest.mark.parametrize(
+    ("key", "expected"),
+    [
+        ("whole", 0.1),
+        ("element", 128),
+        ("nested", {"depth": 50, "channels": [64, 128]}),
+        ("text", "model-r50-lr0.1"),
+        ("doubled", 0.2),
+    ],
+)
+def test_base_placeholders_and_expressions_in_python(key: str, expected: object) -> None:
+    assert load("base_ref/child.py").to_dict()[key] == expected
+
+
+def test_base_expression_is_a_copy() -> None:
+    cfg = load("base_ref/child.py")
+    assert cfg.copied.backbone.depth == 101
+    assert cfg.model.backbone.depth == 50
+    assert cfg.nested["depth"] == 50
+
+
+@pytest.mark.parametrize("name", ["child.yaml", "child.json"])
+def test_base_placeholders_in_data_formats(name: str) -> None:
+    cfg = load(f"base_ref/{name}").to_dict()
+    assert cfg["whole"] == 0.1
+    assert cfg["text"] == "model-r50"
+
+
+def test_whole_value_placeholder_in_yaml_keeps_the_dict() -> None:
+    assert load("base_ref/child.yaml").nested.to_dict() == {"depth": 50, "channels": [64, 128]}
+
+
+@pytest.mark.parametrize("name", ["vars.py", "vars.yaml", "vars.json"])
+def test_predefined_variables_name_the_real_file(name: str) -> None:
+    cfg = load(f"predefined/{name}")
+    assert cfg.work_dir == "./work_dirs/vars"
+    assert cfg.ext == Path(name).suffix
+
+
+def test_python_predefined_variables_and_dunder_file() -> None:
+    cfg = load("predefined/vars.py")
+    real = DATA / "predefined" / "vars.py"
+    assert (cfg.where, cfg.name, cfg.this) == (str(real.parent), "vars.py", str(real))
+    assert "__file__" not in cfg
+
+
+def test_private_names_modules_and_functions_are_not_keys() -> None:
+    cfg = load("private/names.py")
+    # An imported class is a value, so a key (as in mmengine); modules and functions not.
+    assert sorted(cfg) == ["OrderedDict", "joined", "kind", "squares", "value"]
+    assert (cfg.value, cfg.joined, cfg.squares) == (8, "a/b", [0, 1, 4, 9])
+
+
+def test_classes_are_values() -> None:
+    from collections import OrderedDict
+
+    assert load("private/names.py").kind is OrderedDict
+
+
+def test_custom_imports_imports_the_module(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(DATA / "custom_imports"))
+    monkeypatch.delitem(sys.modules, "trackcfg_test_plugin", raising=False)
+    load("custom_imports/ok.py")
+    assert sys.modules["trackcfg_test_plugin"].IMPORTED is True
+
+
+def test_custom_imports_can_be_skipped(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delitem(sys.modules, "trackcfg_test_plugin", raising=False)
+    Config.fromfile(DATA / "custom_imports" / "ok.py", import_custom_modules=False)
+    assert "trackcfg_test_plugin" not in sys.modules
+
+
+def test_allowed_failed_custom_import_warns() -> None:
+    with pytest.warns(UserWarning, match="trackcfg_no_such_module failed to import"):
+        load("custom_imports/allowed.py")
+
+
+def test_python_config_may_import_third_party_modules_and_compute() -> None:
+    cfg = Config.fromstring("import xxhash\nn = len(xxhash.xxh3_128_hexdigest(b''))\n", ".py")
+    assert cfg.to_dict() == {"n": 32}
+
+
+def test_loading_does_not_import_torch_or_mlflow() -> None:
+    import subprocess
+
+    code = (
+        "import sys, trackcfg\n"
+        f"trackcfg.Config.fromfile({str(DATA / 'openmmlab/det/faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py')!r}).hash\n"
+        "print(sorted(m for m in ('torch', 'mlflow', 'git') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
