@@ -24,6 +24,7 @@ Rules a reader would not guess:
 from __future__ import annotations
 
 import enum
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
@@ -99,6 +100,11 @@ def _category(value: object) -> str:
     return type(encoded).__name__
 
 
+def _canonical(value: object) -> str:
+    # Text, not the encoded objects: 0.0 == -0.0 in Python but not in the hash.
+    return json.dumps(encode_value(value), sort_keys=True, separators=(",", ":"))
+
+
 def _has_path_keys(mapping: Mapping[object, object]) -> bool:
     return all(isinstance(k, str | int) and not isinstance(k, bool) for k in mapping)
 
@@ -127,7 +133,7 @@ def _walk(a: object, b: object, path: tuple[str | int, ...], out: list[Change]) 
         for index, (item_a, item_b) in enumerate(zip(a, b, strict=True)):
             _walk(item_a, item_b, (*path, index), out)
         return
-    if encode_value(a) != encode_value(b):
+    if _canonical(a) != _canonical(b):
         out.append(Change(KeyPath(path), ChangeKind.CHANGED, a, b))
 
 
@@ -202,12 +208,13 @@ def _apply_one(node: object, parts: tuple[str | int, ...], change: Change, depth
             items[head] = _apply_one(items[head], parts, change, depth + 1)
         return tuple(items) if isinstance(node, tuple) else items
     raise ConfigKeyError(
-        f"cannot apply a change below a value of type {type(node).__name__}", key_path=where
+        f"cannot apply a change below a value of type {type(node).__name__}",
+        key_path=str(KeyPath(parts[:depth])),
     )
 
 
 def _check_old(current: object, change: Change, where: str) -> None:
-    if encode_value(current) != encode_value(change.old):
+    if _canonical(current) != _canonical(change.old):
         raise ConfigMergeError(
             f"expected the old value {change.old!r} here, found {current!r}",
             key_path=where,
