@@ -1,0 +1,114 @@
+"""MLflow run helpers against a real SQLite store: URIs, experiments, params within limits."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+
+from trackcfg.tracking import mlflow_run as mr
+
+
+class Net:
+    pass
+
+
+@pytest.mark.parametrize(
+    ("data", "params", "truncated"),
+    [
+        ({"a": 1, "b": {"c": "x"}}, {"a": "1", "b.c": "x"}, ()),
+        ({"t": (1, 2), "l": [1, "a"]}, {"t": "(1, 2)", "l": "[1, 'a']"}, ()),
+        ({"e": {}, "n": None, "f": 0.1}, {"e": "{}", "n": "None", "f": "0.1"}, ()),
+        ({"cls": Net}, {"cls": f"{__name__}.Net"}, ()),
+        ({"a+b": 1}, {"a_b": "1"}, ("a+b",)),
+        ({"a//b": 1}, {"a_b": "1"}, ("a//b",)),
+        ({"../x": 1}, {"___x": "1"}, ("../x",)),
+    ],
+)
+def test_flatten_params_dotted_keys_and_readable_values(
+    data: dict[str, object], params: dict[str, str], truncated: tuple[str, ...]
+) -> None:
+    flat = mr.flatten_params(data)
+    assert flat.params == params
+    assert flat.truncated == truncated
+
+
+def test_flatten_params_cuts_values_over_mlflows_limit_and_lists_them() -> None:
+    flat = mr.flatten_params({"short": "x", "long": "y" * 7000})
+    assert len(flat.params["long"]) == mr.MAX_PARAM_VALUE_LENGTH
+    assert flat.params["long"].endswith("[truncated]")
+    assert flat.truncated == ("long",)
+
+
+def test_flatten_params_cuts_keys_over_mlflows_limit() -> None:
+    key = "k" * 300
+    flat = mr.flatten_params({key: 1})
+    assert [len(k) for k in flat.params] == [mr.MAX_PARAM_KEY_LENGTH]
+    assert flat.truncated == (key,)
+
+
+def test_log_params_sends_more_than_one_batch_and_tags_truncated_keys(tmp_path: Path) -> None:
+    uri = "sqlite:///" + (tmp_path / "mlflow.db").as_posix()
+    client = mr.open_client(uri)
+    experiment = mr.get_or_create_experiment(client, "exp", uri)
+    run_id = mr.create_run(client, experiment, name="r@0", tags={})
+    data: dict[str, object] = {f"p{i}": i for i in range(250)}
+    data["long"] = "z" * 6500
+    mr.log_params(client, run_id, mr.flatten_params(data))
+    run = client.get_run(run_id)
+    assert len(run.data.params) == 251
+    assert run.data.params["p249"] == "249"
+    assert json.loads(run.data.tags[mr.TAG_TRUNCATED_PARAMS]) == ["long"]
+
+
+def test_default_tracking_uri_is_an_absolute_sqlite_file_in_the_cwd(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.chdir(tmp_path)
+    uri = mr.resolve_tracking_uri()
+    assert uri == "sqlite:///" + (tmp_path.resolve() / "mlflow.db").as_posix()
+    assert mr.local_sqlite_path(uri) == tmp_path.resolve() / "mlflow.db"
+
+
+def test_tracking_uri_comes_from_the_environment_when_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5999")
+    assert mr.resolve_tracking_uri() == "http://127.0.0.1:5999"
+
+
+def test_new_experiments_of_a_sqlite_store_keep_artifacts_beside_the_database(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    uri = "sqlite:///" + (tmp_path / "store" / "mlflow.db").as_posix()
+    client = mr.open_client(uri)
+    experiment_id = mr.get_or_create_experiment(client, "my exp", uri)
+    location = client.get_experiment(experiment_id).artifact_location
+    assert location == (tmp_path / "store" / "mlruns" / "my_exp").as_uri()
+    assert mr.get_or_create_experiment(client, "my exp", uri) == experiment_id
+
+
+def test_find_runs_by_hash_returns_only_runs_with_that_tag(tmp_path: Path) -> None:
+    uri = "sqlite:///" + (tmp_path / "mlflow.db").as_posix()
+    client = mr.open_client(uri)
+    experiment = mr.get_or_create_experiment(client, "e", uri)
+    wanted = mr.create_run(client, experiment, name="a", tags={mr.TAG_CONFIG_HASH: "a" * 32})
+    mr.create_run(client, experiment, name="b", tags={mr.TAG_CONFIG_HASH: "b" * 32})
+    found = mr.find_runs_by_hash(client, "a" * 32)
+    assert [r.info.run_id for r in found] == [wanted]
+
+
+def test_get_run_of_an_unknown_id_raises_run_not_found(tmp_path: Path) -> None:
+    from trackcfg.errors import RunNotFoundError
+
+    client: MlflowClient = mr.open_client("sqlite:///" + (tmp_path / "m.db").as_posix())
+    with pytest.raises(RunNotFoundError, match=r"no run 'f+'"):
+        mr.get_run(client, "f" * 32)
+
+
+def test_run_name_is_stem_at_short_hash() -> None:
+    assert mr.run_name("configs/digits/cnn.py", "abcdef0123456789" * 2) == "cnn@abcdef01"
