@@ -6,9 +6,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from fake_hook_runner import FakeRunnerFactory, fake_runner_factory
 
 from trackcfg.registry import HOOKS
 from trackcfg.runner.hooks.checkpoint import CheckpointHook
+
+
+@pytest.fixture
+def make_runner(tmp_path: Path) -> FakeRunnerFactory:
+    return fake_runner_factory(tmp_path)
 
 
 def run_epochs(runner: object, hook: CheckpointHook, epochs: int) -> None:

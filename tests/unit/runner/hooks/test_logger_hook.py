@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 import torch
+from fake_hook_runner import FakeRunnerFactory, fake_runner_factory
 from torch import nn
 
 from trackcfg.runner.hooks.logger import LoggerHook
+
+
+@pytest.fixture
+def make_runner(tmp_path: Path) -> FakeRunnerFactory:
+    return fake_runner_factory(tmp_path)
 
 
 class RecordingLogger(LoggerHook):

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 import torch
+from fake_hook_runner import FakeRunnerFactory, fake_runner_factory
 from torch import nn
 
 from trackcfg.registry import HOOKS
@@ -15,6 +17,12 @@ from trackcfg.runner.hooks.lr_updater import (
     LrUpdaterHook,
     StepLrUpdaterHook,
 )
+
+
+@pytest.fixture
+def make_runner(tmp_path: Path) -> FakeRunnerFactory:
+    return fake_runner_factory(tmp_path)
+
 
 BASE_LR = 0.1
 

@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 import torch
+from fake_hook_runner import FakeRunnerFactory, fake_runner_factory
 from torch import nn
 
 from trackcfg.errors import RunnerError
 from trackcfg.registry import HOOKS
 from trackcfg.runner.hooks.optimizer import Fp16OptimizerHook, OptimizerHook
+
+
+@pytest.fixture
+def make_runner(tmp_path: Path) -> FakeRunnerFactory:
+    return fake_runner_factory(tmp_path)
 
 
 def setup(

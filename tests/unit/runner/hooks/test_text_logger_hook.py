@@ -11,10 +11,16 @@ from pathlib import Path
 
 import pytest
 import torch
+from fake_hook_runner import FakeRunnerFactory, fake_runner_factory
 from torch import nn
 
 from trackcfg.registry import HOOKS
 from trackcfg.runner.hooks.text_logger import TextLoggerHook
+
+
+@pytest.fixture
+def make_runner(tmp_path: Path) -> FakeRunnerFactory:
+    return fake_runner_factory(tmp_path)
 
 
 def sgd(lr: float = 0.1) -> torch.optim.SGD:

@@ -4,8 +4,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from fake_hook_runner import FakeRunnerFactory, fake_runner_factory
 
 from trackcfg.registry import HOOKS
+
+
+@pytest.fixture
+def make_runner(tmp_path: Path) -> FakeRunnerFactory:
+    return fake_runner_factory(tmp_path)
 
 
 def test_timer_logs_data_time_and_iteration_time(make_runner: Callable[..., object]) -> None:

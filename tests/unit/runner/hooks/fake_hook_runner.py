@@ -1,5 +1,7 @@
 """A fake runner for testing hooks on their own: plain attributes, no training loop.
 
+(A plain module, not a conftest: tests/unit/runner/conftest.py is imported by name.)
+
 It carries exactly the attributes the built-in hooks read (the BaseRunner contract),
 and a synchronous `save_checkpoint` that writes a small file and then calls the
 checkpoint listeners — or, with ``defer_listeners=True``, queues them until
@@ -9,11 +11,10 @@ checkpoint listeners — or, with ``defer_listeners=True``, queues them until
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pytest
 import torch
 from torch import nn
 
@@ -98,11 +99,15 @@ class FakeRunner:
             getattr(hook, stage)(self)
 
 
-@pytest.fixture
-def make_runner(tmp_path: Path) -> Iterator[Callable[..., FakeRunner]]:
+FakeRunnerFactory = Callable[..., FakeRunner]
+
+
+def fake_runner_factory(tmp_path: Path) -> FakeRunnerFactory:
+    """``make(**attributes) -> FakeRunner`` with ``work_dir`` under ``tmp_path``."""
+
     def make(**kwargs: object) -> FakeRunner:
         kwargs.setdefault("work_dir", str(tmp_path / "work"))
         Path(str(kwargs["work_dir"])).mkdir(parents=True, exist_ok=True)
         return FakeRunner(**kwargs)  # type: ignore[arg-type]
 
-    yield make
+    return make
