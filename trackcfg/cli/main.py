@@ -32,24 +32,31 @@ _F = TypeVar("_F")
 def expand_cfg_options(args: Sequence[str]) -> list[str]:
     """Rewrite ``--cfg-options a=1 b=2`` as ``--cfg-options a=1 --cfg-options b=2``.
 
-    Words after the flag belong to it while they contain ``=`` and do not start
-    with ``-``, as with argparse's ``nargs='+'`` in mmcv's tools.
+    The first word after the flag belongs to it; later words while they contain
+    ``=`` and do not start with ``-`` (argparse's ``nargs='+'`` in mmcv's tools).
 
     Example:
         >>> expand_cfg_options(["x.py", "--cfg-options", "a=1", "b=2", "--json"])
         ['x.py', '--cfg-options', 'a=1', '--cfg-options', 'b=2', '--json']
     """
     out: list[str] = []
-    in_options = False
+    taken = -1  # words taken by the current --cfg-options; -1: not in one
     for word in args:
         if word == _CFG_OPTIONS:
-            in_options = True
+            taken = 0
             continue
-        if in_options and "=" in word and not word.startswith("-"):
+        # The first word always belongs to the flag (a malformed `lr` is reported by
+        # the option parser, not as a stray argument); later ones need a '='.
+        if taken >= 0 and not word.startswith("-") and (taken == 0 or "=" in word):
             out += [_CFG_OPTIONS, word]
+            taken += 1
             continue
-        in_options = False
+        if taken == 0:
+            out.append(_CFG_OPTIONS)  # let click report the missing value
+        taken = -1
         out.append(word)
+    if taken == 0:
+        out.append(_CFG_OPTIONS)
     return out
 
 

@@ -24,6 +24,10 @@ from trackcfg.errors import TrackingError
         ),
         # A word without '=' ends the option list: it is the positional CONFIG.
         (["--cfg-options", "a=1", "c.py"], ["--cfg-options", "a=1", "c.py"]),
+        # The first word is the flag's even without '=' (the parser reports it).
+        (["c.py", "--cfg-options", "lr"], ["c.py", "--cfg-options", "lr"]),
+        (["c.py", "--cfg-options"], ["c.py", "--cfg-options"]),
+        (["--cfg-options", "--json"], ["--cfg-options", "--json"]),
     ],
 )
 def test_cfg_options_takes_several_words_after_one_flag(
