@@ -4,6 +4,7 @@
 
     TrackcfgError                          exit 2 at the CLI
     ├── ConfigError
+    │   ├── ConfigFileNotFoundError (FileNotFoundError)   the top-level config file
     │   ├── ConfigSyntaxError              a .py/.json/.yaml file that does not parse
     │   ├── ConfigBaseError                missing, cyclic or conflicting `_base_` files
     │   ├── ConfigMergeError               `_delete_` misuse, dict merged into a non-dict
@@ -52,6 +53,7 @@ __all__ = [
     "ConfigAttributeError",
     "ConfigBaseError",
     "ConfigError",
+    "ConfigFileNotFoundError",
     "ConfigImportError",
     "ConfigKeyError",
     "ConfigMergeError",
@@ -127,6 +129,10 @@ def _rebuild(cls: type[TrackcfgError], message: str, state: dict[str, object]) -
 
 class ConfigError(TrackcfgError):
     """A config file, option or value is wrong."""
+
+
+class ConfigFileNotFoundError(ConfigError, FileNotFoundError):
+    """The config file given to `Config.fromfile` does not exist."""
 
 
 class ConfigSyntaxError(ConfigError):

@@ -26,6 +26,9 @@ class Location:
     col: int | None = None
 
     def __str__(self) -> str:
+        # Options have no line: their errors read `<option>: key: ...`.
+        if self.file == OPTION_FILE:
+            return self.file
         return f"{self.file}:{self.line}"
 
 
