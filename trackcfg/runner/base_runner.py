@@ -596,7 +596,7 @@ class BaseRunner:
         seen: dict[str, int] = {}
         keyed = []
         for hook in self._hooks:
-            name = type(hook).__qualname__
+            name = type(hook).__name__
             keyed.append((f"{name}#{seen.get(name, 0)}", hook))
             seen[name] = seen.get(name, 0) + 1
         return keyed

@@ -1,0 +1,148 @@
+"""EpochBasedRunner: stage order and counters, workflow semantics, run errors."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+import torch
+from conftest import RecordingHook, RunnerFactory, StepHook
+
+from trackcfg.errors import RunnerError
+from trackcfg.runner.epoch_based_runner import EpochBasedRunner
+
+Loader = Callable[..., torch.utils.data.DataLoader[object]]
+
+
+def test_stages_fire_in_order_with_mmcv_counters(
+    make_runner: RunnerFactory, toy_loader: Loader
+) -> None:
+    runner = make_runner(EpochBasedRunner, max_epochs=2)
+    hook = RecordingHook()
+    runner.register_hook(hook)
+    runner.run([toy_loader(12), toy_loader(4)], [("train", 1), ("val", 1)])
+    # (stage, mode, epoch, iter, inner_iter); in after_train_iter `iter` is the index just run.
+    epoch = [
+        ("before_train_epoch", "train", "E", "I", 0),
+        ("before_train_iter", "train", "E", "I", 0),
+        ("after_train_iter", "train", "E", "I", 0),
+        ("before_train_iter", "train", "E", "I+1", 1),
+        ("after_train_iter", "train", "E", "I+1", 1),
+        ("before_train_iter", "train", "E", "I+2", 2),
+        ("after_train_iter", "train", "E", "I+2", 2),
+        ("after_train_epoch", "train", "E", "I+3", 2),
+        ("before_val_epoch", "val", "E+1", "I+3", 2),
+        ("before_val_iter", "val", "E+1", "I+3", 0),
+        ("after_val_iter", "val", "E+1", "I+3", 0),
+        ("after_val_epoch", "val", "E+1", "I+3", 0),
+    ]
+
+    def at(e: int, i: int) -> list[tuple[str, str | None, int, int, int]]:
+        out = []
+        for stage, mode, ep, it, inner in epoch:
+            ep_v = e + (1 if ep == "E+1" else 0)
+            it_v = i + (0 if it == "I" else int(it[2:]))
+            out.append((stage, mode, ep_v, it_v, inner))
+        return out
+
+    expected = [("before_run", None, 0, 0, 0), *at(0, 0), *at(1, 3), ("after_run", "val", 2, 6, 0)]
+    assert hook.events == expected
+
+
+@pytest.mark.parametrize(
+    ("workflow", "max_epochs", "modes"),
+    [
+        ([("train", 1)], 3, ["train", "train", "train"]),
+        ([("train", 2), ("val", 1)], 3, ["train", "train", "val", "train", "val"]),
+        ([("val", 1), ("train", 2)], 2, ["val", "train", "train"]),
+        ([("train", 1), ("val", 2)], 1, ["train", "val", "val"]),
+    ],
+)
+def test_workflow_counts_only_training_epochs(
+    make_runner: RunnerFactory,
+    toy_loader: Loader,
+    workflow: list[tuple[str, int]],
+    max_epochs: int,
+    modes: list[str],
+) -> None:
+    runner = make_runner(EpochBasedRunner, max_epochs=max_epochs)
+    hook = RecordingHook()
+    runner.register_hook(hook)
+    runner.run([toy_loader(4) for _ in workflow], workflow)
+    started = [
+        mode
+        for stage, mode, *_ in hook.events
+        if stage.startswith("before_") and stage.endswith("_epoch")
+    ]
+    assert started == modes
+    assert runner.epoch == max_epochs
+
+
+def test_run_trains_the_model(make_runner: RunnerFactory, toy_loader: Loader) -> None:
+    runner = make_runner(EpochBasedRunner, max_epochs=1)
+    runner.register_hook(StepHook())
+    before = [p.detach().clone() for p in runner.model.parameters()]
+    runner.run([toy_loader()], [("train", 1)])
+    assert runner.iter == 3 and runner.max_iters == 3
+    assert any(
+        not torch.equal(a, b) for a, b in zip(before, runner.model.parameters(), strict=True)
+    )
+
+
+@pytest.mark.parametrize(
+    ("workflow", "n_loaders", "message"),
+    [
+        ([("train", 1)], 2, "workflow has 1 entries but 2 data loader"),
+        ([("test", 1)], 1, r"workflow\[0\] must be"),
+        ([("train", 0)], 1, r"workflow\[0\] must be"),
+        ([("val", 1)], 1, "no 'train' entry"),
+    ],
+)
+def test_run_rejects_bad_workflow(
+    make_runner: RunnerFactory,
+    toy_loader: Loader,
+    workflow: list[tuple[str, int]],
+    n_loaders: int,
+    message: str,
+) -> None:
+    runner = make_runner(EpochBasedRunner, max_epochs=1)
+    with pytest.raises(RunnerError, match=message):
+        runner.run([toy_loader() for _ in range(n_loaders)], workflow)
+
+
+def test_run_without_max_epochs_is_an_error(make_runner: RunnerFactory, toy_loader: Loader) -> None:
+    runner = make_runner(EpochBasedRunner)
+    with pytest.raises(RunnerError, match="max_epochs must be given"):
+        runner.run([toy_loader()], [("train", 1)])
+
+
+def test_train_step_must_return_a_dict(make_runner: RunnerFactory, toy_loader: Loader) -> None:
+    runner = make_runner(EpochBasedRunner, max_epochs=1)
+    runner.model.train_step = lambda batch, optimizer: 1.0  # type: ignore[assignment]
+    with pytest.raises(TypeError, match="train_step must return a dict, got float"):
+        runner.run([toy_loader()], [("train", 1)])
+
+
+def test_after_run_sees_the_failure(make_runner: RunnerFactory, toy_loader: Loader) -> None:
+    seen: list[BaseException | None] = []
+
+    class Watch(RecordingHook):
+        def after_run(self, runner: object) -> None:
+            seen.append(getattr(runner, "error", None))
+
+    runner = make_runner(EpochBasedRunner, max_epochs=1)
+    runner.register_hook(Watch())
+    runner.model.train_step = lambda batch, optimizer: None  # type: ignore[assignment]
+    with pytest.raises(TypeError):
+        runner.run([toy_loader()], [("train", 1)])
+    assert len(seen) == 1 and isinstance(seen[0], TypeError)
+
+
+def test_constructor_rejects_both_max_epochs_and_max_iters(make_runner: RunnerFactory) -> None:
+    with pytest.raises(RunnerError, match="only one of max_epochs and max_iters"):
+        make_runner(EpochBasedRunner, max_epochs=1, max_iters=1)
+
+
+def test_constructor_rejects_a_non_optimizer(make_runner: RunnerFactory) -> None:
+    with pytest.raises(TypeError, match="optimizer must be an Optimizer"):
+        EpochBasedRunner(torch.nn.Linear(1, 1), batch_processor=lambda *a, **k: {}, optimizer=3)  # type: ignore[arg-type]

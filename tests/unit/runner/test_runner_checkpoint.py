@@ -1,0 +1,311 @@
+"""Checkpoints: atomic single-file writes, digest checks, weights_only loads, exact resume."""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import CheckpointEveryIter, RecordingHook, RunnerFactory, StepHook
+
+from trackcfg.errors import CheckpointCorruptError, CheckpointError
+from trackcfg.runner.base_runner import BaseRunner
+from trackcfg.runner.checkpoint import (
+    CheckpointWriter,
+    SavedCheckpoint,
+    copy_state,
+    find_latest_checkpoint,
+    list_checkpoints,
+    load_checkpoint_file,
+    read_checkpoint_record,
+    write_checkpoint_file,
+)
+from trackcfg.runner.epoch_based_runner import EpochBasedRunner
+from trackcfg.runner.hooks.hook import Hook
+from trackcfg.runner.iter_based_runner import IterBasedRunner
+
+Loader = Callable[..., torch.utils.data.DataLoader[object]]
+
+
+def write(path: Path, state: dict[str, object], iter: int = 1) -> SavedCheckpoint:
+    return write_checkpoint_file(copy_state(state), path, epoch=0, iter=iter)  # type: ignore[arg-type]
+
+
+def test_written_checkpoint_loads_with_its_digest(tmp_path: Path) -> None:
+    saved = write(tmp_path / "a.pth", {"w": torch.arange(5.0), "meta": {"epoch": 1}})
+    loaded = load_checkpoint_file(tmp_path / "a.pth")
+    assert torch.equal(loaded["w"], torch.arange(5.0))  # type: ignore[arg-type]
+    record = read_checkpoint_record(tmp_path / "a.pth")
+    assert record is not None and record.digest == saved.digest and record.iter == 1
+
+
+def test_checkpoint_is_a_plain_torch_zip_archive(tmp_path: Path) -> None:
+    write(tmp_path / "a.pth", {"w": torch.ones(2)})
+    plain = torch.load(tmp_path / "a.pth", weights_only=True)  # no trackcfg needed to read it
+    assert torch.equal(plain["w"], torch.ones(2))
+
+
+@pytest.mark.parametrize("keep", [0.0, 0.25, 0.5, 0.9, 0.999])
+def test_torn_file_never_looks_complete(tmp_path: Path, keep: float) -> None:
+    write(tmp_path / "full.pth", {"w": torch.randn(1000)})
+    data = (tmp_path / "full.pth").read_bytes()
+    torn = tmp_path / "torn.pth"
+    torn.write_bytes(data[: int(len(data) * keep)])
+    assert read_checkpoint_record(torn) is None
+    assert [p.name for p, _ in list_checkpoints(tmp_path)] == ["full.pth"]
+    with pytest.raises(CheckpointCorruptError, match="no trackcfg digest trailer"):
+        load_checkpoint_file(torn)
+
+
+def test_digest_mismatch_is_detected(tmp_path: Path) -> None:
+    write(tmp_path / "a.pth", {"w": torch.zeros(1000)})
+    data = bytearray((tmp_path / "a.pth").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (tmp_path / "a.pth").write_bytes(bytes(data))
+    with pytest.raises(CheckpointCorruptError, match="content digest mismatch"):
+        load_checkpoint_file(tmp_path / "a.pth")
+
+
+class Payload:
+    """Not plain data: unpickling it would run code."""
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (os.getcwd, ())
+
+
+def test_load_refuses_pickled_objects(tmp_path: Path) -> None:
+    # Bypass copy_state (which would refuse it) to get a file with a valid digest.
+    write_checkpoint_file({"x": Payload()}, tmp_path / "evil.pth", epoch=0, iter=0)
+    with pytest.raises(CheckpointCorruptError, match="cannot load as plain data"):
+        load_checkpoint_file(tmp_path / "evil.pth")
+
+
+@pytest.mark.parametrize(
+    ("state", "key_path"),
+    [
+        ({"a": {"b": object()}}, "a.b"),
+        ({"a": [1, np.zeros(2)]}, "a.1"),
+        ({"f": print}, "f"),
+    ],
+)
+def test_copy_state_rejects_non_plain_values(state: dict[str, object], key_path: str) -> None:
+    with pytest.raises(CheckpointError) as info:
+        copy_state(state)
+    assert info.value.key_path == key_path
+
+
+def test_copy_state_shares_no_memory() -> None:
+    live = {"w": torch.ones(3)}
+    copied = copy_state(live)
+    live["w"].add_(1)
+    assert torch.equal(copied["w"], torch.ones(3))  # type: ignore[index]
+
+
+def test_missing_checkpoint_is_a_checkpoint_error(tmp_path: Path) -> None:
+    with pytest.raises(CheckpointError, match="no such checkpoint"):
+        load_checkpoint_file(tmp_path / "nope.pth")
+
+
+def test_malformed_failpoint_is_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TRACKCFG_FAILPOINT", "checkpoint-write:zero")
+    with pytest.raises(CheckpointError, match="malformed TRACKCFG_FAILPOINT"):
+        CheckpointWriter()
+
+
+def test_writer_reports_failures_on_the_training_thread(tmp_path: Path) -> None:
+    writer = CheckpointWriter()
+    writer.submit(
+        {"w": torch.ones(1)}, tmp_path / "missing_dir" / "a.pth", link=None, epoch=0, iter=0
+    )
+    with pytest.raises(CheckpointError, match="writing a checkpoint failed"):
+        writer.wait()
+
+
+def run_with_checkpoints(
+    runner: BaseRunner, loader: torch.utils.data.DataLoader[object], listener: list[SavedCheckpoint]
+) -> None:
+    runner.register_hook(StepHook())
+    runner.register_hook(CheckpointEveryIter())
+    runner.add_checkpoint_listener(listener.append)
+    runner.run([loader], [("train", 1)])
+
+
+def test_save_checkpoint_writes_mmcv_keys_and_ours(
+    make_runner: RunnerFactory, toy_loader: Loader
+) -> None:
+    runner = make_runner(EpochBasedRunner, max_epochs=1, meta={"config_hash": "abc"})
+    saved: list[SavedCheckpoint] = []
+    run_with_checkpoints(runner, toy_loader(), saved)
+    assert [(s.path.name, s.epoch, s.iter) for s in saved] == [
+        ("iter_1.pth", 0, 1),
+        ("iter_2.pth", 0, 2),
+        ("iter_3.pth", 0, 3),  # taken between the last iteration and after_train_epoch
+    ]
+    checkpoint = load_checkpoint_file(saved[-1].path)
+    assert {"meta", "state_dict", "optimizer", "runner", "rng", "hook_states", "log_buffer"} <= set(
+        checkpoint
+    )
+    meta = checkpoint["meta"]
+    assert isinstance(meta, dict)
+    assert (meta["config_hash"], meta["epoch"], meta["iter"]) == ("abc", 0, 3)
+
+
+def test_latest_points_at_the_newest_complete_checkpoint(
+    make_runner: RunnerFactory, toy_loader: Loader
+) -> None:
+    runner = make_runner(EpochBasedRunner, max_epochs=1)
+    run_with_checkpoints(runner, toy_loader(), [])
+    work = Path(str(runner.work_dir))
+    assert os.readlink(work / "latest.pth") == "iter_3.pth"
+    assert find_latest_checkpoint(work) == work / "iter_3.pth"
+
+
+def test_epoch_checkpoint_is_named_by_epoch(make_runner: RunnerFactory, toy_loader: Loader) -> None:
+    class EpochSaver(Hook):
+        def after_train_epoch(self, runner: BaseRunner) -> None:
+            runner.save_checkpoint(str(runner.work_dir))
+
+    runner = make_runner(EpochBasedRunner, max_epochs=2)
+    runner.register_hook(EpochSaver())
+    runner.run([toy_loader()], [("train", 1)])
+    work = Path(str(runner.work_dir))
+    assert sorted(p.name for p in work.glob("*.pth")) == [
+        "epoch_1.pth",
+        "epoch_2.pth",
+        "latest.pth",
+    ]
+
+
+def final_state(runner: BaseRunner) -> list[torch.Tensor]:
+    optimizer = runner.optimizer
+    assert isinstance(optimizer, torch.optim.Optimizer)
+    momenta = [optimizer.state[p]["momentum_buffer"] for p in runner.model.parameters()]
+    return [*runner.model.state_dict().values(), *momenta]
+
+
+@pytest.mark.parametrize(
+    ("runner_cls", "kwargs", "checkpoint"),
+    [
+        (EpochBasedRunner, {"max_epochs": 3}, "iter_4.pth"),  # mid-epoch (epoch 1, batch 1)
+        (EpochBasedRunner, {"max_epochs": 3}, "iter_6.pth"),  # end of epoch 1
+        (IterBasedRunner, {"max_iters": 8}, "iter_5.pth"),
+    ],
+)
+def test_resume_continues_bit_identically(
+    make_runner: RunnerFactory,
+    toy_loader: Loader,
+    tmp_path: Path,
+    runner_cls: type[BaseRunner],
+    kwargs: dict[str, int],
+    checkpoint: str,
+) -> None:
+    reference = make_runner(runner_cls, **kwargs)
+    run_with_checkpoints(reference, toy_loader(), [])
+    kept = tmp_path / "kept.pth"
+    shutil.copy(Path(str(reference.work_dir)) / checkpoint, kept)
+
+    resumed = make_runner(runner_cls, seed=99, **kwargs)  # different initial weights
+    resumed.register_hook(StepHook())
+    resumed.resume(kept)
+    # Random draws between resume() and the run must not shift any stream.
+    random.random(), np.random.rand(), torch.rand(3)
+    resumed.run([toy_loader()], [("train", 1)])
+    for a, b in zip(final_state(reference), final_state(resumed), strict=True):
+        assert torch.equal(a, b)
+    assert (resumed.epoch, resumed.iter) == (reference.epoch, reference.iter)
+
+
+def test_mid_epoch_resume_does_not_load_consumed_samples(
+    make_runner: RunnerFactory, toy_loader: Loader, tmp_path: Path
+) -> None:
+    reference = make_runner(EpochBasedRunner, max_epochs=1)
+    run_with_checkpoints(reference, toy_loader(), [])
+    resumed = make_runner(EpochBasedRunner, max_epochs=1)
+    resumed.resume(Path(str(reference.work_dir)) / "iter_2.pth")
+    loader = toy_loader()
+    resumed.run([loader], [("train", 1)])
+    assert len(loader.dataset.dataset.fetched) == 4  # type: ignore[attr-defined]  # one batch of 4
+
+
+def test_resume_restores_hook_state_and_meta(
+    make_runner: RunnerFactory, toy_loader: Loader
+) -> None:
+    class Counter(Hook):
+        def __init__(self) -> None:
+            self.count = 0
+
+        def after_train_iter(self, runner: BaseRunner) -> None:
+            self.count += 1
+
+        def state_dict(self) -> dict[str, object]:
+            return {"count": self.count}
+
+        def load_state_dict(self, state: dict[str, object]) -> None:
+            self.count = int(state["count"])  # type: ignore[call-overload]
+
+    runner = make_runner(EpochBasedRunner, max_epochs=1, meta={"hook_msgs": {"last_ckpt": "x"}})
+    runner.register_hook(Counter())
+    run_with_checkpoints(runner, toy_loader(), [])
+    resumed = make_runner(EpochBasedRunner, max_epochs=2)
+    counter = Counter()
+    resumed.register_hook(counter)
+    resumed.register_hook(CheckpointEveryIter())
+    resumed.resume(Path(str(runner.work_dir)) / "latest.pth")
+    assert counter.count == 3
+    assert resumed.meta == {"hook_msgs": {"last_ckpt": "x"}}
+    resumed.run([toy_loader()], [("train", 1)])
+    resumed.wait_for_checkpoints()
+    meta = load_checkpoint_file(Path(str(runner.work_dir)) / "latest.pth")["meta"]
+    assert isinstance(meta, dict) and (meta["epoch"], meta["iter"]) == (1, 6)
+
+
+def test_resume_refuses_a_torn_checkpoint(make_runner: RunnerFactory, tmp_path: Path) -> None:
+    write(tmp_path / "full.pth", {"w": torch.randn(100)})
+    data = (tmp_path / "full.pth").read_bytes()
+    (tmp_path / "torn.pth").write_bytes(data[: len(data) // 2])
+    runner = make_runner(EpochBasedRunner)
+    with pytest.raises(CheckpointCorruptError):
+        runner.resume(tmp_path / "torn.pth")
+
+
+def test_load_checkpoint_loads_weights_only(make_runner: RunnerFactory, tmp_path: Path) -> None:
+    source = make_runner(EpochBasedRunner, seed=5)
+    torch.save(
+        {"state_dict": {f"module.{k}": v for k, v in source.model.state_dict().items()}},
+        tmp_path / "w.pth",
+    )
+    target = make_runner(EpochBasedRunner, seed=6)
+    target.load_checkpoint(tmp_path / "w.pth")
+    for a, b in zip(
+        source.model.state_dict().values(), target.model.state_dict().values(), strict=True
+    ):
+        assert torch.equal(a, b)
+
+
+def test_checkpoint_requested_in_a_hook_is_taken_after_the_stage(
+    make_runner: RunnerFactory, toy_loader: Loader
+) -> None:
+    class LateMutation(RecordingHook):
+        """Runs after the checkpoint request, in the same stage."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.ticks = 0
+
+        def after_train_iter(self, runner: BaseRunner) -> None:
+            self.ticks += 1
+
+        def state_dict(self) -> dict[str, object]:
+            return {"ticks": self.ticks}
+
+    runner = make_runner(EpochBasedRunner, max_epochs=1)
+    runner.register_hook(CheckpointEveryIter(), "HIGHEST")
+    runner.register_hook(LateMutation(), "LOWEST")
+    runner.run([toy_loader()], [("train", 1)])
+    states = load_checkpoint_file(Path(str(runner.work_dir)) / "iter_1.pth")["hook_states"]
+    assert states == {"CheckpointEveryIter#0": {}, "LateMutation#0": {"ticks": 1}}

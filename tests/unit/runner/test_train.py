@@ -1,0 +1,81 @@
+"""trackcfg.train: config-driven runs, resume_from='auto', config errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import ToyData, ToyNet
+
+from trackcfg.errors import ConfigError
+from trackcfg.registry import DATASETS, MODELS
+from trackcfg.runner.checkpoint import load_checkpoint_file
+from trackcfg.runner.train import train
+
+MODELS.register_module(name="TrainTestNet", module=ToyNet, force=True)
+DATASETS.register_module(name="TrainTestData", module=ToyData, force=True)
+
+
+def config(root: Path, **overrides: object) -> dict[str, object]:
+    cfg: dict[str, object] = {
+        "model": {"type": "TrainTestNet"},
+        "data": {"samples_per_gpu": 4, "workers_per_gpu": 0, "train": {"type": "TrainTestData"}},
+        "optimizer": {"type": "SGD", "lr": 0.1, "momentum": 0.9},
+        "optimizer_config": {"grad_clip": {"max_norm": 1.0}},
+        "lr_config": {"policy": "step", "step": [1]},
+        "runner": {"type": "EpochBasedRunner", "max_epochs": 2},
+        "checkpoint_config": {"interval": 1},
+        "log_config": {"interval": 1, "hooks": []},
+        "workflow": [("train", 1)],
+        "seed": 11,
+        "work_dir": str(root),
+    }
+    cfg.update(overrides)
+    return cfg
+
+
+def test_train_runs_the_config_and_records_its_hash(tmp_path: Path) -> None:
+    runner = train(config(tmp_path))
+    assert (runner.epoch, runner.iter) == (2, 6)
+    meta = load_checkpoint_file(tmp_path / "latest.pth")["meta"]
+    assert isinstance(meta, dict)
+    assert len(str(meta["config_hash"])) == 32 and meta["seed"] == 11
+
+
+def test_train_is_repeatable_from_the_seed(tmp_path: Path) -> None:
+    a = train(config(tmp_path / "a"))
+    b = train(config(tmp_path / "b"))
+    for x, y in zip(a.model.state_dict().values(), b.model.state_dict().values(), strict=True):
+        assert torch.equal(x, y)
+
+
+def test_resume_auto_continues_from_the_newest_checkpoint(tmp_path: Path) -> None:
+    reference = train(config(tmp_path / "ref"))
+    train(config(tmp_path / "run", runner={"type": "EpochBasedRunner", "max_epochs": 1}))
+    resumed = train(config(tmp_path / "run"), resume_from="auto")
+    for x, y in zip(
+        reference.model.state_dict().values(), resumed.model.state_dict().values(), strict=True
+    ):
+        assert torch.equal(x, y)
+
+
+def test_resume_auto_without_checkpoints_starts_fresh(tmp_path: Path) -> None:
+    runner = train(config(tmp_path), resume_from="auto")
+    assert runner.iter == 6
+
+
+@pytest.mark.parametrize(
+    ("overrides", "key_path"),
+    [
+        ({"work_dir": None}, "work_dir"),
+        ({"seed": "eleven"}, "seed"),
+        ({"workflow": [("train", 1), ("val", 1)]}, "data.val"),
+    ],
+)
+def test_train_reports_config_errors_by_key_path(
+    tmp_path: Path, overrides: dict[str, object], key_path: str
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        train(config(tmp_path, **overrides))
+    assert info.value.key_path == key_path
