@@ -6,8 +6,8 @@ from collections.abc import Callable
 
 import pytest
 import torch
-from conftest import RecordingHook, RunnerFactory, StepHook
 
+from tests.unit.runner.toys import RecordingHook, RunnerFactory, StepHook
 from trackcfg.errors import RunnerError
 from trackcfg.runner.epoch_based_runner import EpochBasedRunner
 

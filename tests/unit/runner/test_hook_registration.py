@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from conftest import RecordingHook, RunnerFactory
 
+from tests.unit.runner.toys import RecordingHook, RunnerFactory
 from trackcfg.errors import HookRegistrationError
 from trackcfg.registry import HOOKS
 from trackcfg.runner.epoch_based_runner import EpochBasedRunner

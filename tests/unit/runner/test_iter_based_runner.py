@@ -6,8 +6,8 @@ from collections.abc import Callable
 
 import pytest
 import torch
-from conftest import RecordingHook, RunnerFactory
 
+from tests.unit.runner.toys import RecordingHook, RunnerFactory
 from trackcfg.runner.iter_based_runner import IterBasedRunner, IterLoader
 
 Loader = Callable[..., torch.utils.data.DataLoader[object]]

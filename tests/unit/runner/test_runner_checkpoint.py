@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import CheckpointEveryIter, RecordingHook, RunnerFactory, StepHook
 
+from tests.unit.runner.toys import CheckpointEveryIter, RecordingHook, RunnerFactory, StepHook
 from trackcfg.errors import CheckpointCorruptError, CheckpointError
 from trackcfg.runner.base_runner import BaseRunner
 from trackcfg.runner.checkpoint import (

@@ -7,8 +7,8 @@ import random
 import numpy as np
 import pytest
 import torch
-from conftest import ToyData
 
+from tests.unit.runner.toys import ToyData
 from trackcfg.runner.sampler import BatchKey, ResumableBatchSampler, SeededDataset, build_dataloader
 
 

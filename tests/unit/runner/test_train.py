@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import ToyData, ToyNet
 
+from tests.unit.runner.toys import ToyData, ToyNet
 from trackcfg.errors import ConfigError
 from trackcfg.registry import DATASETS, MODELS
 from trackcfg.runner.checkpoint import load_checkpoint_file
