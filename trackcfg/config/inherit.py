@@ -35,7 +35,7 @@ from trackcfg.config.readers import (
     evaluate_config,
     parse_config,
 )
-from trackcfg.errors import ConfigBaseError, ConfigError
+from trackcfg.errors import ConfigBaseError, ConfigError, ConfigFileNotFoundError
 
 __all__ = [
     "LineageEntry",
@@ -97,7 +97,8 @@ def resolve_file(path: str | os.PathLike[str], root: Path | None = None) -> Reso
         root: The project root; found from ``path`` when None.
 
     Raises:
-        ConfigError: The file does not exist or has an unsupported suffix.
+        ConfigFileNotFoundError: The file does not exist (also a FileNotFoundError).
+        ConfigError: The file has an unsupported suffix.
         ConfigBaseError, ConfigSyntaxError, ConfigSubstitutionError,
         ConfigMergeError: As described in ``trackcfg.errors``.
     """
@@ -112,7 +113,7 @@ def resolve_file(path: str | os.PathLike[str], root: Path | None = None) -> Reso
             location=Location(display, 1),
         )
     if not real.is_file():
-        raise ConfigError("config file not found", location=Location(display, 1))
+        raise ConfigFileNotFoundError("config file not found", location=Location(display, 1))
     resolver = _Resolver(root)
     source, file_digest = resolver.read(real)
     resolved = resolver.resolve(source, file_digest, None, ())
@@ -169,7 +170,9 @@ class _Resolver:
         stack: tuple[tuple[Path, str], ...],
     ) -> _Resolved:
         parsed = parse_config(source)
-        stack = (*stack, (source.path or Path("<string>"), source.display))
+        # The stack holds real paths: a cycle through a symlink is still a cycle.
+        real = Path(os.path.realpath(source.path)) if source.path else Path("<string>")
+        stack = (*stack, (real, source.display))
         base_data: dict[str, object] = {}
         provenance = ProvenanceBuilder()
         key_locations: dict[str, Location] = {}
@@ -232,9 +235,9 @@ class _Resolver:
                 location=location,
                 key_path="_base_",
             )
-        real = path.resolve()
+        real = Path(os.path.realpath(path))
         for index, (seen, _) in enumerate(stack):
-            if seen.resolve() == real:
+            if seen == real:
                 cycle = [shown for _, shown in stack[index:]] + [display]
                 raise ConfigBaseError(
                     f"cyclic _base_: {' -> '.join(cycle)}",

@@ -210,7 +210,8 @@ def _base_entries(
 class _PythonKeyScanner:
     """Collect the line of every key a .py config assigns, from its ast."""
 
-    def __init__(self) -> None:
+    def __init__(self, references: bool) -> None:
+        self.references = references
         self.origins: dict[KeyParts, KeyOrigin] = {}
         self.line_keys: dict[int, KeyParts] = {}
 
@@ -254,7 +255,7 @@ class _PythonKeyScanner:
         self._value(parts, value, target.lineno)
 
     def _value(self, parts: KeyParts, node: ast.expr | None, line: int) -> None:
-        self._set(parts, KeyOrigin(line, _reference(node)))
+        self._set(parts, KeyOrigin(line, _reference(node) if self.references else None))
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
             if node.func.id in ("dict", "ConfigDict"):
                 for kw in node.keywords:
@@ -309,7 +310,8 @@ def _parse_python(source: ConfigSource) -> ParsedConfig:
             f"invalid Python syntax: {exc.msg}",
             location=Location(source.display, exc.lineno or 1, exc.offset),
         ) from exc
-    scanner = _PythonKeyScanner()
+    rewrite = "{{" in source.text or BASE_KEY in source.text
+    scanner = _PythonKeyScanner(references=rewrite)
     scanner.scan(tree.body)
 
     def key_path_at(line: int) -> str | None:
@@ -332,17 +334,17 @@ def _parse_python(source: ConfigSource) -> ParsedConfig:
             # removes it from the ast the same way).
             bases = _python_bases(stmt, transformer, source.display)
             continue
-        body.append(transformer.visit(stmt))
+        # Only files that mention placeholders or `_base_` need the (slow) ast rewrite.
+        body.append(transformer.visit(stmt) if rewrite else stmt)
     tree.body = body
-    # New nodes take their parent's position: every line number stays the file's.
-    code = compile(ast.fix_missing_locations(tree), filename, "exec")
+    code = compile(tree, filename, "exec")
     return ParsedConfig(source, bases, scanner.origins, code=code)
 
 
 def _python_bases(
     stmt: ast.Assign, transformer: PythonPlaceholderTransformer, display: str
 ) -> tuple[BaseEntry, ...]:
-    value = ast.fix_missing_locations(transformer.visit(stmt.value))
+    value = transformer.visit(stmt.value)
     location = Location(display, stmt.lineno)
     try:
         names = eval(

@@ -256,7 +256,12 @@ class PythonPlaceholderTransformer(ast.NodeTransformer):
         self.key_path_at = key_path_at
 
     def _call(self, name: str, args: list[ast.expr], like: ast.AST) -> ast.expr:
-        call = ast.Call(func=ast.Name(id=name, ctx=ast.Load()), args=args, keywords=[])
+        # Every new node gets the replaced node's position, so line numbers in
+        # tracebacks stay the file's and no `fix_missing_locations` pass is needed.
+        func = ast.copy_location(ast.Name(id=name, ctx=ast.Load()), like)
+        for arg in args:
+            ast.copy_location(arg, like)
+        call = ast.Call(func=func, args=args, keywords=[])
         return ast.copy_location(call, like)
 
     def _base_call(self, path: KeyParts, like: ast.expr) -> ast.expr:

@@ -13,6 +13,7 @@ from trackcfg.errors import (
     CanonicalizationError,
     ConfigBaseError,
     ConfigError,
+    ConfigFileNotFoundError,
     ConfigImportError,
     ConfigMergeError,
     ConfigOptionError,
@@ -38,6 +39,21 @@ def option(options: dict[str, object], data: dict[str, object]) -> Callable[[], 
 HINT_DELETE = "  hint: put `_delete_=True` in this dict to replace the base value"
 
 CASES: list[tuple[str, Callable[[], object], type[ConfigError], str | None, str]] = [
+    (
+        "missing config file",
+        load("no_such_config.py"),
+        ConfigFileNotFoundError,
+        None,
+        "errors/no_such_config.py:1: config file not found",
+    ),
+    (
+        "unsupported config format",
+        load("config.toml"),
+        ConfigError,
+        None,
+        "errors/config.toml:1: unsupported config format '.toml';"
+        " expected one of .py, .json, .yaml, .yml",
+    ),
     (
         "missing base file",
         load("missing_base.py"),
@@ -180,7 +196,7 @@ CASES: list[tuple[str, Callable[[], object], type[ConfigError], str | None, str]
         lambda: parse_cfg_options(["a.b"]),
         ConfigOptionError,
         "a.b",
-        "<option>:1: a.b: expected key=value\n"
+        "<option>: a.b: expected key=value\n"
         "  hint: write options as key=value, e.g. optimizer.lr=0.01",
     ),
     (
@@ -188,7 +204,7 @@ CASES: list[tuple[str, Callable[[], object], type[ConfigError], str | None, str]
         lambda: parse_cfg_options(["a=[1,2"]),
         ConfigOptionError,
         "a",
-        "<option>:1: a: malformed value '[1,2': unclosed '[' at position 0:"
+        "<option>: a: malformed value '[1,2': unclosed '[' at position 0:"
         " expected ']' before the end",
     ),
     (
@@ -196,21 +212,21 @@ CASES: list[tuple[str, Callable[[], object], type[ConfigError], str | None, str]
         option({"p.3": 1}, {"p": [1]}),
         ConfigOptionError,
         "p.3",
-        "<option>:1: p.3: index 3 is out of range for a list of length 1",
+        "<option>: p.3: index 3 is out of range for a list of length 1",
     ),
     (
         "option indexing a list with a name",
         option({"p.x": 1}, {"p": [1]}),
         ConfigOptionError,
         "p.x",
-        "<option>:1: p.x: cannot index a list with key 'x'",
+        "<option>: p.x: cannot index a list with key 'x'",
     ),
     (
         "option merging a dict into a scalar",
         option({"p.x": 1}, {"p": 1}),
         ConfigMergeError,
         "p",
-        "<option>:1: p: cannot merge a dict into a base value of type int\n" + HINT_DELETE,
+        "<option>: p: cannot merge a dict into a base value of type int\n" + HINT_DELETE,
     ),
 ]
 
