@@ -8,7 +8,10 @@ keep mmcv's because every mmcv hook (and user hook) talks to ``runner.log_buffer
 
 What we add is `state_dict`/`load_state_dict`: the history and the current
 output survive a checkpoint, so the averages logged after a resume are bitwise the
-ones an uninterrupted run logs. History is stored as float64 tensors (compact and
+ones an uninterrupted run logs. For that, the buffer also remembers whether a
+training epoch is in progress (`in_epoch`, kept by `LoggerHook`): a resumed run
+re-fires ``before_train_epoch``, and a logger must not then clear the history
+the interrupted process was still accumulating. History is stored as float64 tensors (compact and
 loadable with ``torch.load(weights_only=True)``); values are Python floats in
 memory, which converts losslessly.
 """
@@ -71,6 +74,9 @@ class LogBuffer:
         self.n_history: OrderedDict[str, list[int]] = OrderedDict()
         self.output: OrderedDict[str, OutputValue] = OrderedDict()
         self.ready = False
+        #: True between a training epoch's start and end (set by `LoggerHook`); an
+        #: IterBasedRunner's whole run is one such epoch.
+        self.in_epoch = False
 
     def clear(self) -> None:
         """Forget the history and the output (mmcv: at the start of every epoch)."""
@@ -123,7 +129,7 @@ class LogBuffer:
     # -- state ---------------------------------------------------------------
 
     def state_dict(self) -> dict[str, object]:
-        """History (as float64/int64 tensors), output and ready flag; plain types only."""
+        """History (as float64/int64 tensors), output and flags; plain types only."""
         return {
             "val_history": {
                 k: torch.tensor(v, dtype=torch.float64) for k, v in self.val_history.items()
@@ -131,6 +137,7 @@ class LogBuffer:
             "n_history": {k: torch.tensor(v, dtype=torch.int64) for k, v in self.n_history.items()},
             "output": {k: _to_output_value(v) for k, v in self.output.items()},
             "ready": self.ready,
+            "in_epoch": self.in_epoch,
         }
 
     def load_state_dict(self, state: Mapping[str, object]) -> None:
@@ -158,3 +165,4 @@ class LogBuffer:
         for key, value in output.items():
             self.output[str(key)] = _to_output_value(value)
         self.ready = ready
+        self.in_epoch = state.get("in_epoch") is True

@@ -146,7 +146,11 @@ class CheckpointHook(Hook):
             )
             self._out_dir_resolved = True
         if self.filename_tmpl is None:
-            self.filename_tmpl = str(runner.default_filename_tmpl)
+            # mmcv's default names; the runner's own when counting epochs (IterBasedRunner
+            # names by iteration whatever by_epoch says).
+            self.filename_tmpl = (
+                str(runner.default_filename_tmpl) if self.by_epoch else "iter_{}.pth"
+            )
             if self.max_keep_ckpts > 0:
                 self._pattern = _name_pattern(self.filename_tmpl)
         runner.logger.info(

@@ -7,7 +7,10 @@ interval=50, hooks=[...])`` configs and third-party logger hooks expect it:
 
 - ``before_run``: the last logger hook (in priority order) gets ``reset_flag``, so
   the buffer's output is cleared once every logger has seen it;
-- ``before_epoch``: clear the log buffer (history and output);
+- ``before_epoch``: clear the log buffer (history and output) — except when a
+  resumed run re-fires ``before_train_epoch`` inside an epoch the interrupted
+  process had already started (the buffer's checkpointed ``in_epoch`` flag says
+  so): its restored history must stay, or the next averages would differ;
 - ``after_train_iter``: every ``interval`` iterations (inner iterations when
   ``by_epoch``) average the last ``interval`` values, then `log`; at the end of an
   epoch also when ``ignore_last`` is False;
@@ -218,6 +221,15 @@ class LoggerHook(Hook, metaclass=ABCMeta):
     def before_epoch(self, runner: BaseRunner) -> None:
         runner.log_buffer.clear()  # logs of the previous epoch
 
+    def before_train_epoch(self, runner: BaseRunner) -> None:
+        buffer = runner.log_buffer
+        if buffer.in_epoch:
+            # Re-fired by a resume from inside this epoch (or already cleared by another
+            # logger hook this epoch): keep the history.
+            return
+        self.before_epoch(runner)
+        buffer.in_epoch = True
+
     def after_train_iter(self, runner: BaseRunner) -> None:
         interval_done = (
             self.every_n_inner_iters(runner, self.interval)
@@ -234,6 +246,7 @@ class LoggerHook(Hook, metaclass=ABCMeta):
                 runner.log_buffer.clear_output()
 
     def after_train_epoch(self, runner: BaseRunner) -> None:
+        runner.log_buffer.in_epoch = False
         if runner.log_buffer.ready:
             self.log(runner)
             if self.reset_flag:

@@ -1,6 +1,6 @@
 """A fake runner for testing hooks on their own: plain attributes, no training loop.
 
-(A plain module, not a conftest: tests/unit/runner/conftest.py is imported by name.)
+(A plain module imported by path, so it cannot shadow another directory's conftest.)
 
 It carries exactly the attributes the built-in hooks read (the BaseRunner contract),
 and a synchronous `save_checkpoint` that writes a small file and then calls the

@@ -6,8 +6,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from fake_hook_runner import FakeRunnerFactory, fake_runner_factory
 
+from tests.unit.runner.hooks.fake_hook_runner import FakeRunnerFactory, fake_runner_factory
 from trackcfg.registry import HOOKS
 from trackcfg.runner.hooks.checkpoint import CheckpointHook
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from fake_hook_runner import FakeRunnerFactory, fake_runner_factory
 from torch import nn
 
+from tests.unit.runner.hooks.fake_hook_runner import FakeRunnerFactory, fake_runner_factory
 from trackcfg.runner.hooks.logger import LoggerHook
 
 
@@ -168,3 +168,28 @@ def test_unknown_runner_mode_is_an_error(make_runner: Callable[..., object]) -> 
     runner = make_runner(mode="test")
     with pytest.raises(ValueError, match="'train' or 'val', but got 'test'"):
         RecordingLogger().get_mode(runner)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("in_epoch", "kept"), [(True, True), (False, False)])
+def test_refired_epoch_start_keeps_history_only_if_restored_mid_epoch(
+    make_runner: Callable[..., object], in_epoch: bool, kept: bool
+) -> None:
+    source = make_runner()
+    source.log_buffer.update({"loss": 1.0})  # type: ignore[attr-defined]
+    source.log_buffer.in_epoch = in_epoch  # type: ignore[attr-defined]
+    resumed = make_runner()
+    resumed.log_buffer.load_state_dict(source.log_buffer.state_dict())  # type: ignore[attr-defined]
+    RecordingLogger().before_train_epoch(resumed)  # type: ignore[arg-type]
+    assert ("loss" in resumed.log_buffer.val_history) is kept  # type: ignore[attr-defined]
+    assert resumed.log_buffer.in_epoch  # type: ignore[attr-defined]
+
+
+def test_epoch_end_closes_the_epoch_so_the_next_start_clears(
+    make_runner: Callable[..., object],
+) -> None:
+    runner = make_runner(optimizer=sgd())
+    hook = RecordingLogger(interval=2)
+    train_epoch(runner, [hook], length=2, epoch=0)
+    assert not runner.log_buffer.in_epoch  # type: ignore[attr-defined]
+    hook.before_train_epoch(runner)  # type: ignore[arg-type]
+    assert dict(runner.log_buffer.val_history) == {}  # type: ignore[attr-defined]

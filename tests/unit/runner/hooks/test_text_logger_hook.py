@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from fake_hook_runner import FakeRunnerFactory, fake_runner_factory
 from torch import nn
 
+from tests.unit.runner.hooks.fake_hook_runner import FakeRunnerFactory, fake_runner_factory
 from trackcfg.registry import HOOKS
 from trackcfg.runner.hooks.text_logger import TextLoggerHook
 
