@@ -37,7 +37,6 @@ import ast
 import copy
 import os
 import re
-import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -368,7 +367,7 @@ def substitute_data_text(text: str, suffix: str, variables: Mapping[str, str]) -
     """
     if "{{" not in text:
         return SubstitutedText(text, ())
-    nonce = uuid.uuid4().hex[:8]
+    nonce = os.urandom(4).hex()
     markers: list[Marker] = []
     out: list[str] = []
     is_json = suffix == ".json"
