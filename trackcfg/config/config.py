@@ -450,7 +450,7 @@ class Config:
         # An option inside a list changes the list, which is the leaf: record it whole.
         value: object = data
         for end, part in enumerate(parts):
-            if isinstance(value, list):
+            if isinstance(value, list | tuple):
                 self._provenance.add(
                     parts[:end],
                     Assignment(

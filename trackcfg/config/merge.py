@@ -7,7 +7,8 @@
   base's leaves get a DELETE assignment at the line of the dict carrying ``_delete_``;
 * a dict merged into a base value that is not a dict is an error (unless
   ``_delete_=True``), as in mmengine;
-* with ``list_keys`` (``merge_from_dict``), digit keys index into a base list.
+* with ``list_keys`` (``merge_from_dict``), digit keys index into a base list (or
+  tuple: mmengine refuses tuples, we keep the tuple type).
 
 Where we differ from mmengine, on purpose: ``_delete_`` never leaks into the result
 (mmengine keeps it when the base has no such key, or inside lists), and a
@@ -208,8 +209,10 @@ class _Merger:
                 return self.set_new(value, parts)
             if isinstance(base_value, Mapping):
                 return self.merge_dict(base_value, value, parts)
-            if self.list_keys and isinstance(base_value, list):
-                return self.merge_list(base_value, value, parts)
+            if self.list_keys and isinstance(base_value, list | tuple):
+                # mmengine indexes lists only; a tuple keeps its type here.
+                merged = self.merge_list(list(base_value), value, parts)
+                return merged if isinstance(base_value, list) else tuple(merged)
             details = []
             where = self.base_location(parts)
             if where is not None:

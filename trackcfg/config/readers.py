@@ -179,8 +179,8 @@ def evaluate_config(parsed: ParsedConfig, base: Mapping[str, object]) -> Evaluat
     origins = dict(parsed.origins)
     for use in uses:
         if use.marker.ref is not None:
-            line = origins.get(use.parts, KeyOrigin(use.marker.line)).line
-            origins[use.parts] = KeyOrigin(line, use.marker.ref)
+            # A substitution is recorded at the line of the placeholder.
+            origins[use.parts] = KeyOrigin(use.marker.line, use.marker.ref)
     return EvaluatedConfig(data, origins)
 
 
@@ -255,7 +255,9 @@ class _PythonKeyScanner:
         self._value(parts, value, target.lineno)
 
     def _value(self, parts: KeyParts, node: ast.expr | None, line: int) -> None:
-        self._set(parts, KeyOrigin(line, _reference(node) if self.references else None))
+        ref = _reference(node) if self.references else None
+        # A substitution is recorded at the placeholder / `_base_.x` itself.
+        self._set(parts, KeyOrigin(node.lineno if ref and node else line, ref))
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
             if node.func.id in ("dict", "ConfigDict"):
                 for kw in node.keywords:

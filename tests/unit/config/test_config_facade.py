@@ -74,10 +74,13 @@ def test_to_dict_gives_plain_dicts_and_keeps_tuples() -> None:
         ({"pipeline.0": {"type": "Other"}}, ("pipeline", 0, "type"), "Other"),
         ({"model.head": {"loss": "ce"}}, ("model", "head"), {"num": 10, "loss": "ce"}),
         ({"lr": [1, 2]}, ("lr",), [1, 2]),
+        ({"model.backbone.out.1": 9}, ("model", "backbone", "out"), (1, 9)),
         ({"new.deep.key": None}, ("new",), {"deep": {"key": None}}),
     ],
 )
-def test_merge_from_dict(options: dict[str, object], path: tuple[object, ...], expected: object) -> None:
+def test_merge_from_dict(
+    options: dict[str, object], path: tuple[object, ...], expected: object
+) -> None:
     cfg = sample()
     cfg.merge_from_dict(options)
     value: object = cfg.to_dict()
@@ -115,7 +118,9 @@ def test_dump_without_path_uses_the_file_format() -> None:
 
 
 def test_pretty_text_is_python_that_reloads_to_the_same_config() -> None:
-    cfg = Config.fromfile(DATA / "openmmlab/det/faster_rcnn/faster-rcnn_x101-64x4d_fpn_ms-3x_coco.py")
+    cfg = Config.fromfile(
+        DATA / "openmmlab/det/faster_rcnn/faster-rcnn_x101-64x4d_fpn_ms-3x_coco.py"
+    )
     assert Config.fromstring(cfg.pretty_text, ".py").to_dict() == cfg.to_dict()
 
 

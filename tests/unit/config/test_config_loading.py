@@ -129,6 +129,12 @@ def test_predefined_variables_name_the_real_file(name: str) -> None:
     assert cfg.ext == Path(name).suffix
 
 
+@pytest.mark.parametrize("name", ["from_dirname.py", "from_dirname.yaml"])
+def test_predefined_variables_work_in_base_paths(name: str) -> None:
+    cfg = load(f"predefined/nested/{name}")
+    assert (cfg.nested, cfg.work_dir) == (True, "./work_dirs/vars")
+
+
 def test_python_predefined_variables_and_dunder_file() -> None:
     cfg = load("predefined/vars.py")
     real = DATA / "predefined" / "vars.py"
@@ -175,9 +181,10 @@ def test_python_config_may_import_third_party_modules_and_compute() -> None:
 def test_loading_does_not_import_torch_or_mlflow() -> None:
     import subprocess
 
+    path = DATA / "openmmlab/det/faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py"
     code = (
         "import sys, trackcfg\n"
-        f"trackcfg.Config.fromfile({str(DATA / 'openmmlab/det/faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py')!r}).hash\n"
+        f"trackcfg.Config.fromfile({str(path)!r}).hash\n"
         "print(sorted(m for m in ('torch', 'mlflow', 'git') if m in sys.modules))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

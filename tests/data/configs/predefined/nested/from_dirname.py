@@ -1,0 +1,2 @@
+_base_ = '{{ fileDirname }}/../vars.py'
+nested = True
