@@ -141,6 +141,24 @@ class Provenance(Mapping[KeyPath, tuple[Assignment, ...]]):
         """The assignments of ``key``; empty when nothing was recorded for it."""
         return self._history.get(self._parts(key), ())
 
+    def key_paths(self) -> tuple[KeyPath, ...]:
+        """Every key path with a history, in order of its first assignment."""
+        return tuple(KeyPath(parts) for parts in self._history)
+
+    def under(
+        self, prefix: KeyPath | str | KeyParts
+    ) -> tuple[tuple[KeyPath, tuple[Assignment, ...]], ...]:
+        """Every ``(key path, history)`` at or below ``prefix`` (what a subtree blame shows).
+
+        Histories are kept for leaves only, so blaming a dict means blaming its leaves;
+        leaves removed by ``_delete_`` are included (their last assignment is DELETE).
+        """
+        parts = self._parts(prefix)
+        n = len(parts)
+        return tuple(
+            (KeyPath(key), history) for key, history in self._history.items() if key[:n] == parts
+        )
+
     def to_json(self) -> dict[str, object]:
         """A JSON-able form: ``{"version": 1, "key_paths": [{key_path, assignments}]}``."""
         return {

@@ -90,9 +90,7 @@ def test_interpolated_placeholder_is_a_substitution() -> None:
 def test_options_are_recorded_at_the_option_pseudo_file() -> None:
     cfg = Config.fromfile(DATA / "provenance" / "leaf.py", root=DATA)
     cfg.merge_from_dict({"model.depth": 152})
-    assert cfg.provenance("model.depth")[-1] == Assignment(
-        K.OPTION, Location("<option>", 1), 152
-    )
+    assert cfg.provenance("model.depth")[-1] == Assignment(K.OPTION, Location("<option>", 1), 152)
 
 
 def test_option_inside_a_list_records_the_whole_list() -> None:
@@ -129,8 +127,18 @@ def test_dict_path_without_history_is_empty_and_unknown_path_raises() -> None:
 
 
 def test_provenance_json_round_trip_keeps_tuples_and_kinds() -> None:
-    cfg = Config.fromfile(DATA / "openmmlab/det/faster_rcnn/faster-rcnn_x101-64x4d_fpn_ms-3x_coco.py")
+    cfg = Config.fromfile(
+        DATA / "openmmlab/det/faster_rcnn/faster-rcnn_x101-64x4d_fpn_ms-3x_coco.py"
+    )
     provenance = cfg.provenance_map()
     again = Provenance.from_json(provenance.to_json())
     assert again == provenance
     assert again["model.backbone.out_indices"][-1].value == (0, 1, 2, 3)
+
+
+def test_provenance_under_a_prefix_lists_the_subtree_including_deleted_leaves() -> None:
+    provenance = Config.fromfile(DATA / "provenance" / "leaf.py").provenance_map()
+    under = provenance.under("model.head")
+    assert [str(path) for path, _ in under] == ["model.head.num", "model.head.loss"]
+    assert under[1][1][-1].kind is K.DELETE
+    assert provenance.key_paths()[0] == under[0][0].parent.parent / "depth"
