@@ -8,7 +8,7 @@ Output follows mmcv 1.x so existing log parsers (``analyze_logs.py``) keep worki
 - ``{work_dir}/{timestamp}.log.json``: the run's ``meta`` as the first line, then one
   JSON object per logged interval (floats rounded to 5 decimals; rank 0 only).
 
-New here: when stderr is a terminal (or ``progress=True``), a single updating line
+New here: when stderr is a terminal (or ``progress=True``), rank 0 keeps a single updating line
 shows the position, iterations per second and the ETA between log lines; log
 lines clear it first so the two never interleave. Otherwise nothing but the plain
 lines is written.
@@ -153,6 +153,7 @@ class TextLoggerHook(LoggerHook):
         self.start_iter: int | None = None  # set in before_run unless restored by a resume
         self.json_log_path: Path | None = None
         self._progress = _ProgressLine()
+        self._show_progress: bool | None = None  # decided in before_run
 
     # -- state ---------------------------------------------------------------
 
@@ -183,6 +184,9 @@ class TextLoggerHook(LoggerHook):
             timestamp = time.strftime("%Y%m%d_%H%M%S", time.localtime())
         self.json_log_path = Path(runner.work_dir) / f"{timestamp}.log.json"
         self._progress.reset_clock()
+        # One progress line per job: rank 0's.
+        wanted = sys.stderr.isatty() if self.progress is None else self.progress
+        self._show_progress = wanted and runner.rank == 0
         if runner.meta is not None:
             self._dump_log(runner.meta, runner)
 
@@ -325,10 +329,8 @@ class TextLoggerHook(LoggerHook):
         runner.logger.info(text)
 
     def _progress_stream(self) -> TextIO | None:
-        stream = sys.stderr
-        if self.progress is None:
-            return stream if stream.isatty() else None
-        return stream if self.progress else None
+        # Decided once per run (before_run): isatty() is a system call, this runs every iteration.
+        return sys.stderr if self._show_progress else None
 
     def _clear_progress(self) -> None:
         stream = self._progress_stream()

@@ -161,6 +161,17 @@ def test_progress_line_only_on_a_terminal_unless_forced(
     assert ("Epoch 1/2 [#####...............] 1/4" in err.getvalue()) is shown
 
 
+def test_progress_line_only_on_rank_zero(
+    make_runner: Callable[..., object], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    err = FakeTerminal()
+    monkeypatch.setattr("sys.stderr", err)
+    hook = TextLoggerHook(interval=100)
+    runner = start(make_runner, hook, max_epochs=2, max_iters=8, rank=1)
+    train_iters(runner, hook, range(2), length=4)
+    assert err.getvalue() == ""
+
+
 def test_progress_line_shows_rate_and_eta_and_is_cleared_before_log_lines(
     make_runner: Callable[..., object],
     monkeypatch: pytest.MonkeyPatch,
