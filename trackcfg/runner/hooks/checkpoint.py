@@ -140,10 +140,11 @@ class CheckpointHook(Hook):
             )
         work_dir = Path(runner.work_dir)
         if not self._out_dir_resolved:
-            # mmcv: a separate out_dir gets a sub-directory named like the work dir
-            self.out_dir = (
-                str(Path(self.out_dir) / work_dir.resolve().name) if self.out_dir else str(work_dir)
-            )
+            # mmcv: an out_dir other than the work dir gets a sub-directory named like it
+            if not self.out_dir or Path(self.out_dir).resolve() == work_dir.resolve():
+                self.out_dir = str(work_dir)
+            else:
+                self.out_dir = str(Path(self.out_dir) / work_dir.resolve().name)
             self._out_dir_resolved = True
         if self.filename_tmpl is None:
             # mmcv's default names; the runner's own when counting epochs (IterBasedRunner

@@ -124,6 +124,15 @@ def test_custom_template_and_out_dir_as_mmcv(
     assert runner.meta["hook_msgs"]["last_ckpt"] == str(out / "ep003.pth")  # type: ignore[attr-defined]
 
 
+def test_out_dir_equal_to_work_dir_gets_no_sub_directory(
+    make_runner: Callable[..., object],
+) -> None:
+    runner = make_runner(max_epochs=1)
+    run_epochs(runner, CheckpointHook(out_dir=runner.work_dir), 1)  # type: ignore[attr-defined]
+    assert names(runner.saved) == ["epoch_1.pth"]  # type: ignore[attr-defined]
+    assert runner.saved[0].parent == Path(runner.work_dir)  # type: ignore[attr-defined]
+
+
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
