@@ -47,24 +47,74 @@ def git(args: list[str], cwd: Path) -> str:
     return done.stdout
 
 
+#: A test-only hook module: SIGKILL at a chosen iteration, or slow every iteration
+#: down; inert unless the environment variables are set (so the config, and its
+#: hash, is the same for the interrupted and the uninterrupted run).
+FAULT_HOOKS = '''"""Test-only fault injection for tracked e2e runs."""
+import os
+import signal
+import time
+
+from trackcfg.registry import HOOKS
+from trackcfg.runner.hooks.hook import Hook
+
+
+@HOOKS.register_module()
+class E2EFaultHook(Hook):
+    def after_train_iter(self, runner):
+        kill_at = int(os.environ.get("TRACKCFG_E2E_KILL_AT", "0"))
+        if kill_at and runner.iter + 1 == kill_at:
+            os.kill(os.getpid(), signal.SIGKILL)
+        delay = float(os.environ.get("TRACKCFG_E2E_ITER_DELAY", "0"))
+        if delay:
+            time.sleep(delay)
+'''
+
+#: A small tracked experiment: the digits MLP for 4 epochs (45 iterations each),
+#: logging every 5 iterations, with the fault hook attached.
+E2E_CONFIG = """_base_ = './mlp_sgd_20e.py'
+custom_imports = dict(imports=['trackcfg.zoo', 'e2e_hooks'], allow_failed_imports=False)
+custom_hooks = [dict(type='E2EFaultHook', priority='HIGHEST')]
+runner = dict(max_epochs=4)
+log_config = dict(interval=5)
+"""
+
+#: The config tests run, relative to the project root.
+E2E_CONFIG_PATH = "configs/digits/e2e_mlp.py"
+ITERS_PER_EPOCH = 45
+MAX_EPOCHS = 4
+
+
+def make_project(repo: Path) -> Path:
+    """Create a git repository at ``repo`` with ``configs/`` and the e2e config, committed."""
+    shutil.copytree(REPO_ROOT / "configs", repo / "configs")
+    (repo / E2E_CONFIG_PATH).write_text(E2E_CONFIG)
+    (repo / "e2e_hooks.py").write_text(FAULT_HOOKS)
+    (repo / ".gitignore").write_text("mlflow.db\nmlruns/\nwork_dirs/\n__pycache__/\n")
+    git(["init", "-q", "-b", "main"], repo)
+    git(["add", "."], repo)
+    git(["commit", "-q", "-m", "project"], repo)
+    return repo
+
+
 @pytest.fixture
 def git_repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A git repository with ``configs/`` committed once; the current directory."""
-    repo = tmp_path / "project"
-    shutil.copytree(REPO_ROOT / "configs", repo / "configs")
-    git(["init", "-q", "-b", "main"], repo)
-    git(["add", "configs"], repo)
-    git(["commit", "-q", "-m", "configs"], repo)
+    """A git repository with ``configs/`` (+ the e2e config) committed; the current directory."""
+    repo = make_project(tmp_path / "project")
     monkeypatch.chdir(repo)
     return repo
+
+
+def sqlite_uri(directory: Path) -> str:
+    """An absolute ``sqlite:////...`` URI for ``directory/mlflow.db``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    return "sqlite:///" + (directory / "mlflow.db").as_posix()
 
 
 @pytest.fixture
 def tracking_uri(tmp_path: Path) -> str:
     """A fresh SQLite tracking store in a temp dir (absolute ``sqlite:////...`` URI)."""
-    store = tmp_path / "store"
-    store.mkdir()
-    return "sqlite:///" + (store / "mlflow.db").as_posix()
+    return sqlite_uri(tmp_path / "store")
 
 
 @pytest.fixture
@@ -209,3 +259,79 @@ def server_env(mlflow_server: MlflowServer) -> Iterator[dict[str, str]]:
     mlflow_server.start()
     yield dict(os.environ, MLFLOW_TRACKING_URI=mlflow_server.uri)
     mlflow_server.start()
+
+
+# -- reading tracked runs back -------------------------------------------------------
+
+
+def run_id_from(stdout: str) -> str:
+    """The run id ``trackcfg run``/``resume`` printed (``run id: <32 hex>``)."""
+    for line in stdout.splitlines():
+        if line.strip().startswith("run id:"):
+            return line.split(":", 1)[1].strip()
+    raise AssertionError(f"no 'run id:' line in output:\n{stdout}")
+
+
+def metric_history(uri: str, run_id: str) -> dict[str, list[tuple[int, float]]]:
+    """Every metric's full history in the store, sorted by step (duplicates kept)."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(uri)
+    run = client.get_run(run_id)
+    return {
+        key: sorted((m.step, m.value) for m in client.get_metric_history(run_id, key))
+        for key in sorted(run.data.metrics)
+    }
+
+
+def final_weights(work_dir: Path) -> dict[str, object]:
+    """The model state dict of the newest checkpoint in ``work_dir``."""
+    from trackcfg.runner.checkpoint import find_latest_checkpoint, load_checkpoint_file
+
+    latest = find_latest_checkpoint(work_dir)
+    assert latest is not None, f"no checkpoint in {work_dir}"
+    state = load_checkpoint_file(latest)["state_dict"]
+    assert isinstance(state, dict)
+    return state
+
+
+class ReferenceRun:
+    """The uninterrupted run of the e2e config every interrupted run is compared with."""
+
+    def __init__(self, uri: str, run_id: str, work_dir: Path) -> None:
+        self.uri = uri
+        self.run_id = run_id
+        self.work_dir = work_dir
+        self.history = metric_history(uri, run_id)
+        self.weights = final_weights(work_dir)
+
+
+@pytest.fixture(scope="session")
+def reference_run(tmp_path_factory: pytest.TempPathFactory) -> ReferenceRun:
+    """Run the e2e config once, uninterrupted, on its own SQLite store."""
+    root = tmp_path_factory.mktemp("reference")
+    repo = make_project(root / "project")
+    uri = sqlite_uri(root / "store")
+    env = dict(os.environ, MLFLOW_TRACKING_URI=uri)
+    work = repo / "work_dirs" / "reference"
+    done = subprocess.run(
+        [sys.executable, "-m", "trackcfg", "run", E2E_CONFIG_PATH, "--work-dir", str(work)],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return ReferenceRun(uri, run_id_from(done.stdout), work)
+
+
+def assert_same_weights(a: dict[str, object], b: dict[str, object]) -> None:
+    """Bitwise equality of two state dicts."""
+    import torch
+
+    assert a.keys() == b.keys()
+    for key in a:
+        x, y = a[key], b[key]
+        assert isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor)
+        assert x.dtype == y.dtype and torch.equal(x, y), f"{key} differs"

@@ -21,8 +21,9 @@ records not listed in ``delivered``; a record whose delivery the killed process
 could not record is sent again and deduplicated by the store. A record a process
 had only in memory when it was SIGKILLed (at most ``flush_interval`` worth) was
 never journaled; resume re-computes it, because the newest complete checkpoint
-is older than what the journal holds (the checkpoint hook flushes the journal
-before it moves the "latest checkpoint" pointer).
+is older than what the journal holds (the checkpoint hook waits until the
+metrics logged before a checkpoint are delivered before it moves the "latest
+checkpoint" pointer, so even a resume without this journal finds them).
 
 Files, under ``<work_dir>/.trackcfg/journal/<run_id>/``::
 
@@ -313,6 +314,10 @@ class MetricJournal:
         self._cond = threading.Condition()
         self._unsent: list[MetricRecord] = list(contents.undelivered)
         self._journaled_cycles = 0
+        # Highest sequence number journaled / delivered (delivery is in order).
+        self._journaled_seq = self._next_seq - 1
+        undelivered = contents.undelivered
+        self._delivered_seq = undelivered[0].seq - 1 if undelivered else self._journaled_seq
         self._started_cycles = 0
         self._delivered = 0
         self._rejected = 0
@@ -382,13 +387,18 @@ class MetricJournal:
             return self._cond.wait_for(lambda: self._journaled_cycles >= target, timeout)
 
     def wait_delivered(self, timeout: float | None = None) -> bool:
-        """Wait until everything logged so far is journaled and delivered."""
+        """Wait until everything logged before this call is journaled *and* delivered.
+
+        Records logged meanwhile do not extend the wait (delivery is in sequence
+        order, so "delivered up to" one sequence number covers all before it).
+        """
         deadline = None if timeout is None else time.monotonic() + timeout
         if not self.flush(timeout):
             return False
         remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
         with self._cond:
-            return self._cond.wait_for(lambda: not self._unsent, remaining)
+            target = self._journaled_seq
+            return self._cond.wait_for(lambda: self._delivered_seq >= target, remaining)
 
     def close(self, timeout: float | None = 30.0) -> bool:
         """Journal what is queued, deliver for up to ``timeout`` seconds, stop.
@@ -451,6 +461,7 @@ class MetricJournal:
         os.fsync(self._metrics_file.fileno())
         with self._cond:
             self._unsent.extend(records)
+            self._journaled_seq = records[-1].seq
             self._cond.notify_all()
 
     def _send_loop(self) -> None:
@@ -487,6 +498,7 @@ class MetricJournal:
                     self._record(f, [r.seq for r in rejected])
             with self._cond:
                 del self._unsent[: len(batch)]
+                self._delivered_seq = max(self._delivered_seq, batch[-1].seq)
                 self._delivered += len(batch) - len(rejected)
                 self._rejected += len(rejected)
                 self._cond.notify_all()

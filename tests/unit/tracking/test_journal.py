@@ -26,9 +26,9 @@ from trackcfg.tracking.session import sync
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> tuple[str, str]:
+def store(sqlite_store: str) -> tuple[str, str]:
     """(tracking URI, run id) of a fresh run in a SQLite store."""
-    uri = "sqlite:///" + (tmp_path / "mlflow.db").as_posix()
+    uri = sqlite_store
     client = MlflowClient(uri)
     run = client.create_run(client.create_experiment("journal"))
     return uri, run.info.run_id
@@ -147,7 +147,7 @@ def test_log_returns_at_once_while_delivery_is_stuck(
     uri, run_id = store
 
     def slow(records: Sequence[MetricRecord]) -> None:
-        time.sleep(2)
+        time.sleep(10)
         raise ConnectionError("timeout")
 
     journal = MetricJournal(journal_dir(tmp_path, run_id), run_id, uri, send=slow)
@@ -157,7 +157,9 @@ def test_log_returns_at_once_while_delivery_is_stuck(
     elapsed = time.perf_counter() - start
     assert journal.flush(timeout=10)
     journal.close(timeout=0.1)
-    assert elapsed < 0.5  # 25 µs per call at most, on a loaded 2-core machine
+    # Far below one stuck request (10 s); about 1 µs per call on an idle machine
+    # (tests/benchmarks/bench_tracking.py measures it), generous for a loaded one.
+    assert elapsed < 3.0
     assert len(read_journal(journal.directory).records) == 20_000
 
 

@@ -49,8 +49,8 @@ def test_flatten_params_cuts_keys_over_mlflows_limit() -> None:
     assert flat.truncated == (key,)
 
 
-def test_log_params_sends_more_than_one_batch_and_tags_truncated_keys(tmp_path: Path) -> None:
-    uri = "sqlite:///" + (tmp_path / "mlflow.db").as_posix()
+def test_log_params_sends_more_than_one_batch_and_tags_truncated_keys(sqlite_store: str) -> None:
+    uri = sqlite_store
     client = mr.open_client(uri)
     experiment = mr.get_or_create_experiment(client, "exp", uri)
     run_id = mr.create_run(client, experiment, name="r@0", tags={})
@@ -79,12 +79,12 @@ def test_tracking_uri_comes_from_the_environment_when_set(monkeypatch: pytest.Mo
 
 
 def test_new_experiments_of_a_sqlite_store_keep_artifacts_beside_the_database(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sqlite_store: str
 ) -> None:
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
-    uri = "sqlite:///" + (tmp_path / "store" / "mlflow.db").as_posix()
+    uri = sqlite_store
     client = mr.open_client(uri)
     experiment_id = mr.get_or_create_experiment(client, "my exp", uri)
     location = client.get_experiment(experiment_id).artifact_location
@@ -92,8 +92,8 @@ def test_new_experiments_of_a_sqlite_store_keep_artifacts_beside_the_database(
     assert mr.get_or_create_experiment(client, "my exp", uri) == experiment_id
 
 
-def test_find_runs_by_hash_returns_only_runs_with_that_tag(tmp_path: Path) -> None:
-    uri = "sqlite:///" + (tmp_path / "mlflow.db").as_posix()
+def test_find_runs_by_hash_returns_only_runs_with_that_tag(sqlite_store: str) -> None:
+    uri = sqlite_store
     client = mr.open_client(uri)
     experiment = mr.get_or_create_experiment(client, "e", uri)
     wanted = mr.create_run(client, experiment, name="a", tags={mr.TAG_CONFIG_HASH: "a" * 32})
@@ -102,10 +102,10 @@ def test_find_runs_by_hash_returns_only_runs_with_that_tag(tmp_path: Path) -> No
     assert [r.info.run_id for r in found] == [wanted]
 
 
-def test_get_run_of_an_unknown_id_raises_run_not_found(tmp_path: Path) -> None:
+def test_get_run_of_an_unknown_id_raises_run_not_found(sqlite_store: str) -> None:
     from trackcfg.errors import RunNotFoundError
 
-    client: MlflowClient = mr.open_client("sqlite:///" + (tmp_path / "m.db").as_posix())
+    client: MlflowClient = mr.open_client(sqlite_store)
     with pytest.raises(RunNotFoundError, match=r"no run 'f+'"):
         mr.get_run(client, "f" * 32)
 

@@ -190,10 +190,12 @@ class MlflowCheckpointHook(Hook):
             return
         # The digest travels inside the file (its trailer) and in the pointer tag.
         client.log_artifact(self.run_id, str(saved.path), CHECKPOINT_ARTIFACT_DIR)
-        if self.journal is not None:
-            # Every metric logged before this checkpoint must be durable before a
-            # resume can start from it (resume skips the steps the journal holds).
-            self.journal.flush(timeout=10.0)
+        if self.journal is not None and not self.journal.wait_delivered(timeout=30.0):
+            # Every metric logged before this checkpoint should be in the store before
+            # a resume can start from it: a resume on another machine (without this
+            # journal) relies on the store's history. After 30 s the pointer moves
+            # anyway; the metrics stay journaled for `trackcfg sync`.
+            _logger.warning("trackcfg: metrics before %s not yet delivered", saved.path.name)
         set_tags(
             client,
             self.run_id,
