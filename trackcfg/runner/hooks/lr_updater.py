@@ -23,7 +23,7 @@ adjusts it in ``before_train_iter``; with ``by_epoch=False`` both happen in
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence, Sized
+from collections.abc import Callable, Mapping, Sequence, Sized
 from typing import TYPE_CHECKING, Literal, TypedDict, Unpack
 
 from torch.optim import Optimizer
@@ -43,9 +43,11 @@ __all__ = [
     "FlatCosineAnnealingLrUpdaterHook",
     "InvLrUpdaterHook",
     "LrUpdaterHook",
+    "OneCycleLrUpdaterHook",
     "PolyLrUpdaterHook",
     "StepLrUpdaterHook",
     "annealing_cos",
+    "annealing_linear",
 ]
 
 #: One LR per param group, or per optimizer name when ``runner.optimizer`` is a dict.
@@ -74,6 +76,11 @@ def annealing_cos(start: float, end: float, factor: float, weight: float = 1.0) 
     """
     cos_out = math.cos(math.pi * factor) + 1
     return end + 0.5 * weight * (start - end) * cos_out
+
+
+def annealing_linear(start: float, end: float, factor: float) -> float:
+    """Linear interpolation from ``start`` (factor 0) to ``end`` (factor 1), as mmcv."""
+    return start + (end - start) * factor
 
 
 def _optimizers(runner: BaseRunner) -> dict[str, Optimizer] | Optimizer:
@@ -477,3 +484,123 @@ def _target_lr(base_lr: float, min_lr: float | None, min_lr_ratio: float | None)
     if min_lr_ratio is not None:
         return base_lr * min_lr_ratio
     return float(min_lr or 0.0)
+
+
+#: ``max_lr`` of `OneCycleLrUpdaterHook`: one value, one per param group, or per optimizer.
+MaxLr = float | Sequence[float] | Mapping[str, float | Sequence[float]]
+
+
+@HOOKS.register_module()
+class OneCycleLrUpdaterHook(LrUpdaterHook):
+    """The 1cycle policy (Smith & Topin), per iteration, with mmcv's (and torch's) phases.
+
+    ``lr_config=dict(policy='OneCycle', max_lr=0.01)``: the LR rises from
+    ``max_lr / div_factor`` to ``max_lr`` over ``pct_start`` of the steps, then falls to
+    ``max_lr / div_factor / final_div_factor``. Same numbers as
+    ``torch.optim.lr_scheduler.OneCycleLR`` (which mmcv mirrors), but a pure function
+    of ``runner.iter``. Unlike the other schedules, the base LR comes from ``max_lr``,
+    not from the optimizer's configured LR.
+
+    Args:
+        max_lr: The peak LR: one float, one per param group, or a dict per optimizer name.
+        total_steps: Length of the cycle; default ``runner.max_iters``.
+        pct_start: Fraction of the cycle spent increasing the LR.
+        anneal_strategy: ``'cos'`` or ``'linear'``.
+        div_factor: The starting LR is ``max_lr / div_factor``.
+        final_div_factor: The final LR is the starting LR / ``final_div_factor``.
+        three_phase: Rise, fall back symmetrically, then anneal to the final LR.
+        **kwargs: `LrUpdaterHook` arguments; ``by_epoch`` must be False (the default).
+
+    Raises:
+        ValueError: ``by_epoch=True``, ``pct_start`` outside [0, 1], an unknown
+            ``anneal_strategy``, or (in ``before_run``) ``total_steps < max_iters`` or a
+            ``max_lr`` list whose length differs from the number of param groups.
+    """
+
+    def __init__(
+        self,
+        max_lr: MaxLr,
+        total_steps: int | None = None,
+        pct_start: float = 0.3,
+        anneal_strategy: Literal["cos", "linear"] = "cos",
+        div_factor: float = 25.0,
+        final_div_factor: float = 1e4,
+        three_phase: bool = False,
+        **kwargs: Unpack[LrUpdaterArgs],
+    ) -> None:
+        if kwargs.setdefault("by_epoch", False):
+            raise ValueError("by_epoch: OneCycleLrUpdaterHook only supports by_epoch=False")
+        if not 0 <= pct_start <= 1:
+            raise ValueError(f"pct_start: must be in [0, 1], got {pct_start}")
+        if anneal_strategy not in ("cos", "linear"):
+            raise ValueError(f"anneal_strategy: must be 'cos' or 'linear', got {anneal_strategy!r}")
+        self.max_lr = max_lr
+        self.total_steps = total_steps
+        self.pct_start = pct_start
+        self.anneal_func: Callable[[float, float, float], float] = (
+            annealing_cos if anneal_strategy == "cos" else annealing_linear
+        )
+        self.div_factor = div_factor
+        self.final_div_factor = final_div_factor
+        self.three_phase = three_phase
+        #: (end iteration, start factor, end factor) of each phase; from before_run
+        self.lr_phases: list[tuple[float, float, float]] = []
+        super().__init__(**kwargs)
+
+    def before_run(self, runner: BaseRunner) -> None:
+        max_iters = _max_progress(self, runner)
+        total_steps = self.total_steps if self.total_steps is not None else max_iters
+        if total_steps < max_iters:
+            raise ValueError(
+                f"total_steps: must be at least the runner's max_iters {max_iters}, "
+                f"got {total_steps}"
+            )
+        optimizer = _optimizers(runner)
+        if isinstance(optimizer, dict):
+            base: dict[str, list[float]] = {}
+            for name, optim in optimizer.items():
+                base[name] = [lr / self.div_factor for lr in self._max_lrs(name, optim)]
+                for group, lr in zip(optim.param_groups, base[name], strict=True):
+                    group.setdefault("initial_lr", lr)
+            self.base_lr = base
+        else:
+            lrs = [lr / self.div_factor for lr in self._max_lrs(None, optimizer)]
+            for group, lr in zip(optimizer.param_groups, lrs, strict=True):
+                group.setdefault("initial_lr", lr)
+            self.base_lr = lrs
+        up_end = float(self.pct_start * total_steps) - 1
+        if self.three_phase:
+            self.lr_phases = [
+                (up_end, 1.0, self.div_factor),
+                (float(2 * self.pct_start * total_steps) - 2, self.div_factor, 1.0),
+                (total_steps - 1, 1.0, 1 / self.final_div_factor),
+            ]
+        else:
+            self.lr_phases = [
+                (up_end, 1.0, self.div_factor),
+                (total_steps - 1, self.div_factor, 1 / self.final_div_factor),
+            ]
+
+    def get_lr(self, runner: BaseRunner, base_lr: float) -> float:
+        cur_iter = int(runner.iter)
+        start_iter = 0.0
+        for end_iter, start_factor, end_factor in self.lr_phases:
+            if cur_iter <= end_iter:
+                pct = (cur_iter - start_iter) / (end_iter - start_iter)
+                return self.anneal_func(base_lr * start_factor, base_lr * end_factor, pct)
+            start_iter = end_iter
+        raise ValueError(f"iteration {cur_iter} is past the one-cycle schedule's last step")
+
+    def _max_lrs(self, name: str | None, optimizer: Optimizer) -> list[float]:
+        """``max_lr`` as one float per param group of ``optimizer`` (mmcv's format_param)."""
+        value = self.max_lr
+        if isinstance(value, Mapping):
+            if name is None or name not in value:
+                raise KeyError(f"max_lr: no entry for optimizer {name!r}")
+            value = value[name]
+        groups = len(optimizer.param_groups)
+        if isinstance(value, int | float):
+            return [float(value)] * groups
+        if len(value) != groups:
+            raise ValueError(f"max_lr: expected {groups} values for {name!r}, got {len(value)}")
+        return [float(v) for v in value]

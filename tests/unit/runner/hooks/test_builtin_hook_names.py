@@ -14,6 +14,7 @@ from trackcfg.runner.hooks.lr_updater import (
     FixedLrUpdaterHook,
     FlatCosineAnnealingLrUpdaterHook,
     InvLrUpdaterHook,
+    OneCycleLrUpdaterHook,
     PolyLrUpdaterHook,
     StepLrUpdaterHook,
 )
@@ -32,6 +33,7 @@ BUILTINS: list[tuple[type[Hook], str]] = [
     (CosineAnnealingLrUpdaterHook, "VERY_HIGH"),
     (FlatCosineAnnealingLrUpdaterHook, "VERY_HIGH"),
     (CosineRestartLrUpdaterHook, "VERY_HIGH"),
+    (OneCycleLrUpdaterHook, "VERY_HIGH"),
     (CheckpointHook, "NORMAL"),
     (IterTimerHook, "LOW"),
     (TextLoggerHook, "VERY_LOW"),

@@ -225,6 +225,41 @@ def test_by_epoch_warmup_after_mid_epoch_resume_needs_no_before_train_epoch(
     assert runner.optimizer.param_groups[0]["lr"] == pytest.approx(0.055)  # type: ignore[attr-defined]
 
 
+@pytest.mark.parametrize("three_phase", [False, True])
+@pytest.mark.parametrize("anneal_strategy", ["cos", "linear"])
+def test_one_cycle_matches_torch_one_cycle_lr(
+    make_runner: Callable[..., object], three_phase: bool, anneal_strategy: str
+) -> None:
+    steps = 20
+    kwargs = {
+        "max_lr": 0.5,
+        "pct_start": 0.25,
+        "anneal_strategy": anneal_strategy,
+        "div_factor": 10.0,
+        "final_div_factor": 100.0,
+        "three_phase": three_phase,
+    }
+    oracle_opt = sgd()
+    oracle = torch.optim.lr_scheduler.OneCycleLR(
+        oracle_opt, total_steps=steps, cycle_momentum=False, **kwargs
+    )
+    expected = []
+    for _ in range(steps):
+        expected.append(oracle_opt.param_groups[0]["lr"])
+        oracle_opt.step()
+        oracle.step()
+    runner = make_runner(optimizer=sgd(), max_iters=steps)
+    hook = HOOKS.build({"type": "OneCycleLrUpdaterHook", **kwargs})
+    assert iter_lrs(runner, hook, steps) == pytest.approx(expected, rel=1e-12)
+
+
+def test_one_cycle_takes_max_lr_per_named_optimizer(make_runner: Callable[..., object]) -> None:
+    runner = make_runner(optimizer={"a": sgd(), "b": sgd(groups=2)}, max_iters=10)
+    hook = HOOKS.build({"type": "OneCycleLrUpdaterHook", "max_lr": {"a": 1.0, "b": [2.0, 4.0]}})
+    hook.before_run(runner)
+    assert hook.base_lr == {"a": [0.04], "b": [0.08, 0.16]}
+
+
 def test_lr_hooks_keep_no_checkpoint_state() -> None:
     assert StepLrUpdaterHook(step=2, warmup="linear", warmup_iters=3).state_dict() == {}
 
@@ -273,6 +308,16 @@ def test_lr_hooks_keep_no_checkpoint_state() -> None:
             {"type": "CosineRestartLrUpdaterHook", "periods": [1, 2], "min_lr": 0},
             ValueError,
             "same length",
+        ),
+        (
+            {"type": "OneCycleLrUpdaterHook", "max_lr": 1.0, "by_epoch": True},
+            ValueError,
+            "only supports by_epoch=False",
+        ),
+        (
+            {"type": "OneCycleLrUpdaterHook", "max_lr": 1.0, "anneal_strategy": "exp"},
+            ValueError,
+            "anneal_strategy",
         ),
         (
             {"type": "FlatCosineAnnealingLrUpdaterHook", "start_percent": 1.5, "min_lr": 0},
