@@ -58,7 +58,14 @@ def _is_python_name(name: str) -> bool:
 
 
 #: Lower-case snake_case identifiers, the usual shape of config keys.
-identifiers = st.from_regex(r"[a-z_][a-z0-9_]{0,11}", fullmatch=True).filter(_is_python_name)
+identifiers = (
+    st.tuples(
+        st.sampled_from(string.ascii_lowercase + "_"),
+        st.text(alphabet=string.ascii_lowercase + string.digits + "_", max_size=11),
+    )
+    .map("".join)
+    .filter(_is_python_name)
+)
 
 #: Config keys: mostly identifiers, sometimes arbitrary text (JSON/YAML allow any key).
 config_keys = st.one_of(

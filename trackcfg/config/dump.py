@@ -327,6 +327,14 @@ def _represent_frozenset(dumper: yaml.SafeDumper, value: frozenset[object]) -> y
     return dumper.represent_set(set(value))
 
 
+def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
+    # With allow_unicode PyYAML writes NEL / LS / PS raw in plain scalars, where a reader
+    # takes them for line breaks: quote such strings (double quotes escape them).
+    style = '"' if any(ch in value for ch in "\x85\u2028\u2029") else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_YamlDumper.add_representer(str, _represent_str)
 _YamlDumper.add_representer(tuple, _represent_tuple)
 _YamlDumper.add_representer(QualifiedName, _represent_name)
 _YamlDumper.add_representer(frozenset, _represent_frozenset)
