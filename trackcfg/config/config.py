@@ -529,8 +529,7 @@ class Config:
             ConfigKeyError: The key path is neither in the config nor in its history.
         """
         parts = key_path.parts if isinstance(key_path, KeyPath) else KeyPath.parse(key_path).parts
-        frozen = self._provenance.freeze()
-        history = frozen.history(parts)
+        history = self._provenance.history(parts)
         if history:
             return history
         value: object = self._cfg_dict

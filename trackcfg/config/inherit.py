@@ -9,7 +9,8 @@ Rules (mmengine's): ``_base_`` is a file name or a list, relative to the includi
 file, any depth, any mix of formats. Two sibling bases may not define the same
 top-level key (the error names both places). A file that includes itself, directly
 or not, is an error showing the whole cycle. ``pkg::path`` package configs are not
-supported (they would tie the hash to what is installed).
+supported (they would tie the hash to what is installed). A file's ``_deprecation_`` key
+is dropped with a ``DeprecationWarning`` (mmengine's behaviour).
 
 Paths in locations and lineage are relative to the *project root*: the git work tree
 holding the loaded config (found by looking for ``.git`` upwards; gitpython is not
@@ -19,6 +20,7 @@ imported on this path), else the current directory.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +48,9 @@ __all__ = [
 ]
 
 KeyParts = tuple[str | int, ...]
+
+#: A file's `_deprecation_ = dict(expected=..., reference=...)` (mmengine): warned, dropped.
+DEPRECATION_KEY = "_deprecation_"
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,7 +198,7 @@ class _Resolver:
             base_data.update(sub.data)
             provenance.update(sub.provenance)
             key_locations.update(sub.key_locations)
-        evaluated = evaluate_config(parsed, base_data)
+        evaluated = _pop_deprecation(evaluate_config(parsed, base_data), source.display)
         origin = _FileOrigin(evaluated, source.display, provenance, base_data)
         merged = merge(base_data, evaluated.data, origin, base_location=origin.base_location)
         provenance.extend(merged.records)
@@ -292,6 +297,22 @@ class _FileOrigin:
                 last: Assignment | None = self.provenance.last(base_parts)
                 return AssignmentKind.SUBSTITUTION, last.location if last else None
         return (AssignmentKind.OVERRIDE if existed else AssignmentKind.SET), None
+
+
+def _pop_deprecation(evaluated: EvaluatedConfig, display: str) -> EvaluatedConfig:
+    """Drop a file's ``_deprecation_`` key with a DeprecationWarning, as mmengine does."""
+    info = evaluated.data.get(DEPRECATION_KEY)
+    if DEPRECATION_KEY not in evaluated.data:
+        return evaluated
+    message = f"The config file {display} will be deprecated in the future."
+    if isinstance(info, Mapping):
+        if "expected" in info:
+            message += f" Please use {info['expected']} instead."
+        if "reference" in info:
+            message += f" More information can be found at {info['reference']}"
+    warnings.warn(message, DeprecationWarning, stacklevel=2)
+    data = {k: v for k, v in evaluated.data.items() if k != DEPRECATION_KEY}
+    return EvaluatedConfig(data, evaluated.origins)
 
 
 def _has_path(data: object, parts: KeyParts) -> bool:

@@ -58,6 +58,10 @@ class ProvenanceBuilder:
             else:
                 mine.extend(history)
 
+    def history(self, parts: KeyParts) -> tuple[Assignment, ...]:
+        """The assignments of exactly ``parts`` (empty when none)."""
+        return tuple(self._history.get(parts, ()))
+
     def last(self, parts: KeyParts) -> Assignment | None:
         """The latest assignment of ``parts``, else of its nearest recorded ancestor."""
         history = self._history

@@ -189,3 +189,14 @@ def test_loading_does_not_import_torch_or_mlflow() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_deprecation_key_warns_and_is_dropped() -> None:
+    message = (
+        "The config file deprecation/old.py will be deprecated in the future. Please use"
+        " new.py instead. More information can be found at https://example.org/x"
+    )
+    with pytest.warns(DeprecationWarning) as record:
+        cfg = load("deprecation/old.py")
+    assert cfg.to_dict() == {"a": 1}
+    assert [str(w.message) for w in record] == [message]

@@ -1,0 +1,2 @@
+_deprecation_ = dict(expected='new.py', reference='https://example.org/x')
+a = 1
