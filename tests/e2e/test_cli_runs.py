@@ -1,0 +1,345 @@
+"""Every command on tracked runs, through `python -m trackcfg`, in a real git repo and store.
+
+One module-scoped project holds the runs (training is the slow part):
+
+- run A: ``configs/digits/tiny.py`` (committed; 1 short epoch) from a clean tree;
+- then ``configs/_base_/schedules/sgd_10e.py`` is edited (lr 0.01 -> 0.02, not
+  committed) and an untracked ``configs/digits/tiny_b.py`` is added;
+- run B: ``tiny_b.py`` from that dirty tree;
+- run N: an MLflow run without a trackcfg snapshot.
+
+What the config files said when each run was made is captured right then, so
+the tests can check that `blame`/`diff` on a run answer exactly like on its files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+
+TINY = "configs/digits/tiny.py"
+TINY_B = "configs/digits/tiny_b.py"
+BASE = "configs/_base_/schedules/sgd_10e.py"
+UNKNOWN_RUN = "0123456789abcdef0123456789abcdef"
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "t",
+    "GIT_AUTHOR_EMAIL": "t@example.invalid",
+    "GIT_COMMITTER_NAME": "t",
+    "GIT_COMMITTER_EMAIL": "t@example.invalid",
+}
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+# Two short trainings in the module fixture, then ~20 CLI processes that import mlflow.
+pytestmark = pytest.mark.slow
+
+
+@dataclass(frozen=True)
+class Project:
+    """The module's repo, store and runs."""
+
+    root: Path
+    env: dict[str, str]
+    uri: str
+    run_a: str
+    run_b: str
+    run_no_snapshot: str
+    hash_a: str
+    hash_b: str
+    blame_a_files: str  # `blame tiny.py optimizer` when run A was made
+    blame_b_files: str  # `blame tiny_b.py model` when run B was made
+    diff_b_files: str  # `diff tiny_b.py tiny.py --json` when run B was made
+
+
+def trackcfg(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "trackcfg", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+
+
+def ok(done: subprocess.CompletedProcess[str], status: int = 0) -> str:
+    assert done.returncode == status, done.stdout + done.stderr
+    return done.stdout
+
+
+def git(args: list[str], cwd: Path) -> str:
+    env = dict(os.environ, **GIT_ENV)
+    return subprocess.run(
+        ["git", *args], cwd=cwd, env=env, check=True, capture_output=True, text=True
+    ).stdout
+
+
+def run_id_of(stdout: str) -> str:
+    return next(line.split()[-1] for line in stdout.splitlines() if line.startswith("run id:"))
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Project:
+    base = tmp_path_factory.mktemp("cli-runs")
+    root = base / "project"
+    shutil.copytree(REPO_ROOT / "configs", root / "configs")
+    (root / TINY).write_text(
+        "_base_ = './cnn_sgd_10e.py'\n"
+        "runner = dict(max_epochs=1)\n"
+        "data = dict(samples_per_gpu=256)\n"
+        "log_config = dict(interval=2)\n"
+    )
+    git(["init", "-q", "-b", "main"], root)
+    git(["add", "configs"], root)
+    git(["commit", "-q", "-m", "configs"], root)
+    uri = "sqlite:///" + (base / "store" / "mlflow.db").as_posix()
+    env = dict(os.environ, MLFLOW_TRACKING_URI=uri)
+
+    blame_a_files = ok(trackcfg("blame", TINY, "optimizer", env=env, cwd=root))
+    run_a = run_id_of(ok(trackcfg("run", TINY, "--work-dir", "work_dirs/a", env=env, cwd=root)))
+
+    base_file = root / BASE
+    base_file.write_text(base_file.read_text().replace("lr=0.01", "lr=0.02"))
+    (root / TINY_B).write_text("_base_ = './tiny.py'\nmodel = dict(channels=(8, 16))\n")
+    blame_b_files = ok(trackcfg("blame", TINY_B, "model", env=env, cwd=root))
+    diff_b_files = ok(trackcfg("diff", TINY_B, TINY, "--json", env=env, cwd=root), 1)
+    run_b = run_id_of(ok(trackcfg("run", TINY_B, "--work-dir", "work_dirs/b", env=env, cwd=root)))
+
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name("trackcfg")
+    assert experiment is not None
+    bare = client.create_run(experiment.experiment_id, run_name="made-by-hand").info.run_id
+    client.set_terminated(bare)
+    tags = {r: client.get_run(r).data.tags for r in (run_a, run_b)}
+    return Project(
+        root=root,
+        env=env,
+        uri=uri,
+        run_a=run_a,
+        run_b=run_b,
+        run_no_snapshot=bare,
+        hash_a=tags[run_a]["trackcfg.config_hash"],
+        hash_b=tags[run_b]["trackcfg.config_hash"],
+        blame_a_files=blame_a_files,
+        blame_b_files=blame_b_files,
+        diff_b_files=diff_b_files,
+    )
+
+
+# -- run --------------------------------------------------------------------------------
+
+
+def test_run_prints_run_id_hash_and_how_to_open_the_ui(project: Project) -> None:
+    tags = MlflowClient(project.uri).get_run(project.run_a).data.tags
+    assert tags["trackcfg.config_hash"] == project.hash_a
+    assert tags["trackcfg.git_dirty"] == "false"
+    assert MlflowClient(project.uri).get_run(project.run_b).data.tags["trackcfg.git_dirty"] == (
+        "true"
+    )
+
+
+def test_resume_continues_the_same_run(project: Project) -> None:
+    out = ok(trackcfg("resume", project.run_a, env=project.env, cwd=project.root))
+    assert run_id_of(out) == project.run_a
+    assert f"config hash:  {project.hash_a}" in out
+
+
+def test_sync_reports_per_work_dir(project: Project) -> None:
+    out = ok(trackcfg("sync", env=project.env, cwd=project.root))
+    assert [line.split(":")[0] for line in out.splitlines()] == ["work_dirs/a", "work_dirs/b"]
+    assert all("0 pending" in line for line in out.splitlines())
+
+
+# -- blame / diff on runs -----------------------------------------------------------------
+
+
+def test_blame_on_a_run_equals_blame_on_its_files(project: Project) -> None:
+    a = ok(trackcfg("blame", project.run_a, "optimizer", env=project.env, cwd=project.root))
+    b = ok(trackcfg("blame", project.run_b, "model", env=project.env, cwd=project.root))
+    assert (a, b) == (project.blame_a_files, project.blame_b_files)
+
+
+def test_blame_on_a_run_works_without_its_files(project: Project, tmp_path: Path) -> None:
+    # An empty directory: no config file, no git repo; only the store.
+    out = ok(trackcfg("blame", project.run_a, "optimizer", env=project.env, cwd=tmp_path))
+    assert out == project.blame_a_files
+    assert "configs/_base_/schedules/sgd_10e.py:2  set  0.01" in out
+
+
+def test_diff_on_runs_equals_diff_on_their_files(project: Project, tmp_path: Path) -> None:
+    runs = ok(
+        trackcfg("diff", project.run_b, project.run_a, "--json", env=project.env, cwd=tmp_path), 1
+    )
+    files = json.loads(project.diff_b_files)
+    # Run A was made before the base edit: lr differs too, set by the same base line.
+    differences = json.loads(runs)["differences"]
+    lr = next(d for d in differences if d["key_path"] == "optimizer.lr")
+    assert (lr["old"], lr["new"]) == (0.02, 0.01)
+    assert lr["a"]["file"] == lr["b"]["file"] == BASE
+    assert [d for d in differences if d["key_path"] != "optimizer.lr"] == files["differences"]
+
+
+def test_diff_of_run_and_file_mixes_target_kinds(project: Project) -> None:
+    done = trackcfg("diff", project.run_b, TINY_B, env=project.env, cwd=project.root)
+    assert ok(done, 0).splitlines()[-1] == "no differences"
+    done = trackcfg("diff", TINY, project.run_a, env=project.env, cwd=project.root)
+    out = ok(done, 1)
+    assert "~ optimizer.lr: 0.02 -> 0.01" in out
+
+
+def test_diff_exit_status_is_like_diff1(project: Project) -> None:
+    same = trackcfg("diff", project.run_a, project.run_a, env=project.env, cwd=project.root)
+    differ = trackcfg("diff", project.run_a, project.run_b, env=project.env, cwd=project.root)
+    trouble = trackcfg("diff", project.run_a, UNKNOWN_RUN, env=project.env, cwd=project.root)
+    assert (same.returncode, differ.returncode, trouble.returncode) == (0, 1, 2)
+
+
+# -- runs ---------------------------------------------------------------------------------
+
+
+def test_runs_by_hash_finds_exactly_the_runs_with_that_config(project: Project) -> None:
+    rows = json.loads(
+        ok(trackcfg("runs", "--hash", project.hash_a, "--json", env=project.env, cwd=project.root))
+    )
+    assert [r["run_id"] for r in rows] == [project.run_a]
+    short = ok(trackcfg("runs", "--hash", project.hash_b[:8], env=project.env, cwd=project.root))
+    assert [line.split()[0] for line in short.splitlines()[1:]] == [project.run_b]
+
+
+def test_runs_table_shows_status_git_and_metrics(project: Project) -> None:
+    out = ok(trackcfg("runs", env=project.env, cwd=project.root))
+    header, *rows = out.splitlines()
+    assert header.split()[:3] == ["run", "id", "name"]
+    row_b = next(r for r in rows if r.startswith(project.run_b))
+    assert "FINISHED" in row_b and "+dirty" in row_b and "val/accuracy=" in row_b
+    assert project.run_no_snapshot not in out  # not a trackcfg run
+
+
+def test_runs_by_config_uses_its_current_hash(project: Project) -> None:
+    out = ok(trackcfg("runs", "--config", TINY_B, "--json", env=project.env, cwd=project.root))
+    assert [r["run_id"] for r in json.loads(out)] == [project.run_b]
+
+
+# -- reproduce ------------------------------------------------------------------------------
+
+
+def test_reproduce_a_dirty_run_gives_a_worktree_hashing_to_its_tag(
+    project: Project, tmp_path: Path
+) -> None:
+    status_before = git(["status", "--porcelain"], project.root)
+    target = tmp_path / "repro"
+    out = ok(
+        trackcfg(
+            "reproduce", project.run_b, "--dir", str(target), env=project.env, cwd=project.root
+        )
+    )
+    assert f"config hash:  {project.hash_b} (matches the run's tag)" in out
+    assert f"trackcfg run {TINY_B}" in out
+    rehash = ok(trackcfg("hash", TINY_B, env=project.env, cwd=target)).strip()
+    assert rehash == project.hash_b
+    assert "lr=0.02" in (target / BASE).read_text()  # the recorded patch
+    # The current work tree is untouched (still dirty in the same way).
+    assert git(["status", "--porcelain"], project.root) == status_before
+    git(["worktree", "remove", "--force", str(target)], project.root)
+
+
+def test_reproduce_refuses_a_non_empty_directory(project: Project, tmp_path: Path) -> None:
+    (tmp_path / "keep.txt").write_text("mine")
+    done = trackcfg(
+        "reproduce", project.run_a, "--dir", str(tmp_path), env=project.env, cwd=project.root
+    )
+    assert done.returncode == 2
+    assert "directory exists and is not empty" in done.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.txt"]
+
+
+# -- errors ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("command", "message"),
+    [
+        (["blame", "{unknown}", "optimizer"], "no run '0123456789abcdef0123456789abcdef'"),
+        (["resume", "{unknown}"], "no run '0123456789abcdef0123456789abcdef'"),
+        (["blame", "{bare}", "optimizer"], "snapshot"),
+        (["reproduce", "{bare}"], "snapshot"),
+        (["blame", "{a}", "optimzer"], "did you mean 'optimizer'"),
+        (["runs", "--experiment", "trackcgf"], "did you mean 'trackcfg'"),
+    ],
+)
+def test_run_errors_are_one_message_exit_2(
+    project: Project, command: list[str], message: str
+) -> None:
+    args = [
+        c.format(unknown=UNKNOWN_RUN, a=project.run_a, bare=project.run_no_snapshot)
+        for c in command
+    ]
+    done = trackcfg(*args, env=project.env, cwd=project.root)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr
+    # No third-party log noise: every stderr line belongs to our message.
+    _, *rest = done.stderr.splitlines()
+    assert all(line.startswith("  ") for line in rest), done.stderr
+
+
+# -- ui -------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_ui_serves_the_same_store_and_prints_the_search_string(project: Project) -> None:
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "trackcfg", "ui", "--port", str(port), "--hash", project.hash_a],
+        cwd=project.root,
+        env=project.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        assert proc.stdout is not None
+        lines = [proc.stdout.readline(), proc.stdout.readline()]
+        assert lines[0].startswith(f"MLflow UI:    http://127.0.0.1:{port}")
+        search = f"tags.`trackcfg.config_hash` = '{project.hash_a}'"
+        assert lines[1].strip() == f"search runs:  {search}"
+        found = _search_when_up(port, search)
+        assert found == [project.run_a]
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=20)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _search_when_up(port: int, search: str, timeout: float = 90) -> list[str]:
+    client = MlflowClient(f"http://127.0.0.1:{port}")
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1):
+                pass
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.3)
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    return [r.info.run_id for r in client.search_runs(experiments, filter_string=search)]
