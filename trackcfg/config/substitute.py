@@ -327,6 +327,68 @@ class PythonPlaceholderTransformer(ast.NodeTransformer):
             return self._base_call((), node)
         return node
 
+    # mmengine hands out the bases' own objects, so `_base_.x.y = 1` or
+    # `_base_.x.update(...)` change the inherited value there. Ours are copies: such a
+    # statement would silently do nothing, so it is an error instead.
+
+    def _refuse_mutation(self, node: ast.stmt, target: ast.expr, what: str) -> None:
+        chain = base_chain(target)
+        if chain is None:
+            return
+        location = Location(self.file, node.lineno, node.col_offset + 1)
+        raise ConfigSubstitutionError(
+            f"{what} {ast.unparse(target)} would change only a copy of the inherited value",
+            location=location,
+            key_path=str(KeyPath(chain)) or None,
+            hint="set the key in this file instead, e.g. model = dict(backbone=dict(depth=101))",
+        )
+
+    def visit_Assign(self, node: ast.Assign) -> ast.stmt:
+        for target in node.targets:
+            self._refuse_mutation(node, target, "assigning to")
+        self.generic_visit(node)
+        return node
+
+    def visit_AugAssign(self, node: ast.AugAssign) -> ast.stmt:
+        self._refuse_mutation(node, node.target, "assigning to")
+        self.generic_visit(node)
+        return node
+
+    def visit_Delete(self, node: ast.Delete) -> ast.stmt:
+        for target in node.targets:
+            self._refuse_mutation(node, target, "deleting")
+        self.generic_visit(node)
+        return node
+
+    def visit_Expr(self, node: ast.Expr) -> ast.stmt:
+        call = node.value
+        if (
+            isinstance(call, ast.Call)
+            and isinstance(call.func, ast.Attribute)
+            and call.func.attr in _MUTATORS
+        ):
+            self._refuse_mutation(node, call.func.value, f"calling .{call.func.attr}() on")
+        self.generic_visit(node)
+        return node
+
+
+#: Methods that change a dict or list in place.
+_MUTATORS = frozenset(
+    {
+        "update",
+        "append",
+        "extend",
+        "insert",
+        "pop",
+        "popitem",
+        "remove",
+        "clear",
+        "setdefault",
+        "sort",
+        "reverse",
+    }
+)
+
 
 # ---------------------------------------------------------------------------- json/yaml
 

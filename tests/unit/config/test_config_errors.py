@@ -36,6 +36,9 @@ def option(options: dict[str, object], data: dict[str, object]) -> Callable[[], 
     return lambda: Config(data).merge_from_dict(options)
 
 
+HINT_SET_KEY = (
+    "  hint: set the key in this file instead, e.g. model = dict(backbone=dict(depth=101))"
+)
 HINT_DELETE = "  hint: put `_delete_=True` in this dict to replace the base value"
 
 CASES: list[tuple[str, Callable[[], object], type[ConfigError], str | None, str]] = [
@@ -147,6 +150,22 @@ CASES: list[tuple[str, Callable[[], object], type[ConfigError], str | None, str]
         "z",
         "errors/unknown_base_expr.py:2: z: _base_.model.c is not defined in the bases\n"
         "  hint: _base_.model has: a",
+    ),
+    (
+        "assigning into _base_",
+        load("assign_base.py"),
+        ConfigSubstitutionError,
+        "model.a",
+        "errors/assign_base.py:2: model.a: assigning to _base_.model.a would change only a copy"
+        " of the inherited value\n" + HINT_SET_KEY,
+    ),
+    (
+        "mutating _base_ in place",
+        load("mutate_base.py"),
+        ConfigSubstitutionError,
+        "model",
+        "errors/mutate_base.py:3: model: calling .update() on _base_.model would change only a"
+        " copy of the inherited value\n" + HINT_SET_KEY,
     ),
     (
         "_delete_ with a non-bool value",

@@ -1,0 +1,2 @@
+_base_ = './dup_a.py'
+_base_.model.a = 2
