@@ -1,0 +1,25 @@
+"""The examples in the config engine's docstrings run and hold."""
+
+from __future__ import annotations
+
+import doctest
+import importlib
+
+import pytest
+
+MODULES = [
+    "trackcfg.config.config",
+    "trackcfg.config.merge",
+    "trackcfg.config.provenance",
+    "trackcfg.config.substitute",
+    "trackcfg.config.readers",
+    "trackcfg.config.inherit",
+    "trackcfg.config.imports",
+]
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_docstring_examples_hold(name: str) -> None:
+    module = importlib.import_module(name)
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+    assert result.failed == 0
