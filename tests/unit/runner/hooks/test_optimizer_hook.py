@@ -73,8 +73,8 @@ def test_grad_clip_bounds_total_norm_and_logs_the_norm_before_clipping(
     hook.after_train_iter(runner)
     clipped = torch.linalg.vector_norm(torch.cat([g.flatten() for g in grads_of(runner)]))
     assert clipped == pytest.approx(1.0, rel=1e-5)
-    assert runner.log_buffer.val_history["grad_norm"] == [pytest.approx(float(raw))]  # type: ignore[attr-defined]
-    assert runner.log_buffer.n_history["grad_norm"] == [2]  # weighted by num_samples  # type: ignore[attr-defined]
+    assert list(runner.log_buffer.val_history["grad_norm"]) == [pytest.approx(float(raw))]  # type: ignore[attr-defined]
+    assert list(runner.log_buffer.n_history["grad_norm"]) == [2]  # weighted by num_samples  # type: ignore[attr-defined]
 
 
 def test_grad_clip_leaves_small_gradients_alone(make_runner: Callable[..., object]) -> None:
