@@ -68,7 +68,8 @@ def replaced(value: object, path: Path_, new: object) -> object:
     head, rest = path[0], path[1:]
     if isinstance(value, Mapping):
         return {k: (replaced(v, rest, new) if k == head else v) for k, v in value.items()}
-    items = [replaced(v, rest, new) if i == head else v for i, v in enumerate(value)]  # type: ignore[arg-type]
+    assert isinstance(value, list | tuple)
+    items = [replaced(v, rest, new) if i == head else v for i, v in enumerate(value)]
     return tuple(items) if isinstance(value, tuple) else items
 
 

@@ -44,25 +44,33 @@ def without_tuples(value: object) -> object:
 
 
 @given(python_configs(with_objects=True))
-def test_python_dump_reloads_to_the_same_hash(config: dict[str, Any]) -> None:
+def test_python_dump_reloads_to_the_same_hash_and_key_order(config: dict[str, Any]) -> None:
+    from trackcfg.config.config import Config
+
     text = to_python_text(config)
-    assert to_canonical_bytes(run_python(text)) == to_canonical_bytes(config)
-
-
-@given(python_configs())
-def test_python_dump_keeps_key_order(config: dict[str, Any]) -> None:
-    assert list(run_python(to_python_text(config))) == list(config)
+    executed = run_python(text)
+    assert to_canonical_bytes(executed) == to_canonical_bytes(config)
+    assert list(executed) == list(config)
+    assert Config.fromstring(text, ".py").hash == Config(config).hash
 
 
 @given(configs())
 def test_yaml_dump_reloads_to_the_same_hash(config: dict[str, Any]) -> None:
-    loaded = yaml.load(to_yaml_text(config), Loader=TupleLoader)
+    from trackcfg.config.config import Config
+
+    text = to_yaml_text(config)
+    loaded = yaml.load(text, Loader=TupleLoader)
     assert to_canonical_bytes(loaded or {}) == to_canonical_bytes(config)
+    assert Config.fromstring(text, ".yaml").hash == Config(config).hash
 
 
 @given(configs())
 def test_json_dump_reloads_to_the_same_hash_once_tuples_are_lists(config: dict[str, Any]) -> None:
-    loaded = json.loads(to_json_text(config))
-    expected = to_canonical_bytes(without_tuples(config))  # type: ignore[arg-type]
-    assert to_canonical_bytes(loaded) == expected
+    from trackcfg.config.config import Config
+
+    text = to_json_text(config)
+    loaded = json.loads(text)
+    plain: dict[str, Any] = without_tuples(config)  # type: ignore[assignment]
+    assert to_canonical_bytes(loaded) == to_canonical_bytes(plain)
     assert list(loaded) == list(config)
+    assert Config.fromstring(text, ".json").hash == Config(plain).hash

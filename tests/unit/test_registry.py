@@ -180,7 +180,9 @@ def test_child_scope_must_be_unique_under_a_parent() -> None:
 
 
 def test_children_inherit_the_parents_build_function() -> None:
-    def build_twice(cfg: object, registry: Registry, default_args: object = None) -> object:
+    def build_twice(
+        cfg: object, registry: Registry, default_args: dict[str, object] | None = None
+    ) -> object:
         return ("built", build_from_cfg(cfg, registry, default_args))
 
     root = Registry("r", build_func=build_twice, scope="a")
@@ -377,3 +379,11 @@ def test_repr_names_registry_scope_and_size() -> None:
     fn: Callable[..., object] = make_point
     reg.register_module(module=fn)
     assert repr(reg) == "Registry(name='things', scope='t', items=1)"
+
+
+def test_docstring_examples_run() -> None:
+    import doctest
+
+    import trackcfg.registry
+
+    assert doctest.testmod(trackcfg.registry).failed == 0

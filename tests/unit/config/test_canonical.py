@@ -239,3 +239,11 @@ def test_hash_of_a_300_key_config_takes_well_under_a_millisecond() -> None:
         digest(to_canonical_bytes(config))
     per_call = (time.perf_counter() - start) / runs
     assert per_call < 1e-3
+
+
+def test_docstring_examples_run() -> None:
+    import doctest
+
+    import trackcfg.config.canonical
+
+    assert doctest.testmod(trackcfg.config.canonical).failed == 0
