@@ -179,10 +179,8 @@ class TextLoggerHook(LoggerHook):
         super().before_run(runner)
         if self.start_iter is None:
             self.start_iter = int(runner.iter)
-        timestamp = getattr(runner, "timestamp", None)
-        if not isinstance(timestamp, str):
-            timestamp = time.strftime("%Y%m%d_%H%M%S", time.localtime())
-        self.json_log_path = Path(runner.work_dir) / f"{timestamp}.log.json"
+        # mmcv's name: the runner's start time, shared with the text log train() writes
+        self.json_log_path = Path(runner.work_dir) / f"{runner.timestamp}.log.json"
         self._progress.reset_clock()
         # One progress line per job: rank 0's.
         wanted = sys.stderr.isatty() if self.progress is None else self.progress
