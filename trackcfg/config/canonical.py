@@ -55,7 +55,7 @@ import math
 import pathlib
 import types
 from collections.abc import Mapping
-from typing import Literal, cast
+from typing import Any, Literal
 
 import xxhash
 
@@ -174,34 +174,30 @@ def _is_plain_key(key: object) -> bool:
     return isinstance(key, str) and not isinstance(key, QualifiedName | enum.Enum)
 
 
-def _escape_key(key: str) -> str:
-    return "!" + key if key[:1] == "!" else key
-
-
 def _sort_token(encoded: object) -> str:
     return json.dumps(encoded, sort_keys=True, separators=(",", ":"), allow_nan=False)
 
 
-def _encode(value: object) -> object:
+def _encode(value: Any) -> object:
+    # ``Any`` (private function): the exact-type checks below narrow nothing for mypy,
+    # and ``typing.cast`` is a function call on the hottest path of every config load.
     t = type(value)
     # Exact built-in types first: the overwhelmingly common case, kept cheap.
     if t is str or value is None or t is bool:
         return value
     if t is int:
-        number = cast(int, value)
         # Python refuses to print ints of more than 4300 digits; huge ones go as hex.
-        return number if number.bit_length() <= _MAX_PLAIN_INT_BITS else {"!int": hex(number)}
+        return value if value.bit_length() <= _MAX_PLAIN_INT_BITS else {"!int": hex(value)}
     if t is float:
-        real = cast(float, value)
-        if math.isfinite(real):
-            return real
-        return {"!float": "nan" if real != real else ("inf" if real > 0 else "-inf")}
+        if math.isfinite(value):
+            return value
+        return {"!float": "nan" if value != value else ("inf" if value > 0 else "-inf")}
     if t is dict:
-        return _encode_mapping(cast(dict[object, object], value))
+        return _encode_mapping(value)
     if t is list:
-        return _encode_items(cast(list[object], value))
+        return _encode_items(value)
     if t is tuple:
-        return {"!tuple": _encode_items(cast(tuple[object, ...], value))}
+        return {"!tuple": _encode_items(value)}
     if isinstance(value, Mapping):
         return _encode_mapping(value)
     if isinstance(value, QualifiedName):
@@ -244,34 +240,38 @@ def _encode(value: object) -> object:
 
 
 def _encode_items(
-    items: list[object] | tuple[object, ...] | set[object] | frozenset[object],
+    items: list[Any] | tuple[Any, ...] | set[Any] | frozenset[Any],
 ) -> list[object]:
-    out: list[object] = []
-    for index, item in enumerate(items):
-        try:
-            out.append(_encode(item))
-        except _Unencodable as exc:
-            # Sets are unordered: their elements have no stable index to report.
-            if not isinstance(items, set | frozenset):
-                exc.parts.append(index)
-            raise
-    return out
+    try:
+        return [_encode(item) for item in items]
+    except _Unencodable as exc:
+        # Error path only: find the failing element's index (sets have no stable index).
+        if not isinstance(items, set | frozenset):
+            for index, item in enumerate(items):
+                try:
+                    _encode(item)
+                except _Unencodable:
+                    exc.parts.append(index)
+                    break
+        raise
 
 
-def _encode_mapping(mapping: Mapping[object, object]) -> object:
-    out: dict[str, object] = {}
+def _encode_mapping(mapping: Mapping[Any, Any]) -> object:
     plain = True
-    for key, item in mapping.items():
+    for key in mapping:
         if type(key) is not str and not _is_plain_key(key):
             plain = False
             break
-        text = cast(str, key)
-        try:
-            out[_escape_key(text) if text[:1] == "!" else str(text)] = _encode(item)
-        except _Unencodable as exc:
-            exc.parts.append(text)
-            raise
     if plain:
+        out: dict[str, object] = {}
+        for key, item in mapping.items():
+            if type(key) is not str:
+                key = str(key)  # a str subclass key is written as the plain string it holds
+            try:
+                out["!" + key if key[:1] == "!" else key] = _encode(item)
+            except _Unencodable as exc:
+                exc.parts.append(key)
+                raise
         return out
     pairs: list[tuple[str, list[object]]] = []
     for key, item in mapping.items():
@@ -334,7 +334,7 @@ def to_canonical_bytes(data: Mapping[str, object]) -> bytes:
         CanonicalizationError: A value cannot be encoded; ``key_path`` names it.
     """
     try:
-        encoded = _encode_mapping(cast(Mapping[object, object], data))
+        encoded = _encode_mapping(data)
     except _Unencodable as exc:
         raise _fail(exc) from None
     document = {"config": encoded, "format": _FORMAT, "version": CANONICAL_VERSION}

@@ -233,12 +233,14 @@ def test_hash_of_a_300_key_config_takes_well_under_a_millisecond() -> None:
         }
         for i in range(50)
     }
-    runs = 200
-    start = time.perf_counter()
-    for _ in range(runs):
-        digest(to_canonical_bytes(config))
-    per_call = (time.perf_counter() - start) / runs
-    assert per_call < 1e-3
+    # CPU time, best of several batches: robust to other processes sharing the machine.
+    best = math.inf
+    for _ in range(15):
+        start = time.process_time()
+        for _ in range(20):
+            digest(to_canonical_bytes(config))
+        best = min(best, (time.process_time() - start) / 20)
+    assert best < 1e-3
 
 
 def test_docstring_examples_run() -> None:
