@@ -215,7 +215,7 @@ def parse_cfg_options(items: Sequence[str]) -> dict[str, object]:
 
     Raises:
         ConfigOptionError: An item has no ``=``, an empty key, or a malformed value;
-            the message starts ``<option>:1: key:``.
+            the message starts ``<option>: key:``.
 
     Example:
         >>> parse_cfg_options(["optimizer.lr=0.01", "model.name='r50 v2'", "gpus=0,1"])
