@@ -34,6 +34,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Protocol, cast
 
 import torch
@@ -68,6 +69,9 @@ _BOUNDARY_STAGES = frozenset(
 _ITERATION_STAGES = frozenset({Stage.BEFORE_TRAIN_ITER, Stage.AFTER_TRAIN_ITER})
 
 HookConfig = Mapping[str, object]
+
+# mmcv's default for register_training_hooks(timer_config=...); read-only (copied before use).
+_DEFAULT_TIMER_CONFIG: HookConfig = MappingProxyType({"type": "IterTimerHook"})
 
 
 class _BatchProcessor(Protocol):
@@ -270,7 +274,7 @@ class BaseRunner:
         checkpoint_config: HookConfig | Hook | None = None,
         log_config: HookConfig | None = None,
         momentum_config: HookConfig | Hook | None = None,
-        timer_config: HookConfig | Hook | None = None,
+        timer_config: HookConfig | Hook | None = _DEFAULT_TIMER_CONFIG,
         custom_hooks_config: Sequence[HookConfig | Hook] | HookConfig | Hook | None = None,
     ) -> None:
         """Register mmcv's default training hooks from their config sections.
@@ -280,17 +284,14 @@ class BaseRunner:
         custom hooks their own ``priority`` (default NORMAL). ``lr_config`` /
         ``momentum_config`` name a ``policy`` (``'step'`` -> ``StepLrUpdaterHook``,
         ``'CosineAnnealing'`` -> ``CosineAnnealingLrUpdaterHook``).
-        ``timer_config`` defaults to ``dict(type='IterTimerHook')``.
+        ``timer_config`` defaults to ``dict(type='IterTimerHook')``; None registers
+        no timer (as in mmcv). The caller's dicts are never modified.
         """
         self._register_policy_hook(lr_config, "LrUpdaterHook", "VERY_HIGH")
         self._register_policy_hook(momentum_config, "MomentumUpdaterHook", "HIGH")
         self._register_typed_hook(optimizer_config, "OptimizerHook", "ABOVE_NORMAL")
         self._register_typed_hook(checkpoint_config, "CheckpointHook", "NORMAL")
-        self._register_typed_hook(
-            timer_config if timer_config is not None else {"type": "IterTimerHook"},
-            "IterTimerHook",
-            "LOW",
-        )
+        self._register_typed_hook(timer_config, "IterTimerHook", "LOW")
         if log_config is not None:
             from trackcfg.registry import HOOKS
 
@@ -321,7 +322,7 @@ class BaseRunner:
         if isinstance(config, Hook):
             self.register_hook(config, priority=priority)
             return
-        cfg = dict(copy.deepcopy(config))
+        cfg = copy.deepcopy(dict(config))
         if "type" not in cfg:
             policy = cfg.pop("policy", None)
             if not isinstance(policy, str):
@@ -346,7 +347,7 @@ class BaseRunner:
             return
         from trackcfg.registry import HOOKS
 
-        cfg = dict(copy.deepcopy(config))
+        cfg = copy.deepcopy(dict(config))
         cfg.setdefault("type", default_type)
         hook_priority = cast(int | str, cfg.pop("priority", priority))
         self.register_hook(cast(Hook, HOOKS.build(cfg)), priority=hook_priority)
