@@ -1,0 +1,98 @@
+"""Random base/child trees resolve exactly as mmengine resolves them (mmengine: test oracle).
+
+Only inputs both engines define are generated: `_delete_` where the base has a dict to
+replace (mmengine leaks it elsewhere), whole-value `{{ _base_.x }}` (mmengine cannot
+interpolate inside strings) and `_base_.x` expressions that are not mutated.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests.property.strategies_config import overlapping_configs, with_deletes
+from trackcfg.config.config import Config
+
+mmengine_config = pytest.importorskip("mmengine.config")
+
+
+def dict_paths(value: Any, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    out = []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            out.append((*prefix, key))
+            out.extend(dict_paths(item, (*prefix, key)))
+    return out
+
+
+def keep_meaningful_deletes(child: Any, base: Any) -> Any:
+    if not isinstance(child, dict):
+        return child
+    out = {}
+    for key, value in child.items():
+        if key == "_delete_" and not isinstance(base, dict):
+            continue
+        sub = base.get(key) if isinstance(base, dict) else None
+        out[key] = keep_meaningful_deletes(value, sub)
+    return out
+
+
+def resolve_both(path: Path) -> tuple[object, object]:
+    def run(load: Any) -> object:
+        try:
+            return ("ok", load())
+        except Exception:  # both engines must fail on the same inputs
+            return ("error", None)
+
+    ours = run(lambda: Config.fromfile(path).to_dict())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        theirs = run(lambda: mmengine_config.Config.fromfile(str(path)).to_dict())
+    return ours, theirs
+
+
+@pytest.mark.slow
+@settings(max_examples=40)
+@given(
+    overlapping_configs,
+    overlapping_configs,
+    st.lists(st.booleans(), max_size=6),
+    st.sampled_from([".py", ".yaml", ".json"]),
+    st.data(),
+)
+def test_random_trees_resolve_like_mmengine(
+    base: dict[str, Any],
+    child: dict[str, Any],
+    flags: list[bool],
+    suffix: str,
+    data: st.DataObject,
+) -> None:
+    child = keep_meaningful_deletes(with_deletes(child, flags), base)
+    paths = dict_paths(base)
+    refs = data.draw(st.lists(st.sampled_from(paths), max_size=2)) if paths else []
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        (root / "base.py").write_text("".join(f"{k} = {v!r}\n" for k, v in base.items()))
+        placeholders = [f"{{{{ _base_.{'.'.join(ref)} }}}}" for ref in refs]
+        if suffix == ".py":
+            text = "_base_ = './base.py'\n" + "".join(f"{k} = {v!r}\n" for k, v in child.items())
+            text += "".join(f"ref{i} = {p}\n" for i, p in enumerate(placeholders))
+            text += "".join(f"expr{i} = _base_.{'.'.join(r)}\n" for i, r in enumerate(refs))
+        elif suffix == ".yaml":
+            text = yaml.safe_dump({"_base_": "./base.py", **child}, sort_keys=False)
+            text += "".join(f"ref{i}: {p}\n" for i, p in enumerate(placeholders))
+        else:
+            body = json.dumps({"_base_": "./base.py", **child})[:-1]
+            text = body + "".join(f', "ref{i}": {p}' for i, p in enumerate(placeholders)) + "}"
+        path = root / f"child{suffix}"
+        path.write_text(text)
+        ours, theirs = resolve_both(path)
+    assert ours == theirs
