@@ -31,3 +31,9 @@ def test_import_does_not_import_torch_or_mlflow() -> None:
         [sys.executable, "-c", code], check=True, capture_output=True, text=True
     ).stdout
     assert out.strip() == "[]"
+
+
+def test_all_lists_exactly_the_lazy_exports() -> None:
+    from trackcfg import _EXPORTS
+
+    assert sorted(trackcfg.__all__) == sorted([*_EXPORTS, "__version__"])

@@ -49,7 +49,38 @@ _EXPORTS: dict[str, str] = {
     "TrackingError": "trackcfg.errors",
 }
 
-__all__ = sorted([*_EXPORTS, "__version__"])
+__all__ = [
+    "Assignment",
+    "AssignmentKind",
+    "BaseRunner",
+    "CheckpointError",
+    "Config",
+    "ConfigDict",
+    "ConfigError",
+    "ConfigKeyError",
+    "DATASETS",
+    "EpochBasedRunner",
+    "HOOKS",
+    "Hook",
+    "IterBasedRunner",
+    "KeyPath",
+    "LR_SCHEDULERS",
+    "Location",
+    "MODELS",
+    "OPTIMIZERS",
+    "Priority",
+    "RUNNERS",
+    "Registry",
+    "RegistryError",
+    "RunnerError",
+    "Stage",
+    "TrackcfgError",
+    "TrackingError",
+    "__version__",
+    "build_from_cfg",
+    "build_model_from_cfg",
+    "train",
+]
 
 
 def __getattr__(name: str) -> object:

@@ -45,6 +45,4 @@ def get_priority(priority: int | str | Priority) -> int:
             raise HookRegistrationError(
                 f"unknown priority {priority!r}", hint=f"use one of {names} or an int 0..100"
             ) from None
-    raise HookRegistrationError(
-        f"priority must be an int or a name, got {type(priority).__name__}"
-    )
+    raise HookRegistrationError(f"priority must be an int or a name, got {type(priority).__name__}")
