@@ -3,9 +3,10 @@
 1. Per-iteration overhead: `EpochBasedRunner` with mmcv's default hooks (LR
    updater, optimizer, checkpoint per epoch, timer, text logger every 50
    iterations) vs a hand-written PyTorch loop doing the same work (same model,
-   same batches, same ``train_step``, a JSON log line every 50 iterations), interleaved rounds; the fastest round of each, in
-   CPU time of the training thread (``time.thread_time``, torch on one
-   thread), so other processes on a busy machine do not distort the ratio.
+   same batches, same ``train_step``, a JSON log line every 50 iterations),
+   interleaved rounds; the fastest round of each, in CPU time of the training
+   thread (``time.thread_time``, torch on one thread), so other processes on
+   a busy machine do not distort the ratio.
    Target: overhead <= 5 %.
 2. Checkpoint stall: time the training thread spends in ``save_checkpoint``
    (copy of model + Adam state; serialisation, fsync and rename run in the
@@ -22,6 +23,7 @@ Run: ``python tests/benchmarks/bench_runner.py [--quick]``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import statistics
@@ -245,10 +247,8 @@ def time_to_first_iter(work_dir: str, checkpoint: Path, batches: int) -> float:
     loader = build_dataloader(Indexed(batches * 4), 4, 0, seed=1)
     start = time.perf_counter()
     runner.resume(checkpoint)
-    try:
+    with contextlib.suppress(_Stop):  # stop at the first iteration
         runner.run([loader], [("train", 1)])
-    except _Stop:
-        pass
     return time.perf_counter() - start
 
 
