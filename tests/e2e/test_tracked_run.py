@@ -1,0 +1,219 @@
+"""`trackcfg run` end to end in a real git repo, SQLite store: tags, params, snapshot, status."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import xxhash
+from mlflow import MlflowClient
+
+from tests.e2e.conftest import E2E_CONFIG_PATH, git, make_project, run_id_from, sqlite_uri
+from trackcfg.config.config import Config
+from trackcfg.config.provenance import Provenance
+from trackcfg.tracking.snapshot import load_snapshot
+
+Run = Callable[..., subprocess.CompletedProcess[str]]
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory, migrated_store: Path) -> str:
+    """The SQLite store this module's shared run writes to."""
+    return sqlite_uri(tmp_path_factory.mktemp("tracked-run-store"), migrated_store)
+
+
+@pytest.fixture(scope="module")
+def dirty_tracked_run(tmp_path_factory: pytest.TempPathFactory, store: str) -> tuple[str, Path]:
+    """One epoch tracked from a dirty tree: an edited base, a staged binary, an untracked file."""
+    git_repo = make_project(tmp_path_factory.mktemp("tracked-run") / "project")
+    runtime = git_repo / "configs/_base_/default_runtime.py"
+    runtime.write_text(runtime.read_text() + "\n# edited after the commit\n")
+    (git_repo / "blob.bin").write_bytes(bytes(range(256)))
+    git(["add", "blob.bin"], git_repo)
+    (git_repo / "notes.txt").write_text("untracked\n")
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "trackcfg",
+            "run",
+            E2E_CONFIG_PATH,
+            "--cfg-options",
+            "runner.max_epochs=1",
+            "--work-dir",
+            "work_dirs/one",
+            "--experiment",
+            "e2e",
+        ],
+        env=dict(os.environ, MLFLOW_TRACKING_URI=store),
+        cwd=git_repo,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return run_id_from(done.stdout), git_repo
+
+
+def expected_config(repo: Path) -> Config:
+    cfg = Config.fromfile(repo / E2E_CONFIG_PATH, import_custom_modules=False)
+    cfg.merge_from_dict({"runner.max_epochs": 1})
+    return cfg
+
+
+def test_run_is_tagged_with_hash_lineage_file_and_git_state(
+    dirty_tracked_run: tuple[str, Path], store: str
+) -> None:
+    run_id, repo = dirty_tracked_run
+    run = MlflowClient(store).get_run(run_id)
+    cfg = expected_config(repo)
+    tags = run.data.tags
+    assert run.info.status == "FINISHED"
+    assert run.info.run_name == f"e2e_mlp@{cfg.hash[:8]}"
+    assert tags["trackcfg.config_hash"] == cfg.hash
+    assert tags["trackcfg.lineage_hash"] == cfg.lineage_hash
+    assert tags["trackcfg.config_file"] == E2E_CONFIG_PATH
+    assert tags["mlflow.source.git.commit"] == git(["rev-parse", "HEAD"], repo).strip()
+    assert tags["mlflow.source.git.branch"] == "main"
+    assert tags["trackcfg.git_dirty"] == "true"
+
+
+def test_run_params_are_the_flattened_config(
+    dirty_tracked_run: tuple[str, Path], store: str
+) -> None:
+    run_id, _ = dirty_tracked_run
+    params = MlflowClient(store).get_run(run_id).data.params
+    assert params["runner.max_epochs"] == "1"
+    assert params["optimizer.lr"] == "0.05"
+    assert params["model.hidden_dims"] == "(256,)"
+    assert params["log_config.interval"] == "5"
+
+
+def test_snapshot_holds_every_file_and_the_canonical_bytes_hash_to_the_tag(
+    dirty_tracked_run: tuple[str, Path], store: str, tmp_path: Path
+) -> None:
+    run_id, repo = dirty_tracked_run
+    client = MlflowClient(store)
+    local = Path(client.download_artifacts(run_id, "trackcfg", str(tmp_path / "dl")))
+    tag = client.get_run(run_id).data.tags["trackcfg.config_hash"]
+    names = {p.relative_to(local).as_posix() for p in local.rglob("*") if p.is_file()}
+    cfg = expected_config(repo)
+    lineage_files = {f"lineage/{e.path}" for e in cfg.lineage}
+    assert (
+        names
+        == {
+            "snapshot.json",
+            "config.canonical.json",
+            "config.py",
+            "lineage.json",
+            "provenance.json",
+            "options.json",
+            "git.json",
+            "git.patch",
+            "environment.json",
+        }
+        | lineage_files
+    )
+    assert xxhash.xxh3_128_hexdigest((local / "config.canonical.json").read_bytes()) == tag
+    for entry in cfg.lineage:
+        assert (local / "lineage" / entry.path).read_bytes() == (repo / entry.path).read_bytes()
+    lineage = json.loads((local / "lineage.json").read_text())
+    assert [e["path"] for e in lineage] == [e.path for e in cfg.lineage]
+    assert json.loads((local / "options.json").read_text())["cfg_options"] == [
+        "runner.max_epochs=1"
+    ]
+    assert Provenance.from_json(json.loads((local / "provenance.json").read_text()))
+    assert "max_epochs=1" in (local / "config.py").read_text().replace(" ", "")
+    environment = json.loads((local / "environment.json").read_text())
+    assert environment["packages"]["torch"]
+    git_json = json.loads((local / "git.json").read_text())
+    assert git_json["dirty"] is True
+    assert "notes.txt" in git_json["untracked"]
+
+
+def test_snapshot_patch_applies_to_a_clean_checkout_of_the_commit(
+    dirty_tracked_run: tuple[str, Path], store: str, tmp_path: Path
+) -> None:
+    run_id, repo = dirty_tracked_run
+    snap = load_snapshot(run_id, tracking_uri=store)
+    clean = tmp_path / "clean"
+    git(["worktree", "add", "-q", "--detach", str(clean), snap.git.commit or ""], repo)
+    subprocess.run(["git", "apply", "--check", "-"], cwd=clean, input=snap.patch, check=True)
+    subprocess.run(["git", "apply", "-"], cwd=clean, input=snap.patch, check=True)
+    for rel in ("configs/_base_/default_runtime.py", "blob.bin"):
+        assert (clean / rel).read_bytes() == (repo / rel).read_bytes()
+
+
+def test_snapshot_alone_re_resolves_to_the_tagged_hash(
+    dirty_tracked_run: tuple[str, Path], store: str, tmp_path: Path
+) -> None:
+    run_id, _ = dirty_tracked_run
+    snap = load_snapshot(run_id, tracking_uri=store)
+    assert snap.resolve(tmp_path / "restored").hash == snap.config_hash
+
+
+def test_every_logged_step_is_in_the_run_once_and_the_checkpoint_is_uploaded(
+    dirty_tracked_run: tuple[str, Path], store: str
+) -> None:
+    run_id, _ = dirty_tracked_run
+    client = MlflowClient(store)
+    steps = [m.step for m in client.get_metric_history(run_id, "train/loss")]
+    assert sorted(steps) == list(range(5, 46, 5))
+    tags = client.get_run(run_id).data.tags
+    assert tags["trackcfg.latest_checkpoint"] == "checkpoints/epoch_1.pth"
+    assert [a.path for a in client.list_artifacts(run_id, "checkpoints")] == [
+        "checkpoints/epoch_1.pth"
+    ]
+
+
+def test_a_failing_run_is_marked_failed_with_its_error(
+    git_repo: Path, tracking_env: dict[str, str], tracking_uri: str, run_trackcfg: Run
+) -> None:
+    done = run_trackcfg(
+        "run",
+        E2E_CONFIG_PATH,
+        "--cfg-options",
+        "optimizer.type=NoSuchOptimizer",
+        env=tracking_env,
+        cwd=git_repo,
+    )
+    assert done.returncode != 0
+    client = MlflowClient(tracking_uri)
+    (run,) = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    assert run.info.status == "FAILED"
+    assert "NoSuchOptimizer" in run.data.tags["trackcfg.error"]
+
+
+def test_sigterm_marks_the_run_killed(
+    git_repo: Path, tracking_env: dict[str, str], tracking_uri: str
+) -> None:
+    env = dict(tracking_env, TRACKCFG_E2E_ITER_DELAY="0.05")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "trackcfg", "run", E2E_CONFIG_PATH, "--work-dir", "work_dirs/t"],
+        cwd=git_repo,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    journal = git_repo / "work_dirs/t/.trackcfg/journal"
+    deadline = time.monotonic() + 120
+    while not any(journal.glob("*/metrics.jsonl")) or not any(
+        p.stat().st_size for p in journal.glob("*/metrics.jsonl")
+    ):
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGTERM)
+    proc.communicate(timeout=120)
+    assert proc.returncode != 0
+    client = MlflowClient(tracking_uri)
+    (run,) = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    assert run.info.status == "KILLED"
