@@ -35,16 +35,20 @@ BASE = "configs/_base_/schedules/sgd_10e.py"
 SHORT = ["--cfg-options", "runner.max_epochs=1", "data.samples_per_gpu=64"]
 
 
-def trackcfg(*args: str, cwd: Path, env: dict[str, str], ok: tuple[int, ...] = (0,)) -> str:
-    """Run and echo ``python -m trackcfg ARGS``; return stdout."""
-    print(f"\n$ trackcfg {' '.join(args)}", flush=True)
+def trackcfg(
+    *args: str, cwd: Path, env: dict[str, str], ok: tuple[int, ...] = (0,), echo: bool = True
+) -> str:
+    """Run ``python -m trackcfg ARGS`` (echoing the command and its output); return stdout."""
+    if echo:
+        print(f"\n$ trackcfg {' '.join(args)}", flush=True)
     proc = subprocess.run(
         [sys.executable, "-m", "trackcfg", *args], cwd=cwd, env=env, capture_output=True, text=True
     )
     if proc.returncode not in ok:
         sys.stderr.write(proc.stdout + proc.stderr)
         raise SystemExit(f"trackcfg {args[0]} exited with {proc.returncode}")
-    print(proc.stdout, end="", flush=True)
+    if echo:
+        print(proc.stdout, end="", flush=True)
     return proc.stdout
 
 
@@ -61,7 +65,8 @@ def make_workspace(directory: Path) -> Path:
 
 
 def latest_run(config_hash: str, cwd: Path, env: dict[str, str]) -> str:
-    rows = json.loads(trackcfg("runs", "--hash", config_hash, "--json", cwd=cwd, env=env))
+    out = trackcfg("runs", "--hash", config_hash, "--json", cwd=cwd, env=env, echo=False)
+    rows = json.loads(out)
     return str(rows[0]["run_id"])
 
 
