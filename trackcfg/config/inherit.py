@@ -155,7 +155,9 @@ class _Resolver:
 
     def read(self, path: Path) -> tuple[ConfigSource, str]:
         raw = path.read_bytes()
-        text = raw.decode("utf-8")
+        # utf-8-sig: a BOM some editors write is not part of the config (the digest
+        # still covers the exact bytes).
+        text = raw.decode("utf-8-sig")
         return ConfigSource(path, _display(path, self.root), path.suffix, text), digest(raw)
 
     def result(self, resolved: _Resolved) -> Resolution:

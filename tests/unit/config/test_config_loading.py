@@ -200,3 +200,12 @@ def test_deprecation_key_warns_and_is_dropped() -> None:
         cfg = load("deprecation/old.py")
     assert cfg.to_dict() == {"a": 1}
     assert [str(w.message) for w in record] == [message]
+
+
+@pytest.mark.parametrize(
+    ("suffix", "body"), [(".py", "a = 1\n"), (".json", '{"a": 1}'), (".yaml", "a: 1\n")]
+)
+def test_a_utf8_bom_is_not_part_of_the_config(tmp_path: Path, suffix: str, body: str) -> None:
+    path = tmp_path / f"bom{suffix}"
+    path.write_bytes(b"\xef\xbb\xbf" + body.encode())
+    assert Config.fromfile(path).to_dict() == {"a": 1}
