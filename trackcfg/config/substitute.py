@@ -193,6 +193,11 @@ def _unknown(body: str, location: Location, key_path: str | None) -> ConfigSubst
     names = [*PREDEFINED_NAMES, "_base_.<key path>"]
     close = suggest(body, PREDEFINED_NAMES)
     hint = f"did you mean {{{{ {close[0]} }}}}?" if close else f"known: {', '.join(names)}"
+    if body.lstrip("'\"").startswith("$"):
+        hint = (
+            "environment-variable placeholders are not supported (the config would resolve "
+            "differently per machine); pass the value with --cfg-options instead"
+        )
     return ConfigSubstitutionError(
         f"unknown placeholder {{{{ {body} }}}}",
         location=location,

@@ -128,6 +128,15 @@ CASES: list[tuple[str, Callable[[], object], type[ConfigError], str | None, str]
         "  hint: did you mean {{ fileDirname }}?",
     ),
     (
+        "environment-variable placeholder",
+        load("env_var.yaml"),
+        ConfigSubstitutionError,
+        "data_root",
+        "errors/env_var.yaml:1: data_root: unknown placeholder {{ $DATA_ROOT:/data }}\n"
+        "  hint: environment-variable placeholders are not supported (the config would"
+        " resolve differently per machine); pass the value with --cfg-options instead",
+    ),
+    (
         "unknown _base_ path in a placeholder",
         load("unknown_base.py"),
         ConfigSubstitutionError,
