@@ -137,8 +137,8 @@ def test_diff_of_a_config_with_itself_exits_0(git_repo: Path, run_trackcfg: Run)
     ("args", "message"),
     [
         (["hash", "configs/missing.py"], "configs/missing.py"),
-        (["hash", MAIN, "--cfg-options", "lr"], "<option>:1: lr: expected key=value"),
-        (["show", MAIN, "--cfg-options", "a=[1,"], "<option>:1: a: malformed value"),
+        (["hash", MAIN, "--cfg-options", "lr"], "<option>: lr: expected key=value"),
+        (["show", MAIN, "--cfg-options", "a=[1,"], "<option>: a: malformed value"),
         (["blame", MAIN, "optimzer"], "did you mean 'optimizer'"),
         (["blame", MAIN, "model.nope"], "model.nope: no such key in configs/digits/cnn_sgd_10e.py"),
         (["diff", MAIN, "configs/missing.py"], "configs/missing.py"),

@@ -148,10 +148,15 @@ def test_run_prints_run_id_hash_and_how_to_open_the_ui(project: Project) -> None
     )
 
 
-def test_resume_continues_the_same_run(project: Project) -> None:
-    out = ok(trackcfg("resume", project.run_a, env=project.env, cwd=project.root))
-    assert run_id_of(out) == project.run_a
-    assert f"config hash:  {project.hash_a}" in out
+def test_run_resume_auto_continues_the_unfinished_run_with_that_hash(project: Project) -> None:
+    # As if preempted: the run is not FINISHED. `run --resume auto` must find it by hash.
+    MlflowClient(project.uri).set_terminated(project.run_b, status="KILLED")
+    done = trackcfg("run", TINY_B, "--resume", "auto", env=project.env, cwd=project.root)
+    out = ok(done)
+    assert f"resuming run {project.run_b}" in done.stderr
+    assert run_id_of(out) == project.run_b
+    assert f"config hash:  {project.hash_b}" in out
+    assert MlflowClient(project.uri).get_run(project.run_b).info.status == "FINISHED"
 
 
 def test_sync_reports_per_work_dir(project: Project) -> None:
