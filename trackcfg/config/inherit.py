@@ -291,10 +291,9 @@ class _FileOrigin:
         self, parts: KeyParts, existed: bool, value: object
     ) -> tuple[AssignmentKind, Location | None]:
         found = self._find(parts)
-        if found is not None and found[1].ref is not None:
-            end, origin = found
-            assert origin.ref is not None
-            base_parts = (*origin.ref, *parts[end:])
+        ref = found[1].ref if found is not None else None
+        if found is not None and ref is not None:
+            base_parts = (*ref, *parts[found[0] :])
             if _has_path(self.base, base_parts):
                 last: Assignment | None = self.provenance.last(base_parts)
                 return AssignmentKind.SUBSTITUTION, last.location if last else None

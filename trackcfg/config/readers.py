@@ -171,9 +171,9 @@ def evaluate_config(parsed: ParsedConfig, base: Mapping[str, object]) -> Evaluat
             the config.
     """
     if parsed.code is not None:
-        return _evaluate_python(parsed, base)
-    assert parsed.data is not None
-    data, uses = resolve_markers(parsed.data, parsed.markers, base, parsed.source.display)
+        return _evaluate_python(parsed, parsed.code, base)
+    raw = parsed.data if parsed.data is not None else {}
+    data, uses = resolve_markers(raw, parsed.markers, base, parsed.source.display)
     if not uses:
         return EvaluatedConfig(data, parsed.origins)
     origins = dict(parsed.origins)
@@ -364,7 +364,9 @@ def _python_bases(
     return _base_entries(names, {(BASE_KEY,): KeyOrigin(stmt.lineno)}, element_lines, display)
 
 
-def _evaluate_python(parsed: ParsedConfig, base: Mapping[str, object]) -> EvaluatedConfig:
+def _evaluate_python(
+    parsed: ParsedConfig, code: types.CodeType, base: Mapping[str, object]
+) -> EvaluatedConfig:
     source = parsed.source
     display = source.display
 
@@ -389,9 +391,8 @@ def _evaluate_python(parsed: ParsedConfig, base: Mapping[str, object]) -> Evalua
         "__file__": str(source.path) if source.path is not None else display,
         "__name__": "__trackcfg_config__",
     }
-    assert parsed.code is not None
     try:
-        exec(parsed.code, namespace)
+        exec(code, namespace)
     except Exception as exc:
         from trackcfg.errors import TrackcfgError
 
