@@ -8,7 +8,8 @@ Shapes:
 
 * ``config_keys``: str keys as configs use them (identifiers, mostly) plus odd ones.
 * ``scalars``: None, bool, int (incl. beyond 64 bits), float (incl. -0.0, inf, nan), str.
-* ``config_values``: scalars nested in lists, tuples and str-keyed dicts.
+* ``config_values``: scalars nested in lists, tuples and str-keyed dicts (or ``any_keys``:
+  ints, None, floats, tuples as keys too).
 * ``configs``: a resolved config, ``dict[str, value]``; ``python_configs``: one whose
   top-level keys are valid Python variable names (what a ``.py`` dump can carry).
 * ``importable_objects``: classes, functions and enum members with import paths.
@@ -33,6 +34,7 @@ from trackcfg.config.keypath import KeyPath
 
 __all__ = [
     "Color",
+    "any_keys",
     "config_keys",
     "config_values",
     "configs",
@@ -102,16 +104,29 @@ importable_objects = st.sampled_from(
 )
 
 
+#: Dict keys beyond str: what a ``.py`` config may use in ``{...}`` literals.
+any_keys = st.one_of(
+    config_keys,
+    st.integers(min_value=-3, max_value=1000),
+    st.none(),
+    st.tuples(st.integers(0, 3), identifiers),
+    finite_floats,
+)
+
+
 def config_values(
-    *, leaves: st.SearchStrategy[Any] = scalars, max_leaves: int = 20
+    *,
+    leaves: st.SearchStrategy[Any] = scalars,
+    keys: st.SearchStrategy[Any] = config_keys,
+    max_leaves: int = 20,
 ) -> st.SearchStrategy[Any]:
-    """Scalars nested in lists, tuples and str-keyed dicts (what configs hold)."""
+    """Scalars nested in lists, tuples and dicts (str-keyed unless ``keys`` says otherwise)."""
     return st.recursive(
         leaves,
         lambda children: st.one_of(
             st.lists(children, max_size=4),
             st.lists(children, max_size=4).map(tuple),
-            st.dictionaries(config_keys, children, max_size=4),
+            st.dictionaries(keys, children, max_size=4),
         ),
         max_leaves=max_leaves,
     )

@@ -13,7 +13,7 @@ from typing import Any
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from tests.strategies import Color, config_values, configs, importable_objects, scalars
+from tests.strategies import Color, any_keys, config_values, configs, importable_objects, scalars
 from trackcfg.config.canonical import (
     decode_value,
     digest,
@@ -117,7 +117,7 @@ def test_hash_changes_on_any_type_change(config: dict[str, Any], data: st.DataOb
     assert to_canonical_bytes(edited) != to_canonical_bytes(config)  # type: ignore[arg-type]
 
 
-@given(config_values(leaves=st.one_of(scalars, importable_objects)))
+@given(config_values(leaves=st.one_of(scalars, importable_objects), keys=any_keys))
 def test_decode_inverts_encode(value: object) -> None:
     decoded = decode_value(encode_value(value), resolve=True)
     assert same(decoded, value)

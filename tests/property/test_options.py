@@ -62,3 +62,24 @@ def test_any_text_parses_or_raises_config_option_error(text: str) -> None:
         parse_option_value(text)
     except ConfigOptionError as exc:
         assert str(exc).startswith("<option>")
+
+
+_plain_words = st.sampled_from(["a", "b_c", "x1", "None", "true", "False", "inf", "1", "-2", "0.5"])
+_plain_values = st.recursive(
+    _plain_words,
+    lambda children: st.one_of(
+        st.lists(children, min_size=1, max_size=3).map(lambda xs: "[" + ",".join(xs) + "]"),
+        st.lists(children, min_size=1, max_size=3).map(lambda xs: "(" + ",".join(xs) + ")"),
+    ),
+    max_leaves=6,
+)
+
+
+@given(st.one_of(_plain_values, st.lists(_plain_words, min_size=2, max_size=3).map(",".join)))
+def test_unquoted_values_parse_like_mmengine_dict_action(text: str) -> None:
+    """mmengine is the oracle where our rules agree with it (no quotes, no inner spaces)."""
+    from mmengine.config import DictAction
+
+    ours = parse_option_value(text)
+    theirs = DictAction._parse_iterable(text)
+    assert same(ours, theirs)
