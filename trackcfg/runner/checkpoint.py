@@ -56,6 +56,7 @@ __all__ = [
     "list_checkpoints",
     "load_checkpoint_file",
     "read_checkpoint_record",
+    "remove_stale_temp_files",
 ]
 
 _FAILPOINT_ENV = "TRACKCFG_FAILPOINT"
@@ -470,6 +471,30 @@ def list_checkpoints(directory: str | Path) -> list[tuple[Path, CheckpointRecord
             found.append(((record.iter, record.epoch, path.stat().st_mtime_ns), path, record))
     found.sort(key=lambda item: item[0], reverse=True)
     return [(path, record) for _, path, record in found]
+
+
+def remove_stale_temp_files(directory: str | Path) -> list[Path]:
+    """Delete temp files left by writers that were killed mid-write (their process is gone).
+
+    Temp files are named ``.<name>.tmp-<pid>``; one whose pid is still alive may
+    be in use by a concurrent writer and is kept.
+
+    Returns:
+        The removed paths.
+    """
+    removed = []
+    for tmp in Path(directory).glob(".*.tmp-*"):
+        pid_text = tmp.name.rpartition(".tmp-")[2]
+        if not pid_text.isdigit():
+            continue
+        try:
+            os.kill(int(pid_text), 0)
+        except ProcessLookupError:
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+        except PermissionError:  # alive, owned by someone else
+            continue
+    return removed
 
 
 def find_latest_checkpoint(directory: str | Path) -> Path | None:

@@ -102,7 +102,12 @@ class EpochBasedRunner(BaseRunner):
 
         def loop() -> None:
             state = self.state
-            while state.epoch < total_epochs:
+            # A run resumed in the middle of the workflow (e.g. before the 'val' that
+            # follows the last training epoch) finishes that pass first, as the
+            # interrupted run would have.
+            mid_workflow = state.phase != 0 or state.phase_repeat != 0
+            while state.epoch < total_epochs or mid_workflow:
+                mid_workflow = False
                 # state.phase / phase_repeat are the workflow position; a resumed run
                 # starts from the restored values instead of (0, 0).
                 while state.phase < len(workflow):

@@ -128,7 +128,9 @@ class IterBasedRunner(BaseRunner):
             # Iteration boundary the checkpoint was taken at: nothing random happened
             # since, in the checkpointed process (before_train_epoch fired long before).
             self._apply_pending_rng()
-            while state.iter < total_iters:
+            mid_workflow = state.phase != 0 or state.phase_repeat != 0  # see EpochBasedRunner
+            while state.iter < total_iters or mid_workflow:
+                mid_workflow = False
                 while state.phase < len(workflow):
                     mode, repeats = workflow[state.phase]
                     while state.phase_repeat < repeats:

@@ -76,12 +76,18 @@ def resolve_resume_checkpoint(
         CheckpointError: an explicit path that does not exist.
         CheckpointCorruptError: an explicit path that fails its digest.
     """
-    from trackcfg.runner.checkpoint import list_checkpoints, load_checkpoint_file
+    from trackcfg.runner.checkpoint import (
+        list_checkpoints,
+        load_checkpoint_file,
+        remove_stale_temp_files,
+    )
 
     if resume_from is None:
         return None
     if str(resume_from) != "auto":
         return Path(resume_from)
+    for stale in remove_stale_temp_files(work_dir):
+        logger.info("resume_from='auto': removed %s (a write interrupted by a crash)", stale)
     for path, _record in list_checkpoints(work_dir):
         try:
             load_checkpoint_file(path)  # full digest check before trusting it

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import random
 import shutil
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -23,6 +25,7 @@ from trackcfg.runner.checkpoint import (
     list_checkpoints,
     load_checkpoint_file,
     read_checkpoint_record,
+    remove_stale_temp_files,
     write_checkpoint_file,
 )
 from trackcfg.runner.epoch_based_runner import EpochBasedRunner
@@ -309,3 +312,35 @@ def test_checkpoint_requested_in_a_hook_is_taken_after_the_stage(
     runner.run([toy_loader()], [("train", 1)])
     states = load_checkpoint_file(Path(str(runner.work_dir)) / "iter_1.pth")["hook_states"]
     assert states == {"CheckpointEveryIter#0": {}, "LateMutation#0": {"ticks": 1}}
+
+
+def test_resume_after_the_last_training_epoch_still_runs_the_trailing_val(
+    make_runner: RunnerFactory, toy_loader: Loader
+) -> None:
+    class EpochSaver(Hook):
+        def after_train_epoch(self, runner: BaseRunner) -> None:
+            runner.save_checkpoint(str(runner.work_dir))
+
+    runner = make_runner(EpochBasedRunner, max_epochs=1)
+    runner.register_hook(EpochSaver())
+    runner.run([toy_loader(), toy_loader(4)], [("train", 1), ("val", 1)])
+    resumed = make_runner(EpochBasedRunner, max_epochs=1)
+    hook = RecordingHook()
+    resumed.register_hook(hook)
+    resumed.resume(Path(str(runner.work_dir)) / "epoch_1.pth")
+    resumed.run([toy_loader(), toy_loader(4)], [("train", 1), ("val", 1)])
+    assert [e[0] for e in hook.events if e[0].endswith("_epoch")] == [
+        "before_val_epoch",
+        "after_val_epoch",
+    ]
+
+
+def test_stale_temp_files_of_dead_writers_are_removed(tmp_path: Path) -> None:
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = tmp_path / f".iter_3.pth.tmp-{dead.pid}"
+    live = tmp_path / f".iter_4.pth.tmp-{os.getpid()}"
+    stale.write_bytes(b"torn")
+    live.write_bytes(b"in progress")
+    assert remove_stale_temp_files(tmp_path) == [stale]
+    assert live.exists() and not stale.exists()
