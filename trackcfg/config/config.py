@@ -408,7 +408,8 @@ class Config:
         ``{"model.backbone.depth": 50}`` sets one leaf; with ``allow_list_keys`` a
         digit part indexes a list (``"pipeline.0.type"``). New keys are created; a
         dict value merges into a dict (as in mmcv). Every leaf set gets an OPTION
-        assignment at ``<option>:1``.
+        assignment at ``Location('<option>', 1)`` (printed ``<option>``). A digit part
+        also finds an int key of a dict (``keypoint_info.0``; mmengine adds a ``'0'`` key).
 
         Raises:
             ConfigOptionError: A malformed key or a bad list index.
@@ -427,9 +428,10 @@ class Config:
                 raise ConfigOptionError("empty key", location=Location(OPTION_FILE, 1))
             node = tree
             for part in parts[:-1]:
-                child = node.setdefault(str(part), {})
-                if not isinstance(child, dict):
-                    child = node[str(part)] = {}
+                # Copy on the way down: the caller's option values are never mutated.
+                existing = node.get(str(part))
+                child: dict[str, object] = dict(existing) if isinstance(existing, Mapping) else {}
+                node[str(part)] = child
                 node = child
             node[str(parts[-1])] = value
             paths.append(parts)

@@ -165,6 +165,9 @@ class _Merger:
         for key, value in child.items():
             if key == DELETE_KEY:
                 continue
+            if self.list_keys and isinstance(key, str) and key.isdigit() and key not in base:
+                # Options arrive as text: `a.0` also names an int key 0 of a dict.
+                key = int(key) if int(key) in base else key  # type: ignore[assignment]
             parts = (*prefix, key)
             out[key] = self.merge_value(base.get(key, _MISSING), value, parts)
         return out

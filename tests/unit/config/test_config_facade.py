@@ -157,3 +157,15 @@ def test_attribute_assignment_sets_a_key() -> None:
     cfg.work_dir = "w"
     cfg["seed"] = 1
     assert (cfg.work_dir, cfg.seed, "seed" in cfg) == ("w", 1, True)
+
+
+def test_merge_from_dict_never_mutates_the_options() -> None:
+    options: dict[str, object] = {"model": {"head": {"num": 1}}, "model.head.loss": "ce"}
+    sample().merge_from_dict(options)
+    assert options == {"model": {"head": {"num": 1}}, "model.head.loss": "ce"}
+
+
+def test_merge_from_dict_digit_part_finds_an_int_key() -> None:
+    cfg = Config({"info": {0: {"id": 0}, 1: {"id": 1}}})
+    cfg.merge_from_dict({"info.1.id": 5})
+    assert cfg.to_dict() == {"info": {0: {"id": 0}, 1: {"id": 5}}}
