@@ -325,6 +325,7 @@ def _parse_python(source: ConfigSource) -> ParsedConfig:
     )
     body: list[ast.stmt] = []
     bases: tuple[BaseEntry, ...] = ()
+    base_line: int | None = None
     for stmt in tree.body:
         if (
             isinstance(stmt, ast.Assign)
@@ -333,7 +334,16 @@ def _parse_python(source: ConfigSource) -> ParsedConfig:
             and stmt.targets[0].id == BASE_KEY
         ):
             # `_base_ = [...]` names files; it is read here and never executed (mmengine
-            # removes it from the ast the same way).
+            # removes it from the ast the same way). mmengine silently uses the first of
+            # two; we refuse the second.
+            if base_line is not None:
+                raise ConfigBaseError(
+                    f"_base_ is assigned twice (first at line {base_line})",
+                    location=Location(source.display, stmt.lineno),
+                    key_path=BASE_KEY,
+                    hint="list every base in one `_base_ = [...]`",
+                )
+            base_line = stmt.lineno
             bases = _python_bases(stmt, transformer, source.display)
             continue
         # Only files that mention placeholders or `_base_` need the (slow) ast rewrite.

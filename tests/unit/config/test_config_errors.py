@@ -83,6 +83,14 @@ CASES: list[tuple[str, Callable[[], object], type[ConfigError], str | None, str]
         "  hint: define each top-level key in one base only, or set it in the including file",
     ),
     (
+        "_base_ assigned twice",
+        load("base_twice.py"),
+        ConfigBaseError,
+        "_base_",
+        "errors/base_twice.py:3: _base_: _base_ is assigned twice (first at line 1)\n"
+        "  hint: list every base in one `_base_ = [...]`",
+    ),
+    (
         "package base",
         load("package_base.py"),
         ConfigBaseError,
