@@ -37,6 +37,7 @@ from trackcfg.config.substitute import (
     PythonPlaceholderTransformer,
     base_chain,
     base_reference,
+    index_python_placeholders,
     interpolate,
     lookup_base,
     placeholder_bodies,
@@ -306,7 +307,7 @@ def _reference(node: ast.expr | None) -> KeyParts | None:
 def _parse_python(source: ConfigSource) -> ParsedConfig:
     filename = str(source.path) if source.path is not None else source.display
     try:
-        tree = ast.parse(source.text, filename=filename)
+        tree = ast.parse(index_python_placeholders(source.text), filename=filename)
     except SyntaxError as exc:
         raise ConfigSyntaxError(
             f"invalid Python syntax: {exc.msg}",

@@ -35,8 +35,10 @@ from __future__ import annotations
 
 import ast
 import copy
+import io
 import os
 import re
+import tokenize
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,6 +59,7 @@ __all__ = [
     "SubstitutedText",
     "base_chain",
     "base_reference",
+    "index_python_placeholders",
     "interpolate",
     "lookup_base",
     "placeholder_bodies",
@@ -238,6 +241,50 @@ def placeholder_expr(node: ast.expr) -> ast.expr | None:
     ):
         return node.elts[0].elts[0]
     return None
+
+
+def index_python_placeholders(text: str) -> str:
+    """Make ``{{ _base_.a.0.b }}`` in Python text parse: ``.0`` becomes ``[0]``.
+
+    Python reads ``_base_.a.0`` as ``_base_.a`` followed by the float ``.0``, so the
+    dotted-index form that JSON/YAML placeholders allow would be a syntax error. The
+    rewrite works on *tokens* inside ``{{ _base_... }}`` outside strings, and only ever
+    changes a line's own text, so every line number stays the file's (columns after
+    the index shift by one). Text that does not tokenize is returned unchanged: the
+    parser then reports the real syntax error.
+    """
+    if "{{" not in text or BASE_KEY not in text:
+        return text
+    try:
+        tokens = list(tokenize.generate_tokens(io.StringIO(text).readline))
+    except (tokenize.TokenError, SyntaxError):
+        return text
+    edits: list[tuple[int, int, int, str]] = []
+    depth = 0  # > 0 inside a `{{ _base_ ... }}` span
+    for i, tok in enumerate(tokens):
+        if (
+            tok.type == tokenize.OP
+            and tok.string == "{"
+            and i + 2 < len(tokens)
+            and tokens[i + 1].string == "{"
+            and tokens[i + 2].string == BASE_KEY
+        ):
+            depth = 1
+        elif depth and tok.type == tokenize.OP and tok.string == "}":
+            depth = 0
+        elif depth and tok.type == tokenize.NUMBER and _DOT_INDEX.fullmatch(tok.string):
+            (row, start), (_, end) = tok.start, tok.end
+            edits.append((row, start, end, f"[{tok.string[1:]}]"))
+    if not edits:
+        return text
+    lines = text.splitlines(keepends=True)
+    for row, start, end, new in reversed(edits):
+        line = lines[row - 1]
+        lines[row - 1] = line[:start] + new + line[end:]
+    return "".join(lines)
+
+
+_DOT_INDEX = re.compile(r"\.[0-9]+")
 
 
 class PythonPlaceholderTransformer(ast.NodeTransformer):

@@ -95,6 +95,7 @@ def test_delete_never_leaks_into_the_result() -> None:
     [
         ("whole", 0.1),
         ("element", 128),
+        ("subscript", 64),
         ("nested", {"depth": 50, "channels": [64, 128]}),
         ("text", "model-r50-lr0.1"),
         ("doubled", 0.2),

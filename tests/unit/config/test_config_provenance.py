@@ -61,8 +61,8 @@ def test_substitution_names_where_the_base_value_was_set() -> None:
         ("formats/plain.yaml", "model.scales", 4),
         ("formats/plain.yaml", "lr", 5),
         ("formats/plain.py", "model.depth", 1),
-        ("base_ref/child.py", "copied.backbone.depth", 8),
-        ("base_ref/child.py", "copied.name", 7),
+        ("base_ref/child.py", "copied.backbone.depth", 9),
+        ("base_ref/child.py", "copied.name", 8),
     ],
 )
 def test_lines_come_from_the_parsers(relative: str, key: str, line: int) -> None:

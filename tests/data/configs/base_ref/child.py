@@ -1,6 +1,7 @@
 _base_ = './base.py'
 whole = {{ _base_.lr }}
-element = {{ _base_.model.backbone.channels[1] }}
+element = {{ _base_.model.backbone.channels.1 }}
+subscript = {{ _base_.model.backbone.channels[0] }}
 nested = {{ _base_.model.backbone }}
 text = 'model-{{ _base_.model.name }}-lr{{ _base_.lr }}'
 doubled = _base_.lr * 2
