@@ -19,8 +19,9 @@ finite ``float``           shortest round-trip ``repr``: ``1.0``, ``-0.0``, ``1e
 ``str``                    a JSON string
 ``list``                   a JSON array
 ``tuple``                  ``{"!tuple":[...]}``
-dict / any ``Mapping``     a JSON object when every key is a ``str`` (a key starting with
-                           ``!`` is escaped by one more ``!``); otherwise
+dict / any ``Mapping``     a JSON object when every key is a ``str`` (only a dict of one
+                           key that starts with ``!`` is escaped, by one more ``!``, as it
+                           would read as a tag); otherwise
                            ``{"!dict":[[key,value],...]}`` sorted by the canonical key
 ``set`` / ``frozenset``    ``{"!set":[...]}`` / ``{"!frozenset":[...]}``, sorted by the
                            canonical bytes of each element
@@ -268,10 +269,15 @@ def _encode_mapping(mapping: Mapping[Any, Any]) -> object:
             if type(key) is not str:
                 key = str(key)  # a str subclass key is written as the plain string it holds
             try:
-                out["!" + key if key[:1] == "!" else key] = _encode(item)
+                out[key] = _encode(item)
             except _Unencodable as exc:
                 exc.parts.append(key)
                 raise
+        if len(out) == 1:
+            # Only a one-key dict can look like a tag: escape its "!" key by one more "!".
+            ((key, item),) = out.items()
+            if key[:1] == "!":
+                return {"!" + key: item}
         return out
     pairs: list[tuple[str, list[object]]] = []
     for key, item in mapping.items():
@@ -357,12 +363,11 @@ def _decode(obj: object, resolve: bool) -> object:
     mapping: dict[str, object] = obj  # type: ignore[assignment]
     if len(mapping) == 1:
         ((key, payload),) = mapping.items()
-        if key[:1] == "!" and key[1:2] != "!":
+        if key[:1] == "!":
+            if key[1:2] == "!":
+                return {key[1:]: _decode(payload, resolve)}
             return _decode_tagged(key[1:], payload, resolve)
-    return {
-        (key[1:] if key[:1] == "!" else key): _decode(item, resolve)
-        for key, item in mapping.items()
-    }
+    return {key: _decode(item, resolve) for key, item in mapping.items()}
 
 
 def _decode_tagged(tag: str, payload: object, resolve: bool) -> object:

@@ -18,24 +18,27 @@ our own small formatter (no yapf), in the ``dict(...)`` style of mmengine's
   text use a private alias for that name (``from builtins import dict as
   __trackcfg_dict``); private ``__`` names and imports are not config keys.
 
-``to_yaml_text`` and ``to_json_text`` keep key order. What survives a reload:
+``to_yaml_text`` and ``to_json_text`` keep key order and, read back by trackcfg's
+readers, give the same hash too; nothing is imported on the way back (classes come
+back as ``QualifiedName``, which hashes like the class and which the registry
+resolves when building):
 
-=====================  ============================  ==================================
-value                  YAML                          JSON
-=====================  ============================  ==================================
-tuple                  ``!!python/tuple [1, 2]`` ✓   a list ✗ (the hash changes)
-inf / nan              ``.inf`` / ``.nan`` ✓         ``Infinity`` / ``NaN`` ✓
-non-str dict keys      native keys ✓                 strings ✗
-set / bytes            ``!!set`` / ``!!binary`` ✓    sorted list / error
-frozenset, path        ✗ set / string                ✗ list / string
-class, function, enum  ``!!python/name:mod.qual``     the string ``"mod.qual"`` ✗
-                       (refused by trackcfg's safe
-                       YAML reader: it imports code)
-=====================  ============================  ==================================
+=====================  ====================================  ==========================
+value                  YAML                                  JSON
+=====================  ====================================  ==========================
+tuple                  ``!!python/tuple [1, 2]``             ``{"!tuple": [1, 2]}``
+inf / nan              ``.inf`` / ``.nan``                   ``{"!float": "inf"}``
+non-str dict keys      native keys (``1: a``)                ``{"!dict": [[1, "a"]]}``
+set / frozenset        ``!!set`` / ``!frozenset [...]``      ``{"!set": [...]}`` ...
+bytes / path           ``!!binary`` / ``!path a/b``          ``{"!bytes": "00ff"}`` ...
+class, function, enum  ``!class 'collections:OrderedDict'``  ``{"!class": "..."}``
+=====================  ====================================  ==========================
 
-Everything else (None, bool, int, float, str, list, dict) reloads to the same hash in
-all three formats. Values the canonical form cannot encode are refused here too
-(``CanonicalizationError`` naming the key path).
+YAML readers need ``register_yaml_tags`` for the local tags; JSON readers apply
+``canonical.decode_value`` to the parsed data (JSON uses the canonical typed encoding,
+so a one-key dict whose key starts with ``!`` is escaped as ``!!``). Values the
+canonical form cannot encode are refused here too (``CanonicalizationError`` naming
+the key path).
 """
 
 from __future__ import annotations
@@ -47,16 +50,16 @@ import math
 import pathlib
 import types
 import unicodedata
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
 
 import yaml
 
-from trackcfg.config.canonical import QualifiedName, encode_value
+from trackcfg.config.canonical import QualifiedKind, QualifiedName, encode_value
 from trackcfg.config.keypath import KeyPath
 from trackcfg.errors import CanonicalizationError, ConfigError
 
-__all__ = ["to_json_text", "to_python_text", "to_yaml_text"]
+__all__ = ["YAML_TAGS", "register_yaml_tags", "to_json_text", "to_python_text", "to_yaml_text"]
 
 _WIDTH = 79
 _INDENT = "    "
@@ -298,17 +301,29 @@ def to_python_text(data: Mapping[str, object]) -> str:
 
 # ------------------------------------------------------------------------------- YAML
 
+#: YAML tags for values YAML has no type for (the canonical tags, as local YAML tags).
+YAML_TAGS = ("!class", "!function", "!enum", "!frozenset", "!path")
+_TUPLE_TAG = "tag:yaml.org,2002:python/tuple"
+
 
 class _YamlDumper(yaml.SafeDumper):
-    """SafeDumper + tuples, mapping subclasses and import paths (see the module table)."""
+    """SafeDumper + tuples, mapping subclasses and the tags above."""
 
 
 def _represent_tuple(dumper: yaml.SafeDumper, value: tuple[object, ...]) -> yaml.Node:
-    return dumper.represent_sequence("tag:yaml.org,2002:python/tuple", value, flow_style=True)
+    return dumper.represent_sequence(_TUPLE_TAG, value, flow_style=True)
 
 
 def _represent_mapping(dumper: yaml.SafeDumper, value: Mapping[object, object]) -> yaml.Node:
     return dumper.represent_dict(dict(value))
+
+
+def _name_kind(value: object) -> str:
+    if isinstance(value, QualifiedName):
+        return value.kind
+    if isinstance(value, enum.Enum):
+        return "enum"
+    return "class" if isinstance(value, type) else "function"
 
 
 def _represent_name(dumper: yaml.SafeDumper, value: object) -> yaml.Node:
@@ -316,27 +331,55 @@ def _represent_name(dumper: yaml.SafeDumper, value: object) -> yaml.Node:
         module, qualname = _qualified_parts(value)
     except _Unwritable as exc:
         raise yaml.representer.RepresenterError(exc.reason) from None
-    return dumper.represent_scalar(f"tag:yaml.org,2002:python/name:{module}.{qualname}", "")
+    return dumper.represent_scalar(f"!{_name_kind(value)}", f"{module}:{qualname}")
 
 
 def _represent_path(dumper: yaml.SafeDumper, value: pathlib.PurePath) -> yaml.Node:
-    return dumper.represent_str(value.as_posix())
+    return dumper.represent_scalar("!path", value.as_posix())
 
 
 def _represent_frozenset(dumper: yaml.SafeDumper, value: frozenset[object]) -> yaml.Node:
-    return dumper.represent_set(set(value))
+    ordered = sorted(value, key=lambda v: json.dumps(encode_value(v), sort_keys=True))
+    return dumper.represent_sequence("!frozenset", ordered, flow_style=True)
+
+
+def _represent_set(dumper: yaml.SafeDumper, value: set[object]) -> yaml.Node:
+    ordered = sorted(value, key=lambda v: json.dumps(encode_value(v), sort_keys=True))
+    return dumper.represent_mapping("tag:yaml.org,2002:set", {v: None for v in ordered})
 
 
 def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
+    if isinstance(value, QualifiedName | enum.Enum):
+        return _represent_name(dumper, value)
     # With allow_unicode PyYAML writes NEL / LS / PS raw in plain scalars, where a reader
     # takes them for line breaks: quote such strings (double quotes escape them).
     style = '"' if any(ch in value for ch in "\x85\u2028\u2029") else None
-    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+    return dumper.represent_scalar("tag:yaml.org,2002:str", str(value), style=style)
+
+
+def _represent_number(dumper: yaml.SafeDumper, value: float) -> yaml.Node:
+    # int/float subclasses (numpy's float64, ...) as their base; IntEnum members by name.
+    if isinstance(value, enum.Enum):
+        return _represent_name(dumper, value)
+    if isinstance(value, int):
+        return dumper.represent_int(int(value))
+    return dumper.represent_float(float(value))
+
+
+def _represent_other(dumper: yaml.SafeDumper, value: object) -> yaml.Node:
+    if type(value).__module__ == "numpy" and hasattr(value, "item"):
+        return dumper.represent_data(value.item())
+    raise yaml.representer.RepresenterError(f"cannot represent {value!r}")
 
 
 _YamlDumper.add_representer(str, _represent_str)
+_YamlDumper.add_multi_representer(str, _represent_str)
+_YamlDumper.add_multi_representer(int, _represent_number)
+_YamlDumper.add_multi_representer(float, _represent_number)
 _YamlDumper.add_representer(tuple, _represent_tuple)
-_YamlDumper.add_representer(QualifiedName, _represent_name)
+_YamlDumper.add_multi_representer(tuple, _represent_tuple)
+_YamlDumper.add_multi_representer(list, lambda d, v: d.represent_list(list(v)))
+_YamlDumper.add_representer(set, _represent_set)
 _YamlDumper.add_representer(frozenset, _represent_frozenset)
 _YamlDumper.add_multi_representer(dict, _represent_mapping)
 _YamlDumper.add_multi_representer(type, _represent_name)
@@ -344,6 +387,8 @@ _YamlDumper.add_multi_representer(enum.Enum, _represent_name)
 _YamlDumper.add_representer(types.FunctionType, _represent_name)
 _YamlDumper.add_representer(types.BuiltinFunctionType, _represent_name)
 _YamlDumper.add_multi_representer(pathlib.PurePath, _represent_path)
+# PyYAML looks up the representer of last resort under the key None.
+_YamlDumper.add_representer(None, _represent_other)  # type: ignore[arg-type]
 
 
 def _check(data: Mapping[str, object]) -> None:
@@ -354,12 +399,21 @@ def _check(data: Mapping[str, object]) -> None:
 def to_yaml_text(data: Mapping[str, object]) -> str:
     """Write a resolved config as YAML, keeping key order.
 
-    Tuples use ``!!python/tuple`` (which trackcfg's YAML reader accepts); classes,
-    functions and enum members use ``!!python/name:`` (which it refuses, as it would
-    import code). See the module docstring for what reloads to the same hash.
+    Tuples use ``!!python/tuple``; classes, functions and enum members the local tags
+    ``!class``/``!function``/``!enum`` with a ``module:qualname`` scalar; frozensets
+    ``!frozenset``, paths ``!path``. A YAML loader extended with
+    ``register_yaml_tags`` (trackcfg's reader is) reads them back to the same hash
+    without importing anything.
 
     Raises:
         CanonicalizationError: A value cannot be encoded; ``key_path`` names it.
+
+    Example:
+        >>> import math
+        >>> print(to_yaml_text({"size": (3, 3), "cls": math.sqrt, "lr": 0.1}), end="")
+        size: !!python/tuple [3, 3]
+        cls: !function 'math:sqrt'
+        lr: 0.1
     """
     _check(data)
     return yaml.dump(
@@ -372,63 +426,70 @@ def to_yaml_text(data: Mapping[str, object]) -> str:
     )
 
 
+def register_yaml_tags(loader: type[yaml.SafeLoader]) -> None:
+    """Teach a (safe) YAML loader class the tags ``to_yaml_text`` writes.
+
+    ``!!python/tuple`` builds a tuple; ``!class``/``!function``/``!enum`` build a
+    ``QualifiedName`` (nothing is imported: it hashes like the object it names and the
+    registry resolves it when building); ``!frozenset`` and ``!path`` build those types.
+
+    Args:
+        loader: The loader class to extend (``yaml.SafeLoader`` or a subclass).
+    """
+
+    def construct_tuple(ld: yaml.SafeLoader, node: yaml.Node) -> tuple[object, ...]:
+        return tuple(ld.construct_sequence(node, deep=True))  # type: ignore[arg-type]
+
+    def construct_frozenset(ld: yaml.SafeLoader, node: yaml.Node) -> frozenset[object]:
+        return frozenset(ld.construct_sequence(node, deep=True))  # type: ignore[arg-type]
+
+    def construct_path(ld: yaml.SafeLoader, node: yaml.Node) -> pathlib.Path:
+        return pathlib.Path(str(ld.construct_scalar(node)))  # type: ignore[arg-type]
+
+    def name_constructor(kind: QualifiedKind) -> Callable[[yaml.SafeLoader, yaml.Node], object]:
+        def construct(ld: yaml.SafeLoader, node: yaml.Node) -> QualifiedName:
+            text = str(ld.construct_scalar(node))  # type: ignore[arg-type]
+            try:
+                return QualifiedName(text, kind=kind)
+            except ValueError as exc:
+                raise yaml.constructor.ConstructorError(
+                    None, None, str(exc), node.start_mark
+                ) from None
+
+        return construct
+
+    loader.add_constructor(_TUPLE_TAG, construct_tuple)
+    loader.add_constructor("!frozenset", construct_frozenset)
+    loader.add_constructor("!path", construct_path)
+    loader.add_constructor("!class", name_constructor("class"))
+    loader.add_constructor("!function", name_constructor("function"))
+    loader.add_constructor("!enum", name_constructor("enum"))
+
+
 # ------------------------------------------------------------------------------- JSON
-
-
-def _json_data(value: object) -> object:
-    """Copy with dict keys JSON can carry (scalars become strings, as ``json`` does)."""
-    if isinstance(value, Mapping):
-        out: dict[object, object] = {}
-        for key, item in value.items():
-            if not isinstance(key, str | int | float | bool) and key is not None:
-                raise _Unwritable(f"JSON cannot carry the dict key {key!r}")
-            try:
-                out[key] = _json_data(item)
-            except _Unwritable as exc:
-                exc.parts.append(key if isinstance(key, str | int) else repr(key))
-                raise
-        return out
-    if isinstance(value, list | tuple):
-        items = []
-        for index, item in enumerate(value):
-            try:
-                items.append(_json_data(item))
-            except _Unwritable as exc:
-                exc.parts.append(index)
-                raise
-        return items
-    if isinstance(value, QualifiedName | enum.Enum | type):
-        module, qualname = _qualified_parts(value)
-        return f"{module}.{qualname}"
-    if isinstance(value, types.FunctionType | types.BuiltinFunctionType):
-        module, qualname = _qualified_parts(value)
-        return f"{module}.{qualname}"
-    if isinstance(value, set | frozenset):
-        return _json_data(sorted(value, key=lambda v: json.dumps(encode_value(v))))
-    if isinstance(value, pathlib.PurePath):
-        return value.as_posix()
-    if isinstance(value, bytes):
-        raise _Unwritable("JSON cannot carry bytes")
-    if type(value).__module__ == "numpy" and hasattr(value, "item"):
-        return value.item()
-    return value
 
 
 def to_json_text(data: Mapping[str, object]) -> str:
     """Write a resolved config as JSON (indent 4, key order kept, UTF-8 text).
 
-    JSON has no tuples, classes or non-string keys: tuples become lists, classes /
-    functions / enum members their dotted import path as a string, and scalar keys
-    strings, so such configs reload with a different hash (see the module docstring).
-    ``inf``/``nan`` use the ``Infinity``/``NaN`` tokens Python's ``json`` reads.
+    Values JSON has no type for use the canonical typed encoding
+    (``canonical.encode_value``): ``{"!tuple": [1, 2]}``, ``{"!float": "inf"}``,
+    ``{"!class": "module:qualname"}``, ``{"!dict": [[1, "a"]]}`` for non-str keys...
+    ``canonical.decode_value`` of the parsed JSON (what trackcfg's JSON reader applies)
+    gives the same hash; other JSON readers see those one-key objects as dicts.
 
     Raises:
-        CanonicalizationError: A value cannot be encoded (or is bytes, or a dict key
-            is not a scalar); ``key_path`` names it.
+        CanonicalizationError: A value cannot be encoded; ``key_path`` names it.
+
+    Example:
+        >>> print(to_json_text({"size": (3, 3)}), end="")
+        {
+            "size": {
+                "!tuple": [
+                    3,
+                    3
+                ]
+            }
+        }
     """
-    _check(data)
-    try:
-        plain = _json_data(data)
-    except _Unwritable as exc:
-        raise _fail(exc) from None
-    return json.dumps(plain, indent=4, ensure_ascii=False) + "\n"
+    return json.dumps(encode_value(data), indent=4, ensure_ascii=False, allow_nan=False) + "\n"

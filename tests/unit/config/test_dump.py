@@ -16,8 +16,8 @@ import pytest
 import yaml
 
 import trackcfg.config.dump
-from trackcfg.config.canonical import QualifiedName, to_canonical_bytes
-from trackcfg.config.dump import to_json_text, to_python_text, to_yaml_text
+from trackcfg.config.canonical import QualifiedName, decode_value, to_canonical_bytes
+from trackcfg.config.dump import register_yaml_tags, to_json_text, to_python_text, to_yaml_text
 from trackcfg.errors import CanonicalizationError, ConfigError
 
 
@@ -165,69 +165,76 @@ def test_yaml_keeps_order_and_tags_tuples_and_non_finite_floats() -> None:
     assert to_yaml_text(data) == ("z: !!python/tuple [1, 2]\na:\n- .inf\n- -.inf\nm:\n  k: null\n")
 
 
-class TupleLoader(yaml.SafeLoader):
-    pass
+class TaggedLoader(yaml.SafeLoader):
+    """A safe loader that knows the tags to_yaml_text writes."""
 
 
-TupleLoader.add_constructor(
-    "tag:yaml.org,2002:python/tuple",
-    lambda loader, node: tuple(loader.construct_sequence(node, deep=True)),  # type: ignore[arg-type]
-)
+register_yaml_tags(TaggedLoader)
+
+EVERY_TYPE: dict[str, object] = {
+    "plain": [1, 2.5, -0.0, True, None, "1", "yes", "null", "", "\x85"],
+    "t": (1, (2, "x")),
+    "n": math.nan,
+    "inf": -math.inf,
+    "k": {1: "int key", None: 0, 2.5: "f", (1, "a"): "tuple key"},
+    "s": {2, 3},
+    "fs": frozenset({"b", "a"}),
+    "b": b"\x00\xff",
+    "big": 2**80,
+    "f": 1e20,
+    "p": pathlib.PurePosixPath("a/b"),
+    "cls": collections.OrderedDict,
+    "fn": os.path.join,
+    "builtin": len,
+    "e": Mode.FAST,
+    "q": QualifiedName("no_such_module:Thing"),
+    "one": {"!tuple": 1},
+}
 
 
-def test_yaml_reloads_to_the_same_hash_for_plain_data_tuples_sets_and_bytes() -> None:
-    data = {
-        "a": [1, 2.5, -0.0, True, None, "1", "yes", "null", ""],
-        "t": (1, (2, "x")),
-        "n": math.nan,
-        "k": {1: "int key", "s": {2, 3}},
-        "b": b"\x00\xff",
-        "big": 2**80,
-        "f": 1e20,
-    }
-    loaded = yaml.load(to_yaml_text(data), Loader=TupleLoader)
-    assert to_canonical_bytes(loaded) == to_canonical_bytes(data)
+def test_yaml_and_json_reload_every_type_to_the_same_hash_without_importing() -> None:
+    expected = to_canonical_bytes(EVERY_TYPE)
+    from_yaml = yaml.load(to_yaml_text(EVERY_TYPE), Loader=TaggedLoader)
+    from_json = decode_value(json.loads(to_json_text(EVERY_TYPE)))
+    assert isinstance(from_yaml, dict) and isinstance(from_json, dict)
+    assert to_canonical_bytes(from_yaml) == expected
+    assert to_canonical_bytes(from_json) == expected
+    assert list(from_yaml) == list(EVERY_TYPE) == list(from_json)
+    assert from_yaml["cls"] == from_json["cls"] == QualifiedName("collections:OrderedDict")
 
 
-def test_yaml_writes_classes_as_python_name_tags() -> None:
-    text = to_yaml_text({"cls": collections.OrderedDict, "m": Mode.FAST})
+def test_yaml_writes_classes_functions_and_enums_as_local_tags() -> None:
+    text = to_yaml_text(
+        {"cls": collections.OrderedDict, "fn": math.sqrt, "m": Mode.FAST, "p": pathlib.Path("x")}
+    )
     assert text == (
-        f"cls: !!python/name:collections.OrderedDict ''\nm: !!python/name:{__name__}.Mode.FAST ''\n"
+        "cls: !class 'collections:OrderedDict'\n"
+        "fn: !function 'math:sqrt'\n"
+        f"m: !enum '{__name__}:Mode.FAST'\n"
+        "p: !path 'x'\n"
     )
 
 
-def test_json_keeps_order_and_writes_documented_lossy_forms() -> None:
-    data = {
-        "z": (1, 2),
-        "x": math.inf,
-        "cls": collections.OrderedDict,
-        "k": {1: "a"},
-        "s": {2, 1},
-        "p": pathlib.PurePosixPath("a/b"),
-        "e": Mode.FAST,
-    }
-    text = to_json_text(data)
+def test_yaml_tag_with_a_bad_name_is_a_yaml_error_with_a_line() -> None:
+    with pytest.raises(yaml.constructor.ConstructorError) as info:
+        yaml.load("a: 1\nb: !class NoColon\n", Loader=TaggedLoader)
+    assert info.value.problem_mark is not None and info.value.problem_mark.line == 1
+
+
+def test_json_uses_the_canonical_tags_and_keeps_order() -> None:
+    text = to_json_text({"z": (1,), "x": math.inf, "cls": collections.OrderedDict, "k": {1: "a"}})
     assert json.loads(text) == {
-        "z": [1, 2],
-        "x": math.inf,
-        "cls": "collections.OrderedDict",
-        "k": {"1": "a"},
-        "s": [1, 2],
-        "p": "a/b",
-        "e": f"{__name__}.Mode.FAST",
+        "z": {"!tuple": [1]},
+        "x": {"!float": "inf"},
+        "cls": {"!class": "collections:OrderedDict"},
+        "k": {"!dict": [[1, "a"]]},
     }
-    assert list(json.loads(text)) == list(data)
+    assert list(json.loads(text)) == ["z", "x", "cls", "k"]
 
 
-def test_json_reloads_to_the_same_hash_for_plain_data() -> None:
-    data = {"a": [1, 2.5, -0.0, True, None, "x"], "m": {"n": math.nan, "i": -math.inf}}
-    assert to_canonical_bytes(json.loads(to_json_text(data))) == to_canonical_bytes(data)
-
-
-def test_json_refuses_bytes_naming_the_key_path() -> None:
-    with pytest.raises(CanonicalizationError) as info:
-        to_json_text({"a": [b"x"]})
-    assert str(info.value).splitlines()[0] == "a.0: JSON cannot carry bytes"
+def test_json_of_plain_data_is_plain_json() -> None:
+    data = {"a": [1, 2.5, -0.0, True, None, "x"], "m": {"n": "é", "!b": 1, "c": 2}}
+    assert json.loads(to_json_text(data)) == data
 
 
 def test_docstring_examples_run() -> None:
