@@ -33,6 +33,7 @@ from hypothesis import strategies as st
 from trackcfg.config.keypath import KeyPath
 
 __all__ = [
+    "RESERVED_KEYS",
     "Color",
     "any_keys",
     "config_keys",
@@ -55,8 +56,17 @@ class Color(enum.Enum):
     GREEN = "green"
 
 
+#: Keys with a meaning while loading (never in a resolved config): strategies avoid them.
+RESERVED_KEYS = frozenset({"_base_", "_delete_", "_deprecation_", "_scope_", "custom_imports"})
+
+
 def _is_python_name(name: str) -> bool:
-    return name.isidentifier() and not keyword.iskeyword(name) and not name.startswith("__")
+    return (
+        name.isidentifier()
+        and not keyword.iskeyword(name)
+        and not name.startswith("__")
+        and name not in RESERVED_KEYS
+    )
 
 
 #: Lower-case snake_case identifiers, the usual shape of config keys.
@@ -74,7 +84,8 @@ config_keys = st.one_of(
     identifiers,
     identifiers,
     identifiers,
-    st.text(max_size=8),
+    st.text(max_size=8).filter(lambda k: k not in RESERVED_KEYS),
+    st.sampled_from(["!tuple", "!!x", "!", "a.b", "0", ""]),
 )
 
 finite_floats = st.floats(allow_nan=False, allow_infinity=False)
