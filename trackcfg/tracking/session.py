@@ -47,6 +47,16 @@ __all__ = ["RunResult", "RunTerminatedError", "SyncReport", "resume_run", "start
 
 _logger = logging.getLogger(__name__)
 
+#: MLflow client HTTP settings trackcfg uses unless the user set them: MLflow's
+#: defaults retry one request for ~4 minutes inside a single call; the journal and
+#: the checkpoint uploader retry on their own, so a short client-side retry keeps
+#: their backoff (and recovery after an outage) in charge.
+HTTP_DEFAULTS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
+}
+
 #: Seconds a finished run waits for metrics to reach the store before leaving them
 #: to `sync` (the journal keeps them).
 DELIVERY_TIMEOUT = 30.0
@@ -157,6 +167,7 @@ def start_run(
     work = _work_dir(cfg, config_path, work_dir)
     if not _is_rank_zero():
         return _train_untracked(cfg, work)
+    _bound_http_retries()
     uri = tracking_uri or mr.resolve_tracking_uri()
     sync(work, timeout=5.0)  # leftovers of an earlier process in this work dir
 
@@ -225,6 +236,7 @@ def resume_run(
     from trackcfg.tracking.journal import journal_dir
     from trackcfg.tracking.snapshot import download_snapshot, read_snapshot
 
+    _bound_http_retries()
     uri = tracking_uri or mr.resolve_tracking_uri()
     client = mr.open_client(uri)
     run = mr.get_run(client, run_id)
@@ -306,6 +318,7 @@ def sync(work_dir: Path | str, *, timeout: float = 60.0) -> SyncReport:
         write_journal_meta,
     )
 
+    _bound_http_retries()
     journals = find_journals(Path(work_dir))
     delivered = pending = statuses = 0
     for directory in journals:
@@ -453,6 +466,12 @@ def _terminate_on_sigterm() -> Iterator[None]:
 
 
 # -- helpers ------------------------------------------------------------------------------
+
+
+def _bound_http_retries() -> None:
+    """Apply `HTTP_DEFAULTS` to this process where the user did not set them."""
+    for name, value in HTTP_DEFAULTS.items():
+        os.environ.setdefault(name, value)
 
 
 def _is_rank_zero() -> bool:

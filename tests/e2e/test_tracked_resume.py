@@ -1,0 +1,149 @@
+"""SIGKILL a tracked run mid-epoch, `trackcfg resume` it: same weights, same metric history.
+
+Both against the embedded SQLite store and against a real ``mlflow server`` (where
+the work dir is deleted before resuming: the tracking store alone must suffice).
+The fault hook in the e2e project SIGKILLs the process at a fixed iteration of
+the third epoch; everything after that (what the journal and the checkpoint
+uploads had done) is whatever the background threads managed — the point.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+
+from tests.e2e.conftest import (
+    E2E_CONFIG_PATH,
+    ITERS_PER_EPOCH,
+    MlflowServer,
+    ReferenceRun,
+    assert_same_weights,
+    final_weights,
+    metric_history,
+    run_id_from,
+)
+
+pytestmark = pytest.mark.slow
+
+#: Iteration (1-based, global) at which the interrupted run SIGKILLs itself: mid-epoch 3.
+KILL_AT = 2 * ITERS_PER_EPOCH + 22
+
+
+def trackcfg(*args: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "trackcfg", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def start_and_kill(repo: Path, env: dict[str, str], work: Path, uri: str) -> str:
+    """Run the e2e config until the fault hook SIGKILLs it; returns the run id."""
+    done = trackcfg(
+        "run",
+        E2E_CONFIG_PATH,
+        "--work-dir",
+        str(work),
+        cwd=repo,
+        env=dict(env, TRACKCFG_E2E_KILL_AT=str(KILL_AT)),
+    )
+    assert done.returncode == -signal.SIGKILL, done.stderr[-3000:]
+    client = MlflowClient(uri)
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    assert len(runs) == 1
+    assert runs[0].info.status == "RUNNING"  # nobody could mark it
+    return runs[0].info.run_id
+
+
+def assert_same_as_reference(uri: str, run_id: str, work: Path, reference: ReferenceRun) -> None:
+    client = MlflowClient(uri)
+    assert client.get_run(run_id).info.status == "FINISHED"
+    assert metric_history(uri, run_id) == reference.history
+    assert_same_weights(final_weights(work), reference.weights)
+
+
+def test_sigkilled_run_resumed_matches_the_uninterrupted_run(
+    git_repo: Path,
+    tracking_env: dict[str, str],
+    tracking_uri: str,
+    reference_run: ReferenceRun,
+) -> None:
+    work = git_repo / "work_dirs" / "killed"
+    run_id = start_and_kill(git_repo, tracking_env, work, tracking_uri)
+    done = trackcfg("resume", run_id, cwd=git_repo, env=tracking_env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert run_id_from(done.stdout) == run_id
+    tags = MlflowClient(tracking_uri).get_run(run_id).data.tags
+    assert tags["trackcfg.resume_count"] == "1"
+    assert tags["trackcfg.resumed_from"].startswith("checkpoints/epoch_")
+    assert_same_as_reference(tracking_uri, run_id, work, reference_run)
+
+
+def test_resume_from_a_real_mlflow_server_alone_matches_the_uninterrupted_run(
+    git_repo: Path,
+    mlflow_server: MlflowServer,
+    server_env: dict[str, str],
+    reference_run: ReferenceRun,
+    tmp_path: Path,
+) -> None:
+    uri = mlflow_server.uri
+    before = {r.info.run_id for r in _all_runs(uri)}
+    work = git_repo / "work_dirs" / "killed"
+    done = trackcfg(
+        "run",
+        E2E_CONFIG_PATH,
+        "--work-dir",
+        str(work),
+        cwd=git_repo,
+        env=dict(server_env, TRACKCFG_E2E_KILL_AT=str(KILL_AT)),
+    )
+    assert done.returncode == -signal.SIGKILL, done.stderr[-3000:]
+    config_hash = (
+        MlflowClient(reference_run.uri)
+        .get_run(reference_run.run_id)
+        .data.tags["trackcfg.config_hash"]
+    )
+    client = MlflowClient(uri)
+    found = client.search_runs(
+        [e.experiment_id for e in client.search_experiments()],
+        filter_string=f"tags.`trackcfg.config_hash` = '{config_hash}'",
+    )
+    (run,) = [r for r in found if r.info.run_id not in before]
+    shutil.rmtree(work)  # a new machine: only the tracking server is left
+    elsewhere = tmp_path / "elsewhere"
+    done = trackcfg(
+        "resume", run.info.run_id, "--work-dir", str(elsewhere), cwd=git_repo, env=server_env
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert_same_as_reference(uri, run.info.run_id, elsewhere, reference_run)
+
+
+def test_resume_refuses_a_run_whose_snapshot_no_longer_hashes_like_its_tag(
+    git_repo: Path, tracking_env: dict[str, str], tracking_uri: str
+) -> None:
+    work = git_repo / "work_dirs" / "killed"
+    run_id = start_and_kill(git_repo, tracking_env, work, tracking_uri)
+    MlflowClient(tracking_uri).set_tag(run_id, "trackcfg.config_hash", "0" * 32)
+    done = trackcfg("resume", run_id, cwd=git_repo, env=tracking_env)
+    assert done.returncode == 2
+    assert "hash" in done.stderr and "--force" in done.stderr
+
+
+def _all_runs(uri: str) -> list[object]:
+    client = MlflowClient(uri)
+    return list(client.search_runs([e.experiment_id for e in client.search_experiments()]))
+
+
+@pytest.fixture(autouse=True)
+def _no_stray_kill_env() -> None:
+    assert "TRACKCFG_E2E_KILL_AT" not in os.environ
