@@ -8,9 +8,11 @@ order they are listed.
 Rules (mmengine's): ``_base_`` is a file name or a list, relative to the including
 file, any depth, any mix of formats. Two sibling bases may not define the same
 top-level key (the error names both places). A file that includes itself, directly
-or not, is an error showing the whole cycle. ``pkg::path`` package configs are not
-supported (they would tie the hash to what is installed). A file's ``_deprecation_`` key
-is dropped with a ``DeprecationWarning`` (mmengine's behaviour).
+or not, is an error showing the whole cycle. ``package::path/config.py`` bases are
+read from ``<package>/.mim/configs/`` and their outermost ``dict(type=...)`` get
+``_scope_`` (mmengine's behaviour); their files are in the lineage like any other.
+A file's ``_deprecation_`` key is dropped with a ``DeprecationWarning`` (mmengine's
+behaviour).
 
 Paths in locations and lineage are relative to the *project root*: the git work tree
 holding the loaded config (found by looking for ``.git`` upwards; gitpython is not
@@ -19,6 +21,7 @@ imported on this path), else the current directory.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import warnings
 from collections.abc import Mapping
@@ -220,14 +223,11 @@ class _Resolver:
         including: str,
         stack: tuple[tuple[Path, str], ...],
     ) -> _Resolved:
+        scope = None
         if "::" in name:
-            raise ConfigBaseError(
-                f"package base {name!r} is not supported",
-                location=location,
-                key_path="_base_",
-                hint="copy the base config into the project so its bytes are tracked",
-            )
-        path = Path(os.path.normpath(here / name))
+            path, scope = _package_base(name, location)
+        else:
+            path = Path(os.path.normpath(here / name))
         display = _display(path, self.root)
         if not path.is_file():
             raise ConfigBaseError(
@@ -252,7 +252,8 @@ class _Resolver:
                     key_path="_base_",
                 )
         source, file_digest = self.read(path)
-        return self.resolve(source, file_digest, including, stack)
+        resolved = self.resolve(source, file_digest, including, stack)
+        return resolved if scope is None else _with_scope(resolved, scope, location)
 
 
 class _FileOrigin:
@@ -298,6 +299,66 @@ class _FileOrigin:
                 last: Assignment | None = self.provenance.last(base_parts)
                 return AssignmentKind.SUBSTITUTION, last.location if last else None
         return (AssignmentKind.OVERRIDE if existed else AssignmentKind.SET), None
+
+
+def _package_base(name: str, location: Location) -> tuple[Path, str]:
+    """Where ``package::path/to/config.py`` lives: ``<package dir>/.mim/configs/...``.
+
+    As mmengine (``mim`` installs a package's configs there). mmengine first looks the
+    name up in the package's ``.mim/model-index.yml``; that lookup is not supported.
+    """
+    package, _, relative = name.partition("::")
+    if not package.isidentifier() or not relative or "::" in relative:
+        raise ConfigBaseError(
+            f"malformed package base {name!r}; expected 'package::path/to/config.py'",
+            location=location,
+            key_path="_base_",
+        )
+    # find_spec of a top-level name locates the package without importing it.
+    spec = importlib.util.find_spec(package)
+    if spec is None or spec.origin is None:
+        raise ConfigBaseError(
+            f"package {package!r} of base {name!r} is not installed",
+            location=location,
+            key_path="_base_",
+        )
+    return Path(os.path.normpath(Path(spec.origin).parent / ".mim" / "configs" / relative)), package
+
+
+def _with_scope(resolved: _Resolved, scope: str, location: Location) -> _Resolved:
+    """Add ``_scope_`` to the outermost dicts with a ``type`` of a package base (mmengine).
+
+    mmengine tags every outermost ``dict(type=...)`` (also inside lists) of a config
+    inherited from ``package::...`` with ``_scope_=package`` (unless it has a scope), so
+    registries build it from that package. The assignments are recorded at the
+    ``_base_`` line naming the package base.
+    """
+    provenance = resolved.provenance.copy()
+
+    def walk(value: object, open_: bool, parts: KeyParts | None) -> object:
+        if isinstance(value, Mapping):
+            if open_ and "type" in value:
+                open_ = False
+                if value.get("_scope_") is None:
+                    value = {**value, "_scope_": scope}
+                    if parts is not None:
+                        provenance.add(
+                            (*parts, "_scope_"), Assignment(AssignmentKind.SET, location, scope)
+                        )
+            return {
+                k: walk(v, open_, None if parts is None else (*parts, k)) for k, v in value.items()
+            }
+        if isinstance(value, list | tuple):
+            items = [walk(v, open_, None) for v in value]
+            new = items if isinstance(value, list) else tuple(items)
+            if parts is not None and new != value:
+                # A list is a leaf: its history gets the scoped list as a whole.
+                provenance.add(parts, Assignment(AssignmentKind.OVERRIDE, location, new))
+            return new
+        return value
+
+    data = walk(resolved.data, True, ())
+    return _Resolved(data, provenance, resolved.key_locations)  # type: ignore[arg-type]
 
 
 def _pop_deprecation(evaluated: EvaluatedConfig, display: str) -> EvaluatedConfig:

@@ -91,12 +91,12 @@ CASES: list[tuple[str, Callable[[], object], type[ConfigError], str | None, str]
         "  hint: list every base in one `_base_ = [...]`",
     ),
     (
-        "package base",
+        "package base of a package that is not installed",
         load("package_base.py"),
         ConfigBaseError,
         "_base_",
-        "errors/package_base.py:1: _base_: package base 'pkg::configs/x.py' is not supported\n"
-        "  hint: copy the base config into the project so its bytes are tracked",
+        "errors/package_base.py:1: _base_: package 'trackcfg_no_such_pkg' of base"
+        " 'trackcfg_no_such_pkg::configs/x.py' is not installed",
     ),
     (
         "python syntax error",

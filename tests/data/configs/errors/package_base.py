@@ -1,1 +1,1 @@
-_base_ = 'pkg::configs/x.py'
+_base_ = 'trackcfg_no_such_pkg::configs/x.py'

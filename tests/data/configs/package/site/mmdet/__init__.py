@@ -1,0 +1,1 @@
+"""A stand-in for an installed OpenMMLab package holding configs (tests only)."""
