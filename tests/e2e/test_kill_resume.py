@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -39,7 +40,16 @@ class Attempt:
     failpoint: int | None = None
 
 
-def run_driver(runner: str, work: Path, attempt: Attempt, *, resume: bool) -> int:
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_driver(
+    runner: str, work: Path, attempt: Attempt, *, resume: bool, ranks: int = 1
+) -> list[subprocess.Popen[bytes]]:
+    """Start the driver: one process, or one per rank launched like torchrun (gloo)."""
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     env.pop("TRACKCFG_FAILPOINT", None)
     if attempt.failpoint is not None:
@@ -62,14 +72,39 @@ def run_driver(runner: str, work: Path, attempt: Attempt, *, resume: bool) -> in
         cmd += ["--kill-at-iter", str(attempt.kill_at_iter)]
     if resume:
         cmd += ["--resume", "auto"]
-    # Output goes to a file, not a pipe: DataLoader workers orphaned by the SIGKILL keep
-    # inherited pipes open until their watchdog notices, which would stall the test.
-    log = work / "driver.log"
-    with open(log, "a") as out:
-        proc = subprocess.run(cmd, env=env, cwd=REPO_ROOT, stdout=out, stderr=out, timeout=120)
-    if proc.returncode not in (0, -signal.SIGKILL):
-        raise AssertionError(f"driver failed ({proc.returncode}):\n{log.read_text()}")
-    return proc.returncode
+    port = free_port()
+    procs = []
+    for rank in range(ranks):
+        rank_env = dict(env)
+        if ranks > 1:
+            rank_env.update(
+                RANK=str(rank),
+                LOCAL_RANK=str(rank),
+                WORLD_SIZE=str(ranks),
+                MASTER_ADDR="127.0.0.1",
+                MASTER_PORT=str(port),
+            )
+        # Output goes to a file, not a pipe: DataLoader workers orphaned by the SIGKILL
+        # keep inherited pipes open until their watchdog notices, stalling the test.
+        with open(work / f"driver{rank}.log", "a") as out:
+            procs.append(subprocess.Popen(cmd, env=rank_env, cwd=REPO_ROOT, stdout=out, stderr=out))
+    return procs
+
+
+def finish(procs: list[subprocess.Popen[bytes]], work: Path) -> list[int]:
+    codes = [proc.wait(timeout=180) for proc in procs]
+    for rank, code in enumerate(codes):
+        if code not in (0, -signal.SIGKILL):
+            log = (work / f"driver{rank}.log").read_text()
+            raise AssertionError(f"driver rank {rank} failed ({code}):\n{log}")
+    return codes
+
+
+def run_driver(runner: str, work: Path, attempt: Attempt, *, resume: bool, ranks: int = 1) -> int:
+    """Run the driver to its end (or its death); the return code every rank had."""
+    codes = set(finish(start_driver(runner, work, attempt, resume=resume, ranks=ranks), work))
+    assert len(codes) == 1, f"ranks ended differently: {codes}"
+    return codes.pop()
 
 
 def read_losses(path: Path) -> dict[int, list[str]]:
@@ -97,13 +132,19 @@ def assert_same_tensors(a: object, b: object, where: str = "") -> None:
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """One uninterrupted run per runner type (num_workers=0)."""
-    out = {}
-    for runner in ("epoch", "iter"):
-        work = tmp_path_factory.mktemp(f"reference-{runner}")
-        assert run_driver(runner, work, Attempt(workers=0), resume=False) == 0
-        out[runner] = work
-    return out
+    """Uninterrupted runs (num_workers=0), started together: one per runner, one with 2 ranks."""
+    works = {
+        name: tmp_path_factory.mktemp(f"reference-{name}") for name in ("epoch", "iter", "dist")
+    }
+    started = {
+        "epoch": start_driver("epoch", works["epoch"], Attempt(0), resume=False),
+        "iter": start_driver("iter", works["iter"], Attempt(0), resume=False),
+    }
+    for name, procs in started.items():
+        assert finish(procs, works[name]) == [0]
+    dist = start_driver("epoch", works["dist"], Attempt(0), resume=False, ranks=2)
+    assert finish(dist, works["dist"]) == [0, 0]
+    return works
 
 
 CASES = {
@@ -132,6 +173,7 @@ def test_killed_and_resumed_run_is_bit_identical(
             assert list((tmp_path / "work").glob(".*.tmp-*"))
         load_checkpoint_file(tmp_path / "work" / "latest.pth")
     assert run_driver(runner, tmp_path, Attempt(final_workers), resume=True) == 0
+    assert not list((tmp_path / "work").glob(".*.tmp-*"))  # 'auto' cleared torn temp files
 
     expected = torch.load(reference[runner] / "final.pt", weights_only=True)
     actual = torch.load(tmp_path / "final.pt", weights_only=True)
@@ -144,3 +186,24 @@ def test_killed_and_resumed_run_is_bit_identical(
         # Iterations re-run after a resume must repeat the same loss bit for bit.
         assert set(values) == set(expected_losses[iteration]), f"iteration {iteration}"
     assert any(len(v) > 1 for v in actual_losses.values())  # something was re-run
+
+
+def test_killed_and_resumed_distributed_run_is_bit_identical_per_rank(
+    reference: dict[str, Path], tmp_path: Path
+) -> None:
+    # 2 ranks (gloo), each with its own seed (diff_rank_seed): rank 0 writes the
+    # checkpoints holding every rank's RNG state; each rank resumes its own.
+    assert run_driver("epoch", tmp_path, Attempt(0, kill_at_iter=4), resume=False, ranks=2) == (
+        -signal.SIGKILL
+    )
+    assert run_driver("epoch", tmp_path, Attempt(0), resume=True, ranks=2) == 0
+    for rank in range(2):
+        suffix = f".rank{rank}"
+        expected = torch.load(reference["dist"] / f"final.pt{suffix}", weights_only=True)
+        actual = torch.load(tmp_path / f"final.pt{suffix}", weights_only=True)
+        assert_same_tensors(expected, actual, f"rank {rank}")
+        expected_losses = read_losses(reference["dist"] / f"losses.jsonl{suffix}")
+        actual_losses = read_losses(tmp_path / f"losses.jsonl{suffix}")
+        assert actual_losses.keys() == expected_losses.keys()
+        for iteration, values in actual_losses.items():
+            assert set(values) == set(expected_losses[iteration]), f"rank {rank} iter {iteration}"

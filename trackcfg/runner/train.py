@@ -6,7 +6,7 @@ Reads, from a resolved config::
     optimizer, optimizer_config, lr_config, momentum_config,
     runner=dict(type='EpochBasedRunner', max_epochs=N) | dict(type='IterBasedRunner', max_iters=N),
     checkpoint_config, log_config, custom_hooks, workflow, seed, deterministic,
-    work_dir, resume_from, load_from
+    diff_rank_seed, work_dir, resume_from, load_from
 
 and builds everything through the registries (``MODELS``, ``DATASETS``,
 ``OPTIMIZERS``, ``HOOKS``, ``RUNNERS``). Order matters for reproducibility:
@@ -123,6 +123,7 @@ def train(
     """
     from trackcfg.registry import DATASETS, MODELS, OPTIMIZERS, RUNNERS
     from trackcfg.runner.determinism import apply_determinism
+    from trackcfg.runner.dist import get_dist_info
     from trackcfg.runner.sampler import build_dataloader
 
     data = _config_dict(cfg)
@@ -140,6 +141,11 @@ def train(
         seed = secrets.randbits(31)
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise ConfigError(f"expected an int, got {seed!r}", key_path="seed")
+    data_seed = seed  # one data order for all ranks (each takes its shard of it)
+    if data.get("diff_rank_seed", False):
+        # mmengine's randomness.diff_rank_seed / mmdet's --diff-seed: each rank its own
+        # stream (dropout differs per rank); the data order stays that of `seed`.
+        seed += get_dist_info()[0]
     settings = apply_determinism(seed, bool(data.get("deterministic", False)))
 
     for key in ("model", "data", "optimizer"):
@@ -165,7 +171,7 @@ def train(
                 dataset,
                 samples_per_gpu,
                 workers_per_gpu,
-                seed=seed,
+                seed=data_seed,
                 shuffle=split == "train",
                 persistent_workers=persistent,
             )

@@ -14,7 +14,10 @@ Usage::
 (0-based, after its hooks ran, before its checkpoint is committed).
 ``TRACKCFG_FAILPOINT=checkpoint-write:N`` kills it halfway through a checkpoint write.
 Per-iteration losses are appended to LOSSES as JSON lines ``{"iter", "loss"}``
-(``loss`` as ``float.hex``, exact).
+(``loss`` as ``float.hex``, exact). Launched like ``torchrun`` (``RANK``,
+``WORLD_SIZE``, ``MASTER_ADDR``, ``MASTER_PORT`` set), each rank joins a gloo
+process group, averages gradients over ranks, and suffixes LOSSES and FINAL.pt
+with ``.rank<r>``.
 """
 
 from __future__ import annotations
@@ -32,8 +35,9 @@ from torch import nn
 from torch.utils.data import Dataset
 
 import trackcfg
-from trackcfg.registry import DATASETS, MODELS
+from trackcfg.registry import DATASETS, HOOKS, MODELS
 from trackcfg.runner.hooks.hook import Hook
+from trackcfg.runner.hooks.optimizer import OptimizerHook
 
 N_SAMPLES = 40
 BATCH = 8  # 5 batches per epoch
@@ -84,6 +88,34 @@ class ResumeDriverNet(nn.Module):
         return self.train_step(batch, optimizer)
 
 
+@HOOKS.register_module()
+class AllReduceOptimizerHook(OptimizerHook):
+    """What DDP does, by hand: rank 0's buffers before each step, gradients averaged."""
+
+    def before_run(self, runner: trackcfg.BaseRunner) -> None:
+        for param in runner.model.parameters():  # DDP's construction-time sync
+            torch.distributed.broadcast(param.data, src=0)
+
+    def before_train_iter(self, runner: trackcfg.BaseRunner) -> None:
+        for buffer in runner.model.buffers():  # DDP's broadcast_buffers=True
+            torch.distributed.broadcast(buffer, src=0)
+
+    def after_train_iter(self, runner: trackcfg.BaseRunner) -> None:
+        optimizer = runner.optimizer
+        assert isinstance(optimizer, torch.optim.Optimizer)
+        optimizer.zero_grad()
+        loss = runner.outputs["loss"]
+        assert isinstance(loss, torch.Tensor)
+        loss.backward()
+        world_size = torch.distributed.get_world_size()
+        for param in runner.model.parameters():
+            if param.grad is not None:
+                torch.distributed.all_reduce(param.grad)
+                param.grad.div_(world_size)
+        self.clip_grads(runner.model.parameters())
+        optimizer.step()
+
+
 class LossRecorder(Hook):
     """Appends each iteration's loss, exactly, to a JSON-lines file."""
 
@@ -108,7 +140,7 @@ class Killer(Hook):
             os.kill(os.getpid(), signal.SIGKILL)
 
 
-def config(runner: str, work_dir: str, workers: int) -> dict[str, object]:
+def config(runner: str, work_dir: str, workers: int, distributed: bool) -> dict[str, object]:
     if runner == "epoch":
         runner_cfg: dict[str, object] = {"type": "EpochBasedRunner", "max_epochs": 3}
         lr_config: dict[str, object] = {"policy": "step", "step": [1, 2], "gamma": 0.5}
@@ -126,13 +158,17 @@ def config(runner: str, work_dir: str, workers: int) -> dict[str, object]:
             "val": {"type": "ResumeDriverData", "n": 16},
         },
         "optimizer": {"type": "SGD", "lr": 0.1, "momentum": 0.9, "weight_decay": 1e-4},
-        "optimizer_config": {"grad_clip": {"max_norm": 0.5}},
+        "optimizer_config": {
+            "type": "AllReduceOptimizerHook" if distributed else "OptimizerHook",
+            "grad_clip": {"max_norm": 0.5},
+        },
         "lr_config": lr_config,
         "runner": runner_cfg,
         "checkpoint_config": {"interval": 1, "by_epoch": False, "max_keep_ckpts": 3},
         "log_config": {"interval": 1, "hooks": []},
         "workflow": workflow,
         "seed": 7,
+        "diff_rank_seed": distributed,  # every rank its own dropout stream
         # CPU kernels used here are deterministic already; deterministic=True would cost
         # ~3 s per process (torch.use_deterministic_algorithms imports torch._inductor).
         "deterministic": False,
@@ -151,17 +187,28 @@ def main() -> None:
     parser.add_argument("--resume", default=None)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    hooks: list[tuple[Hook, int | str]] = [(LossRecorder(Path(args.losses)), "LOWEST")]
+    # Launched like torchrun (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT): one process per rank.
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    suffix = ""
+    if distributed:
+        torch.distributed.init_process_group("gloo")
+        suffix = f".rank{torch.distributed.get_rank()}"
+    hooks: list[tuple[Hook, int | str]] = [(LossRecorder(Path(args.losses + suffix)), "LOWEST")]
     if args.kill_at_iter is not None:
         hooks.append((Killer(args.kill_at_iter), "LOWEST"))
     runner = trackcfg.train(
-        config(args.runner, args.work_dir, args.workers),
+        config(args.runner, args.work_dir, args.workers, distributed),
         resume_from=args.resume,
         extra_hooks=hooks,
     )
     optimizer = runner.optimizer
     assert isinstance(optimizer, torch.optim.Optimizer)
-    torch.save({"model": runner.model.state_dict(), "optimizer": optimizer.state_dict()}, args.out)
+    torch.save(
+        {"model": runner.model.state_dict(), "optimizer": optimizer.state_dict()},
+        args.out + suffix,
+    )
+    if distributed:
+        torch.distributed.destroy_process_group()
 
 
 if __name__ == "__main__":
