@@ -29,6 +29,7 @@ temp file is left torn). Unset, it is inert.
 
 from __future__ import annotations
 
+import atexit
 import collections
 import io
 import os
@@ -36,6 +37,7 @@ import queue
 import signal
 import struct
 import threading
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -311,10 +313,14 @@ class CheckpointWriter:
         """
         self._raise_pending_error()
         if self._thread is None:
+            # Daemon, so a hung write cannot keep the interpreter alive; the atexit hook
+            # still finishes queued writes on a normal exit (atexit runs before daemon
+            # threads are stopped).
             self._thread = threading.Thread(
                 target=self._run, name="trackcfg-checkpoint-writer", daemon=True
             )
             self._thread.start()
+            atexit.register(_flush_at_exit, weakref.ref(self))
         self._queue.put(_Job(state=state, path=path, link=link, epoch=epoch, iter=iter))
 
     def wait(self) -> None:
@@ -357,6 +363,12 @@ class CheckpointWriter:
             _point_symlink(job.link, job.path)
         for listener in self._listeners:
             listener(saved)
+
+
+def _flush_at_exit(writer_ref: weakref.ref[CheckpointWriter]) -> None:
+    writer = writer_ref()
+    if writer is not None:
+        writer._queue.join()  # errors were (or will never be) reported on the training thread
 
 
 # -- reading ------------------------------------------------------------------

@@ -344,3 +344,37 @@ def test_stale_temp_files_of_dead_writers_are_removed(tmp_path: Path) -> None:
     live.write_bytes(b"in progress")
     assert remove_stale_temp_files(tmp_path) == [stale]
     assert live.exists() and not stale.exists()
+
+
+def test_pending_checkpoint_is_finished_at_interpreter_exit(tmp_path: Path) -> None:
+    script = f"""
+import torch
+from torch import nn
+from trackcfg.runner.epoch_based_runner import EpochBasedRunner
+model = nn.Linear(200, 200)
+model.train_step = lambda *a: {{}}
+runner = EpochBasedRunner(model, work_dir={str(tmp_path)!r})
+runner.save_checkpoint({str(tmp_path)!r})  # no wait_for_checkpoints()
+"""
+    subprocess.run([sys.executable, "-c", script], check=True, cwd=Path(__file__).parents[3])
+    assert load_checkpoint_file(tmp_path / "latest.pth")["meta"]["epoch"] == 0  # type: ignore[index]
+
+
+def test_amp_scaler_and_schedulers_round_trip(make_runner: RunnerFactory, tmp_path: Path) -> None:
+    runner = make_runner(EpochBasedRunner)
+    optimizer = runner.optimizer
+    assert isinstance(optimizer, torch.optim.Optimizer)
+    runner.scaler = torch.amp.GradScaler("cpu", init_scale=1024.0)
+    runner.schedulers = [torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.5)]
+    optimizer.step()  # (no grads: a no-op) keeps torch's step-order check quiet
+    runner.schedulers[0].step()  # type: ignore[attr-defined]
+    runner.save_checkpoint(tmp_path, filename_tmpl="a_{}.pth")
+    runner.wait_for_checkpoints()
+    other = make_runner(EpochBasedRunner)
+    assert isinstance(other.optimizer, torch.optim.Optimizer)
+    other.scaler = torch.amp.GradScaler("cpu", init_scale=1.0)
+    other.schedulers = [torch.optim.lr_scheduler.StepLR(other.optimizer, step_size=1, gamma=0.5)]
+    other.resume(tmp_path / "a_1.pth")
+    assert other.scaler.get_scale() == 1024.0  # type: ignore[attr-defined]
+    assert other.schedulers[0].last_epoch == 1  # type: ignore[attr-defined]
+    assert other.current_lr() == [0.05]

@@ -79,3 +79,11 @@ def test_train_reports_config_errors_by_key_path(
     with pytest.raises(ConfigError) as info:
         train(config(tmp_path, **overrides))
     assert info.value.key_path == key_path
+
+
+def test_train_accepts_a_config_and_records_its_hash(tmp_path: Path) -> None:
+    from trackcfg.config.config import Config
+
+    cfg = Config(config(tmp_path, runner={"type": "EpochBasedRunner", "max_epochs": 1}))
+    runner = train(cfg)
+    assert runner.meta is not None and runner.meta["config_hash"] == cfg.hash
