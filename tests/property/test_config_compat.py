@@ -34,13 +34,16 @@ def dict_paths(value: Any, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]
 
 
 def keep_meaningful_deletes(child: Any, base: Any) -> Any:
+    """Keep `_delete_` only where it replaces a base dict (mmengine leaks it elsewhere:
+    where the base lacks the key, and anywhere inside a dict that is itself replaced)."""
     if not isinstance(child, dict):
         return child
+    replaced = isinstance(base, dict) and child.get("_delete_") is True
     out = {}
     for key, value in child.items():
         if key == "_delete_" and not isinstance(base, dict):
             continue
-        sub = base.get(key) if isinstance(base, dict) else None
+        sub = base.get(key) if isinstance(base, dict) and not replaced else None
         out[key] = keep_meaningful_deletes(value, sub)
     return out
 

@@ -66,6 +66,9 @@ KeyParts = tuple[str | int, ...]
 
 SUFFIXES = (".py", ".json", ".yaml", ".yml")
 
+#: ``__name__`` of a ``.py`` config while it runs (what its own functions' ``__module__`` is).
+CONFIG_MODULE = "__trackcfg_config__"
+
 
 @dataclass(frozen=True, slots=True)
 class ConfigSource:
@@ -163,8 +166,8 @@ def evaluate_config(parsed: ParsedConfig, base: Mapping[str, object]) -> Evaluat
     """Evaluate a parsed file against the merged values of its bases.
 
     Returns:
-        The file's own keys: private ``__names``, modules and functions dropped (as
-        mmengine drops them), base references resolved.
+        The file's own keys: private ``__names``, modules and the config's own functions
+        dropped, base references resolved.
 
     Raises:
         ConfigSubstitutionError: A ``_base_`` path that the bases do not define.
@@ -400,7 +403,7 @@ def _evaluate_python(
         BASE_CALL: base_value,
         FORMAT_CALL: format_value,
         "__file__": str(source.path) if source.path is not None else display,
-        "__name__": "__trackcfg_config__",
+        "__name__": CONFIG_MODULE,
     }
     try:
         exec(code, namespace)
@@ -413,9 +416,21 @@ def _evaluate_python(
     data = {
         key: value
         for key, value in namespace.items()
-        if not key.startswith("__") and not isinstance(value, types.FunctionType | types.ModuleType)
+        if not key.startswith("__") and not _is_helper(value)
     }
     return EvaluatedConfig(data, parsed.origins)
+
+
+def _is_helper(value: object) -> bool:
+    """Modules and functions *defined in* the config are helpers, not keys.
+
+    mmengine drops every function, also imported ones (``from os.path import join``);
+    we keep imported functions as values, as the contract says, so that a config holding
+    a function (``act=torch.nn.functional.relu``) survives a ``.py`` dump and reload.
+    """
+    if isinstance(value, types.ModuleType):
+        return True
+    return isinstance(value, types.FunctionType) and value.__module__ == CONFIG_MODULE
 
 
 def _key_path_at(origins: Mapping[KeyParts, KeyOrigin], line: int) -> str | None:

@@ -145,8 +145,9 @@ def test_python_predefined_variables_and_dunder_file() -> None:
 
 def test_private_names_modules_and_functions_are_not_keys() -> None:
     cfg = load("private/names.py")
-    # An imported class is a value, so a key (as in mmengine); modules and functions not.
-    assert sorted(cfg) == ["OrderedDict", "joined", "kind", "squares", "value"]
+    # Imported classes and functions are values, so keys; modules and the config's own
+    # functions are not.
+    assert sorted(cfg) == ["OrderedDict", "basename", "joined", "kind", "sqrt", "squares", "value"]
     assert (cfg.value, cfg.joined, cfg.squares) == (8, "a/b", [0, 1, 4, 9])
 
 

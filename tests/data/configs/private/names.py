@@ -1,6 +1,8 @@
 import math
 import os.path as osp
 from collections import OrderedDict
+from math import sqrt
+from posixpath import basename
 
 
 def helper(x):
