@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from trackcfg import Config
+from trackcfg.config.canonical import decode_value
 
 Run = Callable[..., subprocess.CompletedProcess[str]]
 MAIN = "configs/digits/cnn_sgd_10e.py"
@@ -52,11 +53,11 @@ def test_show_round_trips_the_resolved_config(git_repo: Path, run_trackcfg: Run,
     assert shown.to_dict() == Config.fromfile(git_repo / ADAM).to_dict()
 
 
-def test_show_json_is_plain_json(git_repo: Path, run_trackcfg: Run) -> None:
+def test_show_json_uses_the_typed_canonical_encoding(git_repo: Path, run_trackcfg: Run) -> None:
     done = run_trackcfg("show", ADAM, "--format", "json", cwd=git_repo, env=None)
     data = json.loads(done.stdout)
     assert data["optimizer"] == {"type": "Adam", "lr": 0.002, "weight_decay": 0.0001}
-    assert data["model"]["channels"] == [16, 32]
+    assert decode_value(data) == Config.fromfile(git_repo / ADAM).to_dict()
 
 
 def test_blame_prints_value_and_history_oldest_first(git_repo: Path, run_trackcfg: Run) -> None:

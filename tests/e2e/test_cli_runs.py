@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -59,6 +60,7 @@ class Project:
     blame_a_files: str  # `blame tiny.py optimizer` when run A was made
     blame_b_files: str  # `blame tiny_b.py model` when run B was made
     diff_b_files: str  # `diff tiny_b.py tiny.py --json` when run B was made
+    run_a_stderr: str
 
 
 def trackcfg(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -106,7 +108,8 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Project:
     env = dict(os.environ, MLFLOW_TRACKING_URI=uri)
 
     blame_a_files = ok(trackcfg("blame", TINY, "optimizer", env=env, cwd=root))
-    run_a = run_id_of(ok(trackcfg("run", TINY, "--work-dir", "work_dirs/a", env=env, cwd=root)))
+    done_a = trackcfg("run", TINY, "--work-dir", "work_dirs/a", env=env, cwd=root)
+    run_a = run_id_of(ok(done_a))
 
     base_file = root / BASE
     base_file.write_text(base_file.read_text().replace("lr=0.01", "lr=0.02"))
@@ -133,6 +136,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Project:
         blame_a_files=blame_a_files,
         blame_b_files=blame_b_files,
         diff_b_files=diff_b_files,
+        run_a_stderr=done_a.stderr,
     )
 
 
@@ -146,6 +150,13 @@ def test_run_prints_run_id_hash_and_how_to_open_the_ui(project: Project) -> None
     assert MlflowClient(project.uri).get_run(project.run_b).data.tags["trackcfg.git_dirty"] == (
         "true"
     )
+
+
+def test_run_shows_training_progress_and_no_third_party_noise(project: Project) -> None:
+    lines = project.run_a_stderr.splitlines()
+    assert any("Epoch(val) [1]" in line for line in lines)
+    # Every line is the trackcfg logger's (HH:MM:SS message): no MLflow/alembic/git logs.
+    assert all(re.match(r"\d\d:\d\d:\d\d ", line) for line in lines), lines
 
 
 def test_run_resume_auto_continues_the_unfinished_run_with_that_hash(project: Project) -> None:
