@@ -3,7 +3,7 @@
 Reads, from a resolved config::
 
     model, data=dict(samples_per_gpu, workers_per_gpu, train, val),
-    optimizer, optimizer_config, lr_config, momentum_config,
+    optimizer, optimizer_config, fp16, lr_config, momentum_config,
     runner=dict(type='EpochBasedRunner', max_epochs=N) | dict(type='IterBasedRunner', max_iters=N),
     checkpoint_config, log_config, custom_hooks, workflow, seed, deterministic,
     diff_rank_seed, work_dir, resume_from, load_from
@@ -207,9 +207,14 @@ def train(
             key_path="runner",
         ),
     )
+    optimizer_config = _section(data, "optimizer_config")
+    fp16 = _section(data, "fp16")
+    if fp16 is not None:
+        # mmdet 2.x: `fp16=dict(loss_scale=...)` turns the optimizer hook into Fp16OptimizerHook.
+        optimizer_config = {**(optimizer_config or {}), **fp16, "type": "Fp16OptimizerHook"}
     runner.register_training_hooks(
         _section(data, "lr_config"),
-        _section(data, "optimizer_config"),
+        optimizer_config,
         _section(data, "checkpoint_config"),
         _section(data, "log_config"),
         momentum_config=_section(data, "momentum_config"),

@@ -87,3 +87,10 @@ def test_train_accepts_a_config_and_records_its_hash(tmp_path: Path) -> None:
     cfg = Config(config(tmp_path, runner={"type": "EpochBasedRunner", "max_epochs": 1}))
     runner = train(cfg)
     assert runner.meta is not None and runner.meta["config_hash"] == cfg.hash
+
+
+def test_train_fp16_key_selects_the_fp16_optimizer_hook(tmp_path: Path) -> None:
+    cfg = config(tmp_path, fp16={"loss_scale": 512.0, "device": "cpu"})
+    cfg["runner"] = {"type": "EpochBasedRunner", "max_epochs": 1}
+    runner = train(cfg)
+    assert "Fp16OptimizerHook" in [type(h).__name__ for h in runner.hooks]
