@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -159,3 +160,20 @@ def test_debug_adds_the_traceback(git_repo: Path, run_trackcfg: Run) -> None:
     done = run_trackcfg("--debug", "hash", "configs/missing.py", cwd=git_repo, env=None)
     assert done.returncode == 2
     assert "Traceback" in done.stderr
+
+
+@pytest.mark.parametrize("command", ["hash", "show", "blame"])
+def test_config_commands_never_import_torch_or_mlflow(git_repo: Path, command: str) -> None:
+    # custom_imports names trackcfg.zoo (torch); config tools must not import it.
+    args = [MAIN, "optimizer"] if command == "blame" else [MAIN]
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "trackcfg", command, *args],
+        cwd=git_repo,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    imported = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines()}
+    assert "trackcfg.config.config" in imported
+    heavy = ("torch", "mlflow", "sklearn", "trackcfg.zoo")
+    assert not [m for m in imported if m.split(".")[0] in heavy or m.startswith(heavy)]
