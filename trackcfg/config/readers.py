@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from trackcfg.config.canonical import decode_value
 from trackcfg.config.keypath import KeyPath
 from trackcfg.config.location import Location
 from trackcfg.config.substitute import (
@@ -156,6 +157,7 @@ def parse_config(source: ConfigSource) -> ParsedConfig:
         origins: dict[KeyParts, KeyOrigin] = {}
         base_lines: dict[int, int] = {}
         _JsonScanner(substituted.text, origins, base_lines).scan()
+        data = _decode_json(data, origins, source.display)
     else:
         data, origins, base_lines = _load_yaml(substituted.text, source.display)
     bases = _base_entries(data.pop(BASE_KEY, []), origins, base_lines, source.display)
@@ -459,6 +461,36 @@ def _load_json(text: str, display: str) -> dict[str, object]:
     return data
 
 
+def _decode_json(
+    data: dict[str, object], origins: Mapping[KeyParts, KeyOrigin], display: str
+) -> dict[str, object]:
+    """Decode the typed values a JSON dump writes (``{"!tuple": [...]}``, ...).
+
+    ``canonical.decode_value`` without importing anything: classes come back as
+    ``QualifiedName``. Only one-key objects whose key starts with ``!`` are tags, so
+    hand-written JSON is unaffected unless it has such an object (then an error).
+    """
+    try:
+        decoded = decode_value(data)
+    except ValueError as exc:
+        for key, value in data.items():
+            try:
+                decode_value(value)
+            except ValueError:
+                line = origins.get((key,), KeyOrigin(1)).line
+                raise ConfigSyntaxError(
+                    f"invalid JSON value: {exc}",
+                    location=Location(display, line),
+                    key_path=str(KeyPath((key,))),
+                    hint="a one-key object whose key starts with '!' is a type tag;"
+                    " write '!!' to mean a literal '!'",
+                ) from exc
+        raise ConfigSyntaxError(
+            f"invalid JSON value: {exc}", location=Location(display, 1)
+        ) from exc
+    return decoded  # type: ignore[return-value]
+
+
 class _JsonScanner:
     """Record the line of every object key in (already validated) JSON text."""
 
@@ -535,13 +567,14 @@ def _yaml_loader() -> type[yaml.SafeLoader]:
 
         base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
+        from trackcfg.config.dump import register_yaml_tags
+
         class TupleSafeLoader(base):  # type: ignore[valid-type,misc]
-            """Safe loader that also builds tuples from ``!!python/tuple``."""
+            """Safe loader plus the tags ``dump.to_yaml_text`` writes (nothing imported)."""
 
-        def construct_tuple(loader: yaml.SafeLoader, node: yaml.SequenceNode) -> tuple[object, ...]:
-            return tuple(loader.construct_sequence(node, deep=True))
-
-        TupleSafeLoader.add_constructor("tag:yaml.org,2002:python/tuple", construct_tuple)
+        # `!!python/tuple`, `!class`/`!function`/`!enum` (as QualifiedName), `!frozenset`,
+        # `!path`: what a YAML dump needs to reload to the same hash.
+        register_yaml_tags(TupleSafeLoader)
         _LOADER = TupleSafeLoader
     return _LOADER
 

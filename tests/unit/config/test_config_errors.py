@@ -113,6 +113,16 @@ CASES: list[tuple[str, Callable[[], object], type[ConfigError], str | None, str]
         "errors/bad.json:4: invalid JSON: Expecting ',' delimiter",
     ),
     (
+        "unknown type tag in json",
+        load("bad_tag.json"),
+        ConfigSyntaxError,
+        "b",
+        "errors/bad_tag.json:2: b: invalid JSON value: not canonical JSON data: unknown tag"
+        " '!nope' with 2\n"
+        "  hint: a one-key object whose key starts with '!' is a type tag; write '!!' to mean"
+        " a literal '!'",
+    ),
+    (
         "invalid yaml",
         load("bad.yaml"),
         ConfigSyntaxError,
