@@ -589,8 +589,8 @@ class BaseRunner:
     def _optimizer_state(self) -> dict[str, object]:
         if isinstance(self.optimizer, Optimizer):
             return self.optimizer.state_dict()
-        assert self.optimizer is not None  # checked by the caller
-        return {name: opt.state_dict() for name, opt in self.optimizer.items()}
+        optimizers = self.optimizer or {}
+        return {name: opt.state_dict() for name, opt in optimizers.items()}
 
     def _keyed_hooks(self) -> list[tuple[str, Hook]]:
         """Hooks keyed ``ClassName#k`` (k-th hook of that class), stable across processes."""
@@ -670,6 +670,9 @@ class BaseRunner:
                 f"{path}: not a trackcfg checkpoint (format {data.get('trackcfg_format')!r})",
                 hint="use load_from / load_checkpoint to start from its weights instead",
             )
+        missing = [k for k in ("meta", "state_dict", "runner", "rng") if k not in data]
+        if missing:
+            raise CheckpointError(f"{path}: malformed trackcfg checkpoint, missing {missing}")
         _unwrap(self.model).load_state_dict(cast(dict[str, torch.Tensor], data["state_dict"]))
         if resume_optimizer and "optimizer" in data and self.optimizer is not None:
             state = cast(dict[str, object], data["optimizer"])

@@ -9,6 +9,8 @@ from each is the same as if nothing had happened in between.
 from __future__ import annotations
 
 import random
+from collections.abc import Mapping
+from typing import cast
 
 import numpy as np
 import torch
@@ -49,41 +51,46 @@ def capture_rng_state() -> dict[str, object]:
     }
 
 
-def restore_rng_state(state: dict[str, object]) -> None:
+def restore_rng_state(state: Mapping[str, object]) -> None:
     """Put every global RNG back to a state returned by `capture_rng_state`.
 
     Args:
         state: The captured dict (possibly after a weights_only checkpoint round trip).
 
     Raises:
-        ValueError: the state has CUDA generators but this process sees a
-            different number of CUDA devices (resuming on other hardware cannot be exact).
+        ValueError: the state is not shaped like `capture_rng_state`'s, or it has
+            CUDA generators but this process sees a different number of CUDA devices
+            (resuming on other hardware cannot be exact).
     """
-    py = state["python"]
-    np_state = state["numpy"]
-    assert isinstance(py, dict) and isinstance(np_state, dict)  # shape fixed by capture
-    words = tuple(int(w) for w in py["state"].tolist())
-    random.setstate((int(py["version"]), words, py["gauss_next"]))
-    np.random.set_state(
-        (
+    try:
+        py = cast(Mapping[str, object], state["python"])
+        np_state = cast(Mapping[str, object], state["numpy"])
+        words = tuple(int(w) for w in cast(torch.Tensor, py["state"]).tolist())
+        python_state = (int(cast(int, py["version"])), words, py["gauss_next"])
+        numpy_state = (
             str(np_state["kind"]),
-            np_state["keys"].numpy().astype(np.uint32),
-            int(np_state["pos"]),
-            int(np_state["has_gauss"]),
-            float(np_state["cached_gaussian"]),
+            cast(torch.Tensor, np_state["keys"]).numpy().astype(np.uint32),
+            int(cast(int, np_state["pos"])),
+            int(cast(int, np_state["has_gauss"])),
+            float(cast(float, np_state["cached_gaussian"])),
         )
-    )
-    torch_state = state["torch"]
-    assert isinstance(torch_state, torch.Tensor)
-    torch.set_rng_state(torch_state)
-    cuda = state.get("cuda") or []
-    assert isinstance(cuda, list)
+        torch_state = state["torch"]
+        cuda = list(cast(list[torch.Tensor], state.get("cuda") or []))
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise ValueError(f"not an RNG state captured by trackcfg: {exc!r}") from exc
+    if not isinstance(torch_state, torch.Tensor):
+        raise ValueError(f"torch RNG state must be a tensor, got {type(torch_state).__name__}")
     if cuda:
-        if not torch.cuda.is_available() or torch.cuda.device_count() != len(cuda):
+        seen = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if seen != len(cuda):
             raise ValueError(
                 f"checkpoint holds RNG states of {len(cuda)} CUDA device(s), "
-                f"this process sees {torch.cuda.device_count() if torch.cuda.is_available() else 0}"
+                f"this process sees {seen}"
             )
+    random.setstate(python_state)
+    np.random.set_state(numpy_state)
+    torch.set_rng_state(torch_state)
+    if cuda:
         torch.cuda.set_rng_state_all(cuda)
 
 
