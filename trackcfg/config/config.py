@@ -9,11 +9,16 @@ users know: ``Config.fromfile``, ``fromstring``, ``merge_from_dict``, ``to_dict`
 
 Differences from mmengine, on purpose:
 
-* ``_base_.x`` in a ``.py`` config reads a deep copy (mmengine shares the object);
-* ``{{ _base_.x }}`` also works inside a longer string (interpolated);
-* ``{{ $ENV:default }}``, ``pkg::path`` bases and the lazy-import config style are not
-  supported (their values would depend on the machine, not the files);
-* ``_delete_`` never leaks into the result;
+* ``_base_.x`` in a ``.py`` config reads a deep copy (mmengine shares the object), so
+  assigning into or mutating ``_base_`` in place is an error;
+* ``{{ _base_.x }}`` also works inside a longer string (interpolated), and takes dotted
+  list indices (``{{ _base_.pipeline.0 }}``) in every format;
+* ``{{ $ENV:default }}`` placeholders and the lazy-import config style
+  (``with read_base():``) are not supported (values would depend on the machine);
+* ``_delete_`` never leaks into the result and must be a bool;
+* functions imported by a ``.py`` config are values (mmengine drops them); the
+  config's own functions, modules and ``__names`` are not keys;
+* YAML is read safely; every dump (.py/.json/.yaml) reloads to the same hash;
 * a missing attribute suggests close matches.
 
 Example:

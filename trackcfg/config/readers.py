@@ -6,9 +6,13 @@ Lines come from the parsers, never from guesses:
   ``x['a'] = ...``), of ``dict(...)`` keywords and of ``{...}`` literal keys. A key
   whose value is computed (a comprehension, a function call) takes the line of the
   nearest key above it that the parser saw.
-* ``.yaml``/``.yml``: PyYAML node marks (safe loader; ``!!python/tuple`` is the only
-  Python tag accepted — mmengine uses the full loader, which is not safe).
-* ``.json``: ``json`` for the values and a small position scanner for key lines.
+* ``.yaml``/``.yml``: PyYAML node marks. The loader is the safe one plus
+  ``!!python/tuple`` and the tags ``dump.to_yaml_text`` writes (``!class`` etc. become
+  ``QualifiedName`` strings: nothing is imported or constructed). mmengine uses the
+  full loader, which is not safe.
+* ``.json``: ``json`` for the values (then ``canonical.decode_value`` for the typed
+  one-key ``{"!tuple": [...]}`` objects a JSON dump writes) and a small position
+  scanner for key lines.
 
 Reading is split in two because a ``.py`` config is executed with its bases' values
 bound (``_base_.x``): ``parse_config`` does everything that needs only the file, and
