@@ -147,23 +147,27 @@ def configs(
     *,
     leaves: st.SearchStrategy[Any] = scalars,
     keys: st.SearchStrategy[str] = config_keys,
+    nested_keys: st.SearchStrategy[Any] = config_keys,
     max_leaves: int = 20,
 ) -> st.SearchStrategy[dict[str, Any]]:
     """A resolved config: a str-keyed dict of nested config values."""
-    return st.dictionaries(
-        keys, config_values(leaves=leaves, max_leaves=max_leaves), min_size=0, max_size=6
-    )
+    values = config_values(leaves=leaves, keys=nested_keys, max_leaves=max_leaves)
+    return st.dictionaries(keys, values, min_size=0, max_size=6)
 
 
 def python_configs(
-    *, with_objects: bool = False, max_leaves: int = 20
+    *,
+    with_objects: bool = False,
+    nested_keys: st.SearchStrategy[Any] = config_keys,
+    max_leaves: int = 20,
 ) -> st.SearchStrategy[dict[str, Any]]:
     """A config a ``.py`` file can hold: top-level keys are Python variable names.
 
-    With ``with_objects``, leaves include importable classes, functions and enum members.
+    With ``with_objects``, leaves include importable classes, functions and enum members;
+    ``nested_keys=any_keys`` also puts ints, None, floats and tuples in nested dict keys.
     """
     leaves = st.one_of(scalars, importable_objects) if with_objects else scalars
-    return configs(leaves=leaves, keys=identifiers, max_leaves=max_leaves)
+    return configs(leaves=leaves, keys=identifiers, nested_keys=nested_keys, max_leaves=max_leaves)
 
 
 #: KeyPath with arbitrary parts: any str (dots, brackets, quotes, digits, empty) or int.
