@@ -1,0 +1,175 @@
+"""Benchmark: what tracking costs training.
+
+1. Training-thread cost of one logged step (5 scalars): `MetricJournal.log_many`
+   (median µs) vs a synchronous MLflow ``log_batch`` of the same 5 metrics on the
+   default SQLite store (what ``mlflow.log_metrics`` does) — and that the journal
+   delivered every one of them.
+2. Wall time of a whole run as separate processes: ``python -m trackcfg run``
+   (tracked: store, snapshot, hooks, journal, checkpoint uploads) vs the same
+   config through ``trackcfg.train`` without tracking; median of ``--repeat``.
+
+Targets (issue 4): ≤ 50 µs per logged step, tracked ≤ 1.10× untracked, zero loss.
+
+Usage: ``python tests/benchmarks/bench_tracking.py [--steps N] [--epochs E] [--repeat R]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CONFIG = "configs/digits/mlp_sgd_20e.py"
+METRICS = ("train/loss", "train/accuracy", "learning_rate", "momentum", "grad_norm")
+
+
+def bench_logged_step(steps: int, sync_steps: int, work: Path) -> dict[str, float]:
+    from mlflow import MlflowClient
+    from mlflow.entities import Metric
+
+    from trackcfg.tracking.journal import MetricJournal, journal_dir
+
+    uri = "sqlite:///" + (work / "bench-store" / "mlflow.db").as_posix()
+    (work / "bench-store").mkdir()
+    client = MlflowClient(uri)
+    experiment = client.create_experiment("bench", artifact_location=(work / "art").as_uri())
+    run_id = client.create_run(experiment).info.run_id
+
+    journal = MetricJournal(journal_dir(work, run_id), run_id, uri)
+    costs: list[int] = []
+    for step in range(1, steps + 1):
+        values = {key: 1.0 / (step + i) for i, key in enumerate(METRICS)}
+        t0 = time.perf_counter_ns()
+        journal.log_many(values, step)
+        costs.append(time.perf_counter_ns() - t0)
+        if step % 10 == 0:
+            time.sleep(0.0005)  # a training step's worth of time for the threads to run
+    delivered_all = journal.close(timeout=120)
+    history = sum(len(client.get_metric_history(run_id, key)) for key in METRICS)
+
+    sync_run = client.create_run(experiment).info.run_id
+    sync_costs: list[int] = []
+    for step in range(1, sync_steps + 1):
+        now = int(time.time() * 1000)
+        metrics = [Metric(key, 1.0 / step, now, step) for key in METRICS]
+        t0 = time.perf_counter_ns()
+        client.log_batch(sync_run, metrics=metrics, synchronous=True)
+        sync_costs.append(time.perf_counter_ns() - t0)
+    return {
+        "journal_us": statistics.median(costs) / 1000,
+        "journal_p99_us": sorted(costs)[int(0.99 * len(costs))] / 1000,
+        "sync_us": statistics.median(sync_costs) / 1000,
+        "logged": steps * len(METRICS),
+        "delivered": history,
+        "delivered_all": float(delivered_all),
+    }
+
+
+UNTRACKED = """
+import sys
+from trackcfg.config.config import Config
+from trackcfg.config.options import parse_cfg_options
+from trackcfg.runner.train import train
+cfg = Config.fromfile(sys.argv[1])
+cfg.merge_from_dict(parse_cfg_options(sys.argv[3:]))
+train(cfg, work_dir=sys.argv[2])
+"""
+
+
+def bench_wall_time(epochs: int, repeat: int, work: Path) -> dict[str, float]:
+    project = work / "project"
+    shutil.copytree(REPO_ROOT / "configs", project / "configs")
+    option = f"runner.max_epochs={epochs}"
+    env = dict(os.environ, MLFLOW_TRACKING_URI="sqlite:///" + (work / "store.db").as_posix())
+    # Warm-up (creates and migrates the store; fills the OS file cache).
+    _timed(
+        [
+            sys.executable,
+            "-m",
+            "trackcfg",
+            "run",
+            CONFIG,
+            "--cfg-options",
+            "runner.max_epochs=1",
+            "--work-dir",
+            str(work / "w0"),
+        ],
+        project,
+        env,
+    )
+    tracked: list[float] = []
+    untracked: list[float] = []
+    for i in range(repeat):
+        untracked.append(
+            _timed(
+                [sys.executable, "-c", UNTRACKED, CONFIG, str(work / f"u{i}"), option], project, env
+            )
+        )
+        tracked.append(
+            _timed(
+                [
+                    sys.executable,
+                    "-m",
+                    "trackcfg",
+                    "run",
+                    CONFIG,
+                    "--cfg-options",
+                    option,
+                    "--work-dir",
+                    str(work / f"t{i}"),
+                ],
+                project,
+                env,
+            )
+        )
+    return {"tracked_s": statistics.median(tracked), "untracked_s": statistics.median(untracked)}
+
+
+def _timed(argv: list[str], cwd: Path, env: dict[str, str]) -> float:
+    t0 = time.perf_counter()
+    done = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True)
+    elapsed = time.perf_counter() - t0
+    if done.returncode != 0:
+        raise SystemExit(f"{argv} failed:\n{done.stderr[-3000:]}")
+    return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=20_000)
+    parser.add_argument("--sync-steps", type=int, default=300)
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    print(f"load average: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
+    with tempfile.TemporaryDirectory(prefix="bench-tracking-") as tmp:
+        step = bench_logged_step(args.steps, args.sync_steps, Path(tmp))
+    print(
+        f"logged step (5 scalars), training thread: journal median {step['journal_us']:.2f} µs "
+        f"(p99 {step['journal_p99_us']:.2f} µs) vs synchronous MLflow log_batch "
+        f"{step['sync_us']:.0f} µs -> {step['sync_us'] / step['journal_us']:.0f}x cheaper; "
+        f"target <= 50 µs: {'OK' if step['journal_us'] <= 50 else 'MISSED'}"
+    )
+    print(
+        f"delivered {step['delivered']:.0f} of {step['logged']:.0f} logged metrics "
+        f"({'zero loss' if step['delivered'] == step['logged'] else 'LOSS'})"
+    )
+    with tempfile.TemporaryDirectory(prefix="bench-tracking-") as tmp:
+        wall = bench_wall_time(args.epochs, args.repeat, Path(tmp))
+    ratio = wall["tracked_s"] / wall["untracked_s"]
+    print(
+        f"{CONFIG} x{args.epochs} epochs, whole process, median of {args.repeat}: "
+        f"tracked {wall['tracked_s']:.2f} s vs untracked {wall['untracked_s']:.2f} s "
+        f"-> {ratio:.3f}x; target <= 1.10x: {'OK' if ratio <= 1.10 else 'MISSED'}"
+    )
+
+
+if __name__ == "__main__":
+    main()
