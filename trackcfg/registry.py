@@ -253,7 +253,10 @@ class Registry:
         return iter(list(self._module_dict))
 
     def __repr__(self) -> str:
-        return f"Registry(name={self._name!r}, scope={self._scope!r}, items={len(self)})"
+        # No populate here: printing OPTIMIZERS must not import torch.
+        return (
+            f"Registry(name={self._name!r}, scope={self._scope!r}, items={len(self._module_dict)})"
+        )
 
     def _candidates(self) -> list[str]:
         """Names reachable without a scope (for "did you mean")."""
