@@ -21,6 +21,7 @@ from trackcfg.tracking.journal import (
     journal_dir,
     mlflow_sender,
     read_journal,
+    write_journal_meta,
 )
 from trackcfg.tracking.session import sync
 
@@ -220,3 +221,23 @@ def test_journal_files_are_created_under_the_work_dir(
         "meta.json",
         "metrics.jsonl",
     ]
+
+
+def test_sync_delivers_what_is_pending_and_then_sets_the_recorded_final_status(
+    tmp_path: Path, store: tuple[str, str]
+) -> None:
+    uri, run_id = store
+    directory = journal_dir(tmp_path, run_id)
+    away = MetricJournal(directory, run_id, uri, send=store_away, max_backoff=0.05)
+    for step in range(1, 11):
+        away.log("loss", float(step), step)
+    away.close(timeout=0.2)
+    meta = read_journal(directory).meta
+    write_journal_meta(directory, {**meta, "final_status": "FINISHED", "end_time": 1234})
+    report = sync(tmp_path, timeout=60)
+    assert (report.journals, report.delivered, report.pending, report.statuses) == (1, 10, 0, 1)
+    run = MlflowClient(uri).get_run(run_id)
+    assert (run.info.status, run.info.end_time) == ("FINISHED", 1234)
+    assert history(uri, run_id, "loss") == [(s, float(s)) for s in range(1, 11)]
+    assert "final_status" not in read_journal(directory).meta
+    assert sync(tmp_path).delivered == 0  # nothing is delivered twice
