@@ -743,9 +743,9 @@ class BaseRunner:
 
 def _unwrap(model: nn.Module) -> nn.Module:
     """The module inside DataParallel/DistributedDataParallel wrappers."""
-    while isinstance(model, nn.DataParallel | nn.parallel.DistributedDataParallel):
-        model = model.module
-    return model
+    from trackcfg.runner.parallel import unwrap_model
+
+    return unwrap_model(model)
 
 
 def _check_stage_methods(hook: Hook) -> None:

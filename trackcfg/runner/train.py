@@ -6,7 +6,10 @@ Reads, from a resolved config::
     optimizer, optimizer_config, fp16, lr_config, momentum_config,
     runner=dict(type='EpochBasedRunner', max_epochs=N) | dict(type='IterBasedRunner', max_iters=N),
     checkpoint_config, log_config, custom_hooks, workflow, seed, deterministic,
-    diff_rank_seed, work_dir, resume_from, load_from
+    diff_rank_seed, ddp (DistributedDataParallel arguments), work_dir, resume_from, load_from
+
+Under torchrun (world size > 1) the model is wrapped in
+`StepDistributedDataParallel` (gloo on CPU, NCCL on GPU is the launcher's choice).
 
 and builds everything through the registries (``MODELS``, ``DATASETS``,
 ``OPTIMIZERS``, ``HOOKS``, ``RUNNERS``). Order matters for reproducibility:
@@ -182,6 +185,13 @@ def train(
         default_args={"params": model.parameters()},
         key_path="optimizer",
     )
+    if get_dist_info()[1] > 1:
+        # mmdet's MMDistributedDataParallel: gradients averaged, rank 0's parameters and
+        # buffers broadcast; the optimizer holds the same Parameter objects.
+        from trackcfg.runner.parallel import StepDistributedDataParallel
+
+        ddp_args = _section(data, "ddp") or {}
+        model = StepDistributedDataParallel(model, **ddp_args)
     runner_cfg = _section(data, "runner")
     if runner_cfg is None:
         if "total_epochs" not in data:

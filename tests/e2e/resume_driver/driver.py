@@ -16,8 +16,8 @@ Usage::
 Per-iteration losses are appended to LOSSES as JSON lines ``{"iter", "loss"}``
 (``loss`` as ``float.hex``, exact). Launched like ``torchrun`` (``RANK``,
 ``WORLD_SIZE``, ``MASTER_ADDR``, ``MASTER_PORT`` set), each rank joins a gloo
-process group, averages gradients over ranks, and suffixes LOSSES and FINAL.pt
-with ``.rank<r>``.
+process group (`trackcfg.train` wraps the model in DDP) and suffixes LOSSES and
+FINAL.pt with ``.rank<r>``.
 """
 
 from __future__ import annotations
@@ -35,9 +35,8 @@ from torch import nn
 from torch.utils.data import Dataset
 
 import trackcfg
-from trackcfg.registry import DATASETS, HOOKS, MODELS
+from trackcfg.registry import DATASETS, MODELS
 from trackcfg.runner.hooks.hook import Hook
-from trackcfg.runner.hooks.optimizer import OptimizerHook
 
 N_SAMPLES = 40
 BATCH = 8  # 5 batches per epoch
@@ -88,34 +87,6 @@ class ResumeDriverNet(nn.Module):
         return self.train_step(batch, optimizer)
 
 
-@HOOKS.register_module()
-class AllReduceOptimizerHook(OptimizerHook):
-    """What DDP does, by hand: rank 0's buffers before each step, gradients averaged."""
-
-    def before_run(self, runner: trackcfg.BaseRunner) -> None:
-        for param in runner.model.parameters():  # DDP's construction-time sync
-            torch.distributed.broadcast(param.data, src=0)
-
-    def before_train_iter(self, runner: trackcfg.BaseRunner) -> None:
-        for buffer in runner.model.buffers():  # DDP's broadcast_buffers=True
-            torch.distributed.broadcast(buffer, src=0)
-
-    def after_train_iter(self, runner: trackcfg.BaseRunner) -> None:
-        optimizer = runner.optimizer
-        assert isinstance(optimizer, torch.optim.Optimizer)
-        optimizer.zero_grad()
-        loss = runner.outputs["loss"]
-        assert isinstance(loss, torch.Tensor)
-        loss.backward()
-        world_size = torch.distributed.get_world_size()
-        for param in runner.model.parameters():
-            if param.grad is not None:
-                torch.distributed.all_reduce(param.grad)
-                param.grad.div_(world_size)
-        self.clip_grads(runner.model.parameters())
-        optimizer.step()
-
-
 class LossRecorder(Hook):
     """Appends each iteration's loss, exactly, to a JSON-lines file."""
 
@@ -158,10 +129,7 @@ def config(runner: str, work_dir: str, workers: int, distributed: bool) -> dict[
             "val": {"type": "ResumeDriverData", "n": 16},
         },
         "optimizer": {"type": "SGD", "lr": 0.1, "momentum": 0.9, "weight_decay": 1e-4},
-        "optimizer_config": {
-            "type": "AllReduceOptimizerHook" if distributed else "OptimizerHook",
-            "grad_clip": {"max_norm": 0.5},
-        },
+        "optimizer_config": {"grad_clip": {"max_norm": 0.5}},
         "lr_config": lr_config,
         "runner": runner_cfg,
         "checkpoint_config": {"interval": 1, "by_epoch": False, "max_keep_ckpts": 3},
