@@ -2,7 +2,8 @@
 
 Only inputs both engines define are generated: `_delete_` where the base has a dict to
 replace (mmengine leaks it elsewhere), whole-value `{{ _base_.x }}` (mmengine cannot
-interpolate inside strings) and `_base_.x` expressions that are not mutated.
+interpolate inside strings), `_base_.x` expressions that are not mutated through an
+alias, and `_base_.x.y = v` edits of the inherited value.
 """
 
 from __future__ import annotations
@@ -81,12 +82,16 @@ def test_random_trees_resolve_like_mmengine(
     child = keep_meaningful_deletes(with_deletes(child, flags), base)
     paths = dict_paths(base)
     refs = data.draw(st.lists(st.sampled_from(paths), max_size=2)) if paths else []
+    edits = data.draw(st.lists(st.sampled_from(paths), max_size=2)) if paths else []
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         (root / "base.py").write_text("".join(f"{k} = {v!r}\n" for k, v in base.items()))
         placeholders = [f"{{{{ _base_.{'.'.join(ref)} }}}}" for ref in refs]
         if suffix == ".py":
-            text = "_base_ = './base.py'\n" + "".join(f"{k} = {v!r}\n" for k, v in child.items())
+            text = "_base_ = './base.py'\n"
+            # mmengine's in-place edits of the inherited value (before the file's own keys).
+            text += "".join(f"_base_.{'.'.join(e)} = {i + 7}\n" for i, e in enumerate(edits))
+            text += "".join(f"{k} = {v!r}\n" for k, v in child.items())
             text += "".join(f"ref{i} = {p}\n" for i, p in enumerate(placeholders))
             text += "".join(f"expr{i} = _base_.{'.'.join(r)}\n" for i, r in enumerate(refs))
         elif suffix == ".yaml":

@@ -204,6 +204,10 @@ class _Resolver:
             provenance.update(sub.provenance)
             key_locations.update(sub.key_locations)
         evaluated = _pop_deprecation(evaluate_config(parsed, base_data), source.display)
+        if evaluated.edited_base is not None:
+            # `_base_.x.y = v` in this file: merge into the bases as it edited them.
+            base_data = dict(evaluated.edited_base)
+            provenance.extend(evaluated.base_records)
         origin = _FileOrigin(evaluated, source.display, provenance, base_data)
         merged = merge(base_data, evaluated.data, origin, base_location=origin.base_location)
         provenance.extend(merged.records)
@@ -374,7 +378,7 @@ def _pop_deprecation(evaluated: EvaluatedConfig, display: str) -> EvaluatedConfi
             message += f" More information can be found at {info['reference']}"
     warnings.warn(message, DeprecationWarning, stacklevel=2)
     data = {k: v for k, v in evaluated.data.items() if k != DEPRECATION_KEY}
-    return EvaluatedConfig(data, evaluated.origins)
+    return EvaluatedConfig(data, evaluated.origins, evaluated.edited_base, evaluated.base_records)
 
 
 def _has_path(data: object, parts: KeyParts) -> bool:

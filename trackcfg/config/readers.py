@@ -33,25 +33,27 @@ from typing import TYPE_CHECKING
 
 from trackcfg.config.canonical import decode_value
 from trackcfg.config.keypath import KeyPath
-from trackcfg.config.location import Location
+from trackcfg.config.location import Assignment, Location
 from trackcfg.config.substitute import (
     BASE_CALL,
+    BASE_DELETE,
     BASE_KEY,
+    BASE_MUTATE,
+    BASE_SET,
     FORMAT_CALL,
+    BaseEditor,
     Marker,
     PythonPlaceholderTransformer,
     base_chain,
     base_reference,
     index_python_placeholders,
-    interpolate,
-    lookup_base,
     placeholder_bodies,
     placeholder_expr,
     predefined_variables,
     resolve_markers,
     substitute_data_text,
 )
-from trackcfg.errors import ConfigBaseError, ConfigSubstitutionError, ConfigSyntaxError
+from trackcfg.errors import ConfigBaseError, ConfigSyntaxError
 
 if TYPE_CHECKING:
     import yaml
@@ -131,6 +133,10 @@ class EvaluatedConfig:
 
     data: dict[str, object]
     origins: Mapping[KeyParts, KeyOrigin] = field(default_factory=dict)
+    #: The bases as edited by this file (``_base_.x.y = v`` in a .py), else None.
+    edited_base: Mapping[str, object] | None = None
+    #: The assignments those edits made, in order.
+    base_records: tuple[tuple[KeyParts, Assignment], ...] = ()
 
     def origin(self, parts: KeyParts) -> KeyOrigin | None:
         """The origin of ``parts`` or of its nearest recorded ancestor."""
@@ -260,7 +266,8 @@ class _PythonKeyScanner:
                 self._target(elt, None)
             return
         parts = _target_parts(target)
-        if parts is None:
+        if parts is None or parts[0] == BASE_KEY:
+            # `_base_.x = v` edits the bases; BaseEditor records it.
             return
         self._value(parts, value, target.lineno)
 
@@ -357,7 +364,9 @@ def _parse_python(source: ConfigSource) -> ParsedConfig:
             bases = _python_bases(stmt, transformer, source.display)
             continue
         # Only files that mention placeholders or `_base_` need the (slow) ast rewrite.
-        body.append(transformer.visit(stmt) if rewrite else stmt)
+        new = transformer.visit(stmt) if rewrite else stmt
+        # A statement may become several (`del _base_.a, x`).
+        body.extend(new if isinstance(new, list) else [new])
     tree.body = body
     code = compile(tree, filename, "exec")
     return ParsedConfig(source, bases, scanner.origins, code=code)
@@ -390,24 +399,13 @@ def _evaluate_python(
     source = parsed.source
     display = source.display
 
-    def base_value(path: tuple[str | int, ...], line: int) -> object:
-        location = Location(display, line)
-        try:
-            return lookup_base(base, path, location)
-        except ConfigSubstitutionError as exc:
-            exc.key_path = _key_path_at(parsed.origins, line)
-            raise
-
-    def format_value(template: str, line: int) -> object:
-        try:
-            return interpolate(template, base, Location(display, line))
-        except ConfigSubstitutionError as exc:
-            exc.key_path = _key_path_at(parsed.origins, line)
-            raise
-
+    editor = BaseEditor(base, display, lambda line: _key_path_at(parsed.origins, line))
     namespace: dict[str, object] = {
-        BASE_CALL: base_value,
-        FORMAT_CALL: format_value,
+        BASE_CALL: editor.read,
+        FORMAT_CALL: editor.format,
+        BASE_SET: editor.set,
+        BASE_DELETE: editor.delete,
+        BASE_MUTATE: editor.mutate,
         "__file__": str(source.path) if source.path is not None else display,
         "__name__": CONFIG_MODULE,
     }
@@ -424,7 +422,9 @@ def _evaluate_python(
         for key, value in namespace.items()
         if not key.startswith("__") and not _is_helper(value)
     }
-    return EvaluatedConfig(data, parsed.origins)
+    if not editor.edited:
+        return EvaluatedConfig(data, parsed.origins)
+    return EvaluatedConfig(data, parsed.origins, editor.current, tuple(editor.records))
 
 
 def _is_helper(value: object) -> bool:

@@ -43,16 +43,21 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from trackcfg.config.canonical import encode_value
 from trackcfg.config.keypath import KeyPath, suggest
-from trackcfg.config.location import Location
-from trackcfg.config.merge import descend
-from trackcfg.errors import ConfigSubstitutionError
+from trackcfg.config.location import Assignment, AssignmentKind, Location
+from trackcfg.config.merge import descend, iter_leaves, strip_delete
+from trackcfg.errors import ConfigError, ConfigSubstitutionError
 
 __all__ = [
     "BASE_CALL",
+    "BASE_DELETE",
     "BASE_KEY",
+    "BASE_MUTATE",
+    "BASE_SET",
     "FORMAT_CALL",
     "PREDEFINED_NAMES",
+    "BaseEditor",
     "BaseLookup",
     "Marker",
     "PythonPlaceholderTransformer",
@@ -75,6 +80,9 @@ BASE_KEY = "_base_"
 #: Names of the helpers bound in a .py config's namespace (dunder: never config keys).
 BASE_CALL = "__trackcfg_base__"
 FORMAT_CALL = "__trackcfg_format__"
+BASE_SET = "__trackcfg_base_set__"
+BASE_DELETE = "__trackcfg_base_delete__"
+BASE_MUTATE = "__trackcfg_base_mutate__"
 
 PREDEFINED_NAMES = ("fileDirname", "fileBasename", "fileBasenameNoExtension", "fileExtname")
 
@@ -131,6 +139,11 @@ def lookup_base(base: Mapping[str, object], path: KeyParts, location: Location) 
     Raises:
         ConfigSubstitutionError: ``path`` names nothing in the bases.
     """
+    return _copy(_walk(base, path, location))
+
+
+def _walk(base: Mapping[str, object], path: KeyParts, location: Location) -> object:
+    """The value at ``path`` itself (not a copy); errors as ``lookup_base``."""
     value: object = base
     for depth, part in enumerate(path):
         try:
@@ -152,7 +165,7 @@ def lookup_base(base: Mapping[str, object], path: KeyParts, location: Location) 
                 location=location,
                 hint=hint,
             ) from None
-    return _copy(value)
+    return value
 
 
 def _copy(value: object) -> object:
@@ -318,7 +331,7 @@ class PythonPlaceholderTransformer(ast.NodeTransformer):
     def _base_call(self, path: KeyParts, like: ast.expr) -> ast.expr:
         return self._call(
             BASE_CALL,
-            [ast.Constant(value=path), ast.Constant(value=like.lineno)],  # type: ignore[arg-type]
+            [_constant(path), ast.Constant(value=like.lineno)],
             like,
         )
 
@@ -379,49 +392,101 @@ class PythonPlaceholderTransformer(ast.NodeTransformer):
             return self._base_call((), node)
         return node
 
-    # mmengine hands out the bases' own objects, so `_base_.x.y = 1` or
-    # `_base_.x.update(...)` change the inherited value there. Ours are copies: such a
-    # statement would silently do nothing, so it is an error instead.
+    # Editing the inherited value. mmengine hands out the bases' own objects, so
+    # `_base_.model.backbone = X`, `del _base_.x`, `_base_.x.update(...)` change the base
+    # itself (real configs do this, e.g. mmocr's). Reads are copies here, so these
+    # statements become explicit edits of this file's working copy of the bases
+    # (`BASE_SET` / `BASE_DELETE` / `BASE_MUTATE`), recorded in provenance at their line.
 
-    def _refuse_mutation(self, node: ast.stmt, target: ast.expr, what: str) -> None:
+    def _chain_of(self, target: ast.expr) -> KeyParts | None:
         chain = base_chain(target)
-        if chain is None:
-            return
-        location = Location(self.file, node.lineno, node.col_offset + 1)
-        raise ConfigSubstitutionError(
-            f"{what} {ast.unparse(target)} would change only a copy of the inherited value",
-            location=location,
-            key_path=str(KeyPath(chain)) or None,
-            hint="set the key in this file instead, e.g. model = dict(backbone=dict(depth=101))",
-        )
+        if chain == ():
+            location = Location(self.file, target.lineno, target.col_offset + 1)
+            raise ConfigSubstitutionError(
+                "_base_ itself cannot be replaced or deleted here",
+                location=location,
+                key_path=BASE_KEY,
+                hint="list the bases in the one top-level `_base_ = [...]`",
+            )
+        return chain
 
-    def visit_Assign(self, node: ast.Assign) -> ast.stmt:
-        for target in node.targets:
-            self._refuse_mutation(node, target, "assigning to")
-        self.generic_visit(node)
-        return node
+    def _edit(self, name: str, path: KeyParts, args: list[ast.expr], like: ast.stmt) -> ast.stmt:
+        head: list[ast.expr] = [_constant(path), ast.Constant(value=like.lineno)]
+        call = self._call(name, [*head, *args], like)
+        return ast.copy_location(ast.Expr(value=call), like)
+
+    def visit_Assign(self, node: ast.Assign) -> ast.stmt | list[ast.stmt]:
+        chains = [self._chain_of(t) for t in node.targets]
+        if not any(chains):
+            self.generic_visit(node)
+            return node
+        value = self.visit(node.value)
+        if len(node.targets) > 1:
+            location = Location(self.file, node.lineno, node.col_offset + 1)
+            raise ConfigSubstitutionError(
+                "assign to one _base_ path per statement",
+                location=location,
+                hint="split `a = _base_.x = v` into two statements",
+            )
+        return self._edit(BASE_SET, chains[0], [value], node)  # type: ignore[arg-type]
 
     def visit_AugAssign(self, node: ast.AugAssign) -> ast.stmt:
-        self._refuse_mutation(node, node.target, "assigning to")
-        self.generic_visit(node)
-        return node
+        chain = self._chain_of(node.target)
+        if not chain:
+            self.generic_visit(node)
+            return node
+        current = self._base_call(chain, node.target)
+        combined = ast.copy_location(
+            ast.BinOp(left=current, op=node.op, right=self.visit(node.value)), node
+        )
+        return self._edit(BASE_SET, chain, [combined], node)
 
-    def visit_Delete(self, node: ast.Delete) -> ast.stmt:
+    def visit_AnnAssign(self, node: ast.AnnAssign) -> ast.stmt:
+        chain = self._chain_of(node.target)
+        if not chain or node.value is None:
+            self.generic_visit(node)
+            return node
+        return self._edit(BASE_SET, chain, [self.visit(node.value)], node)
+
+    def visit_Delete(self, node: ast.Delete) -> ast.stmt | list[ast.stmt]:
+        out: list[ast.stmt] = []
+        plain: list[ast.expr] = []
         for target in node.targets:
-            self._refuse_mutation(node, target, "deleting")
+            chain = self._chain_of(target)
+            if chain:
+                out.append(self._edit(BASE_DELETE, chain, [], node))
+            else:
+                plain.append(self.visit(target))
+        if plain:
+            out.insert(0, ast.copy_location(ast.Delete(targets=plain), node))
+        return out
+
+    def visit_Call(self, node: ast.Call) -> ast.expr:
+        func = node.func
+        if isinstance(func, ast.Attribute) and func.attr in _MUTATORS:
+            chain = base_chain(func.value)
+            if chain:
+                args = [
+                    _constant(chain),
+                    ast.Constant(value=node.lineno),
+                    ast.Constant(value=func.attr),
+                    *[self.visit(a) for a in node.args],
+                ]
+                call = ast.Call(
+                    func=ast.Name(id=BASE_MUTATE, ctx=ast.Load()),
+                    args=args,
+                    keywords=[self.visit(k) for k in node.keywords],
+                )
+                for new in (call, call.func, *args[:3]):
+                    ast.copy_location(new, node)
+                return call
         self.generic_visit(node)
         return node
 
-    def visit_Expr(self, node: ast.Expr) -> ast.stmt:
-        call = node.value
-        if (
-            isinstance(call, ast.Call)
-            and isinstance(call.func, ast.Attribute)
-            and call.func.attr in _MUTATORS
-        ):
-            self._refuse_mutation(node, call.func.value, f"calling .{call.func.attr}() on")
-        self.generic_visit(node)
-        return node
+
+def _constant(path: KeyParts) -> ast.expr:
+    # The ast stubs do not list tuples as Constant values; compile() accepts them.
+    return ast.Constant(value=path)  # type: ignore[arg-type]
 
 
 #: Methods that change a dict or list in place.
@@ -440,6 +505,161 @@ _MUTATORS = frozenset(
         "reverse",
     }
 )
+
+
+class BaseEditor:
+    """One ``.py`` file's view of its merged bases: copied reads, recorded edits.
+
+    Reads (``_base_.x``) return deep copies. Edits (``_base_.x.y = v``, ``del _base_.x``,
+    ``_base_.x.update(...)``) change a private working copy of the bases, made on the
+    first edit, which the file is then merged into — mmengine's effect (it mutates the
+    shared base objects), without touching the values the bases' own files produced.
+    Every edit appends assignments for the leaves it changed, at the edit's line.
+
+    Args:
+        base: The merged values of the file's bases (never modified).
+        file: Display path for locations.
+        key_path_at: Maps a line to the key path assigned there (for error messages).
+    """
+
+    def __init__(
+        self, base: Mapping[str, object], file: str, key_path_at: Callable[[int], str | None]
+    ) -> None:
+        self._base = base
+        self._work: dict[str, object] | None = None
+        self._file = file
+        self._key_path_at = key_path_at
+        self.records: list[tuple[KeyParts, Assignment]] = []
+
+    @property
+    def current(self) -> Mapping[str, object]:
+        """The bases as this file sees them now (edits applied)."""
+        return self._work if self._work is not None else self._base
+
+    @property
+    def edited(self) -> bool:
+        """Whether any edit was made."""
+        return self._work is not None
+
+    def _location(self, line: int) -> Location:
+        return Location(self._file, line)
+
+    def _fail(
+        self, exc: ConfigSubstitutionError, line: int, path: KeyParts = ()
+    ) -> ConfigSubstitutionError:
+        # An edit names the key path it edits; a read, the key it is assigned to.
+        exc.key_path = str(KeyPath(path)) if path else self._key_path_at(line)
+        return exc
+
+    def read(self, path: KeyParts, line: int) -> object:
+        """``_base_.<path>``: a deep copy of the (edited) inherited value."""
+        try:
+            return lookup_base(self.current, path, self._location(line))
+        except ConfigSubstitutionError as exc:
+            raise self._fail(exc, line) from None
+
+    def format(self, template: str, line: int) -> object:
+        """A string with ``{{ _base_.x }}`` placeholders, interpolated."""
+        try:
+            return interpolate(template, self.current, self._location(line))
+        except ConfigSubstitutionError as exc:
+            raise self._fail(exc, line) from None
+
+    def _container(self, path: KeyParts, line: int, edited: KeyParts) -> object:
+        if self._work is None:
+            self._work = copy.deepcopy(dict(self._base))
+        try:
+            return _walk(self._work, path, self._location(line))
+        except ConfigSubstitutionError as exc:
+            raise self._fail(exc, line, edited) from None
+
+    def _edit(self, path: KeyParts, line: int, change: Callable[[], object]) -> object:
+        # Provenance of an edit: diff the leaves of the top-level key it touches.
+        work: dict[object, object] = self._work if self._work is not None else {}  # type: ignore[assignment]
+        top = path[:1]
+        before = {p: copy.deepcopy(v) for p, v in iter_leaves(work.get(top[0], _ABSENT), top)}
+        result = change()
+        after = dict(iter_leaves(work.get(top[0], _ABSENT), top))
+        location = self._location(line)
+        for leaf, old in before.items():
+            if after.get(leaf, _ABSENT) is _ABSENT and old is not _ABSENT:
+                self.records.append((leaf, Assignment(AssignmentKind.DELETE, location, old)))
+        for leaf, new in after.items():
+            if new is _ABSENT:
+                continue
+            old = before.get(leaf, _ABSENT)
+            if old is _ABSENT or not _same(old, new):
+                kind = AssignmentKind.SET if old is _ABSENT else AssignmentKind.OVERRIDE
+                self.records.append((leaf, Assignment(kind, location, copy.deepcopy(new))))
+        return result
+
+    def set(self, path: KeyParts, line: int, value: object) -> None:
+        """``_base_.<path> = value``: replace (not merge), as attribute assignment does."""
+        container = self._container(path[:-1], line, path)
+        key = path[-1]
+        clean = strip_delete(_plain(value))
+
+        def change() -> object:
+            # Two branches so that each index is typed for its container.
+            if isinstance(container, dict):  # noqa: SIM114
+                container[key] = clean
+            elif isinstance(container, list) and isinstance(key, int) and key < len(container):
+                container[key] = clean
+            else:
+                raise self._fail(
+                    ConfigSubstitutionError(
+                        f"cannot set _base_.{KeyPath(path)}: its parent is a "
+                        f"{type(container).__name__}",
+                        location=self._location(line),
+                    ),
+                    line,
+                    path,
+                )
+            return None
+
+        self._edit(path, line, change)
+
+    def delete(self, path: KeyParts, line: int) -> None:
+        """``del _base_.<path>``."""
+        container = self._container(path[:-1], line, path)
+        self._container(path, line, path)  # the key must exist
+
+        def change() -> object:
+            del container[path[-1]]  # type: ignore[attr-defined]
+            return None
+
+        self._edit(path, line, change)
+
+    def mutate(
+        self, path: KeyParts, line: int, method: str, *args: object, **kwargs: object
+    ) -> object:
+        """``_base_.<path>.<method>(...)`` for an in-place method (``update``, ``append``...)."""
+        target = self._container(path, line, path)
+        args = tuple(_plain(a) for a in args)
+        kwargs = {k: _plain(v) for k, v in kwargs.items()}
+        return self._edit(path, line, lambda: getattr(target, method)(*args, **kwargs))
+
+
+_ABSENT = object()
+
+
+def _plain(value: object) -> object:
+    """ConfigDicts (from `_base_` reads) as plain dicts, so the working copy stays plain."""
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if type(value) is list:
+        return [_plain(v) for v in value]
+    if type(value) is tuple:
+        return tuple(_plain(v) for v in value)
+    return value
+
+
+def _same(a: object, b: object) -> bool:
+    # 1 == 1.0 == True, but an edit from one to the other is still an edit.
+    try:
+        return encode_value(a) == encode_value(b)
+    except ConfigError:
+        return a == b
 
 
 # ---------------------------------------------------------------------------- json/yaml

@@ -36,9 +36,6 @@ def option(options: dict[str, object], data: dict[str, object]) -> Callable[[], 
     return lambda: Config(data).merge_from_dict(options)
 
 
-HINT_SET_KEY = (
-    "  hint: set the key in this file instead, e.g. model = dict(backbone=dict(depth=101))"
-)
 HINT_DELETE = "  hint: put `_delete_=True` in this dict to replace the base value"
 
 CASES: list[tuple[str, Callable[[], object], type[ConfigError], str | None, str]] = [
@@ -179,20 +176,20 @@ CASES: list[tuple[str, Callable[[], object], type[ConfigError], str | None, str]
         "  hint: _base_.model has: a",
     ),
     (
-        "assigning into _base_",
+        "editing a _base_ path that does not exist",
         load("assign_base.py"),
         ConfigSubstitutionError,
-        "model.a",
-        "errors/assign_base.py:2: model.a: assigning to _base_.model.a would change only a copy"
-        " of the inherited value\n" + HINT_SET_KEY,
+        "modle.a",
+        "errors/assign_base.py:2: modle.a: _base_.modle is not defined in the bases\n"
+        "  hint: did you mean _base_.model?",
     ),
     (
-        "mutating _base_ in place",
+        "deleting _base_ itself",
         load("mutate_base.py"),
         ConfigSubstitutionError,
-        "model",
-        "errors/mutate_base.py:3: model: calling .update() on _base_.model would change only a"
-        " copy of the inherited value\n" + HINT_SET_KEY,
+        "_base_",
+        "errors/mutate_base.py:3: _base_: _base_ itself cannot be replaced or deleted here\n"
+        "  hint: list the bases in the one top-level `_base_ = [...]`",
     ),
     (
         "_delete_ with a non-bool value",

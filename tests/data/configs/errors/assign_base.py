@@ -1,2 +1,2 @@
 _base_ = './dup_a.py'
-_base_.model.a = 2
+_base_.modle.a = 2

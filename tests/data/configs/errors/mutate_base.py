@@ -1,3 +1,3 @@
 _base_ = './dup_a.py'
 x = 1
-_base_.model.update(a=2)
+del _base_

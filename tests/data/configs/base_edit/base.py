@@ -1,0 +1,3 @@
+model = dict(backbone=dict(type='ResNet', depth=50), head=dict(num=10))
+pipeline = [dict(type='A')]
+lr = 0.1
