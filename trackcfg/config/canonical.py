@@ -339,6 +339,10 @@ def to_canonical_bytes(data: Mapping[str, object]) -> bytes:
     Raises:
         CanonicalizationError: A value cannot be encoded; ``key_path`` names it.
     """
+    if not isinstance(data, Mapping):
+        raise CanonicalizationError(
+            f"expected a mapping of config keys to values, got {type(data).__name__}"
+        )
     try:
         encoded = _encode_mapping(data)
     except _Unencodable as exc:
