@@ -575,6 +575,7 @@ class BaseRunner:
         return {
             "state_dict": copy_state(_unwrap(self.model).state_dict(), "state_dict"),
             "trackcfg_format": CHECKPOINT_FORMAT,
+            "runner_type": type(self).__name__,
             "runner": self.state.state_dict(),
             "schedulers": [
                 copy_state(s.state_dict(), f"schedulers.{i}")  # type: ignore[attr-defined]
@@ -673,6 +674,13 @@ class BaseRunner:
         missing = [k for k in ("meta", "state_dict", "runner", "rng") if k not in data]
         if missing:
             raise CheckpointError(f"{path}: malformed trackcfg checkpoint, missing {missing}")
+        saved_type = data.get("runner_type", type(self).__name__)
+        if saved_type != type(self).__name__:
+            # The counters and data positions of one loop mean nothing to the other.
+            raise CheckpointError(
+                f"{path}: written by a {saved_type}, cannot resume a {type(self).__name__}",
+                hint="resume with the runner type the run was started with",
+            )
         _unwrap(self.model).load_state_dict(cast(dict[str, torch.Tensor], data["state_dict"]))
         if resume_optimizer and "optimizer" in data and self.optimizer is not None:
             state = cast(dict[str, object], data["optimizer"])

@@ -378,3 +378,13 @@ def test_amp_scaler_and_schedulers_round_trip(make_runner: RunnerFactory, tmp_pa
     assert other.scaler.get_scale() == 1024.0  # type: ignore[attr-defined]
     assert other.schedulers[0].last_epoch == 1  # type: ignore[attr-defined]
     assert other.current_lr() == [0.05]
+
+
+def test_resume_refuses_a_checkpoint_of_the_other_runner_type(
+    make_runner: RunnerFactory, toy_loader: Loader
+) -> None:
+    runner = make_runner(EpochBasedRunner, max_epochs=1)
+    run_with_checkpoints(runner, toy_loader(), [])
+    other = make_runner(IterBasedRunner, max_iters=3)
+    with pytest.raises(CheckpointError, match="written by a EpochBasedRunner"):
+        other.resume(Path(str(runner.work_dir)) / "latest.pth")
