@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from trackcfg.config.canonical import QualifiedName
+from trackcfg.config.config import Config, ConfigDict
 from trackcfg.config.keypath import KeyPath
 from trackcfg.config.location import Location
 from trackcfg.errors import DuplicateRegistrationError, RegistryError, UnknownTypeError
@@ -200,13 +201,6 @@ def test_get_with_a_non_str_key_is_a_type_error() -> None:
 # -- building ------------------------------------------------------------------------
 
 
-class FakeConfig:
-    """Stands in for trackcfg.Config: not a Mapping, but has to_dict()."""
-
-    def to_dict(self) -> dict[str, object]:
-        return {"type": "ResNet", "depth": 18}
-
-
 @pytest.mark.parametrize(
     ("cfg", "default_args", "depth", "stages"),
     [
@@ -216,7 +210,8 @@ class FakeConfig:
         ({"type": ResNet, "depth": 152}, None, 152, 4),
         ({"type": "base.ResNet"}, None, 50, 4),
         ({"type": QualifiedName(f"{__name__}:ResNet")}, None, 50, 4),
-        (FakeConfig(), None, 18, 4),
+        (Config.fromstring("type = 'ResNet'\ndepth = 18\n", ".py"), None, 18, 4),
+        (ConfigDict(type="ResNet", depth=18), {"stages": 2}, 18, 2),
     ],
 )
 def test_build(
