@@ -35,6 +35,7 @@ from trackcfg.errors import CheckpointCorruptError, ConfigError, RunnerError
 
 if TYPE_CHECKING:
     from trackcfg.config.config import Config
+    from trackcfg.config.location import Assignment, Location
     from trackcfg.runner.base_runner import BaseRunner
     from trackcfg.runner.hooks.hook import Hook
 
@@ -68,6 +69,18 @@ def _section(data: Mapping[str, object], key: str) -> dict[str, object] | None:
     if not isinstance(value, Mapping):
         raise ConfigError(f"expected a dict, got {type(value).__name__}", key_path=key)
     return dict(value)
+
+
+def _location(cfg: object, key_path: str) -> Location | None:
+    """Where ``key_path`` was last set (file:line), if ``cfg`` records provenance."""
+    provenance = getattr(cfg, "provenance", None)
+    if not callable(provenance):
+        return None
+    try:
+        history = cast("tuple[Assignment, ...]", provenance(key_path))
+    except (KeyError, ValueError):
+        return None
+    return history[-1].location if history else None
 
 
 def resolve_resume_checkpoint(
@@ -154,7 +167,7 @@ def train(
     for key in ("model", "data", "optimizer"):
         if key not in data:
             raise ConfigError("missing section", key_path=key)
-    model = MODELS.build(data["model"], key_path="model")
+    model = MODELS.build(data["model"], key_path="model", location=_location(cfg, "model.type"))
 
     data_cfg = _section(data, "data") or {}
     workflow = [
@@ -168,7 +181,11 @@ def train(
         split = "train" if mode == "train" else "val"
         if split not in data_cfg:
             raise ConfigError(f"workflow needs data.{split}", key_path=f"data.{split}")
-        dataset = DATASETS.build(data_cfg[split], key_path=f"data.{split}")
+        dataset = DATASETS.build(
+            data_cfg[split],
+            key_path=f"data.{split}",
+            location=_location(cfg, f"data.{split}.type"),
+        )
         loaders.append(
             build_dataloader(
                 dataset,
@@ -184,6 +201,7 @@ def train(
         data["optimizer"],
         default_args={"params": model.parameters()},
         key_path="optimizer",
+        location=_location(cfg, "optimizer.type"),
     )
     if get_dist_info()[1] > 1:
         # mmdet's MMDistributedDataParallel: gradients averaged, rank 0's parameters and
@@ -215,6 +233,7 @@ def train(
                 "meta": meta,
             },
             key_path="runner",
+            location=_location(cfg, "runner.type"),
         ),
     )
     optimizer_config = _section(data, "optimizer_config")

@@ -94,3 +94,20 @@ def test_train_fp16_key_selects_the_fp16_optimizer_hook(tmp_path: Path) -> None:
     cfg["runner"] = {"type": "EpochBasedRunner", "max_epochs": 1}
     runner = train(cfg)
     assert "Fp16OptimizerHook" in [type(h).__name__ for h in runner.hooks]
+
+
+def test_unknown_model_type_names_the_config_file_and_line(tmp_path: Path) -> None:
+    from trackcfg.config.config import Config
+    from trackcfg.errors import UnknownTypeError
+
+    path = tmp_path / "unknown_model.py"
+    path.write_text(
+        "data = dict(samples_per_gpu=4, train=dict(type='TrainTestData'))\n"
+        "model = dict(type='NoSuchRunnerTestModel')\n"
+        "optimizer = dict(type='SGD', lr=0.1)\n"
+        "runner = dict(type='EpochBasedRunner', max_epochs=1)\n"
+    )
+    with pytest.raises(UnknownTypeError) as info:
+        train(Config.fromfile(path), work_dir=tmp_path / "work")
+    assert info.value.location is not None and info.value.location.line == 2
+    assert info.value.key_path == "model"
