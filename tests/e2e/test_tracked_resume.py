@@ -9,6 +9,7 @@ uploads had done) is whatever the background threads managed — the point.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -128,15 +129,45 @@ def test_resume_from_a_real_mlflow_server_alone_matches_the_uninterrupted_run(
     assert_same_as_reference(uri, run.info.run_id, elsewhere, reference_run)
 
 
-def test_resume_refuses_a_run_whose_snapshot_no_longer_hashes_like_its_tag(
-    git_repo: Path, tracking_env: dict[str, str], tracking_uri: str
+#: Drives `session.resume_run` with a config file and options (`trackcfg run CONFIG
+#: --cfg-options ... --resume RUN_ID` semantics), printing errors like the CLI.
+RESUME_WITH_CONFIG = """
+import sys
+from trackcfg.errors import TrackcfgError
+from trackcfg.tracking.session import resume_run
+run_id, config, force, *options = sys.argv[1:]
+try:
+    resume_run(run_id, config_path=config, options=options, force=force == "1")
+except TrackcfgError as error:
+    print(error, file=sys.stderr)
+    sys.exit(error.exit_code)
+"""
+
+
+def test_resume_with_a_changed_config_is_refused_unless_forced_and_forcing_is_recorded(
+    git_repo: Path,
+    tracking_env: dict[str, str],
+    tracking_uri: str,
+    reference_run: ReferenceRun,
 ) -> None:
     work = git_repo / "work_dirs" / "killed"
     run_id = start_and_kill(git_repo, tracking_env, work, tracking_uri)
-    MlflowClient(tracking_uri).set_tag(run_id, "trackcfg.config_hash", "0" * 32)
-    done = trackcfg("resume", run_id, cwd=git_repo, env=tracking_env)
-    assert done.returncode == 2
-    assert "hash" in done.stderr and "--force" in done.stderr
+    argv = [sys.executable, "-c", RESUME_WITH_CONFIG, run_id, E2E_CONFIG_PATH]
+    change = "log_level=DEBUG"
+    refused = subprocess.run(
+        [*argv, "0", change], cwd=git_repo, env=tracking_env, capture_output=True, text=True
+    )
+    assert refused.returncode == 2
+    assert "log_level: changed 'INFO' -> 'DEBUG'" in refused.stderr
+    assert "--force" in refused.stderr
+    forced = subprocess.run(
+        [*argv, "1", change], cwd=git_repo, env=tracking_env, capture_output=True, text=True
+    )
+    assert forced.returncode == 0, forced.stderr[-3000:]
+    tags = MlflowClient(tracking_uri).get_run(run_id).data.tags
+    assert "log_level" in json.loads(tags["trackcfg.forced_changes"])["changes"][0]
+    # log_level does not touch numerics: still the uninterrupted run's history and weights.
+    assert_same_as_reference(tracking_uri, run_id, work, reference_run)
 
 
 def _all_runs(uri: str) -> list[object]:

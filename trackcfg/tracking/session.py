@@ -153,17 +153,12 @@ def start_run(
         RunTerminatedError, KeyboardInterrupt: stopped by a signal (run KILLED).
         Exception: whatever training raised (run FAILED, error recorded).
     """
-    from trackcfg.config.config import Config
-    from trackcfg.config.options import parse_cfg_options
     from trackcfg.tracking import mlflow_run as mr
     from trackcfg.tracking.environment import capture_environment
     from trackcfg.tracking.gitstate import capture_git_state
     from trackcfg.tracking.snapshot import upload_snapshot, write_snapshot
 
-    cfg = Config.fromfile(config_path)
-    parsed = parse_cfg_options(list(options))
-    if parsed:
-        cfg.merge_from_dict(parsed)
+    cfg = _load_config(config_path, options, import_custom_modules=True)
     work = _work_dir(cfg, config_path, work_dir)
     if not _is_rank_zero():
         return _train_untracked(cfg, work)
@@ -209,19 +204,26 @@ def resume_run(
     force: bool = False,
     *,
     tracking_uri: str | None = None,
+    config_path: str | Path | None = None,
+    options: Sequence[str] = (),
 ) -> RunResult:
     """Continue run ``run_id`` from its newest complete checkpoint, in the same run.
 
     Works with nothing but the tracking store: the config comes from the run's
-    snapshot, the checkpoint from its artifacts.
+    snapshot, the checkpoint from its artifacts. Given ``config_path`` (``trackcfg
+    run CONFIG --resume RUN_ID``), the config is resolved from that file and
+    ``options`` instead, and must hash like the run's tag too.
 
     Args:
         run_id: The MLflow run to continue.
         work_dir: Where to continue; default the run's own work dir when it still
             exists, else ``work_dirs/<run name>-<run id[:8]>``.
-        force: Continue even if the snapshot's config no longer hashes like the
-            run's tag (the changes are recorded on the run).
+        force: Continue even if the config no longer hashes like the run's tag
+            (the differing keys are recorded on the run: tag
+            ``trackcfg.forced_changes`` and the run's note).
         tracking_uri: The store; default as `start_run`.
+        config_path: Resolve the config from this file instead of the snapshot.
+        options: ``--cfg-options`` strings applied to ``config_path``.
 
     Returns:
         The finished run.
@@ -245,15 +247,20 @@ def resume_run(
         tmp = Path(tmp_text)
         snap = read_snapshot(download_snapshot(client, run_id, tmp / "download"), run_id=run_id)
         tagged_hash = tags.get(mr.TAG_CONFIG_HASH, snap.config_hash)
-        cfg = snap.resolve(tmp / "lineage")
+        if config_path is None:
+            source = "the config re-resolved from its snapshot"
+            cfg = snap.resolve(tmp / "lineage")
+        else:
+            source = f"{config_path}"
+            cfg = _load_config(config_path, options, import_custom_modules=False)
         if cfg.hash != tagged_hash:
             changes = _describe_changes(snap.config, cfg)
             if not force:
                 raise HashMismatchError(
-                    f"run {run_id}: the config re-resolved from its snapshot hashes to "
-                    f"{cfg.hash}, the run's tag is {tagged_hash}",
-                    details=changes or ["(no key differs: the canonical form changed)"],
-                    hint="pass --force to continue with the re-resolved config anyway",
+                    f"run {run_id}: {source} hashes to {cfg.hash}, the run's tag is "
+                    f"{tagged_hash}; differing keys:",
+                    details=changes or ["(none: the canonical form changed)"],
+                    hint="pass --force to continue with this config anyway (recorded on the run)",
                 )
             mr.set_tags(
                 client,
@@ -267,7 +274,10 @@ def resume_run(
             )
         if "custom_imports" in cfg.to_dict():
             # The hash check ran without importing anything; training needs the modules.
-            cfg = snap.resolve(tmp / "lineage-import", import_custom_modules=True)
+            if config_path is None:
+                cfg = snap.resolve(tmp / "lineage-import", import_custom_modules=True)
+            else:
+                cfg = _load_config(config_path, options, import_custom_modules=True)
         work = _resume_work_dir(work_dir, tags, run.info.run_name or run_id, run_id)
         old_work = tags.get(mr.TAG_WORK_DIR)
         if old_work and Path(old_work).is_dir() and Path(old_work).resolve() != work:
@@ -476,6 +486,19 @@ def _bound_http_retries() -> None:
 
 def _is_rank_zero() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
+
+
+def _load_config(
+    config_path: str | Path, options: Sequence[str], *, import_custom_modules: bool
+) -> Config:
+    from trackcfg.config.config import Config
+    from trackcfg.config.options import parse_cfg_options
+
+    cfg = Config.fromfile(config_path, import_custom_modules=import_custom_modules)
+    parsed = parse_cfg_options(list(options))
+    if parsed:
+        cfg.merge_from_dict(parsed)
+    return cfg
 
 
 def _config_file(cfg: Config) -> str:
