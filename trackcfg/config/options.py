@@ -19,8 +19,9 @@ space before parsing), because its behaviour loses what the user typed:
 * Spaces around elements are ignored; spaces inside an unquoted element are kept
   (``a b`` -> ``'a b'``, where mmengine gives ``'ab'``).
 * Malformed input is an error (``ConfigOptionError``), not a guess: unbalanced
-  brackets or quotes, text after a closing bracket, an empty element between commas,
-  an item without ``=`` or with an empty key.
+  brackets or quotes, text after a closing bracket (``[1]x``), an empty element between
+  commas, an item without ``=`` or with an empty key. Brackets *inside* an unquoted
+  element are text, as in mmengine: ``f(a,b)`` and ``x[0]`` are strings.
 """
 
 from __future__ import annotations
@@ -134,12 +135,27 @@ class _Parser:
         start = self.pos
         text = self.text
         pos = start
-        while pos < len(text) and text[pos] != "," and text[pos] not in _OPEN_TO_CLOSE:
-            if text[pos] in _CLOSERS:
+        # Brackets inside an unquoted element (``f(a,b)``, ``x[0]``) are ordinary text, as in
+        # mmengine, but must balance; commas inside them do not split.
+        pending: list[tuple[str, int]] = []
+        while pos < len(text):
+            ch = text[pos]
+            if ch in _OPEN_TO_CLOSE:
+                pending.append((_OPEN_TO_CLOSE[ch], pos))
+            elif ch in _CLOSERS:
+                if not pending:
+                    break
+                if ch != pending[-1][0]:
+                    raise _Malformed(f"unbalanced {ch!r} at position {pos}")
+                pending.pop()
+            elif ch == "," and not pending:
                 break
             pos += 1
-        if pos < len(text) and text[pos] in _OPEN_TO_CLOSE:
-            raise _Malformed(f"unexpected {text[pos]!r} at position {pos}")
+        if pending:
+            close, at = pending[-1]
+            raise _Malformed(
+                f"unclosed {text[at]!r} at position {at}: expected {close!r} before the end"
+            )
         if pos < len(text) and text[pos] in _CLOSERS and text[pos] != closer:
             raise _Malformed(f"unbalanced {text[pos]!r} at position {pos}")
         self.pos = pos

@@ -40,6 +40,11 @@ VALUES: list[tuple[str, object]] = [
     ("(1,)", (1,)),
     ("(1)", (1,)),
     ("[1,]", [1]),
+    # brackets inside an unquoted element are text, as in mmengine
+    ("x[0]", "x[0]"),
+    ("f(a,b)", "f(a,b)"),
+    ("[f(a,b),c]", ["f(a,b)", "c"]),
+    ("a(1),b", ["a(1)", "b"]),
     # comma lists without brackets, as mmengine
     ("a,b", ["a", "b"]),
     ("1,2.5,True", [1, 2.5, True]),
@@ -89,6 +94,12 @@ ERRORS: list[tuple[list[str], str]] = [
     (["a=[1]x"], f"{OPTION}: a: malformed value '[1]x': unexpected 'x' at position 3"),
     (["a=,x"], f"{OPTION}: a: malformed value ',x': empty element at position 0"),
     (["a=x)"], f"{OPTION}: a: malformed value 'x)': unbalanced ')' at position 1"),
+    (
+        ["a=f(x"],
+        f"{OPTION}: a: malformed value 'f(x': unclosed '(' at position 1: "
+        "expected ')' before the end",
+    ),
+    (["a=f(x]"], f"{OPTION}: a: malformed value 'f(x]': unbalanced ']' at position 3"),
     (["a='abc"], f"{OPTION}: a: malformed value \"'abc\": unclosed quote ' at position 0"),
     (["ok=1", "a=[(1,2]"], f"{OPTION}: a: malformed value '[(1,2]': unbalanced ']' at position 5"),
 ]
