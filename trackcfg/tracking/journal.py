@@ -133,11 +133,15 @@ def journal_dir(work_dir: Path | str, run_id: str) -> Path:
 
 
 def find_journals(work_dir: Path | str) -> list[Path]:
-    """Journal directories under ``work_dir`` (sorted by run id)."""
-    root = Path(work_dir) / JOURNAL_DIR
+    """Journal directories in ``work_dir`` or any directory below it (sorted).
+
+    ``trackcfg sync work_dirs`` thus finds the journals of every run's work dir.
+    """
+    root = Path(work_dir)
     if not root.is_dir():
         return []
-    return sorted(p for p in root.iterdir() if (p / _META).is_file())
+    found = {meta.parent for meta in root.glob(f"**/{JOURNAL_DIR.as_posix()}/*/{_META}")}
+    return sorted(found)
 
 
 def write_journal_meta(directory: Path, meta: dict[str, object]) -> None:

@@ -166,8 +166,6 @@ def start_run(
     uri = tracking_uri or mr.resolve_tracking_uri()
     sync(work, timeout=5.0)  # leftovers of an earlier process in this work dir
 
-    client = mr.open_client(uri)
-    experiment_id = mr.get_or_create_experiment(client, experiment or mr.DEFAULT_EXPERIMENT, uri)
     git = capture_git_state(Path(config_path).parent)
     config_hash = cfg.hash
     config_file = _config_file(cfg)
@@ -179,7 +177,12 @@ def start_run(
         mr.TAG_WORK_DIR: str(work),
         **mr.git_tags(git),
     }
-    run_id = mr.create_run(client, experiment_id, name=name, tags=tags)
+    with _store_errors(uri):
+        client = mr.open_client(uri)
+        experiment_id = mr.get_or_create_experiment(
+            client, experiment or mr.DEFAULT_EXPERIMENT, uri
+        )
+        run_id = mr.create_run(client, experiment_id, name=name, tags=tags)
     try:
         mr.log_params(client, run_id, mr.flatten_params(cfg.to_dict()))
         with tempfile.TemporaryDirectory(prefix="trackcfg-snapshot-") as tmp:
@@ -192,7 +195,9 @@ def start_run(
             )
             upload_snapshot(client, run_id, snapshot)
     except BaseException as error:
-        _finish(client, run_id, "FAILED", error)
+        _finish(
+            client, run_id, "KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED", error
+        )
         raise
     status, pending = _train_tracked(cfg, client, uri, run_id, work, resume_from=None)
     return RunResult(run_id, name, experiment_id, config_hash, uri, work, status, pending)
@@ -240,8 +245,9 @@ def resume_run(
 
     _bound_http_retries()
     uri = tracking_uri or mr.resolve_tracking_uri()
-    client = mr.open_client(uri)
-    run = mr.get_run(client, run_id)
+    with _store_errors(uri):
+        client = mr.open_client(uri)
+        run = mr.get_run(client, run_id)
     tags = dict(run.data.tags)
     with tempfile.TemporaryDirectory(prefix="trackcfg-resume-") as tmp_text:
         tmp = Path(tmp_text)
@@ -476,6 +482,21 @@ def _terminate_on_sigterm() -> Iterator[None]:
 
 
 # -- helpers ------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _store_errors(uri: str) -> Iterator[None]:
+    """Report a tracking store that cannot be used as one `TrackingError`."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        yield
+    except MlflowException as error:
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise TrackingError(
+            f"tracking store {uri}: {first}",
+            hint="check that the server is running, or set MLFLOW_TRACKING_URI to another store",
+        ) from error
 
 
 def _bound_http_retries() -> None:

@@ -18,6 +18,7 @@ from mlflow import MlflowClient
 from trackcfg.tracking.journal import (
     MetricJournal,
     MetricRecord,
+    find_journals,
     journal_dir,
     mlflow_sender,
     read_journal,
@@ -241,3 +242,11 @@ def test_sync_delivers_what_is_pending_and_then_sets_the_recorded_final_status(
     assert history(uri, run_id, "loss") == [(s, float(s)) for s in range(1, 11)]
     assert "final_status" not in read_journal(directory).meta
     assert sync(tmp_path).delivered == 0  # nothing is delivered twice
+
+
+def test_journals_are_found_in_every_work_dir_below_the_given_one(tmp_path: Path) -> None:
+    for name in ("a", "b/c"):
+        write_journal_meta(journal_dir(tmp_path / "work_dirs" / name, f"run-{name[0]}"), {})
+    found = find_journals(tmp_path / "work_dirs")
+    assert [p.relative_to(tmp_path / "work_dirs").parts[0] for p in found] == ["a", "b"]
+    assert find_journals(tmp_path / "missing") == []
