@@ -359,3 +359,29 @@ def _search_when_up(port: int, search: str, timeout: float = 90) -> list[str]:
             time.sleep(0.3)
     experiments = [e.experiment_id for e in client.search_experiments()]
     return [r.info.run_id for r in client.search_runs(experiments, filter_string=search)]
+
+
+def test_sigterm_marks_the_run_killed_and_exits_143(project: Project) -> None:
+    argv = [sys.executable, "-m", "trackcfg", "run", TINY, "--work-dir", "work_dirs/term"]
+    proc = subprocess.Popen(
+        [*argv, "--cfg-options", "runner.max_epochs=1000"],
+        cwd=project.root,
+        env=project.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stderr is not None
+    for line in proc.stderr:  # training has started once the first epoch logs
+        if "Epoch [1]" in line:
+            break
+    proc.send_signal(signal.SIGTERM)
+    _, rest = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM
+    assert rest.splitlines()[-1] == "interrupted by SIGTERM"
+    client = MlflowClient(project.uri)
+    runs = client.search_runs(
+        [client.get_experiment_by_name("trackcfg").experiment_id],  # type: ignore[union-attr]
+        filter_string="tags.`trackcfg.work_dir` LIKE '%work_dirs/term'",
+    )
+    assert [r.info.status for r in runs] == ["KILLED"]

@@ -14,6 +14,7 @@ flag, as in mmcv's tools (``--cfg-options a=1 b.c=2``).
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -397,9 +398,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
-    except (click.Abort, KeyboardInterrupt):
-        click.echo("aborted", err=True)
-        sys.exit(130)
+    except (click.Abort, KeyboardInterrupt) as exc:
+        # Ctrl-C, or SIGTERM turned into RunTerminatedError by the tracking session
+        # (which has marked the run KILLED); click wraps both in Abort. Exit like a
+        # shell reports the signal: 130 for SIGINT, 143 for SIGTERM.
+        cause = exc.__cause__ if isinstance(exc, click.Abort) else exc
+        signum = int(getattr(cause, "signum", signal.SIGINT))
+        click.echo(f"interrupted by {signal.Signals(signum).name}", err=True)
+        sys.exit(128 + signum)
     except Exception:
         # Not ours (user code, a library): keep the traceback, but exit 2, not 1,
         # which `diff` uses for "different".
