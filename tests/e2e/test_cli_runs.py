@@ -290,6 +290,8 @@ def test_reproduce_refuses_a_non_empty_directory(project: Project, tmp_path: Pat
         (["blame", "{bare}", "optimizer"], "snapshot"),
         (["reproduce", "{bare}"], "snapshot"),
         (["blame", "{a}", "optimzer"], "did you mean 'optimizer'"),
+        # tiny.py changed (its base's lr) since run A: resuming with it is refused.
+        (["run", TINY, "--resume", "{a}"], "optimizer.lr: changed 0.01 -> 0.02"),
         (["runs", "--experiment", "trackcgf"], "did you mean 'trackcfg'"),
     ],
 )

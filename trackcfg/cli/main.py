@@ -113,12 +113,14 @@ def cli(debug: bool) -> None:
     metavar="RUN_ID|auto",
     help="Continue RUN_ID, or (auto) the newest unfinished run with this config hash.",
 )
+@click.option("--force", is_flag=True, help="With --resume: even if CONFIG hashes differently.")
 def run(
     config: str,
     cfg_options: tuple[str, ...],
     work_dir: str | None,
     experiment: str | None,
     resume: str | None,
+    force: bool,
 ) -> None:
     """Train CONFIG and track the run on MLflow (prints run id and config hash)."""
     from trackcfg.cli.catalog import tracking_uri
@@ -128,7 +130,14 @@ def run(
         run_id = _resume_target(config, cfg_options, experiment, resume)
         if run_id is not None:
             click.echo(f"resuming run {run_id}", err=True)
-            result = session.resume_run(run_id, work_dir=_path(work_dir))
+            # CONFIG (with its options) must still hash like the run: resume_run checks.
+            result = session.resume_run(
+                run_id,
+                work_dir=_path(work_dir),
+                force=force,
+                config_path=config,
+                options=list(cfg_options),
+            )
             _out(render.render_run_started(result.run_id, result.config_hash, tracking_uri()))
             return
     result = session.start_run(
