@@ -81,6 +81,9 @@ def test_sigkilled_run_resumed_matches_the_uninterrupted_run(
 ) -> None:
     work = git_repo / "work_dirs" / "killed"
     run_id = start_and_kill(git_repo, tracking_env, work, tracking_uri)
+    synced = trackcfg("sync", "work_dirs", cwd=git_repo, env=tracking_env)
+    assert synced.returncode == 0, synced.stderr[-3000:]
+    assert "1 journal(s)" in synced.stdout and "0 pending" in synced.stdout
     done = trackcfg("resume", run_id, cwd=git_repo, env=tracking_env)
     assert done.returncode == 0, done.stderr[-3000:]
     assert run_id_from(done.stdout) == run_id
