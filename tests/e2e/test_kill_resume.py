@@ -115,6 +115,30 @@ def read_losses(path: Path) -> dict[int, list[str]]:
     return losses
 
 
+_TIMING_KEYS = frozenset({"time", "data_time", "eta", "memory"})
+
+
+def read_json_logs(work: Path) -> dict[tuple[str, int, int], list[dict[str, object]]]:
+    """TextLoggerHook records of all processes in ``work`` by (mode, epoch, iter), sans timing."""
+    records: dict[tuple[str, int, int], list[dict[str, object]]] = {}
+    for log in sorted(work.glob("*.log.json")):
+        lines = log.read_text().splitlines()
+        for number, line in enumerate(lines):
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                if number == len(lines) - 1:
+                    continue  # the last line of a killed process may be torn
+                raise
+            if "mode" not in record:
+                continue  # the meta line each process writes first
+            key = (record["mode"], record["epoch"], record["iter"])
+            records.setdefault(key, []).append(
+                {k: v for k, v in record.items() if k not in _TIMING_KEYS}
+            )
+    return records
+
+
 def assert_same_tensors(a: object, b: object, where: str = "") -> None:
     if isinstance(a, torch.Tensor):
         assert isinstance(b, torch.Tensor) and torch.equal(a, b), f"{where} differs"
@@ -186,6 +210,13 @@ def test_killed_and_resumed_run_is_bit_identical(
         # Iterations re-run after a resume must repeat the same loss bit for bit.
         assert set(values) == set(expected_losses[iteration]), f"iteration {iteration}"
     assert any(len(v) > 1 for v in actual_losses.values())  # something was re-run
+
+    # What TextLoggerHook logged (loss, lr, grad_norm, val averages) is the same too.
+    expected_logs = read_json_logs(reference[runner] / "work")
+    actual_logs = read_json_logs(tmp_path / "work")
+    assert actual_logs.keys() == expected_logs.keys()
+    for key, variants in actual_logs.items():
+        assert all(v == expected_logs[key][0] for v in variants), f"log record {key}"
 
 
 def test_killed_and_resumed_distributed_run_is_bit_identical_per_rank(

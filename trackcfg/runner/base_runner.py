@@ -71,7 +71,7 @@ _ITERATION_STAGES = frozenset({Stage.BEFORE_TRAIN_ITER, Stage.AFTER_TRAIN_ITER})
 HookConfig = Mapping[str, object]
 
 # mmcv's default for register_training_hooks(timer_config=...); read-only (copied before use).
-_DEFAULT_TIMER_CONFIG: HookConfig = MappingProxyType({"type": "IterTimerHook"})
+DEFAULT_TIMER_CONFIG: HookConfig = MappingProxyType({"type": "IterTimerHook"})
 
 
 class _BatchProcessor(Protocol):
@@ -274,7 +274,7 @@ class BaseRunner:
         checkpoint_config: HookConfig | Hook | None = None,
         log_config: HookConfig | None = None,
         momentum_config: HookConfig | Hook | None = None,
-        timer_config: HookConfig | Hook | None = _DEFAULT_TIMER_CONFIG,
+        timer_config: HookConfig | Hook | None = DEFAULT_TIMER_CONFIG,
         custom_hooks_config: Sequence[HookConfig | Hook] | HookConfig | Hook | None = None,
     ) -> None:
         """Register mmcv's default training hooks from their config sections.

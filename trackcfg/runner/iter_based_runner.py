@@ -22,8 +22,9 @@ import torch
 
 from trackcfg.errors import RunnerError
 from trackcfg.registry import RUNNERS
-from trackcfg.runner.base_runner import BaseRunner
+from trackcfg.runner.base_runner import DEFAULT_TIMER_CONFIG, BaseRunner, HookConfig
 from trackcfg.runner.epoch_based_runner import Workflow, check_workflow
+from trackcfg.runner.hooks.hook import Hook
 from trackcfg.runner.sampler import resumable_batch_sampler
 from trackcfg.runner.stage import Stage
 
@@ -91,6 +92,41 @@ class IterBasedRunner(BaseRunner):
 
     def _checkpoint_number(self) -> int:
         return self.iter + 1
+
+    def register_training_hooks(
+        self,
+        lr_config: HookConfig | Hook | None,
+        optimizer_config: HookConfig | Hook | None = None,
+        checkpoint_config: HookConfig | Hook | None = None,
+        log_config: HookConfig | None = None,
+        momentum_config: HookConfig | Hook | None = None,
+        timer_config: HookConfig | Hook | None = DEFAULT_TIMER_CONFIG,
+        custom_hooks_config: Sequence[HookConfig | Hook] | HookConfig | Hook | None = None,
+    ) -> None:
+        """As `BaseRunner.register_training_hooks`, with ``by_epoch=False`` by default.
+
+        mmcv's IterBasedRunner does the same: LR, momentum, checkpoint and logger hooks
+        count iterations unless their config says ``by_epoch=True``. (The caller's dicts
+        are copied, not modified.)
+        """
+
+        def per_iter(config: HookConfig | Hook | None) -> HookConfig | Hook | None:
+            if config is None or isinstance(config, Hook):
+                return config
+            return {"by_epoch": False, **config}
+
+        if log_config is not None:
+            hooks = cast(Sequence[HookConfig], log_config.get("hooks", ()))
+            log_config = {**log_config, "hooks": [per_iter(h) for h in hooks]}
+        super().register_training_hooks(
+            per_iter(lr_config),
+            optimizer_config,
+            per_iter(checkpoint_config),
+            log_config,
+            momentum_config=per_iter(momentum_config),
+            timer_config=timer_config,
+            custom_hooks_config=custom_hooks_config,
+        )
 
     def run(
         self,

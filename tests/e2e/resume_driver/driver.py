@@ -133,7 +133,7 @@ def config(runner: str, work_dir: str, workers: int, distributed: bool) -> dict[
         "lr_config": lr_config,
         "runner": runner_cfg,
         "checkpoint_config": {"interval": 1, "by_epoch": False, "max_keep_ckpts": 3},
-        "log_config": {"interval": 1, "hooks": []},
+        "log_config": {"interval": 1, "hooks": [{"type": "TextLoggerHook"}]},
         "workflow": workflow,
         "seed": 7,
         "diff_rank_seed": distributed,  # every rank its own dropout stream

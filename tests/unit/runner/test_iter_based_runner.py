@@ -105,3 +105,21 @@ def test_iter_loader_starts_at_a_restored_position(toy_loader: Loader) -> None:
     x_expected, _ = batches[3]  # type: ignore[misc]
     x_restored, _ = next(restored)  # type: ignore[misc]
     assert torch.equal(x_expected, x_restored)
+
+
+def test_training_hooks_count_iterations_by_default(make_runner: RunnerFactory) -> None:
+    runner = make_runner(IterBasedRunner, max_iters=4)
+    log_config = {"interval": 1, "hooks": [{"type": "TextLoggerHook"}]}
+    runner.register_training_hooks(
+        lr_config={"policy": "step", "step": [2]},
+        checkpoint_config={"interval": 1, "by_epoch": True},  # explicit wins
+        log_config=log_config,
+    )
+    by_epoch = {type(h).__name__: getattr(h, "by_epoch", None) for h in runner.hooks}
+    assert by_epoch == {
+        "StepLrUpdaterHook": False,
+        "CheckpointHook": True,
+        "IterTimerHook": None,
+        "TextLoggerHook": False,
+    }
+    assert log_config == {"interval": 1, "hooks": [{"type": "TextLoggerHook"}]}
