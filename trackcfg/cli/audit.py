@@ -137,13 +137,14 @@ def blame(view: ConfigView, key: str) -> BlameReport:
         if path.startswith(key_path) and assignments
     )
     if not entries and value is MISSING:
-        known = {str(p) for p in _all_key_paths(view.values)}
-        known.update(str(p) for p, _ in histories(view.provenance))
-        matches = suggest(key, sorted(known))
+        known = set(_all_key_paths(view.values)) | {p for p, _ in histories(view.provenance)}
+        # Siblings first (a typo in the last element), then any key path.
+        siblings = sorted(str(p) for p in known if p.parent == key_path.parent)
+        matches = suggest(key, siblings) or suggest(key, sorted(str(p) for p in known))
         raise ConfigKeyError(
             f"no such key in {view.label}",
             key_path=key,
-            hint=f"did you mean {' or '.join(repr(m) for m in matches)}?" if matches else None,
+            hint=f"did you mean {', '.join(repr(m) for m in matches)}?" if matches else None,
         )
     return BlameReport(view.label, key_path, value, entries)
 
