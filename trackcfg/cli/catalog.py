@@ -85,7 +85,7 @@ def _experiments(client: MlflowClient, experiment: str | None) -> dict[str, str]
         close = suggest(experiment, by_id.values())
         raise TrackingError(
             f"no experiment named {experiment!r} in {tracking_uri()}",
-            hint=f"did you mean {' or '.join(repr(c) for c in close)}?" if close else None,
+            hint=f"did you mean {', '.join(repr(c) for c in close)}?" if close else None,
         )
     return match
 
