@@ -12,7 +12,9 @@ Names and behaviour follow mmcv 1.x / mmengine (``Registry``, ``register_module`
 * **Lookup.** ``get("Name")`` looks in the registry, then its parent, grandparent...
   (mmengine; mmcv 1.x did not fall back). ``get("scope.Name")`` looks only in the
   registry with that scope: this one, one of its descendants, or any registry in the
-  same tree (found from the common root), so siblings reach each other.
+  same tree (found from the common root), so siblings reach each other. mmengine looks
+  only at the root's direct children there; we search the whole tree, so cousins
+  (``cls`` -> ``det3d.PointNet``) resolve too instead of giving None.
 * **Build.** ``build(cfg)`` copies ``cfg`` (the caller's dict, ``ConfigDict`` or
   ``Config`` is never changed), fills in ``default_args``, pops ``type`` (a registered
   name, ``scope.Name``, a class/function, or a ``QualifiedName`` from a snapshot) and

@@ -163,6 +163,27 @@ def test_get(tree: dict[str, Registry], start: str, key: str, expected: object) 
     assert tree[start].get(key) is expected
 
 
+def test_scoped_lookup_matches_mmengine_except_that_cousins_resolve() -> None:
+    from mmengine.registry import Registry as MMRegistry
+
+    root = MMRegistry("models", scope="base")
+    mm = {
+        "root": root,
+        "det": MMRegistry("detectors", parent=root, scope="det"),
+        "cls": MMRegistry("classifiers", parent=root, scope="cls"),
+    }
+    mm["det3d"] = MMRegistry("detectors3d", parent=mm["det"], scope="det3d")
+    root.register_module(module=ResNet)
+    mm["cls"].register_module(name="MobileNet", module=make_point)
+    mm["det3d"].register_module(name="PointNet", module=make_point)
+    for start, key, expected in LOOKUPS:
+        theirs = mm[start].get(key)
+        if (start, key) == ("cls", "det3d.PointNet"):
+            assert theirs is None and expected is make_point  # the documented difference
+        else:
+            assert theirs is expected, (start, key)
+
+
 def test_a_registered_name_with_a_dot_is_found_when_no_scope_matches() -> None:
     reg = Registry("r", scope="t")
     reg.register_module(name="v1.Net", module=ResNet)
