@@ -1,12 +1,14 @@
 """Every shared Hypothesis strategy of the test suite, in one place (as attrs does).
 
-Import as ``from tests.strategies import configs`` (the repository root is on
-``sys.path`` under ``python -m pytest``). Other helpers add their own strategies in
+Import as ``from tests.strategies import configs`` (pytest puts the repository root on
+``sys.path``: ``pythonpath = ["."]`` in pyproject.toml). Other helpers add their own strategies in
 ``tests/property/strategies_<x>.py`` and may build on these.
 
 Shapes:
 
-* ``config_keys``: str keys as configs use them (identifiers, mostly) plus odd ones.
+* ``config_keys``: str keys as configs use them (identifiers, mostly) plus odd ones;
+  never one of ``RESERVED_KEYS`` (``_base_``, ``_delete_``, ...), which no resolved
+  config contains.
 * ``scalars``: None, bool, int (incl. beyond 64 bits), float (incl. -0.0, inf, nan), str.
 * ``config_values``: scalars nested in lists, tuples and str-keyed dicts (or ``any_keys``:
   ints, None, floats, tuples as keys too).
