@@ -100,6 +100,8 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Project:
         "runner = dict(max_epochs=1)\n"
         "data = dict(samples_per_gpu=256)\n"
         "log_config = dict(interval=2)\n"
+        # CPU kernels here are deterministic anyway; skips ~3 s of torch._inductor import.
+        "deterministic = False\n"
     )
     git(["init", "-q", "-b", "main"], root)
     git(["add", "configs"], root)

@@ -331,8 +331,6 @@ def _absolute_uri(uri: str) -> str:
 @click.option("--hash", "config_hash", metavar="H", help="Print the search string for H.")
 def ui(host: str, port: int, config_hash: str | None) -> None:
     """Start the MLflow UI on the store `trackcfg run` writes to."""
-    import subprocess
-
     from trackcfg.cli.catalog import hash_filter, tracking_uri
 
     uri = tracking_uri()
@@ -347,11 +345,17 @@ def ui(host: str, port: int, config_hash: str | None) -> None:
         _out(f"search runs:  {search}")
     argv = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri"]
     argv += [_absolute_uri(uri), "--host", host, "--port", str(port)]
+    # One user on one machine: one worker (mlflow's default of 4 costs seconds and RAM).
+    argv += ["--workers", "1"]
+    env = dict(os.environ)
+    if not click.get_current_context().find_root().params.get("debug"):
+        # Access logs and import warnings are noise here; startup errors still show.
+        argv += ["--uvicorn-opts", "--log-level warning"]
+        env.setdefault("PYTHONWARNINGS", "ignore")
     sys.stdout.flush()
-    try:
-        sys.exit(subprocess.run(argv, check=False).returncode)
-    except KeyboardInterrupt:
-        sys.exit(130)
+    sys.stderr.flush()
+    # Become the server: Ctrl-C and SIGTERM reach it directly, and no orphan is left.
+    os.execve(sys.executable, argv, env)
 
 
 # --------------------------------------------------------------------------- entry point
