@@ -264,6 +264,9 @@ class MetricJournal:
         send: Delivers a batch; default ``MlflowClient(tracking_uri).log_batch``.
         flush_interval: Seconds between journal writes (what a SIGKILL can lose from
             memory at most; those steps are recomputed on resume).
+        send_interval: Seconds between delivery requests unless 1,000 records are
+            waiting, someone waits for delivery, or the journal closes (fewer, larger
+            requests cost the training process and the server less).
         max_backoff: Longest wait between delivery attempts while the store is away.
 
     Example:
@@ -287,12 +290,14 @@ class MetricJournal:
         skip: Iterable[tuple[str, int]] = (),
         send: Sender | None = None,
         flush_interval: float = 0.05,
+        send_interval: float = 0.5,
         max_backoff: float = 5.0,
     ) -> None:
         self.directory = directory
         self.run_id = run_id
         self.tracking_uri = tracking_uri
         self._flush_interval = flush_interval
+        self._send_interval = send_interval
         self._max_backoff = max_backoff
         self._send = send if send is not None else mlflow_sender(tracking_uri, run_id)
 
@@ -328,6 +333,7 @@ class MetricJournal:
         self._send_errors = 0
         self._closing = False
         self._give_up = False
+        self._waiters = 0
         self._wake = threading.Event()
         self._stop_sender = threading.Event()
         self._journaler = threading.Thread(
@@ -402,7 +408,12 @@ class MetricJournal:
         remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
         with self._cond:
             target = self._journaled_seq
-            return self._cond.wait_for(lambda: self._delivered_seq >= target, remaining)
+            self._waiters += 1
+            self._cond.notify_all()
+            try:
+                return self._cond.wait_for(lambda: self._delivered_seq >= target, remaining)
+            finally:
+                self._waiters -= 1
 
     def close(self, timeout: float | None = 30.0) -> bool:
         """Journal what is queued, deliver for up to ``timeout`` seconds, stop.
@@ -416,6 +427,7 @@ class MetricJournal:
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
             self._closing = True
+            self._cond.notify_all()
         self._wake.set()
         self._journaler.join()
         remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
@@ -506,6 +518,16 @@ class MetricJournal:
                 self._delivered += len(batch) - len(rejected)
                 self._rejected += len(rejected)
                 self._cond.notify_all()
+                self._cond.wait_for(self._send_now, timeout=self._send_interval)
+
+    def _send_now(self) -> bool:
+        """Whether the sender should not wait for more records (called holding the lock)."""
+        return (
+            self._closing
+            or self._give_up
+            or self._waiters > 0
+            or len(self._unsent) >= MAX_METRICS_PER_BATCH
+        )
 
     def _deliver(self, batch: Sequence[MetricRecord]) -> list[MetricRecord]:
         """Send ``batch``; returns the records the store refuses as invalid."""
