@@ -256,16 +256,18 @@ def test_reproduce_a_dirty_run_gives_a_worktree_hashing_to_its_tag(
 ) -> None:
     status_before = git(["status", "--porcelain"], project.root)
     target = tmp_path / "repro"
-    out = ok(
-        trackcfg(
-            "reproduce", project.run_b, "--dir", str(target), env=project.env, cwd=project.root
-        )
-    )
+    argv = ["reproduce", project.run_b, "--dir", str(target), "--run"]
+    out = ok(trackcfg(*argv, env=project.env, cwd=project.root))
     assert f"config hash:  {project.hash_b} (matches the run's tag)" in out
     assert f"trackcfg run {TINY_B}" in out
     rehash = ok(trackcfg("hash", TINY_B, env=project.env, cwd=target)).strip()
     assert rehash == project.hash_b
     assert "lr=0.02" in (target / BASE).read_text()  # the recorded patch
+    # --run re-ran it there, into the same store: a new run with the same config hash.
+    rerun = run_id_of(out.split("re-run with:")[1])
+    assert rerun not in (project.run_a, project.run_b)
+    tags = MlflowClient(project.uri).get_run(rerun).data.tags
+    assert tags["trackcfg.config_hash"] == project.hash_b
     # The current work tree is untouched (still dirty in the same way).
     assert git(["status", "--porcelain"], project.root) == status_before
     git(["worktree", "remove", "--force", str(target)], project.root)
