@@ -7,6 +7,7 @@ import torch or mlflow, see tests/benchmarks/bench_cli.py for the timing).
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -177,3 +178,13 @@ def test_config_commands_never_import_torch_or_mlflow(git_repo: Path, command: s
     assert "trackcfg.config.config" in imported
     heavy = ("torch", "mlflow", "sklearn", "trackcfg.zoo")
     assert not [m for m in imported if m.split(".")[0] in heavy or m.startswith(heavy)]
+
+
+def test_reading_commands_never_create_a_store(tmp_path: Path, run_trackcfg: Run) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    runs = run_trackcfg("runs", cwd=tmp_path, env=env)
+    blame = run_trackcfg("blame", "0123456789abcdef0123456789abcdef", "a", cwd=tmp_path, env=env)
+    assert (runs.returncode, runs.stdout) == (0, "no runs found\n")
+    assert blame.returncode == 2
+    assert "there is no tracking store at sqlite:///" in blame.stderr
+    assert list(tmp_path.iterdir()) == []

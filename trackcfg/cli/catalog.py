@@ -21,6 +21,7 @@ __all__ = [
     "RunRow",
     "find_runs",
     "hash_filter",
+    "store_exists",
     "tracking_uri",
 ]
 
@@ -51,6 +52,14 @@ def tracking_uri() -> str:
     from trackcfg.tracking.mlflow_run import resolve_tracking_uri
 
     return resolve_tracking_uri()
+
+
+def store_exists() -> bool:
+    """False when the store is a local SQLite file that does not exist yet (nothing ran here)."""
+    from trackcfg.tracking.mlflow_run import local_sqlite_path
+
+    db = local_sqlite_path(tracking_uri())
+    return db is None or db.exists()
 
 
 def hash_filter(config_hash: str | None) -> str:
@@ -117,6 +126,8 @@ def find_runs(config_hash: str | None = None, experiment: str | None = None) -> 
     """
     from trackcfg.tracking.mlflow_run import open_client
 
+    if not store_exists():
+        return []  # a read must not create an empty store as a side effect
     client = open_client(tracking_uri())
     experiments = _experiments(client, experiment)
     if not experiments:

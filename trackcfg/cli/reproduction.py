@@ -107,10 +107,10 @@ def reproduce(run_id: str, directory: Path | None = None, cwd: Path | None = Non
         TrackingError: ``directory`` is not empty, the commit is not in this
             repository, the patch does not apply, or the hash differs.
     """
-    from trackcfg.tracking.snapshot import load_snapshot
+    from trackcfg.cli.target import load_run_snapshot
 
     cwd = cwd or Path.cwd()
-    snap = load_snapshot(run_id)
+    snap = load_run_snapshot(run_id)
     commit = _recorded_commit(snap)
     root = _repository_root(cwd)
     target = (directory or default_directory(run_id, cwd)).absolute()

@@ -23,12 +23,14 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from trackcfg.config.config import Config, LineageEntry
     from trackcfg.config.provenance import Provenance
+    from trackcfg.tracking.snapshot import Snapshot
 
 __all__ = [
     "ConfigView",
     "TargetKind",
     "is_run_id",
     "load_config",
+    "load_run_snapshot",
     "load_view",
     "view_of_config",
 ]
@@ -108,6 +110,25 @@ def view_of_config(cfg: Config, label: str) -> ConfigView:
     )
 
 
+def load_run_snapshot(run_id: str) -> Snapshot:
+    """The snapshot of run ``run_id`` from the store ``trackcfg run`` uses (reads only).
+
+    Raises:
+        RunNotFoundError: No such run, or no store at all (none is created).
+        SnapshotError: The run has no (complete) trackcfg snapshot.
+    """
+    from trackcfg.cli.catalog import store_exists, tracking_uri
+    from trackcfg.errors import RunNotFoundError
+    from trackcfg.tracking.snapshot import load_snapshot
+
+    if not store_exists():
+        raise RunNotFoundError(
+            f"no run {run_id!r}: there is no tracking store at {tracking_uri()}",
+            hint="run from the directory of your mlflow.db, or set MLFLOW_TRACKING_URI",
+        )
+    return load_snapshot(run_id)
+
+
 def load_view(target: str, options: Sequence[str] = ()) -> ConfigView:
     """Load a TARGET (config file or run id) as a `ConfigView`.
 
@@ -127,9 +148,8 @@ def load_view(target: str, options: Sequence[str] = ()) -> ConfigView:
     if options:
         raise TrackingError(f"run {target}: --cfg-options applies to config files, not to runs")
     from trackcfg.config.canonical import from_canonical_bytes
-    from trackcfg.tracking.snapshot import load_snapshot
 
-    snap = load_snapshot(target)
+    snap = load_run_snapshot(target)
     return ConfigView(
         label=f"run {target}",
         kind=TargetKind.RUN,
