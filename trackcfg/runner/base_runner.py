@@ -69,6 +69,7 @@ _BOUNDARY_STAGES = frozenset(
 _ITERATION_STAGES = frozenset({Stage.BEFORE_TRAIN_ITER, Stage.AFTER_TRAIN_ITER})
 
 HookConfig = Mapping[str, object]
+_LogVars = Mapping[str, object]
 
 # mmcv's default for register_training_hooks(timer_config=...); read-only (copied before use).
 DEFAULT_TIMER_CONFIG: HookConfig = MappingProxyType({"type": "IterTimerHook"})
@@ -429,8 +430,10 @@ class BaseRunner:
                 f"got {type(outputs).__name__}"
             )
         if "log_vars" in outputs:
+            # _LogVars is pre-built: cast(Mapping[str, object], ...) would rebuild the
+            # subscripted type on every iteration.
             self.log_buffer.update(
-                cast(Mapping[str, object], outputs["log_vars"]), cast(int, outputs["num_samples"])
+                cast(_LogVars, outputs["log_vars"]), cast(int, outputs["num_samples"])
             )
         self.outputs = outputs
 
