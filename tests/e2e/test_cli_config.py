@@ -188,3 +188,19 @@ def test_reading_commands_never_create_a_store(tmp_path: Path, run_trackcfg: Run
     assert blame.returncode == 2
     assert "there is no tracking store at sqlite:///" in blame.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_colour_only_on_a_terminal(git_repo: Path) -> None:
+    import pty
+
+    primary, secondary = pty.openpty()
+    env = {k: v for k, v in os.environ.items() if k != "NO_COLOR"}
+    argv = [sys.executable, "-m", "trackcfg", "blame", ADAM, "optimizer.lr"]
+    proc = subprocess.run(argv, cwd=git_repo, env=env, stdout=secondary, stderr=subprocess.PIPE)
+    os.close(secondary)
+    with os.fdopen(primary, "rb") as terminal:
+        shown = terminal.read1(65536).decode()
+    piped = subprocess.run(argv, cwd=git_repo, env=env, capture_output=True, text=True)
+    assert proc.returncode == piped.returncode == 0
+    assert "\x1b[1moptimizer.lr\x1b[0m" in shown  # bold key path, coloured kinds
+    assert "\x1b[" not in piped.stdout
