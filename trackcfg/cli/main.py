@@ -18,7 +18,6 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TypeVar
 
 import click
 
@@ -27,7 +26,6 @@ from trackcfg.cli import render
 __all__ = ["cli", "expand_cfg_options", "main"]
 
 _CFG_OPTIONS = "--cfg-options"
-_F = TypeVar("_F")
 
 
 def expand_cfg_options(args: Sequence[str]) -> list[str]:
@@ -68,20 +66,14 @@ class _Command(click.Command):
         return super().parse_args(ctx, expand_cfg_options(args))
 
 
-def _cfg_options_option() -> click.Option:
-    return click.Option(
-        [_CFG_OPTIONS],
-        multiple=True,
-        metavar="KEY=VALUE ...",
-        help="Override config values, e.g. `optimizer.lr=0.1 data.samples_per_gpu=8`.",
-    )
-
-
-def _with_cfg_options(fn: _F) -> _F:
-    params: list[click.Parameter] = getattr(fn, "__click_params__", [])
-    params.append(_cfg_options_option())
-    fn.__click_params__ = params  # type: ignore[attr-defined]
-    return fn
+#: The ``--cfg-options`` parameter shared by run, show and hash.
+_cfg_options = click.option(
+    _CFG_OPTIONS,
+    "cfg_options",
+    multiple=True,
+    metavar="KEY=VALUE ...",
+    help="Override config values, e.g. `optimizer.lr=0.1 data.samples_per_gpu=8`.",
+)
 
 
 def _out(text: str) -> None:
@@ -104,7 +96,7 @@ def cli(debug: bool) -> None:
 
 @cli.command(cls=_Command)
 @click.argument("config", type=click.Path(dir_okay=False))
-@_with_cfg_options
+@_cfg_options
 @click.option("--work-dir", type=click.Path(file_okay=False), help="Checkpoints and logs.")
 @click.option("--experiment", help="MLflow experiment name (created when missing).")
 @click.option(
@@ -217,7 +209,7 @@ def sync(work_dir: str | None) -> None:
 
 @cli.command(cls=_Command)
 @click.argument("config", type=click.Path(dir_okay=False))
-@_with_cfg_options
+@_cfg_options
 @click.option(
     "--format", "fmt", type=click.Choice(["py", "yaml", "json"]), default="py", show_default=True
 )
@@ -233,7 +225,7 @@ def show(config: str, cfg_options: tuple[str, ...], fmt: str) -> None:
 
 @cli.command("hash", cls=_Command)
 @click.argument("config", type=click.Path(dir_okay=False))
-@_with_cfg_options
+@_cfg_options
 @click.option("--lineage", is_flag=True, help="Also list every file that took part.")
 def hash_(config: str, cfg_options: tuple[str, ...], lineage: bool) -> None:
     """Print the content hash of the resolved CONFIG (digest alone, for scripts)."""
