@@ -180,6 +180,16 @@ def _to_plain(value: object) -> object:
     return value
 
 
+def _import_custom_modules(resolution: Resolution) -> None:
+    if "custom_imports" not in resolution.data:
+        return
+    # Imported here: most configs have no custom_imports.
+    from trackcfg.config.imports import import_custom_modules
+
+    last = resolution.provenance.last(("custom_imports", "imports"))
+    import_custom_modules(resolution.data["custom_imports"], last.location if last else None)
+
+
 class _OptionOrigin:
     """``merge.ChildOrigin`` for ``merge_from_dict``: everything is an OPTION."""
 
@@ -281,26 +291,31 @@ class Config:
             ConfigError: Any problem in the files, named by ``file:line: key.path:``.
         """
         resolution = resolve_file(filename, None if root is None else Path(root))
-        cfg = cls._from_resolution(resolution, str(filename))
-        if import_custom_modules and "custom_imports" in resolution.data:
-            from trackcfg.config.imports import import_custom_modules as run_imports
-
-            last = resolution.provenance.last(("custom_imports", "imports"))
-            run_imports(resolution.data["custom_imports"], last.location if last else None)
-        return cfg
+        if import_custom_modules:
+            _import_custom_modules(resolution)
+        return cls._from_resolution(resolution, str(filename))
 
     @classmethod
-    def fromstring(cls, cfg_str: str, file_format: str) -> Config:
+    def fromstring(
+        cls, cfg_str: str, file_format: str, *, import_custom_modules: bool = True
+    ) -> Config:
         """Load config text as if it were a file in the current directory.
+
+        As in mmengine (whose ``fromstring`` goes through ``fromfile``), the modules
+        listed in ``custom_imports`` are imported.
 
         Args:
             cfg_str: The text.
             file_format: ``.py``, ``.json``, ``.yaml`` or ``.yml``.
+            import_custom_modules: Import the modules listed in ``custom_imports``.
 
         Raises:
             ConfigError: As for ``fromfile``; locations name the file ``<string>``.
         """
-        return cls._from_resolution(resolve_text(cfg_str, file_format), None)
+        resolution = resolve_text(cfg_str, file_format)
+        if import_custom_modules:
+            _import_custom_modules(resolution)
+        return cls._from_resolution(resolution, None)
 
     # ------------------------------------------------------------------ mapping facade
 

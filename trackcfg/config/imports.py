@@ -3,8 +3,11 @@
 ``custom_imports = dict(imports=['pkg.models'], allow_failed_imports=False)`` as in
 mmcv/mmengine. A module that fails to import is a ``ConfigImportError`` naming the
 config line and the module (the original exception is chained), or a ``UserWarning``
-when ``allow_failed_imports=True``. Only ``ImportError`` counts as a failed import
-(as in mmengine); any other exception from the module propagates with a note.
+when ``allow_failed_imports=True``; the warning starts like the error
+(``file:line: custom_imports.imports: ...``) where mmengine names only the module.
+``allow_failed_imports`` must be a bool: a truthy string would silently turn errors
+into warnings. Only ``ImportError`` counts as a failed import (as in mmengine); any
+other exception from the module propagates with a note.
 """
 
 from __future__ import annotations
@@ -46,6 +49,12 @@ def import_custom_modules(
         )
     imports = spec.get("imports", [])
     allow_failed = spec.get("allow_failed_imports", False)
+    if not isinstance(allow_failed, bool):
+        raise ConfigImportError(
+            f"allow_failed_imports must be True or False, got {allow_failed!r}",
+            location=location,
+            key_path=f"{key_path}.allow_failed_imports",
+        )
     names = [imports] if isinstance(imports, str) else imports
     if not isinstance(names, list | tuple) or not all(isinstance(n, str) for n in names):
         raise ConfigImportError(
@@ -59,7 +68,13 @@ def import_custom_modules(
             modules.append(importlib.import_module(name))
         except ImportError as exc:
             if allow_failed:
-                warnings.warn(f"{name} failed to import and is ignored.", UserWarning, stacklevel=3)
+                where = f"{location}: " if location is not None else ""
+                warnings.warn(
+                    f"{where}{key_path}.imports: {name} failed to import and is ignored: {exc}",
+                    UserWarning,
+                    # Point at the code calling Config.fromfile/fromstring.
+                    stacklevel=4,
+                )
                 modules.append(None)
                 continue
             raise ConfigImportError(

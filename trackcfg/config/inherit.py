@@ -131,13 +131,14 @@ def resolve_file(path: str | os.PathLike[str], root: Path | None = None) -> Reso
 def resolve_text(text: str, suffix: str, root: Path | None = None) -> Resolution:
     """Resolve config text as if it were a file named ``<string>`` in the current directory.
 
-    Bases are looked up relative to the current directory.
+    Bases are looked up relative to the current directory; like a file there, their
+    paths are shown relative to the git work tree holding it (else the directory).
     """
     if suffix not in SUFFIXES:
         raise ConfigError(
             f"unsupported config format {suffix!r}; expected one of {', '.join(SUFFIXES)}"
         )
-    resolver = _Resolver(Path(os.path.abspath(root or Path.cwd())))
+    resolver = _Resolver(Path(os.path.abspath(root or find_root(Path.cwd()))))
     source = ConfigSource(None, "<string>", suffix, text)
     resolved = resolver.resolve(source, digest(text.encode("utf-8")), None, ())
     return resolver.result(resolved)

@@ -235,6 +235,14 @@ CASES: list[tuple[str, Callable[[], object], type[ConfigError], str | None, str]
         "  hint: make the module importable (PYTHONPATH) or set allow_failed_imports=True",
     ),
     (
+        "custom_imports allow_failed_imports that is not a bool",
+        load("allow_failed_not_bool.py"),
+        ConfigImportError,
+        "custom_imports.allow_failed_imports",
+        "errors/allow_failed_not_bool.py:1: custom_imports.allow_failed_imports:"
+        " allow_failed_imports must be True or False, got 'no'",
+    ),
+    (
         "malformed --cfg-options item",
         lambda: parse_cfg_options(["a.b"]),
         ConfigOptionError,

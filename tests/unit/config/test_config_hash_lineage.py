@@ -44,8 +44,11 @@ def test_hash_changes_with_options() -> None:
     assert cfg.hash != before
 
 
-def test_hash_is_the_same_across_processes_and_hash_seeds() -> None:
-    path = DATA / "openmmlab/cls/resnet/resnet101_8xb32-coslr-lbs_in1k.py"
+@pytest.mark.parametrize(
+    "name", ["openmmlab/cls/resnet/resnet101_8xb32-coslr-lbs_in1k.py", "hash/unordered.py"]
+)
+def test_hash_is_the_same_across_processes_and_hash_seeds(name: str) -> None:
+    path = DATA / name
     code = f"from trackcfg.config.config import Config; print(Config.fromfile({str(path)!r}).hash)"
     seen = {
         subprocess.run(
@@ -55,7 +58,7 @@ def test_hash_is_the_same_across_processes_and_hash_seeds() -> None:
             check=True,
             env={**os.environ, "PYTHONHASHSEED": seed},
         ).stdout.strip()
-        for seed in ("0", "1")
+        for seed in ("0", "1", "2")
     }
     assert seen == {Config.fromfile(path).hash}
 
@@ -85,14 +88,45 @@ def test_lineage_hash_changes_when_a_base_file_changes(tmp_path: Path) -> None:
     assert before.lineage_hash != after.lineage_hash
 
 
+def git(cwd: Path, *args: str) -> None:
+    subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True)
+
+
+def make_repo(path: Path) -> Path:
+    """A real git repository with configs/base.py committed."""
+    (path / "configs").mkdir(parents=True)
+    (path / "configs" / "base.py").write_text("a = 1\n")
+    git(path, "init", "-q")
+    git(path, "add", "configs")
+    git(path, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "base")
+    return path
+
+
 def test_root_is_the_git_work_tree_holding_the_config(tmp_path: Path) -> None:
-    (tmp_path / ".git").mkdir()
-    (tmp_path / "configs").mkdir()
-    (tmp_path / "configs" / "a.py").write_text("a = 1\n")
-    cfg = Config.fromfile(tmp_path / "configs" / "a.py")
-    assert cfg.root == tmp_path
-    assert cfg.lineage[0].path == "configs/a.py"
-    assert cfg.provenance("a")[0].location.file == "configs/a.py"
+    repo = make_repo(tmp_path / "repo")
+    cfg = Config.fromfile(repo / "configs" / "base.py")
+    assert cfg.root == repo
+    assert cfg.lineage[0].path == "configs/base.py"
+    assert cfg.provenance("a")[0].location.file == "configs/base.py"
+
+
+def test_root_of_a_linked_worktree_is_that_worktree(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo")
+    git(repo, "worktree", "add", "-q", str(tmp_path / "wt"))  # its .git is a file
+    cfg = Config.fromfile(tmp_path / "wt" / "configs" / "base.py")
+    assert (cfg.root, cfg.lineage[0].path) == (tmp_path / "wt", "configs/base.py")
+
+
+def test_fromstring_paths_are_relative_to_the_git_work_tree_holding_the_cwd(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo = make_repo(tmp_path / "repo")
+    (repo / "sub").mkdir()
+    monkeypatch.chdir(repo / "sub")
+    cfg = Config.fromstring("_base_ = '../configs/base.py'\n", ".py")
+    assert cfg.root == repo
+    assert [e.path for e in cfg.lineage] == ["configs/base.py", "<string>"]
+    assert str(cfg.provenance("a")[0].location) == "configs/base.py:1"
 
 
 def test_root_without_git_is_the_current_directory(

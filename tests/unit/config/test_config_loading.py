@@ -170,9 +170,28 @@ def test_custom_imports_can_be_skipped(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "trackcfg_test_plugin" not in sys.modules
 
 
-def test_allowed_failed_custom_import_warns() -> None:
-    with pytest.warns(UserWarning, match="trackcfg_no_such_module failed to import"):
+def test_allowed_failed_custom_import_warns_naming_config_and_module() -> None:
+    with pytest.warns(UserWarning) as record:
         load("custom_imports/allowed.py")
+    assert [str(w.message) for w in record] == [
+        "custom_imports/allowed.py:1: custom_imports.imports: trackcfg_no_such_module failed"
+        " to import and is ignored: No module named 'trackcfg_no_such_module'"
+    ]
+    assert record[0].filename == __file__  # attributed to the code loading the config
+
+
+def test_fromstring_imports_custom_modules_like_mmengine(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(DATA / "custom_imports"))
+    monkeypatch.delitem(sys.modules, "trackcfg_test_plugin", raising=False)
+    Config.fromstring((DATA / "custom_imports" / "ok.py").read_text(), ".py")
+    assert sys.modules["trackcfg_test_plugin"].IMPORTED is True
+
+
+def test_fromstring_custom_imports_can_be_skipped(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delitem(sys.modules, "trackcfg_test_plugin", raising=False)
+    text = (DATA / "custom_imports" / "ok.py").read_text()
+    Config.fromstring(text, ".py", import_custom_modules=False)
+    assert "trackcfg_test_plugin" not in sys.modules
 
 
 def test_python_config_may_import_third_party_modules_and_compute() -> None:
