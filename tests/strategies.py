@@ -99,7 +99,9 @@ scalars = st.one_of(
     st.floats(allow_nan=True, allow_infinity=True),
     st.sampled_from([0.0, -0.0, 1.0, 0.1, math.inf, -math.inf, math.nan, 1e300]),
     st.text(max_size=12),
-    st.sampled_from(["", "1", "True", "None", "a b", "!tuple", "it's", 'q"uote', "é∂"]),
+    st.sampled_from(
+        ["", "1", "True", "None", "a b", "!tuple", "it's", 'q"uote', "é∂", "{{ x }}", "{{{"]
+    ),
 )
 
 #: Classes, functions (Python and builtin) and enum members, all importable by name.

@@ -21,8 +21,8 @@ def round_trip(data: dict[str, Any], suffix: str) -> Config:
 
 
 def loadable(data: dict[str, Any]) -> bool:
-    text = repr(data)
-    return not (SPECIAL_KEYS & set(data)) and "{{" not in text and "}}" not in text
+    # Text with `{{` is fine: the dumps escape it so no reader takes it for a placeholder.
+    return not (SPECIAL_KEYS & set(data))
 
 
 @given(python_configs(with_objects=True).filter(loadable))

@@ -34,6 +34,12 @@ bytes / path           ``!!binary`` / ``!path a/b``          ``{"!bytes": "00ff"
 class, function, enum  ``!class 'collections:OrderedDict'``  ``{"!class": "..."}``
 =====================  ====================================  ==========================
 
+Text holding ``{{`` (a string value or key, a path) is written so that no reader takes
+it for a placeholder: split between the braces in Python (``'a{' + '{ x }}'``, an
+expression the reader evaluates but never substitutes), escaped in JSON
+(``"a{\\u007b x }}"``) and in double-quoted YAML (``"a{\\x7b x }}"``). Readers
+substitute placeholders in the raw text, so an escape is enough.
+
 YAML readers need ``register_yaml_tags`` for the local tags; JSON readers apply
 ``canonical.decode_value`` to the parsed data (JSON uses the canonical typed encoding,
 so a one-key dict whose key starts with ``!`` is escaped as ``!!``). Values the
@@ -48,6 +54,7 @@ import json
 import keyword
 import math
 import pathlib
+import re
 import types
 import unicodedata
 from collections.abc import Callable, Mapping, Sequence
@@ -64,6 +71,16 @@ __all__ = ["YAML_TAGS", "register_yaml_tags", "to_json_text", "to_python_text", 
 _WIDTH = 79
 _INDENT = "    "
 _ALIAS_PREFIX = "__trackcfg_"
+
+#: Every point between two opening braces: where ``{{`` is split or escaped.
+_BETWEEN_BRACES = re.compile(r"(?<=\{)(?=\{)")
+
+
+def _python_str(text: str) -> str:
+    """A Python expression for ``text`` in which no reader sees a ``{{`` placeholder."""
+    if "{{" not in text:
+        return repr(text)
+    return " + ".join(repr(piece) for piece in _BETWEEN_BRACES.split(text))
 
 
 class _Unwritable(Exception):
@@ -156,7 +173,9 @@ class _PythonWriter:
 
     def flat(self, value: object) -> str:
         t = type(value)
-        if t is str or t is int or t is bool or value is None:
+        if t is str:
+            return _python_str(cast(str, value))
+        if t is int or t is bool or value is None:
             return repr(value)
         if t is float:
             real = cast(float, value)
@@ -206,7 +225,7 @@ class _PythonWriter:
         if isinstance(value, bytes):
             return repr(bytes(value))
         if isinstance(value, pathlib.PurePath):
-            return f"{self.module('pathlib')}.Path({value.as_posix()!r})"
+            return f"{self.module('pathlib')}.Path({_python_str(value.as_posix())})"
         if type(value).__module__ == "numpy" and hasattr(value, "item"):
             return self.flat(value.item())
         raise _Unwritable(f"cannot write a value of type {type(value).__qualname__}: {value!r}")
@@ -335,7 +354,8 @@ def _represent_name(dumper: yaml.SafeDumper, value: object) -> yaml.Node:
 
 
 def _represent_path(dumper: yaml.SafeDumper, value: pathlib.PurePath) -> yaml.Node:
-    return dumper.represent_scalar("!path", value.as_posix())
+    text = value.as_posix()
+    return dumper.represent_scalar("!path", text, style=_yaml_str_style(text))
 
 
 def _represent_frozenset(dumper: yaml.SafeDumper, value: frozenset[object]) -> yaml.Node:
@@ -351,10 +371,17 @@ def _represent_set(dumper: yaml.SafeDumper, value: set[object]) -> yaml.Node:
 def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
     if isinstance(value, QualifiedName | enum.Enum):
         return _represent_name(dumper, value)
+    text = str(value)
+    return dumper.represent_scalar("tag:yaml.org,2002:str", text, style=_yaml_str_style(text))
+
+
+def _yaml_str_style(text: str) -> str | None:
     # With allow_unicode PyYAML writes NEL / LS / PS raw in plain scalars, where a reader
-    # takes them for line breaks: quote such strings (double quotes escape them).
-    style = '"' if any(ch in value for ch in "\x85\u2028\u2029") else None
-    return dumper.represent_scalar("tag:yaml.org,2002:str", str(value), style=style)
+    # takes them for line breaks: quote such strings (double quotes escape them). `{{`
+    # is escaped after emitting, which only a double-quoted scalar allows.
+    if "{{" in text or any(ch in text for ch in "\x85\u2028\u2029"):
+        return '"'
+    return None
 
 
 def _represent_number(dumper: yaml.SafeDumper, value: float) -> yaml.Node:
@@ -416,7 +443,7 @@ def to_yaml_text(data: Mapping[str, object]) -> str:
         lr: 0.1
     """
     _check(data)
-    return yaml.dump(
+    text = yaml.dump(
         dict(data),
         Dumper=_YamlDumper,
         sort_keys=False,
@@ -424,6 +451,9 @@ def to_yaml_text(data: Mapping[str, object]) -> str:
         default_flow_style=False,
         width=_WIDTH,
     )
+    # `{{` only stands in double-quoted scalars (`_yaml_str_style`): mappings never
+    # open with a mapping key, so no flow syntax writes two braces in a row.
+    return text.replace("{{", "{\\x7b")
 
 
 def register_yaml_tags(loader: type[yaml.SafeLoader]) -> None:
@@ -492,4 +522,7 @@ def to_json_text(data: Mapping[str, object]) -> str:
             }
         }
     """
-    return json.dumps(encode_value(data), indent=4, ensure_ascii=False, allow_nan=False) + "\n"
+    text = json.dumps(encode_value(data), indent=4, ensure_ascii=False, allow_nan=False)
+    # With indent=4 every `{` that opens an object ends its line or is `{}`: `{{` only
+    # stands inside strings, where `\u007b` is the same character.
+    return text.replace("{{", "{\\u007b") + "\n"

@@ -110,6 +110,23 @@ def test_dump_round_trips_the_hash(tmp_path: Path, suffix: str) -> None:
     assert Config.fromfile(target).hash == cfg.hash
 
 
+@pytest.mark.parametrize("suffix", [".py", ".json", ".yaml"])
+def test_dumped_text_that_looks_like_a_placeholder_reloads_verbatim(
+    tmp_path: Path, suffix: str
+) -> None:
+    # E.g. set by an option: the dump must not turn it into a placeholder.
+    data = {
+        "work_dir": "{{ fileDirname }}",
+        "names": {"{{ x }}": ("a{{{b}}}", "{{}}")},
+        "path": Path("out/{{ y }}"),
+    }
+    target = tmp_path / f"dumped{suffix}"
+    Config(data).dump(target)
+    reloaded = Config.fromfile(target)
+    assert reloaded.to_dict() == data
+    assert reloaded.hash == Config(data).hash
+
+
 def test_dump_without_path_uses_the_file_format() -> None:
     text = Config.fromfile(DATA / "formats" / "plain.yaml").dump()
     assert text is not None and text.startswith("model:")
