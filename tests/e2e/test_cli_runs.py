@@ -87,7 +87,7 @@ def git(args: list[str], cwd: Path) -> str:
 
 
 def run_id_of(stdout: str) -> str:
-    return next(line.split()[-1] for line in stdout.splitlines() if line.startswith("run id:"))
+    return next(line.split()[2] for line in stdout.splitlines() if line.startswith("run id:"))
 
 
 @pytest.fixture(scope="module")

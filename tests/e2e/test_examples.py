@@ -30,7 +30,7 @@ def test_custom_model_registers_through_custom_imports(
     )
     assert done.returncode == 0, done.stderr[-3000:]
     run_id = next(
-        line.split()[-1] for line in done.stdout.splitlines() if line.startswith("run id:")
+        line.split()[2] for line in done.stdout.splitlines() if line.startswith("run id:")
     )
     run = MlflowClient(tracking_uri).get_run(run_id)
     assert run.info.status == "FINISHED"

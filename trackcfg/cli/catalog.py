@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CONFIG_HASH_TAG",
     "RunRow",
+    "find_resumable",
     "find_runs",
     "hash_filter",
     "store_exists",
@@ -146,3 +147,16 @@ def find_runs(config_hash: str | None = None, experiment: str | None = None) -> 
         token = page.token
         if not token:
             return rows
+
+
+def find_resumable(config_hash: str, experiment: str | None = None) -> str | None:
+    """The newest run with ``config_hash`` that did not finish (killed, failed, running), or None.
+
+    A RUNNING run may be a preempted one whose status nobody could set, or one still
+    training elsewhere; ``trackcfg run --resume auto`` continues it either way, as
+    mmengine's ``resume='auto'`` continues the newest checkpoint.
+    """
+    for row in find_runs(config_hash, experiment):
+        if row.status != "FINISHED":
+            return row.run_id
+    return None

@@ -115,7 +115,6 @@ def run(
     force: bool,
 ) -> None:
     """Train CONFIG and track the run on MLflow (prints run id and config hash)."""
-    from trackcfg.cli.catalog import tracking_uri
     from trackcfg.tracking import session
 
     if resume is not None:
@@ -130,7 +129,7 @@ def run(
                 config_path=config,
                 options=list(cfg_options),
             )
-            _out(render.render_run_started(result.run_id, result.config_hash, tracking_uri()))
+            _out(render.render_run_finished(result, colour=_colour()))
             return
     result = session.start_run(
         config,
@@ -138,11 +137,7 @@ def run(
         work_dir=_path(work_dir),
         experiment=experiment,
     )
-    _out(
-        render.render_run_started(
-            result.run_id, result.config_hash, tracking_uri(), colour=_colour()
-        )
-    )
+    _out(render.render_run_finished(result, colour=_colour()))
 
 
 def _resume_target(
@@ -150,15 +145,13 @@ def _resume_target(
 ) -> str | None:
     if resume != "auto":
         return resume
-    from trackcfg.cli.catalog import find_runs
+    from trackcfg.cli.catalog import find_resumable
     from trackcfg.cli.target import load_config
 
-    config_hash = load_config(config, options).hash
-    for row in find_runs(config_hash, experiment):
-        if row.status != "FINISHED":
-            return row.run_id
-    click.echo("no unfinished run with this config hash: starting a new run", err=True)
-    return None
+    run_id = find_resumable(load_config(config, options).hash, experiment)
+    if run_id is None:
+        click.echo("no unfinished run with this config hash: starting a new run", err=True)
+    return run_id
 
 
 def _path(text: str | None) -> Path | None:
@@ -171,15 +164,10 @@ def _path(text: str | None) -> Path | None:
 @click.option("--force", is_flag=True, help="Resume even if the config hashes differently.")
 def resume(run_id: str, work_dir: str | None, force: bool) -> None:
     """Continue RUN_ID from its newest complete checkpoint (same MLflow run)."""
-    from trackcfg.cli.catalog import tracking_uri
     from trackcfg.tracking import session
 
     result = session.resume_run(run_id, work_dir=_path(work_dir), force=force)
-    _out(
-        render.render_run_started(
-            result.run_id, result.config_hash, tracking_uri(), colour=_colour()
-        )
-    )
+    _out(render.render_run_finished(result, colour=_colour()))
 
 
 @cli.command()

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from trackcfg.cli.reproduction import Reproduction
     from trackcfg.config.config import LineageEntry
     from trackcfg.config.location import Assignment
+    from trackcfg.tracking.session import RunResult
 
 __all__ = [
     "Colour",
@@ -35,7 +36,7 @@ __all__ = [
     "render_comparison_json",
     "render_lineage",
     "render_reproduction",
-    "render_run_started",
+    "render_run_finished",
     "render_runs",
     "render_runs_json",
     "render_table",
@@ -302,16 +303,21 @@ def render_command(argv: Sequence[str]) -> str:
     return " ".join(shlex.quote(a) for a in argv)
 
 
-def render_run_started(
-    run_id: str, config_hash: str, tracking_uri: str, *, colour: bool = False
-) -> str:
-    """What ``trackcfg run`` prints: run id, hash and how to look at the run."""
+def render_run_finished(result: RunResult, *, colour: bool = False) -> str:
+    """What ``trackcfg run``/``resume`` print: run id, hash, status and how to look at the run."""
+    status_colour = Colour.GREEN if result.status == "FINISHED" else Colour.YELLOW
     lines = [
-        f"run id:       {_paint(run_id, Colour.CYAN, colour)}",
-        f"config hash:  {config_hash}",
-        f"store:        {tracking_uri}",
-        f"open the UI:  trackcfg ui --hash {config_hash[:8]}",
+        f"run id:       {_paint(result.run_id, Colour.CYAN, colour)}  ({result.run_name})",
+        f"config hash:  {result.config_hash}",
+        f"status:       {_paint(result.status, status_colour, colour)}",
+        f"store:        {result.tracking_uri}",
+        f"open the UI:  trackcfg ui --hash {result.config_hash[:8]}",
     ]
+    if result.metrics_pending:
+        lines.append(
+            f"pending:      {result.metrics_pending} metric(s) only in the local journal; "
+            f"deliver them with `trackcfg sync {result.work_dir}`"
+        )
     return "\n".join(lines)
 
 

@@ -88,3 +88,24 @@ def test_progress_is_silent_off_a_terminal() -> None:
     with render.progress("working", stream=stream):
         pass
     assert stream.getvalue() == ""
+
+
+def test_render_run_finished_points_to_sync_when_metrics_are_pending() -> None:
+    from pathlib import Path
+
+    from trackcfg.tracking.session import RunResult
+
+    result = RunResult(
+        run_id="b" * 32,
+        run_name="cnn@12345678",
+        experiment_id="1",
+        config_hash="12345678" * 4,
+        tracking_uri="sqlite:////tmp/mlflow.db",
+        work_dir=Path("work_dirs/cnn"),
+        status="FINISHED",
+        metrics_pending=3,
+    )
+    lines = render.render_run_finished(result).splitlines()
+    assert lines[0] == f"run id:       {'b' * 32}  (cnn@12345678)"
+    assert lines[-2] == "open the UI:  trackcfg ui --hash 12345678"
+    assert lines[-1].endswith("deliver them with `trackcfg sync work_dirs/cnn`")
