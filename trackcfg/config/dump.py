@@ -58,13 +58,15 @@ import re
 import types
 import unicodedata
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, cast
-
-import yaml
+from typing import TYPE_CHECKING, Any, cast
 
 from trackcfg.config.canonical import QualifiedKind, QualifiedName, encode_value
 from trackcfg.config.keypath import KeyPath
 from trackcfg.errors import CanonicalizationError, ConfigError
+
+if TYPE_CHECKING:
+    # PyYAML is imported on first YAML use: pretty_text of a .py config never needs it.
+    import yaml
 
 __all__ = ["YAML_TAGS", "register_yaml_tags", "to_json_text", "to_python_text", "to_yaml_text"]
 
@@ -325,10 +327,6 @@ YAML_TAGS = ("!class", "!function", "!enum", "!frozenset", "!path")
 _TUPLE_TAG = "tag:yaml.org,2002:python/tuple"
 
 
-class _YamlDumper(yaml.SafeDumper):
-    """SafeDumper + tuples, mapping subclasses and the tags above."""
-
-
 def _represent_tuple(dumper: yaml.SafeDumper, value: tuple[object, ...]) -> yaml.Node:
     return dumper.represent_sequence(_TUPLE_TAG, value, flow_style=True)
 
@@ -349,7 +347,7 @@ def _represent_name(dumper: yaml.SafeDumper, value: object) -> yaml.Node:
     try:
         module, qualname = _qualified_parts(value)
     except _Unwritable as exc:
-        raise yaml.representer.RepresenterError(exc.reason) from None
+        raise _representer_error(exc.reason) from None
     return dumper.represent_scalar(f"!{_name_kind(value)}", f"{module}:{qualname}")
 
 
@@ -396,26 +394,46 @@ def _represent_number(dumper: yaml.SafeDumper, value: float) -> yaml.Node:
 def _represent_other(dumper: yaml.SafeDumper, value: object) -> yaml.Node:
     if type(value).__module__ == "numpy" and hasattr(value, "item"):
         return dumper.represent_data(value.item())
-    raise yaml.representer.RepresenterError(f"cannot represent {value!r}")
+    raise _representer_error(f"cannot represent {value!r}")
 
 
-_YamlDumper.add_representer(str, _represent_str)
-_YamlDumper.add_multi_representer(str, _represent_str)
-_YamlDumper.add_multi_representer(int, _represent_number)
-_YamlDumper.add_multi_representer(float, _represent_number)
-_YamlDumper.add_representer(tuple, _represent_tuple)
-_YamlDumper.add_multi_representer(tuple, _represent_tuple)
-_YamlDumper.add_multi_representer(list, lambda d, v: d.represent_list(list(v)))
-_YamlDumper.add_representer(set, _represent_set)
-_YamlDumper.add_representer(frozenset, _represent_frozenset)
-_YamlDumper.add_multi_representer(dict, _represent_mapping)
-_YamlDumper.add_multi_representer(type, _represent_name)
-_YamlDumper.add_multi_representer(enum.Enum, _represent_name)
-_YamlDumper.add_representer(types.FunctionType, _represent_name)
-_YamlDumper.add_representer(types.BuiltinFunctionType, _represent_name)
-_YamlDumper.add_multi_representer(pathlib.PurePath, _represent_path)
-# PyYAML looks up the representer of last resort under the key None.
-_YamlDumper.add_representer(None, _represent_other)  # type: ignore[arg-type]
+def _representer_error(reason: str) -> Exception:
+    import yaml
+
+    return yaml.representer.RepresenterError(reason)
+
+
+_DUMPER: type[yaml.SafeDumper] | None = None
+
+
+def _yaml_dumper() -> type[yaml.SafeDumper]:
+    """SafeDumper + tuples, mapping subclasses and the tags above (built on first use)."""
+    global _DUMPER
+    if _DUMPER is None:
+        import yaml
+
+        class YamlDumper(yaml.SafeDumper):
+            pass
+
+        YamlDumper.add_representer(str, _represent_str)
+        YamlDumper.add_multi_representer(str, _represent_str)
+        YamlDumper.add_multi_representer(int, _represent_number)
+        YamlDumper.add_multi_representer(float, _represent_number)
+        YamlDumper.add_representer(tuple, _represent_tuple)
+        YamlDumper.add_multi_representer(tuple, _represent_tuple)
+        YamlDumper.add_multi_representer(list, lambda d, v: d.represent_list(list(v)))
+        YamlDumper.add_representer(set, _represent_set)
+        YamlDumper.add_representer(frozenset, _represent_frozenset)
+        YamlDumper.add_multi_representer(dict, _represent_mapping)
+        YamlDumper.add_multi_representer(type, _represent_name)
+        YamlDumper.add_multi_representer(enum.Enum, _represent_name)
+        YamlDumper.add_representer(types.FunctionType, _represent_name)
+        YamlDumper.add_representer(types.BuiltinFunctionType, _represent_name)
+        YamlDumper.add_multi_representer(pathlib.PurePath, _represent_path)
+        # PyYAML looks up the representer of last resort under the key None.
+        YamlDumper.add_representer(None, _represent_other)  # type: ignore[arg-type]
+        _DUMPER = YamlDumper
+    return _DUMPER
 
 
 def _check(data: Mapping[str, object]) -> None:
@@ -442,10 +460,12 @@ def to_yaml_text(data: Mapping[str, object]) -> str:
         cls: !function 'math:sqrt'
         lr: 0.1
     """
+    import yaml
+
     _check(data)
     text = yaml.dump(
         dict(data),
-        Dumper=_YamlDumper,
+        Dumper=_yaml_dumper(),
         sort_keys=False,
         allow_unicode=True,
         default_flow_style=False,
@@ -482,6 +502,8 @@ def register_yaml_tags(loader: type[yaml.SafeLoader]) -> None:
             try:
                 return QualifiedName(text, kind=kind)
             except ValueError as exc:
+                import yaml
+
                 raise yaml.constructor.ConstructorError(
                     None, None, str(exc), node.start_mark
                 ) from None

@@ -199,17 +199,26 @@ def test_python_config_may_import_third_party_modules_and_compute() -> None:
     assert cfg.to_dict() == {"n": 32}
 
 
-def test_loading_a_python_config_imports_no_torch_mlflow_git_or_yaml() -> None:
+@pytest.mark.parametrize(
+    ("name", "imported"),
+    [
+        ("openmmlab/det/faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py", "[]"),
+        ("openmmlab/seg/exp/deeplabv3_r101_4xb2-80k_cityscapes.yaml", "['yaml']"),
+        ("base_ref/child.json", "[]"),
+    ],
+)
+def test_loading_a_config_imports_no_torch_mlflow_or_git(name: str, imported: str) -> None:
     import subprocess
 
-    path = DATA / "openmmlab/det/faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py"
+    path = DATA / name
     code = (
         "import sys, trackcfg\n"
-        f"trackcfg.Config.fromfile({str(path)!r}).hash\n"
+        f"cfg = trackcfg.Config.fromfile({str(path)!r})\n"
+        "cfg.hash, cfg.pretty_text, cfg.provenance_map()\n"
         "print(sorted(m for m in ('torch', 'mlflow', 'git', 'yaml') if m in sys.modules))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"
+    assert out.stdout.strip() == imported  # yaml only for a tree with YAML files
 
 
 def test_deprecation_key_warns_and_is_dropped() -> None:
