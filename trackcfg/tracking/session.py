@@ -18,6 +18,11 @@ step once.
 outage) and sets run statuses that could not be set at the time.
 
 Only rank 0 (``RANK`` unset or 0) tracks; other ranks train untracked.
+
+These functions set MLflow's HTTP retry settings for this process when the user
+has not (see `HTTP_DEFAULTS`): MLflow's own defaults retry one request for
+minutes inside one call, which would hold back trackcfg's own retry-with-backoff
+after an outage.
 """
 
 from __future__ import annotations
