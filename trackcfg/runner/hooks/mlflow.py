@@ -122,7 +122,9 @@ class MlflowCheckpointHook(Hook):
         if runner.rank != 0:
             return
         runner.wait_for_checkpoints()
-        self.wait(timeout=None if self._thread is None else 120.0)
+        # Training is over: give uploads time to finish (a store that stays away
+        # longer leaves the pointer at the last uploaded checkpoint).
+        self.wait(timeout=120.0)
 
     # -- listener (runner's writer thread) ------------------------------------------
 
