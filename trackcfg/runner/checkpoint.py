@@ -275,6 +275,10 @@ class _Job:
 
 Listener = Callable[[SavedCheckpoint], None]
 
+# Checkpoints written by this process so far, over all writers (the failpoint's N).
+_WRITTEN_IN_PROCESS = 0
+_WRITTEN_LOCK = threading.Lock()
+
 
 class CheckpointWriter:
     """Background writer thread for checkpoints, with completion listeners.
@@ -290,7 +294,6 @@ class CheckpointWriter:
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
         self._lock = threading.Lock()
-        self._written = 0
         self._failpoint = _parse_failpoint()
 
     def add_listener(self, listener: Listener) -> None:
@@ -351,13 +354,16 @@ class CheckpointWriter:
                 self._queue.task_done()
 
     def _write(self, job: _Job) -> None:
-        self._written += 1
+        global _WRITTEN_IN_PROCESS
+        with _WRITTEN_LOCK:
+            _WRITTEN_IN_PROCESS += 1
+            number = _WRITTEN_IN_PROCESS
         saved = write_checkpoint_file(
             job.state,
             job.path,
             epoch=job.epoch,
             iter=job.iter,
-            kill_halfway=self._failpoint == self._written,
+            kill_halfway=self._failpoint == number,
         )
         if job.link is not None:
             _point_symlink(job.link, job.path)

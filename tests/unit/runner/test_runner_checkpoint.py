@@ -388,3 +388,26 @@ def test_resume_refuses_a_checkpoint_of_the_other_runner_type(
     other = make_runner(IterBasedRunner, max_iters=3)
     with pytest.raises(CheckpointError, match="written by a EpochBasedRunner"):
         other.resume(Path(str(runner.work_dir)) / "latest.pth")
+
+
+def test_failpoint_kills_the_process_halfway_through_the_nth_write(tmp_path: Path) -> None:
+    script = f"""
+import torch
+from torch import nn
+from trackcfg.runner.epoch_based_runner import EpochBasedRunner
+model = nn.Linear(100, 100)
+model.train_step = lambda *a: {{}}
+runner = EpochBasedRunner(model, work_dir={str(tmp_path)!r})
+for i in range(3):
+    runner.save_checkpoint({str(tmp_path)!r}, filename_tmpl=f"c{{i}}_{{{{}}}}.pth")
+    runner.wait_for_checkpoints()
+"""
+    env = {**os.environ, "TRACKCFG_FAILPOINT": "checkpoint-write:2"}
+    proc = subprocess.run(
+        [sys.executable, "-c", script], env=env, cwd=Path(__file__).parents[3], check=False
+    )
+    assert proc.returncode == -9
+    assert [p.name for p, _ in list_checkpoints(tmp_path)] == ["c0_1.pth"]
+    assert os.readlink(tmp_path / "latest.pth") == "c0_1.pth"
+    (torn,) = tmp_path.glob(".c1_1.pth.tmp-*")
+    assert read_checkpoint_record(torn) is None
