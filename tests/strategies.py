@@ -17,6 +17,11 @@ Shapes:
 * ``importable_objects``: classes, functions and enum members with import paths.
 * ``key_paths``: ``KeyPath`` with arbitrary str / int parts.
 * ``option_values``: values a ``--cfg-options`` string can express.
+
+With them, the pure tree helpers the properties (and a few unit tests) share:
+``reversed_order``, ``leaves`` (non-empty dicts, lists and tuples are walked into;
+anything else, empty containers included, is a leaf), ``replaced`` and ``run_python``
+(run dumped ``.py`` text, keeping what a config loader keeps as keys).
 """
 
 from __future__ import annotations
@@ -28,6 +33,8 @@ import math
 import os.path
 import pathlib
 import string
+import types
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from hypothesis import strategies as st
@@ -45,8 +52,12 @@ __all__ = [
     "identifiers",
     "importable_objects",
     "key_paths",
+    "leaves",
     "option_values",
     "python_configs",
+    "replaced",
+    "reversed_order",
+    "run_python",
     "scalars",
 ]
 
@@ -201,3 +212,56 @@ option_values = st.recursive(
     ),
     max_leaves=8,
 )
+
+
+# -- tree helpers ---------------------------------------------------------------------
+
+#: A path into a tree: dict keys and list/tuple indices.
+TreePath = tuple[Any, ...]
+
+
+def reversed_order(value: object) -> object:
+    """The same value with every dict's insertion order reversed."""
+    if isinstance(value, Mapping):
+        return {k: reversed_order(value[k]) for k in reversed(list(value))}
+    if isinstance(value, list):
+        return [reversed_order(v) for v in value]
+    if isinstance(value, tuple):
+        return tuple(reversed_order(v) for v in value)
+    return value
+
+
+def leaves(value: object, path: TreePath = ()) -> Iterator[tuple[TreePath, object]]:
+    """Every leaf below ``value`` (itself when it is one) with its path, in order."""
+    if isinstance(value, Mapping) and value:
+        for k, v in value.items():
+            yield from leaves(v, (*path, k))
+    elif isinstance(value, list | tuple) and value:
+        for i, v in enumerate(value):
+            yield from leaves(v, (*path, i))
+    else:
+        yield path, value
+
+
+def replaced(value: object, path: TreePath, new: object) -> object:
+    """A copy of ``value`` with the item at ``path`` replaced by ``new``."""
+    if not path:
+        return new
+    head, rest = path[0], path[1:]
+    if isinstance(value, Mapping):
+        return {k: (replaced(v, rest, new) if k == head else v) for k, v in value.items()}
+    if not isinstance(value, list | tuple):
+        raise TypeError(f"cannot index {type(value).__name__} with {head!r}")
+    items = [replaced(v, rest, new) if i == head else v for i, v in enumerate(value)]
+    return tuple(items) if isinstance(value, tuple) else items
+
+
+def run_python(text: str) -> dict[str, object]:
+    """Execute ``.py`` config text; keep what a config loader keeps as keys."""
+    namespace: dict[str, Any] = {}
+    exec(compile(text, "<dump>", "exec"), namespace)
+    return {
+        k: v
+        for k, v in namespace.items()
+        if not k.startswith("__") and not isinstance(v, types.ModuleType)
+    }

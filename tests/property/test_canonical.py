@@ -6,14 +6,24 @@ import math
 import os
 import subprocess
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from tests.strategies import Color, any_keys, config_values, configs, importable_objects, scalars
+from tests.strategies import (
+    Color,
+    any_keys,
+    config_values,
+    configs,
+    importable_objects,
+    leaves,
+    replaced,
+    reversed_order,
+    scalars,
+)
 from trackcfg.config.canonical import (
     decode_value,
     digest,
@@ -21,8 +31,6 @@ from trackcfg.config.canonical import (
     from_canonical_bytes,
     to_canonical_bytes,
 )
-
-Path_ = tuple[Any, ...]
 
 
 def same(a: object, b: object) -> bool:
@@ -38,39 +46,6 @@ def same(a: object, b: object) -> bool:
     if isinstance(a, list | tuple) and isinstance(b, list | tuple):
         return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
     return a == b
-
-
-def reversed_order(value: object) -> object:
-    """The same value with every dict's insertion order reversed."""
-    if isinstance(value, Mapping):
-        return {k: reversed_order(value[k]) for k in reversed(list(value))}
-    if isinstance(value, list):
-        return [reversed_order(v) for v in value]
-    if isinstance(value, tuple):
-        return tuple(reversed_order(v) for v in value)
-    return value
-
-
-def leaves(value: object, path: Path_ = ()) -> Iterator[tuple[Path_, object]]:
-    if isinstance(value, Mapping):
-        for k, v in value.items():
-            yield from leaves(v, (*path, k))
-    elif isinstance(value, list | tuple) and value:
-        for i, v in enumerate(value):
-            yield from leaves(v, (*path, i))
-    else:
-        yield path, value
-
-
-def replaced(value: object, path: Path_, new: object) -> object:
-    if not path:
-        return new
-    head, rest = path[0], path[1:]
-    if isinstance(value, Mapping):
-        return {k: (replaced(v, rest, new) if k == head else v) for k, v in value.items()}
-    assert isinstance(value, list | tuple)
-    items = [replaced(v, rest, new) if i == head else v for i, v in enumerate(value)]
-    return tuple(items) if isinstance(value, tuple) else items
 
 
 def retyped(value: object) -> list[object]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import types
 from collections.abc import Callable
 from typing import Any
 
@@ -19,20 +18,11 @@ from tests.strategies import (
     configs,
     importable_objects,
     python_configs,
+    run_python,
     scalars,
 )
 from trackcfg.config.canonical import decode_value, to_canonical_bytes
 from trackcfg.config.dump import register_yaml_tags, to_json_text, to_python_text, to_yaml_text
-
-
-def run_python(text: str) -> dict[str, object]:
-    namespace: dict[str, Any] = {}
-    exec(compile(text, "<dump>", "exec"), namespace)
-    return {
-        k: v
-        for k, v in namespace.items()
-        if not k.startswith("__") and not isinstance(v, types.ModuleType)
-    }
 
 
 class TaggedLoader(yaml.SafeLoader):

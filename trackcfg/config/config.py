@@ -39,9 +39,9 @@ from pathlib import Path
 
 from trackcfg.config.canonical import digest, to_canonical_bytes
 from trackcfg.config.inherit import LineageEntry, Resolution, resolve_file, resolve_text
-from trackcfg.config.keypath import KeyPath, suggest
+from trackcfg.config.keypath import KeyParts, KeyPath, suggest
 from trackcfg.config.location import OPTION_FILE, Assignment, AssignmentKind, Location
-from trackcfg.config.merge import descend, merge
+from trackcfg.config.merge import descend, merge, to_plain
 from trackcfg.config.provenance import Provenance, ProvenanceBuilder
 from trackcfg.errors import (
     CanonicalizationError,
@@ -52,8 +52,6 @@ from trackcfg.errors import (
 )
 
 __all__ = ["Config", "ConfigDict", "LineageEntry"]
-
-KeyParts = tuple[str | int, ...]
 
 #: Keys a config may not define: they name `Config` attributes (mmengine's list).
 RESERVED_KEYS = ("filename", "text", "pretty_text", "env_variables")
@@ -167,17 +165,7 @@ class ConfigDict(dict):  # type: ignore[type-arg]
 
     def to_dict(self) -> dict[object, object]:
         """Plain dicts all the way down; lists stay lists and tuples stay tuples."""
-        return _to_plain(self)  # type: ignore[return-value]
-
-
-def _to_plain(value: object) -> object:
-    if isinstance(value, Mapping):
-        return {k: _to_plain(v) for k, v in value.items()}
-    if type(value) is list:
-        return [_to_plain(v) for v in value]
-    if type(value) is tuple:
-        return tuple(_to_plain(v) for v in value)
-    return value
+        return to_plain(self)  # type: ignore[return-value]
 
 
 def _import_custom_modules(resolution: Resolution) -> None:

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from trackcfg.config.canonical import digest
+from trackcfg.config.keypath import KeyParts
 from trackcfg.config.location import Assignment, AssignmentKind, Location
 from trackcfg.config.merge import descend, merge
 from trackcfg.config.provenance import ProvenanceBuilder
@@ -49,8 +50,6 @@ __all__ = [
     "resolve_file",
     "resolve_text",
 ]
-
-KeyParts = tuple[str | int, ...]
 
 #: A file's `_deprecation_ = dict(expected=..., reference=...)` (mmengine): warned, dropped.
 DEPRECATION_KEY = "_deprecation_"

@@ -21,7 +21,10 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-__all__ = ["KeyPath", "suggest"]
+__all__ = ["KeyParts", "KeyPath", "suggest"]
+
+#: The elements of a key path as the engine passes them around (a ``KeyPath`` unwrapped).
+KeyParts = tuple[str | int, ...]
 
 _PLAIN = re.compile(r"[^.\[\]'\"]+")
 _DIGITS = re.compile(r"-?[0-9]+")
@@ -31,7 +34,7 @@ _DIGITS = re.compile(r"-?[0-9]+")
 class KeyPath:
     """An immutable path of dict keys and list indices."""
 
-    parts: tuple[str | int, ...] = ()
+    parts: KeyParts = ()
 
     @classmethod
     def parse(cls, text: str) -> KeyPath:

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from trackcfg.config.keypath import KeyPath
+from trackcfg.config.keypath import KeyParts, KeyPath
 from trackcfg.config.location import Assignment, AssignmentKind, Location
 from trackcfg.errors import ConfigMergeError, ConfigOptionError
 
@@ -36,10 +36,9 @@ __all__ = [
     "descend",
     "iter_leaves",
     "merge",
-    "strip_delete",
+    "to_plain",
 ]
 
-KeyParts = tuple[str | int, ...]
 Record = tuple[KeyParts, Assignment]
 
 DELETE_KEY = "_delete_"
@@ -91,14 +90,23 @@ def iter_leaves(value: object, parts: KeyParts = ()) -> Iterator[tuple[KeyParts,
         yield parts, value
 
 
-def strip_delete(value: object) -> object:
-    """``value`` without any ``_delete_`` key, at any depth (also inside lists)."""
+def to_plain(value: object, *, drop_key: str | None = None) -> object:
+    """``value`` with every mapping (a ``ConfigDict``...) a plain dict, at any depth.
+
+    Lists and tuples are rebuilt with plain items; with ``drop_key``, keys equal to it
+    are left out everywhere (``drop_key=DELETE_KEY`` strips ``_delete_``, also inside
+    lists). Never mutates ``value``.
+    """
     if isinstance(value, Mapping):
-        return {k: strip_delete(v) for k, v in value.items() if k != DELETE_KEY}
-    if isinstance(value, list):
-        return [strip_delete(v) for v in value]
+        return {
+            k: to_plain(v, drop_key=drop_key)
+            for k, v in value.items()
+            if drop_key is None or k != drop_key
+        }
+    if type(value) is list:
+        return [to_plain(v, drop_key=drop_key) for v in value]
     if type(value) is tuple:
-        return tuple(strip_delete(v) for v in value)
+        return tuple(to_plain(v, drop_key=drop_key) for v in value)
     return value
 
 
@@ -239,7 +247,7 @@ class _Merger:
             self.records.append((leaf_parts, Assignment(AssignmentKind.DELETE, location, leaf)))
 
     def set_new(self, value: object, parts: KeyParts, existed: bool = False) -> object:
-        clean = strip_delete(value)
+        clean = to_plain(value, drop_key=DELETE_KEY)
         for leaf_parts, leaf in iter_leaves(clean, parts):
             kind, source = self.origin.assignment(leaf_parts, existed, leaf)
             location = self.origin.location(leaf_parts)

@@ -17,12 +17,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 from trackcfg.config.canonical import decode_value, encode_value
-from trackcfg.config.keypath import KeyPath
+from trackcfg.config.keypath import KeyParts, KeyPath
 from trackcfg.config.location import Assignment, AssignmentKind, Location
 
 __all__ = ["PROVENANCE_VERSION", "Provenance", "ProvenanceBuilder"]
-
-KeyParts = tuple[str | int, ...]
 
 #: Version of the ``to_json`` layout.
 PROVENANCE_VERSION = 1

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from trackcfg.config.canonical import decode_value
-from trackcfg.config.keypath import KeyPath
+from trackcfg.config.keypath import KeyParts, KeyPath
 from trackcfg.config.location import Assignment, Location
 from trackcfg.config.substitute import (
     BASE_CALL,
@@ -68,8 +68,6 @@ __all__ = [
     "evaluate_config",
     "parse_config",
 ]
-
-KeyParts = tuple[str | int, ...]
 
 SUFFIXES = (".py", ".json", ".yaml", ".yml")
 

@@ -44,9 +44,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from trackcfg.config.canonical import encode_value
-from trackcfg.config.keypath import KeyPath, suggest
+from trackcfg.config.keypath import KeyParts, KeyPath, suggest
 from trackcfg.config.location import Assignment, AssignmentKind, Location
-from trackcfg.config.merge import descend, iter_leaves, strip_delete
+from trackcfg.config.merge import DELETE_KEY, descend, iter_leaves, to_plain
 from trackcfg.errors import ConfigError, ConfigSubstitutionError
 
 __all__ = [
@@ -73,8 +73,6 @@ __all__ = [
     "resolve_markers",
     "substitute_data_text",
 ]
-
-KeyParts = tuple[str | int, ...]
 
 BASE_KEY = "_base_"
 #: Names of the helpers bound in a .py config's namespace (dunder: never config keys).
@@ -373,19 +371,20 @@ class PythonPlaceholderTransformer(ast.NodeTransformer):
             )
         return ast.copy_location(ast.Constant(value=text), node)
 
-    def visit_Attribute(self, node: ast.Attribute) -> ast.expr:
+    def _read_chain(self, node: ast.Attribute | ast.Subscript) -> ast.expr:
+        # A read of `_base_.a['b'].c` becomes one deep-copying lookup; stores and
+        # deletes are edits, handled by the statement visitors below.
         chain = base_chain(node)
         if chain is not None and isinstance(node.ctx, ast.Load):
             return self._base_call(chain, node)
         self.generic_visit(node)
         return node
 
+    def visit_Attribute(self, node: ast.Attribute) -> ast.expr:
+        return self._read_chain(node)
+
     def visit_Subscript(self, node: ast.Subscript) -> ast.expr:
-        chain = base_chain(node)
-        if chain is not None and isinstance(node.ctx, ast.Load):
-            return self._base_call(chain, node)
-        self.generic_visit(node)
-        return node
+        return self._read_chain(node)
 
     def visit_Name(self, node: ast.Name) -> ast.expr:
         if node.id == BASE_KEY and isinstance(node.ctx, ast.Load):
@@ -597,7 +596,7 @@ class BaseEditor:
         """``_base_.<path> = value``: replace (not merge), as attribute assignment does."""
         container = self._container(path[:-1], line, path)
         key = path[-1]
-        clean = strip_delete(_plain(value))
+        clean = to_plain(value, drop_key=DELETE_KEY)
 
         def change() -> object:
             # Two branches so that each index is typed for its container.
@@ -635,23 +634,13 @@ class BaseEditor:
     ) -> object:
         """``_base_.<path>.<method>(...)`` for an in-place method (``update``, ``append``...)."""
         target = self._container(path, line, path)
-        args = tuple(_plain(a) for a in args)
-        kwargs = {k: _plain(v) for k, v in kwargs.items()}
+        # ConfigDicts (from `_base_` reads) as plain dicts: the working copy stays plain.
+        args = tuple(to_plain(a) for a in args)
+        kwargs = {k: to_plain(v) for k, v in kwargs.items()}
         return self._edit(path, line, lambda: getattr(target, method)(*args, **kwargs))
 
 
 _ABSENT = object()
-
-
-def _plain(value: object) -> object:
-    """ConfigDicts (from `_base_` reads) as plain dicts, so the working copy stays plain."""
-    if isinstance(value, Mapping):
-        return {k: _plain(v) for k, v in value.items()}
-    if type(value) is list:
-        return [_plain(v) for v in value]
-    if type(value) is tuple:
-        return tuple(_plain(v) for v in value)
-    return value
 
 
 def _same(a: object, b: object) -> bool:

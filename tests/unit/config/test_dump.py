@@ -9,13 +9,13 @@ import json
 import math
 import os.path
 import pathlib
-import types
 from typing import Any
 
 import pytest
 import yaml
 
 import trackcfg.config.dump
+from tests.strategies import run_python
 from trackcfg.config.canonical import QualifiedName, decode_value, to_canonical_bytes
 from trackcfg.config.dump import register_yaml_tags, to_json_text, to_python_text, to_yaml_text
 from trackcfg.errors import CanonicalizationError, ConfigError
@@ -23,17 +23,6 @@ from trackcfg.errors import CanonicalizationError, ConfigError
 
 class Mode(enum.Enum):
     FAST = "fast"
-
-
-def run_python(text: str) -> dict[str, object]:
-    """Execute a .py config text and keep what a config loader keeps as keys."""
-    namespace: dict[str, Any] = {}
-    exec(compile(text, "<dump>", "exec"), namespace)
-    return {
-        k: v
-        for k, v in namespace.items()
-        if not k.startswith("__") and not isinstance(v, types.ModuleType)
-    }
 
 
 def test_pretty_text_short_values_stay_on_one_line() -> None:

@@ -7,6 +7,7 @@ import logging
 import math
 from pathlib import Path
 
+import pytest
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
@@ -135,40 +136,52 @@ def test_iter_runner_with_iteration_based_hooks(tmp_path: Path) -> None:
     assert [r["iter"] for r in records(work)] == [3, 6]
 
 
-def test_logged_averages_after_a_mid_epoch_resume_equal_the_uninterrupted_run(
+RESUME_CASES = [
+    pytest.param(
+        EpochBasedRunner,
+        {
+            "lr_config": {"policy": "step", "step": [1]},
+            "optimizer_config": {"grad_clip": {"max_norm": 1.0}},
+            "checkpoint_config": {"interval": 3, "by_epoch": False},
+        },
+        "iter_3.pth",
+        {"max_epochs": 2},
+        # after 3 of 4 iterations of epoch 1: the next log averages iterations 3 and 4
+        [(1, 4), (2, 2), (2, 4)],
+        id="epoch runner, mid-epoch: averages span the resume",
+    ),
+    pytest.param(
+        IterBasedRunner,
+        {
+            "log_interval": 3,
+            "optimizer_config": {},
+            "checkpoint_config": {"interval": 4, "by_epoch": False},
+        },
+        "iter_4.pth",
+        {"max_iters": 9},
+        [(2, 6), (3, 9)],  # mmcv: the epoch counts passes over the loader
+        id="iter runner: the log buffer history survives",
+    ),
+]
+
+
+@pytest.mark.parametrize(("runner_cls", "configs", "checkpoint", "length", "logged"), RESUME_CASES)
+def test_logs_after_a_resume_equal_the_uninterrupted_runs(
     tmp_path: Path,
+    runner_cls: type[BaseRunner],
+    configs: dict[str, object],
+    checkpoint: str,
+    length: dict[str, int],
+    logged: list[tuple[int, int]],
 ) -> None:
-    configs: dict[str, object] = {
-        "lr_config": {"policy": "step", "step": [1]},
-        "optimizer_config": {"grad_clip": {"max_norm": 1.0}},
-        "checkpoint_config": {"interval": 3, "by_epoch": False},
-    }
-    full, _ = make(EpochBasedRunner, tmp_path / "full", by_epoch=True, **dict(configs))
-    full.run([loader(4)], [("train", 1)], max_epochs=2)
+    by_epoch = runner_cls is EpochBasedRunner
+    full, _ = make(runner_cls, tmp_path / "full", by_epoch=by_epoch, **dict(configs))
+    full.run([loader(4)], [("train", 1)], **length)
 
-    resumed, _ = make(EpochBasedRunner, tmp_path / "resumed", by_epoch=True, **dict(configs))
-    # after 3 of 4 iterations of epoch 1: the next log averages iterations 3 and 4
-    resumed.resume(tmp_path / "full" / "iter_3.pth")
-    resumed.run([loader(4)], [("train", 1)], max_epochs=2)
+    resumed, _ = make(runner_cls, tmp_path / "resumed", by_epoch=by_epoch, **dict(configs))
+    resumed.resume(tmp_path / "full" / checkpoint)
+    resumed.run([loader(4)], [("train", 1)], **length)
 
-    expected = records(tmp_path / "full")[1:]
-    assert [(r["epoch"], r["iter"]) for r in expected] == [(1, 4), (2, 2), (2, 4)]
-    assert records(tmp_path / "resumed") == expected
-
-
-def test_iter_runner_resume_keeps_the_log_buffer_history(tmp_path: Path) -> None:
-    configs: dict[str, object] = {
-        "log_interval": 3,
-        "optimizer_config": {},
-        "checkpoint_config": {"interval": 4, "by_epoch": False},
-    }
-    full, _ = make(IterBasedRunner, tmp_path / "full", by_epoch=False, **dict(configs))
-    full.run([loader(4)], [("train", 1)], max_iters=9)
-
-    resumed, _ = make(IterBasedRunner, tmp_path / "resumed", by_epoch=False, **dict(configs))
-    resumed.resume(tmp_path / "full" / "iter_4.pth")
-    resumed.run([loader(4)], [("train", 1)], max_iters=9)
-
-    expected = records(tmp_path / "full")[1:]
-    assert [r["iter"] for r in expected] == [6, 9]
+    expected = records(tmp_path / "full")[1:]  # the first log falls before the checkpoint
+    assert [(r["epoch"], r["iter"]) for r in expected] == logged
     assert records(tmp_path / "resumed") == expected
