@@ -41,7 +41,9 @@ if TYPE_CHECKING:
 
 __all__ = ["resolve_resume_checkpoint", "train"]
 
-_LOG = "trackcfg"
+_LOG = "trackcfg.train"
+# mmcv's log line format, for the run's text log in the work dir.
+_LOG_FORMAT = "%(asctime)s - %(name)s - %(levelname)s - %(message)s"
 
 
 def _config_dict(cfg: object) -> dict[str, object]:
@@ -150,6 +152,8 @@ def train(
     work_path = Path(work_dir).resolve()
     work_path.mkdir(parents=True, exist_ok=True)
     logger = logging.getLogger(_LOG)
+    if logger.level == logging.NOTSET:
+        logger.setLevel(logging.INFO)  # as mmcv's get_logger; handlers still filter
 
     seed = data.get("seed")
     if seed is None:
@@ -241,26 +245,41 @@ def train(
     if fp16 is not None:
         # mmdet 2.x: `fp16=dict(loss_scale=...)` turns the optimizer hook into Fp16OptimizerHook.
         optimizer_config = {**(optimizer_config or {}), **fp16, "type": "Fp16OptimizerHook"}
-    runner.register_training_hooks(
-        _section(data, "lr_config"),
-        optimizer_config,
-        _section(data, "checkpoint_config"),
-        _section(data, "log_config"),
-        momentum_config=_section(data, "momentum_config"),
-        custom_hooks_config=cast("Sequence[Mapping[str, object]] | None", data.get("custom_hooks")),
-    )
-    for hook, priority in extra_hooks:
-        runner.register_hook(hook, priority)
+    # The run's text log, `{timestamp}.log` next to TextLoggerHook's `.log.json` (rank 0).
+    handler: logging.Handler | None = None
+    if runner.rank == 0:
+        handler = logging.FileHandler(work_path / f"{runner.timestamp}.log")
+        handler.setFormatter(logging.Formatter(_LOG_FORMAT))
+        logger.addHandler(handler)
+    try:
+        runner.register_training_hooks(
+            _section(data, "lr_config"),
+            optimizer_config,
+            _section(data, "checkpoint_config"),
+            _section(data, "log_config"),
+            momentum_config=_section(data, "momentum_config"),
+            custom_hooks_config=cast(
+                "Sequence[Mapping[str, object]] | None", data.get("custom_hooks")
+            ),
+        )
+        for hook, priority in extra_hooks:
+            runner.register_hook(hook, priority)
 
-    resume = resume_from if resume_from is not None else cast(str | None, data.get("resume_from"))
-    checkpoint = resolve_resume_checkpoint(resume, work_path, logger)
-    if checkpoint is not None:
-        runner.resume(checkpoint)
-    elif data.get("load_from"):
-        runner.load_checkpoint(cast(str, data["load_from"]))
+        resume = (
+            resume_from if resume_from is not None else cast(str | None, data.get("resume_from"))
+        )
+        checkpoint = resolve_resume_checkpoint(resume, work_path, logger)
+        if checkpoint is not None:
+            runner.resume(checkpoint)
+        elif data.get("load_from"):
+            runner.load_checkpoint(cast(str, data["load_from"]))
 
-    run = getattr(runner, "run", None)
-    if not callable(run):
-        raise RunnerError(f"{type(runner).__name__} has no run()")
-    run(loaders, workflow)
+        run = getattr(runner, "run", None)
+        if not callable(run):
+            raise RunnerError(f"{type(runner).__name__} has no run()")
+        run(loaders, workflow)
+    finally:
+        if handler is not None:
+            logger.removeHandler(handler)
+            handler.close()
     return runner

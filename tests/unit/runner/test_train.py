@@ -111,3 +111,9 @@ def test_unknown_model_type_names_the_config_file_and_line(tmp_path: Path) -> No
         train(Config.fromfile(path), work_dir=tmp_path / "work")
     assert info.value.location is not None and info.value.location.line == 2
     assert info.value.key_path == "model"
+
+
+def test_train_writes_a_text_log_in_the_work_dir(tmp_path: Path) -> None:
+    runner = train(config(tmp_path, runner={"type": "EpochBasedRunner", "max_epochs": 1}))
+    text = (tmp_path / f"{runner.timestamp}.log").read_text()
+    assert " - trackcfg.train - INFO - workflow: [('train', 1)], max: 1 epochs" in text
