@@ -55,7 +55,7 @@ import json
 import math
 import pathlib
 import types
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any, Literal
 
 import xxhash
@@ -240,9 +240,7 @@ def _encode(value: Any) -> object:
     raise _Unencodable(value, f"cannot encode a value of type {t.__qualname__}: {value!r}")
 
 
-def _encode_items(
-    items: list[Any] | tuple[Any, ...] | set[Any] | frozenset[Any],
-) -> list[object]:
+def _encode_items(items: Collection[object]) -> list[object]:
     try:
         return [_encode(item) for item in items]
     except _Unencodable as exc:
@@ -257,7 +255,7 @@ def _encode_items(
         raise
 
 
-def _encode_mapping(mapping: Mapping[Any, Any]) -> object:
+def _encode_mapping(mapping: Mapping[Any, object]) -> object:  # Any: keys are invariant
     plain = True
     for key in mapping:
         if type(key) is not str and not _is_plain_key(key):

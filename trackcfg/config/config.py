@@ -9,8 +9,10 @@ users know: ``Config.fromfile``, ``fromstring``, ``merge_from_dict``, ``to_dict`
 
 Differences from mmengine, on purpose:
 
-* ``_base_.x`` in a ``.py`` config reads a deep copy (mmengine shares the object), so
-  assigning into or mutating ``_base_`` in place is an error;
+* ``_base_.x`` in a ``.py`` config reads a deep copy (mmengine shares the object);
+  explicit edits (``_base_.x.y = v``, ``del _base_.x``, ``_base_.x.update(...)``) work
+  as in mmengine and are recorded, but a change made through an alias
+  (``m = _base_.model; m.update(...)``) changes only the copy ``m``;
 * ``{{ _base_.x }}`` also works inside a longer string (interpolated), and takes dotted
   list indices (``{{ _base_.pipeline.0 }}``) in every format;
 * ``{{ $ENV:default }}`` placeholders and the lazy-import config style
@@ -19,7 +21,9 @@ Differences from mmengine, on purpose:
 * functions imported by a ``.py`` config are values (mmengine drops them); the
   config's own functions, modules and ``__names`` are not keys;
 * YAML is read safely; every dump (.py/.json/.yaml) reloads to the same hash;
-* a missing attribute suggests close matches.
+* a missing attribute suggests close matches;
+* ``fromstring`` imports ``custom_imports`` as mmengine's does (it goes through a temp
+  file there) but reads no temp file: ``{{ fileDirname }}`` is the current directory.
 
 Example:
     >>> cfg = Config(dict(model=dict(depth=50)))

@@ -19,7 +19,10 @@ How each format is handled, always keeping line numbers:
   strings containing placeholders are interpolated; and every ``_base_.a.b`` /
   ``_base_['a']`` chain (mmengine's expression form) becomes a call that returns a
   *deep copy* of the inherited value, so changing it in the child never changes the
-  inherited value elsewhere (mmengine hands out the shared object).
+  inherited value elsewhere (mmengine hands out the shared object). Statements that
+  edit ``_base_`` itself (``_base_.x.y = v``, ``+=``, ``del``, ``_base_.x.update(...)``)
+  become calls on ``BaseEditor``, which edits this file's working copy of its bases,
+  as mmengine's shared object would be edited, and records each edit at its line.
 * ``.json``/``.yaml``: the text does not parse with placeholders in it, so
   ``substitute_data_text`` replaces predefined variables by their text (as mmengine
   does) and each base reference by a unique marker token on the same line; after
