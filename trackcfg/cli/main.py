@@ -131,6 +131,15 @@ def run(
             )
             _out(render.render_run_finished(result, colour=_colour()))
             return
+    # The run id exists only once the session has opened the run; the hash is
+    # known now, and finds the run (`runs --hash`) while it trains or after a kill.
+    from trackcfg.cli.target import load_config
+
+    config_hash = load_config(config, cfg_options).hash
+    click.echo(
+        f"config hash {config_hash}: follow with `trackcfg runs --hash {config_hash[:8]}`",
+        err=True,
+    )
     result = session.start_run(
         config,
         options=list(cfg_options),
