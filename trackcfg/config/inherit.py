@@ -41,7 +41,12 @@ from trackcfg.config.readers import (
     evaluate_config,
     parse_config,
 )
-from trackcfg.errors import ConfigBaseError, ConfigError, ConfigFileNotFoundError
+from trackcfg.errors import (
+    ConfigBaseError,
+    ConfigError,
+    ConfigFileNotFoundError,
+    ConfigSyntaxError,
+)
 
 __all__ = [
     "LineageEntry",
@@ -158,10 +163,20 @@ class _Resolver:
 
     def read(self, path: Path) -> tuple[ConfigSource, str]:
         raw = path.read_bytes()
-        # utf-8-sig: a BOM some editors write is not part of the config (the digest
-        # still covers the exact bytes).
-        text = raw.decode("utf-8-sig")
-        return ConfigSource(path, _display(path, self.root), path.suffix, text), digest(raw)
+        display = _display(path, self.root)
+        try:
+            # utf-8-sig: a BOM some editors write is not part of the config (the digest
+            # still covers the exact bytes).
+            text = raw.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            # Config files are UTF-8 (as Python source is by default); name the line.
+            line = raw.count(b"\n", 0, exc.start) + 1
+            raise ConfigSyntaxError(
+                f"not valid UTF-8: byte {raw[exc.start]:#04x} at offset {exc.start}",
+                location=Location(display, line),
+                hint="save the file as UTF-8",
+            ) from exc
+        return ConfigSource(path, display, path.suffix, text), digest(raw)
 
     def result(self, resolved: _Resolved) -> Resolution:
         return Resolution(

@@ -103,6 +103,14 @@ CASES: list[tuple[str, Callable[[], object], type[ConfigError], str | None, str]
         "errors/syntax.py:2: invalid Python syntax: invalid syntax",
     ),
     (
+        "base file that is not UTF-8",
+        load("latin1.py"),
+        ConfigSyntaxError,
+        None,
+        "errors/latin1_base.py:2: not valid UTF-8: byte 0xe9 at offset 38\n"
+        "  hint: save the file as UTF-8",
+    ),
+    (
         "invalid json",
         load("bad.json"),
         ConfigSyntaxError,

@@ -1,0 +1,1 @@
+_base_ = './latin1_base.py'

@@ -1,0 +1,2 @@
+# a base that is not UTF-8
+name = "café"
