@@ -17,6 +17,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -238,3 +239,26 @@ def test_killed_and_resumed_distributed_run_is_bit_identical_per_rank(
         assert actual_losses.keys() == expected_losses.keys()
         for iteration, values in actual_losses.items():
             assert set(values) == set(expected_losses[iteration]), f"rank {rank} iter {iteration}"
+
+
+def test_sigkill_at_an_arbitrary_moment_resumes_bit_identically(
+    reference: dict[str, Path], tmp_path: Path
+) -> None:
+    # Not at a hook: whatever the process is doing once 6 iterations are logged
+    # (forward, backward, copying or writing a checkpoint, moving latest.pth).
+    (proc,) = start_driver("epoch", tmp_path, Attempt(0), resume=False)
+    losses = tmp_path / "losses.jsonl"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if losses.exists() and losses.read_text().count("\n") >= 6:
+            proc.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.002)
+    assert finish([proc], tmp_path) == [-signal.SIGKILL]
+    assert run_driver("epoch", tmp_path, Attempt(0), resume=True) == 0
+    expected = torch.load(reference["epoch"] / "final.pt", weights_only=True)
+    actual = torch.load(tmp_path / "final.pt", weights_only=True)
+    assert_same_tensors(expected, actual, "final")
+    expected_losses = read_losses(reference["epoch"] / "losses.jsonl")
+    for iteration, values in read_losses(losses).items():
+        assert set(values) == set(expected_losses[iteration]), f"iteration {iteration}"
