@@ -722,6 +722,14 @@ class BaseRunner:
                 f"{path}: holds RNG states of {len(rng)} rank(s), this run has {self.world_size}",
                 hint="resume with the world size the run was checkpointed with",
             )
+        cuda_states = rng[self.rank].get("cuda") or []
+        cuda_seen = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if cuda_states and len(cast(list[object], cuda_states)) != cuda_seen:
+            raise CheckpointError(
+                f"{path}: holds RNG states of {len(cast(list[object], cuda_states))} CUDA "
+                f"device(s), this process sees {cuda_seen}",
+                hint="resume on the same number of GPUs for a bit-identical result",
+            )
         # Applied by the loop at the boundary the checkpoint was taken at (module docstring).
         self._pending_rng = rng[self.rank]
         self.logger.info("resumed from %s: epoch %d, iter %d", path, self.epoch, self.iter)

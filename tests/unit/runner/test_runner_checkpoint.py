@@ -411,3 +411,18 @@ for i in range(3):
     assert os.readlink(tmp_path / "latest.pth") == "c0_1.pth"
     (torn,) = tmp_path.glob(".c1_1.pth.tmp-*")
     assert read_checkpoint_record(torn) is None
+
+
+def test_resume_refuses_cuda_rng_states_this_process_cannot_restore(
+    make_runner: RunnerFactory, toy_loader: Loader, tmp_path: Path
+) -> None:
+    runner = make_runner(EpochBasedRunner, max_epochs=1)
+    run_with_checkpoints(runner, toy_loader(), [])
+    checkpoint = load_checkpoint_file(Path(str(runner.work_dir)) / "latest.pth")
+    rng = checkpoint["rng"]
+    assert isinstance(rng, list)
+    fake_devices = torch.cuda.device_count() + 1
+    rng[0]["cuda"] = [torch.get_rng_state()] * fake_devices
+    write_checkpoint_file(checkpoint, tmp_path / "gpu.pth", epoch=0, iter=3)
+    with pytest.raises(CheckpointError, match=f"RNG states of {fake_devices} CUDA device"):
+        make_runner(EpochBasedRunner, max_epochs=1).resume(tmp_path / "gpu.pth")
