@@ -7,6 +7,8 @@ import random
 import numpy as np
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tests.unit.runner.toys import ToyData
 from trackcfg.runner.sampler import BatchKey, ResumableBatchSampler, SeededDataset, build_dataloader
@@ -102,3 +104,29 @@ def test_loader_iteration_does_not_draw_from_the_global_rng() -> None:
     torch.manual_seed(1)
     list(loader)
     assert torch.equal(torch.rand(1), expected)
+
+
+@given(
+    n=st.integers(1, 60),
+    batch=st.integers(1, 9),
+    world_size=st.integers(1, 4),
+    epoch=st.integers(0, 5),
+    shuffle=st.booleans(),
+    data=st.data(),
+)
+def test_any_start_yields_the_same_suffix_and_ranks_cover_the_data(
+    n: int, batch: int, world_size: int, epoch: int, shuffle: bool, data: st.DataObject
+) -> None:
+    samplers = [
+        ResumableBatchSampler(n, batch, seed=9, shuffle=shuffle, rank=r, world_size=world_size)
+        for r in range(world_size)
+    ]
+    for sampler in samplers:
+        sampler.set_epoch(epoch)
+    full = [list(s) for s in samplers]
+    assert len({len(batches) for batches in full}) == 1  # every rank runs as many batches
+    covered = {i for batches in full for key in batches for i in key.indices}
+    assert covered == set(range(n))
+    start = data.draw(st.integers(0, len(samplers[0])))
+    samplers[0].set_start(start)
+    assert list(samplers[0]) == full[0][start:]
