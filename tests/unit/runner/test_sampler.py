@@ -83,7 +83,6 @@ def test_seeded_fetch_is_repeatable_and_leaves_caller_rngs_alone() -> None:
         assert torch.equal(xa, xb)
 
 
-@pytest.mark.slow
 def test_batches_do_not_depend_on_num_workers() -> None:
     def epoch_batches(workers: int) -> list[torch.Tensor]:
         loader = build_dataloader(ToyData(16), 4, workers, seed=5)
