@@ -287,6 +287,14 @@ def test_reproduce_refuses_a_non_empty_directory(project: Project, tmp_path: Pat
     assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.txt"]
 
 
+def test_reproduce_needs_a_repository_holding_the_commit(project: Project, tmp_path: Path) -> None:
+    git(["init", "-q"], tmp_path)
+    done = trackcfg("reproduce", project.run_a, env=project.env, cwd=tmp_path)
+    assert done.returncode == 2
+    assert f"is not in the repository at {tmp_path}" in done.stderr
+    assert list(tmp_path.iterdir()) == [tmp_path / ".git"]
+
+
 # -- errors ---------------------------------------------------------------------------------
 
 

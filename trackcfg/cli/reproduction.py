@@ -61,6 +61,13 @@ def _git(args: list[str], cwd: Path, *, stdin: bytes | None = None) -> str:
     return proc.stdout.decode(errors="replace")
 
 
+def _has_commit(root: Path, commit: str) -> bool:
+    proc = subprocess.run(
+        ["git", "cat-file", "-e", f"{commit}^{{commit}}"], cwd=root, capture_output=True
+    )
+    return proc.returncode == 0
+
+
 def _repository_root(cwd: Path) -> Path:
     proc = subprocess.run(
         ["git", "rev-parse", "--show-toplevel"], cwd=cwd, capture_output=True, text=True
@@ -119,7 +126,11 @@ def reproduce(run_id: str, directory: Path | None = None, cwd: Path | None = Non
             f"{target}: directory exists and is not empty",
             hint="pass --dir with a new or empty directory",
         )
-    _git(["cat-file", "-e", f"{commit}^{{commit}}"], root)
+    if not _has_commit(root, commit):
+        raise TrackingError(
+            f"run {run_id}: commit {commit} is not in the repository at {root}",
+            hint="fetch it (`git fetch`), or run `trackcfg reproduce` in a clone that has it",
+        )
     _git(["worktree", "add", "--detach", str(target), commit], root)
     patch = snap.patch
     if patch.strip():
