@@ -6,9 +6,10 @@ function of the sample index — every ``val_every``-th sample (index % val_ever
 and needs no seed.
 
 Augmentation runs inside ``__getitem__`` and draws only from torch's global
-generator: the runner seeds and checkpoints that generator (and each
-DataLoader worker's is derived from it), so an augmented epoch replays
-bit-identically after a resume.
+generator. The runner's data loader (``trackcfg.runner.sampler.SeededDataset``)
+seeds that generator per batch from (seed, epoch, rank, batch index) in
+whichever process fetches the batch, so an augmented batch is the same after a
+resume and with any ``workers_per_gpu``.
 """
 
 from __future__ import annotations
