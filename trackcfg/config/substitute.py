@@ -89,6 +89,9 @@ PREDEFINED_NAMES = ("fileDirname", "fileBasename", "fileBasenameNoExtension", "f
 
 # One placeholder on one line: `{{ anything-without-braces }}`.
 _PLACEHOLDER = re.compile(r"\{\{\s*([^{}\n]*?)\s*\}\}")
+# Necessary for an edit by `index_python_placeholders`: `{{ _base_`, then `.<digit>`
+# before any closing brace.
+_DOTTED_INDEX_IN_PLACEHOLDER = re.compile(r"\{\{\s*_base_[^}]*?\.[0-9]")
 _BASE_PATH = re.compile(r"_base_\.([A-Za-z0-9_]+(?:\.[A-Za-z0-9_]+)*)")
 
 
@@ -267,7 +270,8 @@ def index_python_placeholders(text: str) -> str:
     the index shift by one). Text that does not tokenize is returned unchanged: the
     parser then reports the real syntax error.
     """
-    if "{{" not in text or BASE_KEY not in text:
+    if _DOTTED_INDEX_IN_PLACEHOLDER.search(text) is None:
+        # Tokenizing is most of this function's cost; most files have no such index.
         return text
     try:
         tokens = list(tokenize.generate_tokens(io.StringIO(text).readline))
