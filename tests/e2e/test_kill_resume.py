@@ -18,6 +18,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -155,110 +157,129 @@ def assert_same_tensors(a: object, b: object, where: str = "") -> None:
         assert a == b, f"{where}: {a!r} != {b!r}"
 
 
-@pytest.fixture(scope="module")
-def reference(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Uninterrupted runs (num_workers=0), started together: one per runner, one with 2 ranks."""
-    works = {
-        name: tmp_path_factory.mktemp(f"reference-{name}") for name in ("epoch", "iter", "dist")
-    }
-    started = {
-        "epoch": start_driver("epoch", works["epoch"], Attempt(0), resume=False),
-        "iter": start_driver("iter", works["iter"], Attempt(0), resume=False),
-    }
-    for name, procs in started.items():
-        assert finish(procs, works[name]) == [0]
-    dist = start_driver("epoch", works["dist"], Attempt(0), resume=False, ranks=2)
-    assert finish(dist, works["dist"]) == [0, 0]
-    return works
+@dataclass(frozen=True)
+class Case:
+    """A run killed one or more times, then resumed with ``resume_from='auto'`` to its end."""
+
+    runner: str
+    attempts: tuple[Attempt, ...]
+    final_workers: int = 0
+    ranks: int = 1
 
 
 CASES = {
     # EpochBasedRunner: 3 epochs x 5 batches, workflow train 1 / val 1.
-    "epoch-mid-epoch-twice": ("epoch", [Attempt(0, kill_at_iter=7), Attempt(0, kill_at_iter=11)]),
-    "epoch-at-epoch-boundary-2-workers": ("epoch", [Attempt(2, kill_at_iter=9)]),
-    "epoch-during-checkpoint-write": ("epoch", [Attempt(0, failpoint=6)]),
-    "epoch-resume-with-other-num-workers": ("epoch", [Attempt(0, kill_at_iter=3)], 2),
+    "epoch-mid-epoch-twice": Case(
+        "epoch", (Attempt(0, kill_at_iter=7), Attempt(0, kill_at_iter=11))
+    ),
+    "epoch-at-epoch-boundary-2-workers": Case("epoch", (Attempt(2, kill_at_iter=9),), 2),
+    "epoch-during-checkpoint-write": Case("epoch", (Attempt(0, failpoint=6),)),
+    "epoch-resume-with-other-num-workers": Case("epoch", (Attempt(0, kill_at_iter=3),), 2),
     # IterBasedRunner: 14 iterations, workflow train 4 / val 1, 5 batches per loader epoch.
-    "iter-mid-loader-epoch": ("iter", [Attempt(0, kill_at_iter=5)]),
-    "iter-during-checkpoint-write-2-workers": ("iter", [Attempt(2, failpoint=10)]),
-    "iter-at-loader-epoch-boundary-other-workers": ("iter", [Attempt(0, kill_at_iter=9)], 2),
+    "iter-mid-loader-epoch": Case("iter", (Attempt(0, kill_at_iter=5),)),
+    "iter-during-checkpoint-write-2-workers": Case("iter", (Attempt(2, failpoint=10),), 2),
+    "iter-at-loader-epoch-boundary-other-workers": Case("iter", (Attempt(0, kill_at_iter=9),), 2),
+    # 2 ranks (gloo, DDP through train()), each with its own seed (diff_rank_seed): rank 0
+    # writes checkpoints holding every rank's RNG state; each rank resumes its own.
+    "epoch-2-ranks": Case("epoch", (Attempt(0, kill_at_iter=4),), ranks=2),
+}
+REFERENCES = {
+    "epoch": Case("epoch", ()),
+    "iter": Case("iter", ()),
+    "dist": Case("epoch", (), ranks=2),
 }
 
 
-@pytest.mark.parametrize("case", list(CASES))
-def test_killed_and_resumed_run_is_bit_identical(
-    case: str, reference: dict[str, Path], tmp_path: Path
-) -> None:
-    runner, attempts, *rest = CASES[case]
-    final_workers = rest[0] if rest else attempts[0].workers
-    for i, attempt in enumerate(attempts):
-        assert run_driver(runner, tmp_path, attempt, resume=i > 0) == -signal.SIGKILL
-        if attempt.failpoint is not None:
-            # Killed mid-write: a torn temp file is left, latest.pth still loads.
-            assert list((tmp_path / "work").glob(".*.tmp-*"))
-        load_checkpoint_file(tmp_path / "work" / "latest.pth")
-    assert run_driver(runner, tmp_path, Attempt(final_workers), resume=True) == 0
-    assert not list((tmp_path / "work").glob(".*.tmp-*"))  # 'auto' cleared torn temp files
-
-    expected = torch.load(reference[runner] / "final.pt", weights_only=True)
-    actual = torch.load(tmp_path / "final.pt", weights_only=True)
-    assert_same_tensors(expected, actual, "final")
-
-    expected_losses = read_losses(reference[runner] / "losses.jsonl")
-    actual_losses = read_losses(tmp_path / "losses.jsonl")
-    assert actual_losses.keys() == expected_losses.keys()
-    for iteration, values in actual_losses.items():
-        # Iterations re-run after a resume must repeat the same loss bit for bit.
-        assert set(values) == set(expected_losses[iteration]), f"iteration {iteration}"
-    assert any(len(v) > 1 for v in actual_losses.values())  # something was re-run
-
-    # What TextLoggerHook logged (loss, lr, grad_norm, val averages) is the same too.
-    expected_logs = read_json_logs(reference[runner] / "work")
-    actual_logs = read_json_logs(tmp_path / "work")
-    assert actual_logs.keys() == expected_logs.keys()
-    for key, variants in actual_logs.items():
-        assert all(v == expected_logs[key][0] for v in variants), f"log record {key}"
-
-
-def test_killed_and_resumed_distributed_run_is_bit_identical_per_rank(
-    reference: dict[str, Path], tmp_path: Path
-) -> None:
-    # 2 ranks (gloo), each with its own seed (diff_rank_seed): rank 0 writes the
-    # checkpoints holding every rank's RNG state; each rank resumes its own.
-    assert run_driver("epoch", tmp_path, Attempt(0, kill_at_iter=4), resume=False, ranks=2) == (
-        -signal.SIGKILL
-    )
-    assert run_driver("epoch", tmp_path, Attempt(0), resume=True, ranks=2) == 0
-    for rank in range(2):
-        suffix = f".rank{rank}"
-        expected = torch.load(reference["dist"] / f"final.pt{suffix}", weights_only=True)
-        actual = torch.load(tmp_path / f"final.pt{suffix}", weights_only=True)
-        assert_same_tensors(expected, actual, f"rank {rank}")
-        expected_losses = read_losses(reference["dist"] / f"losses.jsonl{suffix}")
-        actual_losses = read_losses(tmp_path / f"losses.jsonl{suffix}")
-        assert actual_losses.keys() == expected_losses.keys()
-        for iteration, values in actual_losses.items():
-            assert set(values) == set(expected_losses[iteration]), f"rank {rank} iter {iteration}"
-
-
-def test_sigkill_at_an_arbitrary_moment_resumes_bit_identically(
-    reference: dict[str, Path], tmp_path: Path
-) -> None:
-    # Not at a hook: whatever the process is doing once 6 iterations are logged
-    # (forward, backward, copying or writing a checkpoint, moving latest.pth).
-    (proc,) = start_driver("epoch", tmp_path, Attempt(0), resume=False)
-    losses = tmp_path / "losses.jsonl"
-    deadline = time.monotonic() + 120
+def kill_at_an_arbitrary_moment(work: Path) -> None:
+    """Not at a hook: SIGKILL from outside once 6 iterations are logged (forward, backward,
+    copying or writing a checkpoint, moving latest.pth: whatever it is doing then)."""
+    (proc,) = start_driver("epoch", work, Attempt(0), resume=False)
+    losses = work / "losses.jsonl"
+    deadline = time.monotonic() + 180
     while time.monotonic() < deadline and proc.poll() is None:
         if losses.exists() and losses.read_text().count("\n") >= 6:
             proc.send_signal(signal.SIGKILL)
             break
         time.sleep(0.002)
-    assert finish([proc], tmp_path) == [-signal.SIGKILL]
-    assert run_driver("epoch", tmp_path, Attempt(0), resume=True) == 0
-    expected = torch.load(reference["epoch"] / "final.pt", weights_only=True)
-    actual = torch.load(tmp_path / "final.pt", weights_only=True)
-    assert_same_tensors(expected, actual, "final")
-    expected_losses = read_losses(reference["epoch"] / "losses.jsonl")
-    for iteration, values in read_losses(losses).items():
-        assert set(values) == set(expected_losses[iteration]), f"iteration {iteration}"
+    assert finish([proc], work) == [-signal.SIGKILL], "the run ended before it could be killed"
+
+
+def play(case: Case | None, work: Path) -> Path:
+    """Run one case's processes in order (``None``: the externally killed run)."""
+    if case is None:
+        kill_at_an_arbitrary_moment(work)
+    elif not case.attempts:  # a reference: uninterrupted
+        assert run_driver(case.runner, work, Attempt(0), resume=False, ranks=case.ranks) == 0
+        return work
+    else:
+        for i, attempt in enumerate(case.attempts):
+            code = run_driver(case.runner, work, attempt, resume=i > 0, ranks=case.ranks)
+            assert code == -signal.SIGKILL
+            if attempt.failpoint is not None:
+                # Killed mid-write: a torn temp file is left, latest.pth still loads.
+                assert list((work / "work").glob(".*.tmp-*"))
+            load_checkpoint_file(work / "work" / "latest.pth")
+    runner, ranks = ("epoch", 1) if case is None else (case.runner, case.ranks)
+    final_workers = 0 if case is None else case.final_workers
+    assert run_driver(runner, work, Attempt(final_workers), resume=True, ranks=ranks) == 0
+    assert not list((work / "work").glob(".*.tmp-*"))  # 'auto' cleared torn temp files
+    return work
+
+
+@pytest.fixture(scope="module")
+def outcomes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Future[Path]]]:
+    """Every reference and case, run concurrently (a few at a time: each process spends
+    seconds importing torch, so two cores are best kept busy with several)."""
+    plays: dict[str, Case | None] = {
+        **{f"reference-{k}": v for k, v in REFERENCES.items()},
+        **CASES,
+        "epoch-external-sigkill": None,
+    }
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        yield {
+            name: pool.submit(play, case, tmp_path_factory.mktemp(name))
+            for name, case in plays.items()
+        }
+
+
+def assert_same_run(expected: Path, actual: Path, suffix: str = "") -> None:
+    """Final tensors bitwise equal; every (re-)run iteration's loss identical; same JSON logs."""
+    assert_same_tensors(
+        torch.load(expected / f"final.pt{suffix}", weights_only=True),
+        torch.load(actual / f"final.pt{suffix}", weights_only=True),
+        f"final{suffix}",
+    )
+    expected_losses = read_losses(expected / f"losses.jsonl{suffix}")
+    actual_losses = read_losses(actual / f"losses.jsonl{suffix}")
+    assert actual_losses.keys() == expected_losses.keys()
+    for iteration, values in actual_losses.items():
+        # Iterations re-run after a resume must repeat the same loss bit for bit.
+        assert set(values) == set(expected_losses[iteration]), f"iteration {iteration}{suffix}"
+    assert any(len(v) > 1 for v in actual_losses.values())  # something was re-run
+    if suffix:
+        return
+    # What TextLoggerHook logged (loss, lr, grad_norm, val averages) is the same too.
+    expected_logs = read_json_logs(expected / "work")
+    actual_logs = read_json_logs(actual / "work")
+    assert actual_logs.keys() == expected_logs.keys()
+    for key, variants in actual_logs.items():
+        assert all(v == expected_logs[key][0] for v in variants), f"log record {key}"
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_killed_and_resumed_run_is_bit_identical(
+    case: str, outcomes: dict[str, Future[Path]]
+) -> None:
+    ranks = CASES[case].ranks
+    reference = outcomes["reference-dist" if ranks > 1 else f"reference-{CASES[case].runner}"]
+    expected, actual = reference.result(), outcomes[case].result()
+    for rank in range(ranks):
+        assert_same_run(expected, actual, f".rank{rank}" if ranks > 1 else "")
+
+
+def test_sigkill_at_an_arbitrary_moment_resumes_bit_identically(
+    outcomes: dict[str, Future[Path]],
+) -> None:
+    expected = outcomes["reference-epoch"].result()
+    actual = outcomes["epoch-external-sigkill"].result()
+    assert_same_run(expected, actual)
