@@ -10,7 +10,9 @@ instead), ``before_train_epoch`` fires once before the first iteration and
 ``after_train_epoch`` once after the last; a resumed run fires
 ``before_train_epoch`` again. Each loader's (epoch, next batch) and the
 workflow position are in `RunnerState`, so a resume continues with exactly
-the next batch, skipped by index.
+the next batch, skipped by index. As in mmcv, `register_training_hooks` makes
+the LR, momentum, checkpoint and logger hooks count iterations (``by_epoch=False``)
+unless their config says otherwise.
 """
 
 from __future__ import annotations
