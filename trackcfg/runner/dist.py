@@ -7,9 +7,16 @@ initialises a process group: `torchrun` and the user's launcher do that.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+from typing import ParamSpec, TypeVar
+
 import torch.distributed as torch_dist
 
-__all__ = ["all_gather_object", "get_dist_info", "is_main_process"]
+__all__ = ["all_gather_object", "get_dist_info", "is_main_process", "master_only"]
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
 
 def get_dist_info() -> tuple[int, int]:
@@ -26,6 +33,20 @@ def get_dist_info() -> tuple[int, int]:
 def is_main_process() -> bool:
     """True on rank 0 (the rank that writes checkpoints and logs)."""
     return get_dist_info()[0] == 0
+
+
+def master_only(fn: Callable[_P, _R]) -> Callable[_P, _R | None]:
+    """Run ``fn`` on rank 0 only; other ranks get None (mmcv's decorator).
+
+    Never wrap anything that takes part in a collective (e.g. ``save_checkpoint``,
+    which gathers every rank's RNG state): the other ranks would wait forever.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R | None:
+        return fn(*args, **kwargs) if is_main_process() else None
+
+    return wrapper
 
 
 def all_gather_object(obj: object) -> list[object]:
