@@ -139,6 +139,17 @@ class ConfigDict(dict):  # type: ignore[type-arg]
     def __setitem__(self, key: object, value: object) -> None:
         dict.__setitem__(self, key, _wrap(value, (*self._key_path, key)))  # type: ignore[arg-type]
 
+    def __delitem__(self, key: object) -> None:
+        if key not in self:
+            raise _missing((*self._key_path, key), self, ConfigKeyError)  # type: ignore[arg-type]
+        dict.__delitem__(self, key)
+
+    def pop(self, key: object, *default: object) -> object:
+        """Like ``dict.pop``; a missing key without a default names its key path."""
+        if key not in self and not default:
+            raise _missing((*self._key_path, key), self, ConfigKeyError)  # type: ignore[arg-type]
+        return dict.pop(self, key, *default)
+
     def update(self, *args: object, **kwargs: object) -> None:
         """Like ``dict.update``; nested dicts become ConfigDicts."""
         for key, value in dict(*args, **kwargs).items():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import pickle
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -44,6 +45,25 @@ def test_configdict_missing_item_is_a_key_error() -> None:
         _ = ConfigDict(model={"depth": 1})["model"]["colour"]
     assert isinstance(info.value, ConfigKeyError)
     assert str(info.value) == "model.colour: no such key"
+
+
+@pytest.mark.parametrize(
+    "remove",
+    [
+        lambda d: d["model"].pop("dpeth"),
+        lambda d: d["model"].__delitem__("dpeth"),
+        lambda d: delattr(d["model"], "dpeth"),
+    ],
+    ids=["pop", "del item", "del attribute"],
+)
+def test_removing_a_missing_key_names_path_and_close_match(
+    remove: Callable[[ConfigDict], object],
+) -> None:
+    d = ConfigDict(model={"depth": 50})
+    with pytest.raises(KeyError) as info:
+        remove(d)
+    assert str(info.value) == "model.dpeth: no such key; did you mean 'depth'?"
+    assert d.model.pop("dpeth", None) is None  # with a default, as dict.pop
 
 
 def test_configdict_setattr_wraps_new_dicts() -> None:
