@@ -6,7 +6,8 @@
    delivered every one of them.
 2. Wall time of a whole run as separate processes: ``python -m trackcfg run``
    (tracked: store, snapshot, hooks, journal, checkpoint uploads) vs the same
-   config through ``trackcfg.train`` without tracking; median of ``--repeat``.
+   config through ``trackcfg.train`` without tracking; median of ``--repeat``;
+   ``OMP_NUM_THREADS=1`` unless set (see `bench_wall_time`).
 
 Targets (issue 4): ≤ 50 µs per logged step, tracked ≤ 1.10× untracked, zero loss.
 
@@ -87,7 +88,14 @@ def bench_wall_time(epochs: int, repeat: int, work: Path) -> dict[str, float]:
     project = work / "project"
     shutil.copytree(REPO_ROOT / "configs", project / "configs")
     option = f"runner.max_epochs={epochs}"
-    env = dict(os.environ, MLFLOW_TRACKING_URI="sqlite:///" + (work / "store.db").as_posix())
+    # One torch intra-op thread for both: on a shared 2-core machine OpenMP threads
+    # spin-wait against everything else, and that noise (10x swings) would drown
+    # what is measured here.
+    env = dict(
+        os.environ,
+        MLFLOW_TRACKING_URI="sqlite:///" + (work / "store.db").as_posix(),
+        OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"),
+    )
     # Warm-up (creates and migrates the store; fills the OS file cache).
     _timed(
         [

@@ -38,6 +38,17 @@ GIT_ENV = {
 }
 
 
+def run_env(tracking_uri: str, **extra: str) -> dict[str, str]:
+    """Environment for a tracked subprocess: the store, and one torch intra-op thread.
+
+    One thread: on a shared 2-core machine, torch's OpenMP threads spin-wait against
+    every other process and thread, which makes a tiny run's duration swing by 10x;
+    the interrupted and the reference runs also need the same thread count to be
+    bit-identical.
+    """
+    return dict(os.environ, MLFLOW_TRACKING_URI=tracking_uri, OMP_NUM_THREADS="1", **extra)
+
+
 def git(args: list[str], cwd: Path) -> str:
     """Run git in ``cwd``; returns stdout (raises on failure)."""
     env = dict(os.environ, **GIT_ENV)
@@ -143,7 +154,7 @@ def tracking_uri(tmp_path: Path, migrated_store: Path) -> str:
 @pytest.fixture
 def tracking_env(tracking_uri: str) -> dict[str, str]:
     """Environment for subprocesses: ``MLFLOW_TRACKING_URI`` = `tracking_uri`."""
-    return dict(os.environ, MLFLOW_TRACKING_URI=tracking_uri)
+    return run_env(tracking_uri)
 
 
 @pytest.fixture
@@ -280,7 +291,7 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowSe
 def server_env(mlflow_server: MlflowServer) -> Iterator[dict[str, str]]:
     """Environment for subprocesses talking to `mlflow_server` (restarted if a test stopped it)."""
     mlflow_server.start()
-    yield dict(os.environ, MLFLOW_TRACKING_URI=mlflow_server.uri)
+    yield run_env(mlflow_server.uri)
     mlflow_server.start()
 
 
@@ -335,7 +346,7 @@ def reference_run(tmp_path_factory: pytest.TempPathFactory, migrated_store: Path
     root = tmp_path_factory.mktemp("reference")
     repo = make_project(root / "project")
     uri = sqlite_uri(root / "store", migrated_store)
-    env = dict(os.environ, MLFLOW_TRACKING_URI=uri)
+    env = run_env(uri)
     work = repo / "work_dirs" / "reference"
     done = subprocess.run(
         [sys.executable, "-m", "trackcfg", "run", E2E_CONFIG_PATH, "--work-dir", str(work)],

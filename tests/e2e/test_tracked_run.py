@@ -15,7 +15,7 @@ import pytest
 import xxhash
 from mlflow import MlflowClient
 
-from tests.e2e.conftest import E2E_CONFIG_PATH, git, make_project, run_id_from, sqlite_uri
+from tests.e2e.conftest import E2E_CONFIG_PATH, git, make_project, run_env, run_id_from, sqlite_uri
 from trackcfg.config.config import Config
 from trackcfg.config.provenance import Provenance
 from trackcfg.tracking.snapshot import load_snapshot
@@ -54,7 +54,7 @@ def dirty_tracked_run(tmp_path_factory: pytest.TempPathFactory, store: str) -> t
             "--experiment",
             "e2e",
         ],
-        env=dict(os.environ, MLFLOW_TRACKING_URI=store),
+        env=run_env(store),
         cwd=git_repo,
         capture_output=True,
         text=True,

@@ -4,7 +4,7 @@ The training thread never waits on MLflow or on the disk: `MetricJournal.log`
 appends a tuple to an in-memory deque (about a microsecond). Two daemon threads
 do the rest:
 
-- the *journaler* drains the deque every ``flush_interval`` seconds, gives each
+- the *journaler* drains the deque every ``flush_interval`` seconds (0.25), gives each
   record the next sequence number, appends it to ``metrics.jsonl`` (one JSON line
   per record) and fsyncs once per batch;
 - the *sender* delivers journaled records with ``MlflowClient.log_batch`` (at most
@@ -262,8 +262,11 @@ class MetricJournal:
         skip: ``(key, step)`` pairs already in the run (delivered by an earlier
             process); `log` drops them, so a resumed run logs every step once.
         send: Delivers a batch; default ``MlflowClient(tracking_uri).log_batch``.
-        flush_interval: Seconds between journal writes (what a SIGKILL can lose from
-            memory at most; those steps are recomputed on resume).
+        flush_interval: Seconds between journal writes: what a SIGKILL can lose from
+            memory at most. Nothing is lost for good: those records are newer than
+            any checkpoint a resume can start from (the checkpoint hook waits for the
+            records logged before a checkpoint), so the resumed run logs them again.
+            Few wake-ups matter: each one competes with torch's OpenMP threads.
         send_interval: Seconds between delivery requests unless 1,000 records are
             waiting, someone waits for delivery, or the journal closes (fewer, larger
             requests cost the training process and the server less).
@@ -289,8 +292,8 @@ class MetricJournal:
         *,
         skip: Iterable[tuple[str, int]] = (),
         send: Sender | None = None,
-        flush_interval: float = 0.05,
-        send_interval: float = 0.5,
+        flush_interval: float = 0.25,
+        send_interval: float = 1.0,
         max_backoff: float = 5.0,
     ) -> None:
         self.directory = directory
