@@ -11,10 +11,12 @@ from trackcfg.config.config import Config
 from trackcfg.config.options import parse_cfg_options
 from trackcfg.errors import (
     CanonicalizationError,
+    ConfigAttributeError,
     ConfigBaseError,
     ConfigError,
     ConfigFileNotFoundError,
     ConfigImportError,
+    ConfigKeyError,
     ConfigMergeError,
     ConfigOptionError,
     ConfigSubstitutionError,
@@ -249,6 +251,20 @@ CASES: list[tuple[str, Callable[[], object], type[ConfigError], str | None, str]
         "custom_imports.allow_failed_imports",
         "errors/allow_failed_not_bool.py:1: custom_imports.allow_failed_imports:"
         " allow_failed_imports must be True or False, got 'no'",
+    ),
+    (
+        "missing key by attribute suggests a close match",
+        lambda: Config({"model": {"depth": 50}}).model.dpth,
+        ConfigAttributeError,
+        "model.dpth",
+        "model.dpth: no such key; did you mean 'depth'?",
+    ),
+    (
+        "missing key by item",
+        lambda: Config({"model": {"depth": 50}})["modl"],
+        ConfigKeyError,
+        "modl",
+        "modl: no such key; did you mean 'model'?",
     ),
     (
         "malformed --cfg-options item",
