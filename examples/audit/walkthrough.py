@@ -107,6 +107,8 @@ def main() -> int:
     out = trackcfg("diff", run_1, run_2, cwd=ws, env=env, ok=(1,))
     check("optimizer.lr: 0.01 -> 0.02" in out, "diff shows optimizer.lr changed")
     check(f"b: {BASE}:" in out, f"diff names {BASE} as responsible")
+    files = out.split("lineage files that differ:")[-1].split()
+    check(files[:1] == [BASE], f"diff lists {BASE} as the one lineage file that changed")
     out = trackcfg("blame", run_2, "optimizer.lr", cwd=ws, env=env)
     check(BASE in out and "0.02" in out, "blame shows where 0.02 was set")
     if args.keep is None:

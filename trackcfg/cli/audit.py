@@ -22,6 +22,7 @@ __all__ = [
     "MISSING",
     "BlameReport",
     "Comparison",
+    "FileDifference",
     "KeyDifference",
     "KeyHistory",
     "SideLocation",
@@ -175,12 +176,26 @@ class KeyDifference:
 
 
 @dataclass(frozen=True, slots=True)
+class FileDifference:
+    """A lineage file that differs: its digest on each side (None where it took no part)."""
+
+    path: str
+    a_digest: str | None
+    b_digest: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class Comparison:
-    """Two configs and every key path in which they differ."""
+    """Two configs, every key path in which they differ, and the lineage files that differ.
+
+    A file edited between two runs (same path, another digest) is the usual answer to
+    "why do these runs differ" when both sides name the same file:line.
+    """
 
     a: ConfigView
     b: ConfigView
     differences: tuple[KeyDifference, ...]
+    files: tuple[FileDifference, ...] = ()
 
 
 def _side(
@@ -222,4 +237,16 @@ def compare(a: ConfigView, b: ConfigView) -> Comparison:
                 b=_side(history_b, key_path),
             )
         )
-    return Comparison(a, b, tuple(differences))
+    return Comparison(a, b, tuple(differences), _file_differences(a, b))
+
+
+def _file_differences(a: ConfigView, b: ConfigView) -> tuple[FileDifference, ...]:
+    digests_a = {e.path: e.digest for e in a.lineage}
+    digests_b = {e.path: e.digest for e in b.lineage}
+    # Lineage order of a, then files only b has, in b's order.
+    paths = [*digests_a, *(p for p in digests_b if p not in digests_a)]
+    return tuple(
+        FileDifference(p, digests_a.get(p), digests_b.get(p))
+        for p in paths
+        if digests_a.get(p) != digests_b.get(p)
+    )

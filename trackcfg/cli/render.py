@@ -204,6 +204,13 @@ def render_comparison(comparison: Comparison, *, colour: bool = False) -> str:
         out.append(_paint(f"{mark} {_difference_head(d)}", _CHANGE_COLOURS[d.kind], colour))
         out.append(f"    a: {_side_text(d.a)}")
         out.append(f"    b: {_side_text(d.b)}")
+    if comparison.files:
+        out.append("lineage files that differ:")
+        rows = [
+            [f.path, (f.a_digest or "-")[:12], "->", (f.b_digest or "-")[:12]]
+            for f in comparison.files
+        ]
+        out.extend("  " + line for line in render_table(["", "a", "", "b"], rows).splitlines()[1:])
     return "\n".join(out)
 
 
@@ -234,6 +241,10 @@ def render_comparison_json(comparison: Comparison) -> str:
                 "b": _side_json(d.b),
             }
             for d in comparison.differences
+        ],
+        "files": [
+            {"path": f.path, "a_digest": f.a_digest, "b_digest": f.b_digest}
+            for f in comparison.files
         ],
     }
     return json.dumps(doc, indent=2, sort_keys=False)

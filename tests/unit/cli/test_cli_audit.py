@@ -62,3 +62,14 @@ def test_rendered_blame_aligns_locations_and_kinds(configs: Path) -> None:
 def test_diff_exit_status_through_click(configs: Path, a: str, b: str, status: int) -> None:
     result = CliRunner().invoke(cli, ["diff", a, b])
     assert result.exit_code == status
+
+
+def test_compare_lists_lineage_files_that_differ(configs: Path) -> None:
+    before = load_view("child.py")
+    (configs / "base.py").write_text("opt = dict(type='SGD', lr=0.2, momentum=0.9)\nseed = 1\n")
+    comparison = audit.compare(before, load_view("child.py"))
+    assert comparison.differences == ()  # child.py deletes opt: the edit is invisible
+    assert [f.path for f in comparison.files] == ["base.py"]
+    lines = render.render_comparison(comparison).splitlines()
+    assert lines[-3:-1] == ["no differences", "lineage files that differ:"]
+    assert lines[-1].split()[0] == "base.py"
