@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-CONFIG = "configs/digits/mlp_sgd_20e.py"
+CONFIG = "configs/digits/cnn_sgd_10e.py"  # the main job
 METRICS = ("train/loss", "train/accuracy", "learning_rate", "momentum", "grad_norm")
 
 
@@ -175,7 +175,8 @@ def main() -> None:
     print(
         f"{CONFIG} x{args.epochs} epochs, whole process, median of {args.repeat}: "
         f"tracked {wall['tracked_s']:.2f} s vs untracked {wall['untracked_s']:.2f} s "
-        f"-> {ratio:.3f}x; target <= 1.10x: {'OK' if ratio <= 1.10 else 'MISSED'}"
+        f"-> {ratio:.3f}x; target <= 1.10x: {'OK' if ratio <= 1.10 else 'MISSED'}; "
+        f"tracking adds {wall['tracked_s'] - wall['untracked_s']:.2f} s per run"
     )
 
 

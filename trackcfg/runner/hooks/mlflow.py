@@ -11,7 +11,9 @@ run and never call MLflow on the training thread:
   does it move the run's "latest complete checkpoint" pointer (the tags
   ``trackcfg.latest_checkpoint`` and ``trackcfg.latest_checkpoint_digest``), and
   only then does it delete checkpoints beyond the newest ``keep_last``, remotely
-  and locally. A failed upload is retried with backoff; training goes on.
+  and locally. A failed upload is retried with backoff; training goes on. When
+  training outpaces the uploads, only the newest ``keep_last`` of the queued
+  checkpoints are uploaded (the others would be deleted right away).
 
 Both hooks do nothing on ranks other than 0 (one MLflow run per job).
 """
@@ -159,26 +161,46 @@ class MlflowCheckpointHook(Hook):
         from mlflow import MlflowClient
 
         client: MlflowClient = MlflowClient(self.tracking_uri)
-        while True:
-            saved = self._queue.get()
-            if saved is None:
-                return
-            backoff = 0.25
-            while not self._stop.is_set():
+        stop = False
+        while not stop:
+            batch = [self._queue.get()]
+            while True:  # everything queued meanwhile (training outpaced the uploads)
                 try:
-                    self._upload(client, saved)
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
                     break
-                except Exception as error:  # retried: the pointer must not move early
-                    _logger.warning(
-                        "trackcfg: uploading checkpoint %s failed (%s); retrying",
-                        saved.path.name,
-                        str(error).splitlines()[0] if str(error) else type(error).__name__,
-                    )
-                    self._stop.wait(backoff)
-                    backoff = min(backoff * 2, self.max_backoff)
+            stop = None in batch
+            saved_list = [s for s in batch if s is not None]
+            if self.keep_last is not None:
+                # Older ones would be deleted right after their upload: skip them.
+                skipped, saved_list = saved_list[: -self.keep_last], saved_list[-self.keep_last :]
+                for old in skipped:
+                    old.path.unlink(missing_ok=True)  # keep-last-K locally too
+                self._done(len(skipped))
+            for saved in saved_list:
+                self._upload_with_retries(client, saved)
+                self._done(1)
+
+    def _done(self, count: int) -> None:
+        if count:
             with self._idle:
-                self._pending -= 1
+                self._pending -= count
                 self._idle.notify_all()
+
+    def _upload_with_retries(self, client: MlflowClient, saved: SavedCheckpoint) -> None:
+        backoff = 0.25
+        while not self._stop.is_set():
+            try:
+                self._upload(client, saved)
+                return
+            except Exception as error:  # retried: the pointer must not move early
+                _logger.warning(
+                    "trackcfg: uploading checkpoint %s failed (%s); retrying",
+                    saved.path.name,
+                    str(error).splitlines()[0] if str(error) else type(error).__name__,
+                )
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, self.max_backoff)
 
     def _upload(self, client: MlflowClient, saved: SavedCheckpoint) -> None:
         from trackcfg.tracking.mlflow_run import (
