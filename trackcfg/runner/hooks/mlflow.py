@@ -32,6 +32,7 @@ from trackcfg.runner.hooks.logger import LoggerHook
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
+    from mlflow.store.artifact.artifact_repo import ArtifactRepository
 
     from trackcfg.runner.base_runner import BaseRunner
     from trackcfg.runner.checkpoint import SavedCheckpoint
@@ -112,6 +113,7 @@ class MlflowCheckpointHook(Hook):
         self._stop = threading.Event()
         self._idle = threading.Condition()
         self._pending = 0
+        self._repo: ArtifactRepository | None = None
 
     # -- hook stages -------------------------------------------------------------
 
@@ -240,8 +242,10 @@ class MlflowCheckpointHook(Hook):
     def _prune(self, client: MlflowClient, old: SavedCheckpoint) -> None:
         from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
-        artifact_uri = client.get_run(self.run_id).info.artifact_uri
-        repo = get_artifact_repository(artifact_uri, tracking_uri=self.tracking_uri)
+        if self._repo is None:  # one lookup per run, not per pruned checkpoint
+            artifact_uri = client.get_run(self.run_id).info.artifact_uri
+            self._repo = get_artifact_repository(artifact_uri, tracking_uri=self.tracking_uri)
+        repo = self._repo
         name = old.path.name
         try:
             repo.delete_artifacts(f"{CHECKPOINT_ARTIFACT_DIR}/{name}")  # type: ignore[no-untyped-call]
