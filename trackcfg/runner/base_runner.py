@@ -69,7 +69,7 @@ _BOUNDARY_STAGES = frozenset(
 _ITERATION_STAGES = frozenset({Stage.BEFORE_TRAIN_ITER, Stage.AFTER_TRAIN_ITER})
 
 HookConfig = Mapping[str, object]
-_LogVars = Mapping[str, object]
+_HookFn = Callable[["BaseRunner"], None]
 
 # mmcv's default for register_training_hooks(timer_config=...); read-only (copied before use).
 DEFAULT_TIMER_CONFIG: HookConfig = MappingProxyType({"type": "IterTimerHook"})
@@ -184,9 +184,13 @@ class BaseRunner:
         self.error: BaseException | None = None
         self.state = RunnerState(max_epochs=max_epochs, max_iters=max_iters)
         self._hooks: list[Hook] = []
-        self._dispatch: dict[Stage, tuple[Callable[[BaseRunner], None], ...]] = {
-            s: () for s in Stage
-        }
+        self._dispatch: dict[Stage, tuple[_HookFn, ...]] = {s: () for s in Stage}
+        # The per-iteration stages' tables again, as attributes: the loops read these
+        # (hashing a Stage for the dict runs Enum.__hash__, a Python function).
+        self._before_train_iter: tuple[_HookFn, ...] = ()
+        self._after_train_iter: tuple[_HookFn, ...] = ()
+        self._before_val_iter: tuple[_HookFn, ...] = ()
+        self._after_val_iter: tuple[_HookFn, ...] = ()
         self._writer = CheckpointWriter()
         self._pending: list[_CheckpointRequest] = []
         self._dispatching: Stage | None = None
@@ -356,12 +360,16 @@ class BaseRunner:
     def _rebuild_dispatch(self) -> None:
         # Only hooks that do something at a stage are called there: the per-iteration
         # cost is one loop over the hooks that matter (the ≤5%/iteration budget).
-        table: dict[Stage, list[Callable[[BaseRunner], None]]] = {s: [] for s in Stage}
+        table: dict[Stage, list[_HookFn]] = {s: [] for s in Stage}
         for hook in self._hooks:
             for name in hook.get_triggered_stages():
                 stage = Stage(name)
                 table[stage].append(getattr(hook, stage.value))
         self._dispatch = {s: tuple(fns) for s, fns in table.items()}
+        self._before_train_iter = self._dispatch[Stage.BEFORE_TRAIN_ITER]
+        self._after_train_iter = self._dispatch[Stage.AFTER_TRAIN_ITER]
+        self._before_val_iter = self._dispatch[Stage.BEFORE_VAL_ITER]
+        self._after_val_iter = self._dispatch[Stage.AFTER_VAL_ITER]
 
     def call_hook(self, stage: Stage) -> None:
         """Call every registered hook's method for ``stage``, in priority order.
@@ -370,25 +378,30 @@ class BaseRunner:
             HookRegistrationError: ``stage`` is not a `Stage` (a string would
                 silently skip a misspelled name, as in mmcv).
         """
-        if not isinstance(stage, Stage):
+        if type(stage) is not Stage:
             raise HookRegistrationError(
                 f"call_hook expects a Stage, got {type(stage).__name__} {stage!r}",
                 hint=f"use e.g. Stage.{Stage.AFTER_TRAIN_ITER.name}",
             )
-        previous, self._dispatching = self._dispatching, stage
-        try:
-            for fn in self._dispatch[stage]:
-                try:
+        self._fire(stage, self._dispatch[stage])
+
+    def _fire(self, stage: Stage, fns: tuple[_HookFn, ...]) -> None:
+        """`call_hook` with the table already looked up (the loops pass theirs)."""
+        if fns:
+            previous, self._dispatching = self._dispatching, stage
+            fn: _HookFn | None = None
+            try:
+                for fn in fns:
                     fn(self)
-                except BaseException as exc:
-                    owner = getattr(fn, "__self__", None)
-                    exc.add_note(
-                        f"in {type(owner).__name__}.{stage.value} "
-                        f"(epoch={self.epoch}, iter={self.iter}, inner_iter={self.inner_iter})"
-                    )
-                    raise
-        finally:
-            self._dispatching = previous
+            except BaseException as exc:
+                owner = getattr(fn, "__self__", None)
+                exc.add_note(
+                    f"in {type(owner).__name__}.{stage.value} "
+                    f"(epoch={self.epoch}, iter={self.iter}, inner_iter={self.inner_iter})"
+                )
+                raise
+            finally:
+                self._dispatching = previous
         if self._pending and stage not in _BOUNDARY_STAGES:
             self._commit_checkpoints()
 
@@ -430,11 +443,8 @@ class BaseRunner:
                 f"got {type(outputs).__name__}"
             )
         if "log_vars" in outputs:
-            # _LogVars is pre-built: cast(Mapping[str, object], ...) would rebuild the
-            # subscripted type on every iteration.
-            self.log_buffer.update(
-                cast(_LogVars, outputs["log_vars"]), cast(int, outputs["num_samples"])
-            )
+            # Typed by ignores, not cast(): this runs every iteration.
+            self.log_buffer.update(outputs["log_vars"], outputs["num_samples"])  # type: ignore[arg-type]
         self.outputs = outputs
 
     # -- learning rate / momentum ----------------------------------------------------

@@ -183,7 +183,8 @@ class IterBasedRunner(BaseRunner):
                         state.phase_repeat += 1
                         state.data_epoch[state.phase] = loader.epoch
                         state.data_batch[state.phase] = loader.position
-                        self._commit_checkpoints()  # iteration boundary
+                        if self._pending:
+                            self._commit_checkpoints()  # iteration boundary
                     state.phase += 1
                     state.phase_repeat = 0
                 state.phase = 0
@@ -201,9 +202,13 @@ class IterBasedRunner(BaseRunner):
         data_batch = next(data_loader)
         state.epoch = data_loader.epoch
         self.data_batch = data_batch
-        self.call_hook(Stage.BEFORE_TRAIN_ITER)
-        self.run_iter(data_batch, train_mode=True, **kwargs)
-        self.call_hook(Stage.AFTER_TRAIN_ITER)
+        # Attribute tables instead of call_hook's Stage-keyed dict (see EpochBasedRunner.train).
+        self._fire(Stage.BEFORE_TRAIN_ITER, self._before_train_iter)
+        if kwargs:
+            self.run_iter(data_batch, train_mode=True, **kwargs)
+        else:
+            self.run_iter(data_batch, True)
+        self._fire(Stage.AFTER_TRAIN_ITER, self._after_train_iter)
         self.data_batch = None
         state.iter += 1
 
@@ -215,7 +220,7 @@ class IterBasedRunner(BaseRunner):
         self.data_loader = data_loader
         data_batch = next(data_loader)
         self.data_batch = data_batch
-        self.call_hook(Stage.BEFORE_VAL_ITER)
+        self._fire(Stage.BEFORE_VAL_ITER, self._before_val_iter)
         self.run_iter(data_batch, train_mode=False, **kwargs)
-        self.call_hook(Stage.AFTER_VAL_ITER)
+        self._fire(Stage.AFTER_VAL_ITER, self._after_val_iter)
         self.data_batch = None

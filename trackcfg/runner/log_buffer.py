@@ -41,6 +41,12 @@ OutputValue = float | int | str
 
 def _to_float(key: str, value: object) -> float:
     """One logged value as a float; tensors and NumPy scalars must hold one element."""
+    # Exact-type tests first: this runs for every logged value of every iteration, and
+    # ``isinstance(x, numbers.Real)`` is an ABC check that costs microseconds.
+    if type(value) is float:
+        return value
+    if type(value) is int:
+        return float(value)
     if isinstance(value, bool):
         return float(value)
     if isinstance(value, numbers.Real):
@@ -106,16 +112,39 @@ class LogBuffer:
         Raises:
             TypeError: ``vars`` is not a mapping, or a value is not a scalar.
         """
-        if not isinstance(vars, Mapping):
+        # Runs several times per iteration: a plain dict skips the ABC check, and a float
+        # (what log_vars and the timer hold) goes straight into the typed array.
+        if type(vars) is not dict and not isinstance(vars, Mapping):
             raise TypeError(f"log_buffer.update expects a dict, got {type(vars).__name__}")
-        weight = int(count)
+        weight = count if type(count) is int else int(count)
+        val_history = self.val_history
         for key, var in vars.items():
-            value = _to_float(key, var)
-            if key not in self.val_history:
-                self.val_history[key] = array("d")
-                self.n_history[key] = array("q")
-            self.val_history[key].append(value)
+            value = var if type(var) is float else _to_float(key, var)
+            values = val_history.get(key)
+            if values is None:
+                values = self._add_key(key)
+            values.append(value)
             self.n_history[key].append(weight)
+
+    def update_scalar(self, key: str, value: float, count: int = 1) -> None:
+        """``update({key: value}, count)`` without building a dict (for per-iteration hooks).
+
+        Raises:
+            TypeError: ``value`` is not a scalar.
+        """
+        weight = count if type(count) is int else int(count)
+        if type(value) is not float:
+            value = _to_float(key, value)
+        values = self.val_history.get(key)
+        if values is None:
+            values = self._add_key(key)
+        values.append(value)
+        self.n_history[key].append(weight)
+
+    def _add_key(self, key: str) -> array[float]:
+        values = self.val_history[key] = array("d")
+        self.n_history[key] = array("q")
+        return values
 
     def average(self, n: int = 0) -> None:
         """Set `output` to the count-weighted mean of the latest ``n`` values (0: all).
@@ -125,12 +154,20 @@ class LogBuffer:
         """
         if n < 0:
             raise ValueError(f"log_buffer.average: n must be >= 0, got {n}")
+        add = np.add.reduce  # what np.sum runs for a 1-d array, minus its Python wrapper
         for key, history in self.val_history.items():
             # Same arithmetic as mmcv (NumPy float64 and int64 arrays, sum then divide) so
-            # the printed numbers match it to the last bit. history[-0:] is all of it.
-            values = np.array(history[-n:])
-            nums = np.array(self.n_history[key][-n:])
-            self.output[key] = float(np.sum(values * nums) / np.sum(nums))
+            # the printed numbers match it to the last bit; the arrays are views of the
+            # typed history (no copy), dropped before the next append. [-0:] is all of it.
+            counts = self.n_history[key]
+            values = np.frombuffer(history, np.float64)[-n:]
+            nums = np.frombuffer(counts, np.int64)[-n:]
+            total = add(values * nums)
+            # The count total is an exact integer either way; summed in C without NumPy's
+            # dispatch, then divided as float64 like NumPy's float64 / int64 (which is
+            # also left to give mmcv's nan/inf when the counts sum to 0).
+            count = sum(counts[-n:])
+            self.output[key] = float(total) / count if count else float(total / add(nums))
         self.ready = True
 
     # -- state ---------------------------------------------------------------

@@ -231,15 +231,17 @@ class LoggerHook(Hook, metaclass=ABCMeta):
         buffer.in_epoch = True
 
     def after_train_iter(self, runner: BaseRunner) -> None:
-        interval_done = (
-            self.every_n_inner_iters(runner, self.interval)
-            if self.by_epoch
-            else self.every_n_iters(runner, self.interval)
-        )
-        if interval_done or (self.end_of_epoch(runner) and not self.ignore_last):
+        # Runs every iteration and logs only every `interval`: the cheap tests come first
+        # (same conditions as Hook.every_n_inner_iters/every_n_iters, inlined), and
+        # end_of_epoch (a len() of the loader) is only asked when ignore_last is False.
+        interval = self.interval
+        count = runner.inner_iter if self.by_epoch else runner.iter
+        if (interval > 0 and (count + 1) % interval == 0) or (
+            not self.ignore_last and self.end_of_epoch(runner)
+        ):
             # a short last interval still averages `interval` values (mmcv: "not precise
             # but more stable")
-            runner.log_buffer.average(self.interval)
+            runner.log_buffer.average(interval)
         if runner.log_buffer.ready:
             self.log(runner)
             if self.reset_flag:

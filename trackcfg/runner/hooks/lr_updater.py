@@ -210,6 +210,8 @@ class LrUpdaterHook(Hook):
         self._set_lr(runner, self.regular_lr)
 
     def before_train_iter(self, runner: BaseRunner) -> None:
+        if self.by_epoch and self.warmup is None:
+            return  # the LR changes only per epoch: nothing to do each iteration
         cur_iter = runner.iter
         warmup_iters = self._resolve_warmup_iters(runner)
         if not self.by_epoch:

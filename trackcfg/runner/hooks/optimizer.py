@@ -48,8 +48,7 @@ def _optimizer_list(runner: BaseRunner) -> list[Optimizer]:
 
 
 def _loss(runner: BaseRunner) -> torch.Tensor:
-    outputs: Mapping[str, object] = runner.outputs
-    loss = outputs.get("loss")
+    loss = runner.outputs.get("loss")
     if not isinstance(loss, torch.Tensor):
         raise TypeError(
             "OptimizerHook needs runner.outputs['loss'] to be a tensor "
@@ -110,13 +109,23 @@ class OptimizerHook(Hook):
         return clip_grad_norm_(with_grad, **self.grad_clip)  # type: ignore[arg-type]
 
     def after_train_iter(self, runner: BaseRunner) -> None:
-        optimizers = _optimizer_list(runner)
-        for optimizer in optimizers:
+        optimizer = runner.optimizer
+        if isinstance(optimizer, Optimizer):
+            # The common case without the list and the Mapping (ABC) check: this runs
+            # every iteration.
             optimizer.zero_grad()
-        torch.autograd.backward(_loss(runner))  # Tensor.backward, but typed for mypy
-        self._clip_and_log(runner)
-        for optimizer in optimizers:
+            torch.autograd.backward(_loss(runner))  # Tensor.backward, but typed for mypy
+            if self.grad_clip is not None:
+                self._clip_and_log(runner)
             optimizer.step()
+            return
+        optimizers = _optimizer_list(runner)
+        for each in optimizers:
+            each.zero_grad()
+        torch.autograd.backward(_loss(runner))
+        self._clip_and_log(runner)
+        for each in optimizers:
+            each.step()
 
     def _clip_and_log(self, runner: BaseRunner) -> None:
         if self.grad_clip is None:

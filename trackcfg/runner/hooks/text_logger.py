@@ -21,10 +21,14 @@ keeps a sensible ETA instead of restarting the estimate.
 from __future__ import annotations
 
 import datetime
+import functools
 import json
+import logging
+import os
 import shutil
 import sys
 import time
+import weakref
 from collections import OrderedDict
 from collections.abc import Sequence, Sized
 from pathlib import Path
@@ -51,6 +55,12 @@ _PROGRESS_PERIOD = 0.1
 def _epoch_length(runner: BaseRunner) -> int:
     data_loader = runner.data_loader
     return len(data_loader) if isinstance(data_loader, Sized) else 0
+
+
+@functools.cache
+def _cuda_available() -> bool:
+    # Asked at every log line (mmcv); the answer does not change within a process.
+    return torch.cuda.is_available()
 
 
 def _round_float(value: object) -> object:
@@ -152,6 +162,10 @@ class TextLoggerHook(LoggerHook):
         self.time_sec_tot = 0.0
         self.start_iter: int | None = None  # set in before_run unless restored by a resume
         self.json_log_path: Path | None = None
+        # The JSON log stays open during a run (see `_dump_log`): the path it was opened
+        # for, and the finalizer that closes its descriptor (at after_run, or when the
+        # hook is garbage-collected).
+        self._json_log_file: tuple[Path, int, weakref.finalize[[int], TextLoggerHook]] | None = None
         self._progress = _ProgressLine()
         self._show_progress: bool | None = None  # decided in before_run
 
@@ -177,6 +191,7 @@ class TextLoggerHook(LoggerHook):
                 hint="give the runner a work_dir",
             )
         super().before_run(runner)
+        self._close_json_log()
         if self.start_iter is None:
             self.start_iter = int(runner.iter)
         # mmcv's name: the runner's start time, shared with the text log train() writes
@@ -190,10 +205,9 @@ class TextLoggerHook(LoggerHook):
 
     def after_train_iter(self, runner: BaseRunner) -> None:
         super().after_train_iter(runner)
-        stream = self._progress_stream()
-        if stream is not None:
+        if self._show_progress:
             self._progress.tick(int(runner.iter) + 1)
-            self._progress.draw(stream, self._progress_text(runner))
+            self._progress.draw(sys.stderr, self._progress_text(runner))
 
     def after_train_epoch(self, runner: BaseRunner) -> None:
         super().after_train_epoch(runner)
@@ -204,6 +218,7 @@ class TextLoggerHook(LoggerHook):
         self._progress.reset_clock()  # validation time is not training speed
 
     def after_run(self, runner: BaseRunner) -> None:
+        self._close_json_log()
         self._clear_progress()
         if self.out_dir is None or runner.work_dir is None:
             return
@@ -240,7 +255,7 @@ class TextLoggerHook(LoggerHook):
                 log_dict["lr"] = {name: lrs[0] for name, lrs in cur_lr.items()}
             else:
                 log_dict["lr"] = cur_lr[0]
-        if "time" in output and torch.cuda.is_available():
+        if "time" in output and _cuda_available():
             log_dict["memory"] = self._get_max_memory(runner)
         log_dict.update(output)
         self._log_info(log_dict, runner)
@@ -248,6 +263,9 @@ class TextLoggerHook(LoggerHook):
         return log_dict
 
     def _log_info(self, log_dict: OrderedDict[str, object], runner: BaseRunner) -> None:
+        eta_sec = self._update_eta(log_dict, runner) if log_dict["mode"] == "train" else None
+        if not runner.logger.isEnabledFor(logging.INFO):
+            return  # nobody would see the line: skip building it (the ETA is kept above)
         meta = runner.meta
         if (
             isinstance(meta, dict)
@@ -260,7 +278,7 @@ class TextLoggerHook(LoggerHook):
             self._info(runner, f"Exp name: {meta['exp_name']}")
 
         if log_dict["mode"] == "train":
-            log_str = self._train_head(log_dict, runner)
+            log_str = self._train_head(log_dict, runner, eta_sec)
         elif self.by_epoch:
             log_str = f"Epoch({log_dict['mode']}) [{log_dict['epoch']}][{log_dict['iter']}]\t"
         else:
@@ -273,7 +291,21 @@ class TextLoggerHook(LoggerHook):
             items.append(f"{name}: {val:.4f}" if isinstance(val, float) else f"{name}: {val}")
         self._info(runner, log_str + ", ".join(items))
 
-    def _train_head(self, log_dict: OrderedDict[str, object], runner: BaseRunner) -> str:
+    def _update_eta(self, log_dict: OrderedDict[str, object], runner: BaseRunner) -> float | None:
+        """Add this interval to the ETA accumulators; the seconds left, if it can tell."""
+        iter_time = log_dict.get("time")
+        max_iters = runner.max_iters
+        if not (isinstance(iter_time, float | int) and isinstance(max_iters, int)):
+            return None
+        # mmcv's estimate: the mean logged iteration time over the iterations so far
+        self.time_sec_tot += iter_time * self.interval
+        start_iter = self.start_iter if self.start_iter is not None else 0
+        time_sec_avg = self.time_sec_tot / (int(runner.iter) - start_iter + 1)
+        return time_sec_avg * (max_iters - int(runner.iter) - 1)
+
+    def _train_head(
+        self, log_dict: OrderedDict[str, object], runner: BaseRunner, eta_sec: float | None
+    ) -> str:
         lr = log_dict.get("lr")
         if isinstance(lr, dict):
             lr_str = " ".join(f"lr_{name}: {value:.3e}" for name, value in lr.items())
@@ -288,13 +320,7 @@ class TextLoggerHook(LoggerHook):
         if lr_str:
             head += f"{lr_str}, "
         iter_time = log_dict.get("time")
-        max_iters = runner.max_iters
-        if isinstance(iter_time, float | int) and isinstance(max_iters, int):
-            # mmcv's estimate: the mean logged iteration time over the iterations so far
-            self.time_sec_tot += iter_time * self.interval
-            start_iter = self.start_iter if self.start_iter is not None else 0
-            time_sec_avg = self.time_sec_tot / (int(runner.iter) - start_iter + 1)
-            eta_sec = time_sec_avg * (max_iters - int(runner.iter) - 1)
+        if eta_sec is not None and isinstance(iter_time, float | int):
             head += f"eta: {datetime.timedelta(seconds=int(eta_sec))}, "
             data_time = log_dict.get("data_time", 0.0)
             head += f"time: {iter_time:.3f}, "
@@ -309,10 +335,34 @@ class TextLoggerHook(LoggerHook):
             return
         entries = log_dict.items() if isinstance(log_dict, dict) else ()
         json_log = {str(k): _round_float(v) for k, v in entries}
-        # default=str: meta may hold values JSON has no type for (paths, tuples of classes)
-        line = json.dumps(json_log, default=str)
-        with self.json_log_path.open("a", encoding="utf-8") as f:
-            f.write(line + "\n")
+        try:
+            line = json.dumps(json_log)  # the module's cached encoder: the common case
+        except TypeError:
+            # meta may hold values JSON has no type for (paths, tuples of classes)
+            line = json.dumps(json_log, default=str)
+        # One unbuffered append per line on a descriptor kept open for the run: a line is
+        # in the file (page cache) as soon as it is logged, so a SIGKILL loses nothing,
+        # and logging costs one system call instead of open/fstat/lseek/write/close.
+        opened = self._json_log_file
+        if opened is None or opened[0] is not self.json_log_path:
+            opened = self._open_json_log(self.json_log_path)
+        fd = opened[1]
+        data = memoryview((line + "\n").encode("utf-8"))
+        while data:
+            data = data[os.write(fd, data) :]
+
+    def _open_json_log(
+        self, path: Path
+    ) -> tuple[Path, int, weakref.finalize[[int], TextLoggerHook]]:
+        self._close_json_log()
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o666)
+        self._json_log_file = (path, fd, weakref.finalize(self, os.close, fd))
+        return self._json_log_file
+
+    def _close_json_log(self) -> None:
+        if self._json_log_file is not None:
+            self._json_log_file[2]()  # closes the descriptor (a finalizer runs once)
+            self._json_log_file = None
 
     def _get_max_memory(self, runner: BaseRunner) -> int:
         """Peak CUDA memory of this process in MiB (mmcv reduced it over ranks; we do not

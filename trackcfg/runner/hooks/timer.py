@@ -34,6 +34,17 @@ class IterTimerHook(Hook):
     def __init__(self) -> None:
         self.t = time.perf_counter()
 
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        # The aliases below bind IterTimerHook's own methods; a subclass that overrides
+        # the generic method must still be called for training iterations.
+        for generic, specific in (
+            ("before_iter", "before_train_iter"),
+            ("after_iter", "after_train_iter"),
+        ):
+            if generic in cls.__dict__ and specific not in cls.__dict__:
+                setattr(cls, specific, cls.__dict__[generic])
+
     def before_run(self, runner: BaseRunner) -> None:
         # A mid-epoch resume fires no before_epoch; start the clock here too.
         self.t = time.perf_counter()
@@ -42,8 +53,16 @@ class IterTimerHook(Hook):
         self.t = time.perf_counter()
 
     def before_iter(self, runner: BaseRunner) -> None:
-        runner.log_buffer.update({"data_time": time.perf_counter() - self.t})
+        runner.log_buffer.update_scalar("data_time", time.perf_counter() - self.t)
 
     def after_iter(self, runner: BaseRunner) -> None:
-        runner.log_buffer.update({"time": time.perf_counter() - self.t})
-        self.t = time.perf_counter()
+        # One clock read: ``time`` ends where the next ``data_time`` starts, so the
+        # intervals tile the run (mmcv read the clock twice and lost the update between).
+        now = time.perf_counter()
+        runner.log_buffer.update_scalar("time", now - self.t)
+        self.t = now
+
+    # The specific stages *are* the generic ones (no forwarding call per iteration);
+    # val iterations still reach them through Hook.before_val_iter/after_val_iter.
+    before_train_iter = before_iter
+    after_train_iter = after_iter

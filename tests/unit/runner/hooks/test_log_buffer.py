@@ -109,3 +109,47 @@ def test_load_state_dict_rejects_foreign_state() -> None:
         LogBuffer().load_state_dict(
             {"val_history": [], "n_history": {}, "output": {}, "ready": True}
         )
+
+
+# lengths around NumPy's summation blocks (8 accumulators, blocks of 128)
+@pytest.mark.parametrize("length", [1, 7, 8, 9, 50, 127, 128, 129, 300, 1000])
+@pytest.mark.parametrize("n", [0, 1, 50, 129])
+def test_average_is_bitwise_mmcv_for_every_length(length: int, n: int) -> None:
+    rng = np.random.default_rng(length * 1000 + n)
+    values = (rng.random(length) * 10.0 ** rng.integers(-9, 9, length)).tolist()
+    counts = rng.integers(1, 512, length).tolist()
+    buf = LogBuffer()
+    for v, c in zip(values, counts, strict=True):
+        buf.update({"loss": v}, c)
+    buf.average(n)
+    # mmcv 1.x LogBuffer.average, verbatim arithmetic on lists
+    vals, nums = np.array(values[-n:]), np.array(counts[-n:])
+    assert buf.output["loss"] == float(np.sum(vals * nums) / np.sum(nums))
+
+
+def test_average_of_zero_counts_is_nan_as_in_mmcv() -> None:
+    buf = LogBuffer()
+    buf.update({"loss": 1.0}, 0)
+    with np.errstate(invalid="ignore"):
+        buf.average()
+    assert np.isnan(buf.output["loss"])
+
+
+def test_update_scalar_is_update_with_one_key() -> None:
+    by_dict, by_scalar = LogBuffer(), LogBuffer()
+    for i, value in enumerate([0.5, 2, np.float32(1.5), torch.tensor(3.0)]):
+        by_dict.update({"loss": 1.0, "time": value}, count=i + 1)
+        by_scalar.update({"loss": 1.0}, count=i + 1)
+        by_scalar.update_scalar("time", value, count=i + 1)  # type: ignore[arg-type]
+    assert list(by_scalar.val_history) == list(by_dict.val_history) == ["loss", "time"]
+    assert by_scalar.val_history == by_dict.val_history
+    assert by_scalar.n_history == by_dict.n_history
+
+
+def test_a_rejected_value_leaves_no_empty_history() -> None:
+    buf = LogBuffer()
+    with pytest.raises(TypeError):
+        buf.update({"x": "text"})
+    with pytest.raises(TypeError):
+        buf.update_scalar("y", [1.0])  # type: ignore[arg-type]
+    assert (dict(buf.val_history), dict(buf.n_history)) == ({}, {})

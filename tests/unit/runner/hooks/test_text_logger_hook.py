@@ -220,3 +220,28 @@ def test_log_files_are_copied_to_out_dir_after_the_run(
         "20260101_000000.log.json"
     ]
     assert [p.name for p in Path(runner.work_dir).iterdir()] == ["ignored.bin"]  # type: ignore[attr-defined]
+
+
+def test_json_lines_are_in_the_file_as_soon_as_logged(make_runner: Callable[..., object]) -> None:
+    # a run killed between two log lines must leave every earlier line in the file
+    hook = TextLoggerHook(interval=1, progress=False)
+    runner = start(make_runner, hook, meta={"a": 1}, max_iters=4)
+    train_iters(runner, hook, range(2), length=4)
+    assert [r.get("iter") for r in json_lines(runner)] == [None, 1, 2]
+    hook.after_run(runner)  # type: ignore[arg-type]
+    hook.before_run(runner)  # type: ignore[arg-type]  # a second run appends
+    train_iters(runner, hook, range(2, 3), length=4)
+    hook.after_run(runner)  # type: ignore[arg-type]
+    assert [r.get("iter") for r in json_lines(runner)] == [None, 1, 2, None, 3]
+
+
+def test_disabled_logger_still_advances_the_eta(
+    make_runner: Callable[..., object], caplog: pytest.LogCaptureFixture
+) -> None:
+    quiet = TextLoggerHook(interval=2, by_epoch=False, progress=False)
+    runner = start(make_runner, quiet, max_iters=10)
+    with caplog.at_level(logging.WARNING, logger="trackcfg.test"):
+        train_iters(runner, quiet, range(4), length=100)
+    assert caplog.messages == []
+    assert quiet.state_dict() == {"time_sec_tot": 2.0, "start_iter": 0}
+    assert len(json_lines(runner)) == 2  # the JSON log does not depend on the level

@@ -44,3 +44,24 @@ def test_timer_counts_from_before_run_when_no_epoch_starts(
     hook.before_run(runner)
     hook.before_val_iter(runner)
     assert runner.log_buffer.val_history["data_time"][0] < 0.05  # type: ignore[attr-defined]
+
+
+def test_subclass_overriding_the_generic_stage_is_called_for_train_iterations(
+    make_runner: Callable[..., object],
+) -> None:
+    from trackcfg.runner.hooks.timer import IterTimerHook
+
+    calls: list[str] = []
+
+    class CountingTimer(IterTimerHook):
+        def before_iter(self, runner: object) -> None:  # type: ignore[override]
+            calls.append("before")
+
+        def after_iter(self, runner: object) -> None:  # type: ignore[override]
+            calls.append("after")
+
+    runner = make_runner()
+    hook = CountingTimer()
+    hook.before_train_iter(runner)  # type: ignore[arg-type]
+    hook.after_train_iter(runner)  # type: ignore[arg-type]
+    assert calls == ["before", "after"]
