@@ -302,7 +302,7 @@ def run_id_from(stdout: str) -> str:
     """The run id ``trackcfg run``/``resume`` printed (``run id: <32 hex>``)."""
     for line in stdout.splitlines():
         if line.strip().startswith("run id:"):
-            return line.split(":", 1)[1].strip()
+            return line.split(":", 1)[1].split()[0]
     raise AssertionError(f"no 'run id:' line in output:\n{stdout}")
 
 
