@@ -25,9 +25,12 @@ mmcv's lists give NumPy.
 from __future__ import annotations
 
 import numbers
+import struct
 from array import array
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from functools import reduce
+from operator import add, mul
 
 import numpy as np
 import torch
@@ -68,6 +71,81 @@ def _to_output_value(value: object) -> OutputValue:
     if isinstance(value, np.integer):
         return int(value)
     return _to_float("output", value)
+
+
+def _pairwise_sum(a: Sequence[float], lo: int, n: int) -> float:
+    """NumPy's float64 ``pairwise_sum``; ``np.add.reduce(a)`` is ``0.0 + pairwise_sum(a)``.
+
+    The same additions in the same order, so the result is bitwise NumPy's: fewer than
+    8 values in sequence (from -0.0); up to 128 with 8 interleaved accumulators
+    combined as a tree, then the rest in sequence; longer runs split in two halves
+    (rounded down to a multiple of 8).
+    """
+    # functools.reduce(add, ...) adds strictly left to right in C (unlike sum(), which
+    # compensates rounding for floats since Python 3.12).
+    if n < 8:
+        return reduce(add, a[lo : lo + n], -0.0)
+    if n <= 128:
+        end = lo + n - n % 8
+        r0, r1, r2, r3, r4, r5, r6, r7 = (
+            reduce(add, a[lo + j + 8 : end : 8], a[lo + j]) for j in range(8)
+        )
+        return reduce(add, a[end : lo + n], ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7)))
+    half = n // 2
+    half -= half % 8
+    return _pairwise_sum(a, lo, half) + _pairwise_sum(a, lo + half, n - half)
+
+
+def _numpy_sums_pairwise() -> bool:
+    """Whether this NumPy sums float64 exactly as `_pairwise_sum` (checked once at import).
+
+    Probes every branch (short runs, one block, split blocks) with values whose sum
+    depends on the order; any difference makes `average` use NumPy for everything.
+    """
+    rng = np.random.default_rng(20260101)  # a local generator: global RNGs untouched
+    for length in (*range(1, 20), 64, 127, 128, 129, 200, 255, 256, 257, 300, 1000):
+        values = rng.random(length) * 10.0 ** rng.integers(-12, 12, length)
+        values[::3] *= -1.0
+        if not _same(float(np.add.reduce(values)), 0.0 + _pairwise_sum(values.tolist(), 0, length)):
+            return False
+    return _same(
+        float(np.add.reduce(np.array([-0.0, -0.0]))), 0.0 + _pairwise_sum([-0.0, -0.0], 0, 2)
+    )
+
+
+def _same(x: float, y: float) -> bool:
+    """Bitwise float equality (tells -0.0 from 0.0)."""
+    return struct.pack("<d", x) == struct.pack("<d", y)
+
+
+#: Windows up to this long are averaged in Python (see `_weighted_mean`); 0 if this
+#: NumPy sums differently, so everything goes through NumPy.
+_PYTHON_WINDOW = 512 if _numpy_sums_pairwise() else 0
+
+
+def _weighted_mean(values: array[float], counts: array[int], n: int) -> float:
+    """mmcv's ``np.sum(vals * nums) / np.sum(nums)`` over the last ``n`` entries (0: all).
+
+    A logged window (``interval`` values) is averaged with the very same float64
+    operations in Python: products are float64 times an exactly converted int, the
+    count total is an exact integer, and `_pairwise_sum` adds in NumPy's order — the
+    result is bitwise NumPy's. This matters because the first NumPy call after a
+    stretch of training runs cold (tens of microseconds on a busy machine), every
+    log interval. Long windows (``average()`` of a whole epoch), zero count totals
+    (NumPy's nan/inf and warning) and NumPy versions that sum differently go through
+    NumPy itself.
+    """
+    window = len(values) if n == 0 else min(n, len(values))
+    if 0 < window <= _PYTHON_WINDOW:
+        nums = counts[-window:]
+        count = sum(nums)
+        if count:
+            products = list(map(mul, values[-window:], nums))
+            return (0.0 + _pairwise_sum(products, 0, window)) / count
+    # Views of the typed history (no copy), dropped before the next append.
+    vals_np = np.frombuffer(values, np.float64)[-n:]
+    nums_np = np.frombuffer(counts, np.int64)[-n:]
+    return float(np.sum(vals_np * nums_np) / np.sum(nums_np))
 
 
 class LogBuffer:
@@ -154,20 +232,8 @@ class LogBuffer:
         """
         if n < 0:
             raise ValueError(f"log_buffer.average: n must be >= 0, got {n}")
-        add = np.add.reduce  # what np.sum runs for a 1-d array, minus its Python wrapper
         for key, history in self.val_history.items():
-            # Same arithmetic as mmcv (NumPy float64 and int64 arrays, sum then divide) so
-            # the printed numbers match it to the last bit; the arrays are views of the
-            # typed history (no copy), dropped before the next append. [-0:] is all of it.
-            counts = self.n_history[key]
-            values = np.frombuffer(history, np.float64)[-n:]
-            nums = np.frombuffer(counts, np.int64)[-n:]
-            total = add(values * nums)
-            # The count total is an exact integer either way; summed in C without NumPy's
-            # dispatch, then divided as float64 like NumPy's float64 / int64 (which is
-            # also left to give mmcv's nan/inf when the counts sum to 0).
-            count = sum(counts[-n:])
-            self.output[key] = float(total) / count if count else float(total / add(nums))
+            self.output[key] = _weighted_mean(history, self.n_history[key], n)
         self.ready = True
 
     # -- state ---------------------------------------------------------------

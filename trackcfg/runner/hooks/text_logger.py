@@ -334,7 +334,10 @@ class TextLoggerHook(LoggerHook):
         if runner.rank != 0 or self.json_log_path is None:
             return
         entries = log_dict.items() if isinstance(log_dict, dict) else ()
-        json_log = {str(k): _round_float(v) for k, v in entries}
+        json_log = {
+            k if type(k) is str else str(k): round(v, 5) if type(v) is float else _round_float(v)
+            for k, v in entries
+        }
         try:
             line = json.dumps(json_log)  # the module's cached encoder: the common case
         except TypeError:
@@ -347,9 +350,10 @@ class TextLoggerHook(LoggerHook):
         if opened is None or opened[0] is not self.json_log_path:
             opened = self._open_json_log(self.json_log_path)
         fd = opened[1]
-        data = memoryview((line + "\n").encode("utf-8"))
-        while data:
-            data = data[os.write(fd, data) :]
+        data = (line + "\n").encode("utf-8")
+        written = os.write(fd, data)
+        while written < len(data):  # a short write (full disk, signal): write the rest
+            written += os.write(fd, data[written:])
 
     def _open_json_log(
         self, path: Path

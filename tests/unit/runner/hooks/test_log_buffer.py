@@ -116,7 +116,7 @@ def test_load_state_dict_rejects_foreign_state() -> None:
 @pytest.mark.parametrize("n", [0, 1, 50, 129])
 def test_average_is_bitwise_mmcv_for_every_length(length: int, n: int) -> None:
     rng = np.random.default_rng(length * 1000 + n)
-    values = (rng.random(length) * 10.0 ** rng.integers(-9, 9, length)).tolist()
+    values = (rng.standard_normal(length) * 10.0 ** rng.integers(-9, 9, length)).tolist()
     counts = rng.integers(1, 512, length).tolist()
     buf = LogBuffer()
     for v, c in zip(values, counts, strict=True):
@@ -124,7 +124,16 @@ def test_average_is_bitwise_mmcv_for_every_length(length: int, n: int) -> None:
     buf.average(n)
     # mmcv 1.x LogBuffer.average, verbatim arithmetic on lists
     vals, nums = np.array(values[-n:]), np.array(counts[-n:])
-    assert buf.output["loss"] == float(np.sum(vals * nums) / np.sum(nums))
+    expected = float(np.sum(vals * nums) / np.sum(nums))
+    assert np.float64(buf.output["loss"]).tobytes() == np.float64(expected).tobytes()
+
+
+def test_average_of_negative_zeros_is_positive_zero_as_numpy_sums() -> None:
+    buf = LogBuffer()
+    for _ in range(3):
+        buf.update({"loss": -0.0}, 2)
+    buf.average(2)
+    assert np.float64(buf.output["loss"]).tobytes() == np.float64(0.0).tobytes()
 
 
 def test_average_of_zero_counts_is_nan_as_in_mmcv() -> None:
