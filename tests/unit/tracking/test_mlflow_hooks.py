@@ -48,3 +48,22 @@ def test_uploaded_checkpoint_bytes_equal_the_local_file(tmp_path: Path, sqlite_s
     assert hook.close(timeout=60)
     downloaded = client.download_artifacts(run_id, "checkpoints/epoch_1.pth", str(tmp_path / "d"))
     assert xxhash.xxh3_128_hexdigest(Path(downloaded).read_bytes()) == checkpoint.digest
+
+
+def test_a_resumed_run_prunes_checkpoints_an_earlier_process_uploaded(
+    tmp_path: Path, sqlite_store: str
+) -> None:
+    client = MlflowClient(sqlite_store)
+    run_id = client.create_run(client.create_experiment("hooks")).info.run_id
+    work = tmp_path / "work"
+    work.mkdir()
+    killed = MlflowCheckpointHook(sqlite_store, run_id, keep_last=2)
+    for epoch in (1, 2):
+        killed.on_checkpoint(saved(work, epoch))
+        assert killed.wait(timeout=60)
+    killed.close()
+    resumed = MlflowCheckpointHook(sqlite_store, run_id, keep_last=2)
+    resumed.on_checkpoint(saved(work, 3))
+    assert resumed.close(timeout=60)
+    remote = [a.path for a in client.list_artifacts(run_id, "checkpoints")]
+    assert remote == ["checkpoints/epoch_2.pth", "checkpoints/epoch_3.pth"]

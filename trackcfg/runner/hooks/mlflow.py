@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import re
 import threading
 import time
 from pathlib import Path
@@ -114,6 +115,7 @@ class MlflowCheckpointHook(Hook):
         self._idle = threading.Condition()
         self._pending = 0
         self._repo: ArtifactRepository | None = None
+        self._seeded = False
 
     # -- hook stages -------------------------------------------------------------
 
@@ -233,11 +235,34 @@ class MlflowCheckpointHook(Hook):
                 "trackcfg.latest_checkpoint_time": str(int(time.time() * 1000)),
             },
         )
+        if self.keep_last is not None and not self._seeded:
+            self.uploaded = self._earlier_uploads(client, saved)
+            self._seeded = True
         self.uploaded = [c for c in self.uploaded if c.path.name != saved.path.name]
         self.uploaded.append(saved)
         if self.keep_last is not None:
             while len(self.uploaded) > self.keep_last:
                 self._prune(client, self.uploaded.pop(0))
+
+    def _earlier_uploads(
+        self, client: MlflowClient, saved: SavedCheckpoint
+    ) -> list[SavedCheckpoint]:
+        """Checkpoints an earlier process of this run uploaded (a resumed run prunes them too).
+
+        Ordered by the number in their name (``epoch_3.pth``, ``iter_400.pth``); only
+        the name matters for pruning.
+        """
+        from trackcfg.runner.checkpoint import SavedCheckpoint
+
+        found: list[tuple[int, SavedCheckpoint]] = []
+        for info in client.list_artifacts(self.run_id, CHECKPOINT_ARTIFACT_DIR):
+            name = info.path.rsplit("/", 1)[-1]
+            number = re.findall(r"\d+", name)
+            if info.is_dir or not name.endswith(".pth") or not number or name == saved.path.name:
+                continue
+            earlier = SavedCheckpoint(saved.path.with_name(name), "", 0, int(number[-1]))
+            found.append((int(number[-1]), earlier))
+        return [c for _, c in sorted(found, key=lambda item: item[0])]
 
     def _prune(self, client: MlflowClient, old: SavedCheckpoint) -> None:
         from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
