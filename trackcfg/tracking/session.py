@@ -294,7 +294,9 @@ def resume_run(
         if old_work and Path(old_work).is_dir() and Path(old_work).resolve() != work:
             sync(Path(old_work), timeout=10.0)  # deliver the killed process's journal
         checkpoint = _download_checkpoint(client, run_id, tags, work)
-        skip = _logged_steps(client, run_id, run.data.metrics.keys())
+        # Fetched again: the sync above may have delivered keys the run did not have.
+        metric_keys = mr.get_run(client, run_id).data.metrics.keys()
+        skip = _logged_steps(client, run_id, metric_keys)
         count = int(tags.get("trackcfg.resume_count", "0")) + 1
         mr.set_tags(
             client,
