@@ -140,6 +140,43 @@ def bench_wall_time(epochs: int, repeat: int, work: Path) -> dict[str, float]:
     return {"tracked_s": statistics.median(tracked), "untracked_s": statistics.median(untracked)}
 
 
+def bench_training_phase(epochs: int, repeat: int, work: Path) -> dict[str, float]:
+    """``train()`` in one process with and without the MLflow hooks (same config, SQLite).
+
+    Isolates what tracking costs *while training* from the once-per-run start-up.
+    Run it under ``OMP_NUM_THREADS=1`` for stable figures on a shared machine.
+    """
+    from mlflow import MlflowClient
+
+    from trackcfg.config.config import Config
+    from trackcfg.runner.hooks.mlflow import MlflowCheckpointHook, MlflowLoggerHook
+    from trackcfg.runner.train import train
+    from trackcfg.tracking.journal import MetricJournal, journal_dir
+
+    uri = "sqlite:///" + (work / "phase.db").as_posix()
+    client = MlflowClient(uri)
+    experiment = client.create_experiment("phase", artifact_location=(work / "a").as_uri())
+    cfg = Config.fromfile(REPO_ROOT / CONFIG)
+    cfg.merge_from_dict({"runner.max_epochs": epochs})
+    plain: list[float] = []
+    hooked: list[float] = []
+    for i in range(repeat):
+        t0 = time.perf_counter()
+        train(cfg, work_dir=work / f"plain{i}")
+        plain.append(time.perf_counter() - t0)
+        run_id = client.create_run(experiment).info.run_id
+        journal = MetricJournal(journal_dir(work / f"hooked{i}", run_id), run_id, uri)
+        hooks = [
+            (MlflowLoggerHook(journal, interval=10), "VERY_LOW"),
+            (MlflowCheckpointHook(uri, run_id, journal, keep_last=2), "LOW"),
+        ]
+        t0 = time.perf_counter()
+        train(cfg, work_dir=work / f"hooked{i}", extra_hooks=hooks)
+        hooked.append(time.perf_counter() - t0)
+        journal.close(timeout=60)
+    return {"plain_s": statistics.median(plain), "hooked_s": statistics.median(hooked)}
+
+
 def _timed(argv: list[str], cwd: Path, env: dict[str, str]) -> float:
     t0 = time.perf_counter()
     done = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True)
@@ -168,6 +205,13 @@ def main() -> None:
     print(
         f"delivered {step['delivered']:.0f} of {step['logged']:.0f} logged metrics "
         f"({'zero loss' if step['delivered'] == step['logged'] else 'LOSS'})"
+    )
+    with tempfile.TemporaryDirectory(prefix="bench-tracking-") as tmp:
+        phase = bench_training_phase(args.epochs, args.repeat, Path(tmp))
+    print(
+        f"{CONFIG} x{args.epochs} epochs, train() in one process, median of {args.repeat}: "
+        f"with MLflow hooks {phase['hooked_s']:.2f} s vs without {phase['plain_s']:.2f} s "
+        f"-> {phase['hooked_s'] / phase['plain_s']:.3f}x (a checkpoint uploaded every epoch)"
     )
     with tempfile.TemporaryDirectory(prefix="bench-tracking-") as tmp:
         wall = bench_wall_time(args.epochs, args.repeat, Path(tmp))
