@@ -322,13 +322,8 @@ class BaseRunner:
     def _register_policy_hook(
         self, config: HookConfig | Hook | None, suffix: str, priority: str
     ) -> None:
-        if config is None:
-            return
-        if isinstance(config, Hook):
-            self.register_hook(config, priority=priority)
-            return
-        cfg = copy.deepcopy(dict(config))
-        if "type" not in cfg:
+        if isinstance(config, Mapping) and "type" not in config:
+            cfg = dict(config)  # a shallow copy is enough: only `policy`/`type` change here
             policy = cfg.pop("policy", None)
             if not isinstance(policy, str):
                 raise HookRegistrationError(
@@ -340,7 +335,8 @@ class BaseRunner:
             if policy == policy.lower():
                 policy = policy.title()
             cfg["type"] = policy + suffix
-        self._register_typed_hook(cfg, suffix, priority)
+            config = cfg
+        self._register_typed_hook(config, suffix, priority)
 
     def _register_typed_hook(
         self, config: HookConfig | Hook | None, default_type: str, priority: str
