@@ -157,12 +157,12 @@ def test_run_prints_run_id_hash_and_how_to_open_the_ui(project: Project) -> None
 def test_run_shows_training_progress_and_no_third_party_noise(project: Project) -> None:
     lines = project.run_a_stderr.splitlines()
     assert any("Epoch(val) [1]" in line for line in lines)
-    # The hash up front, then only the trackcfg logger's lines (HH:MM:SS message):
-    # no MLflow/alembic/git logs.
-    assert lines[0] == (
-        f"config hash {project.hash_a}: follow with `trackcfg runs --hash {project.hash_a[:8]}`"
-    )
-    assert all(re.match(r"\d\d:\d\d:\d\d ", line) for line in lines[1:]), lines
+    # The run id (to resume by) up front, then only the trackcfg logger's lines
+    # (HH:MM:SS message): no MLflow/alembic/git logs.
+    assert lines[0].startswith(f"run id:       {project.run_a}  (")
+    assert lines[1] == f"config hash:  {project.hash_a}"
+    assert lines[3] == f"if it stops:  trackcfg resume {project.run_a}"
+    assert all(re.match(r"\d\d:\d\d:\d\d ", line) for line in lines[4:]), lines
 
 
 def test_run_resume_auto_continues_the_unfinished_run_with_that_hash(project: Project) -> None:

@@ -18,10 +18,14 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from trackcfg.cli import render
+
+if TYPE_CHECKING:
+    from trackcfg.tracking.session import RunResult
 
 __all__ = ["cli", "expand_cfg_options", "main"]
 
@@ -128,25 +132,23 @@ def run(
                 force=force,
                 config_path=config,
                 options=list(cfg_options),
+                on_start=_announce,
             )
             _out(render.render_run_finished(result, colour=_colour()))
             return
-    # The run id exists only once the session has opened the run; the hash is
-    # known now, and finds the run (`runs --hash`) while it trains or after a kill.
-    from trackcfg.cli.target import load_config
-
-    config_hash = load_config(config, cfg_options).hash
-    click.echo(
-        f"config hash {config_hash}: follow with `trackcfg runs --hash {config_hash[:8]}`",
-        err=True,
-    )
     result = session.start_run(
         config,
         options=list(cfg_options),
         work_dir=_path(work_dir),
         experiment=experiment,
+        on_start=_announce,
     )
     _out(render.render_run_finished(result, colour=_colour()))
+
+
+def _announce(started: RunResult) -> None:
+    # Before training, on stderr: a run killed at any moment can be resumed by this id.
+    click.echo(render.render_run_started(started, colour=render.use_colour(sys.stderr)), err=True)
 
 
 def _resume_target(
@@ -175,7 +177,7 @@ def resume(run_id: str, work_dir: str | None, force: bool) -> None:
     """Continue RUN_ID from its newest complete checkpoint (same MLflow run)."""
     from trackcfg.tracking import session
 
-    result = session.resume_run(run_id, work_dir=_path(work_dir), force=force)
+    result = session.resume_run(run_id, work_dir=_path(work_dir), force=force, on_start=_announce)
     _out(render.render_run_finished(result, colour=_colour()))
 
 

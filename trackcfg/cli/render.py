@@ -314,6 +314,18 @@ def render_command(argv: Sequence[str]) -> str:
     return " ".join(shlex.quote(a) for a in argv)
 
 
+def render_run_started(result: RunResult, *, colour: bool = False) -> str:
+    """What ``trackcfg run``/``resume`` print (on stderr) before training: how to resume it."""
+    return "\n".join(
+        [
+            f"run id:       {_paint(result.run_id, Colour.CYAN, colour)}  ({result.run_name})",
+            f"config hash:  {result.config_hash}",
+            f"work dir:     {result.work_dir}",
+            f"if it stops:  trackcfg resume {result.run_id}",
+        ]
+    )
+
+
 def render_run_finished(result: RunResult, *, colour: bool = False) -> str:
     """What ``trackcfg run``/``resume`` print: run id, hash, status and how to look at the run."""
     status_colour = Colour.GREEN if result.status == "FINISHED" else Colour.YELLOW

@@ -35,7 +35,7 @@ import signal
 import tempfile
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -136,6 +136,7 @@ def start_run(
     experiment: str | None = None,
     *,
     tracking_uri: str | None = None,
+    on_start: Callable[[RunResult], None] | None = None,
 ) -> RunResult:
     """Train ``config_path`` as a new tracked MLflow run.
 
@@ -148,6 +149,8 @@ def start_run(
             ``trackcfg``.
         tracking_uri: The store; default ``MLFLOW_TRACKING_URI``, else
             ``sqlite:///<cwd>/mlflow.db``.
+        on_start: Called with the RUNNING run once its snapshot is stored, before
+            training: the moment a caller can tell users the run id to resume.
 
     Returns:
         The finished run.
@@ -204,6 +207,8 @@ def start_run(
             client, run_id, "KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED", error
         )
         raise
+    if on_start is not None:
+        on_start(RunResult(run_id, name, experiment_id, config_hash, uri, work, "RUNNING"))
     status, pending = _train_tracked(cfg, client, uri, run_id, work, resume_from=None)
     return RunResult(run_id, name, experiment_id, config_hash, uri, work, status, pending)
 
@@ -216,6 +221,7 @@ def resume_run(
     tracking_uri: str | None = None,
     config_path: str | Path | None = None,
     options: Sequence[str] = (),
+    on_start: Callable[[RunResult], None] | None = None,
 ) -> RunResult:
     """Continue run ``run_id`` from its newest complete checkpoint, in the same run.
 
@@ -234,6 +240,7 @@ def resume_run(
         tracking_uri: The store; default as `start_run`.
         config_path: Resolve the config from this file instead of the snapshot.
         options: ``--cfg-options`` strings applied to ``config_path``.
+        on_start: As in `start_run`: called once the run is RUNNING again.
 
     Returns:
         The finished run.
@@ -309,6 +316,18 @@ def resume_run(
         )
         client.update_run(run_id, status="RUNNING")
         journal_dir(work, run_id).mkdir(parents=True, exist_ok=True)
+        if on_start is not None:
+            on_start(
+                RunResult(
+                    run_id,
+                    run.info.run_name or run_id,
+                    run.info.experiment_id,
+                    cfg.hash,
+                    uri,
+                    work,
+                    "RUNNING",
+                )
+            )
         status, pending = _train_tracked(
             cfg, client, uri, run_id, work, resume_from=checkpoint, skip=skip
         )
