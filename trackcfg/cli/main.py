@@ -339,6 +339,9 @@ def ui(host: str, port: int, config_hash: str | None) -> None:
     # One user on one machine: one worker (mlflow's default of 4 costs seconds and RAM).
     argv += ["--workers", "1"]
     env = dict(os.environ)
+    # MLflow 3.x spawns several job-runner processes for GenAI jobs (scorers); browsing
+    # runs needs none of them. A user who wants them sets the variable to true.
+    env.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
     if not click.get_current_context().find_root().params.get("debug"):
         # Access logs and import warnings are noise here; startup errors still show.
         argv += ["--uvicorn-opts", "--log-level warning"]
