@@ -374,9 +374,12 @@ def sync(work_dir: Path | str, *, timeout: float = 60.0) -> SyncReport:
             journal = MetricJournal(directory, run_id, uri)
             journal.close(timeout=timeout)
             delivered += journal.delivered_count
-            pending += undelivered - journal.delivered_count - journal.rejected_count
+            undelivered -= journal.delivered_count + journal.rejected_count
+            pending += undelivered
         final = contents.meta.get("final_status")
-        if isinstance(final, str) and pending == 0:
+        # Only this journal's metrics hold its run's status back: another run's
+        # unreachable store must not keep this one RUNNING.
+        if isinstance(final, str) and undelivered == 0:
             try:
                 from trackcfg.tracking.mlflow_run import open_client
 

@@ -250,3 +250,21 @@ def test_journals_are_found_in_every_work_dir_below_the_given_one(tmp_path: Path
     found = find_journals(tmp_path / "work_dirs")
     assert [p.relative_to(tmp_path / "work_dirs").parts[0] for p in found] == ["a", "b"]
     assert find_journals(tmp_path / "missing") == []
+
+
+def test_sync_sets_a_status_even_when_an_earlier_journal_stays_pending(
+    tmp_path: Path, store: tuple[str, str]
+) -> None:
+    uri, run_id = store
+    away_dir = journal_dir(tmp_path / "1-away", "run-away")
+    away = MetricJournal(away_dir, "run-away", "http://127.0.0.1:9", send=store_away)
+    away.log("loss", 1.0, 1)
+    away.close(timeout=0.2)
+    done_dir = journal_dir(tmp_path / "2-done", run_id)
+    write_journal_meta(
+        done_dir,
+        {"run_id": run_id, "tracking_uri": uri, "final_status": "FINISHED", "end_time": 1234},
+    )
+    report = sync(tmp_path, timeout=0.5)
+    assert (report.journals, report.pending, report.statuses) == (2, 1, 1)
+    assert MlflowClient(uri).get_run(run_id).info.status == "FINISHED"
