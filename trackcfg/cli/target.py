@@ -147,14 +147,12 @@ def load_view(target: str, options: Sequence[str] = ()) -> ConfigView:
 
     if options:
         raise TrackingError(f"run {target}: --cfg-options applies to config files, not to runs")
-    from trackcfg.config.canonical import from_canonical_bytes
-
     snap = load_run_snapshot(target)
     return ConfigView(
         label=f"run {target}",
         kind=TargetKind.RUN,
         config_hash=snap.config_hash,
-        values=from_canonical_bytes(snap.canonical_bytes),
+        values=snap.config,  # decoded from the snapshot's canonical bytes when it was read
         provenance=snap.provenance,
         lineage=tuple(snap.lineage),
     )
