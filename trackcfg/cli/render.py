@@ -59,8 +59,10 @@ class Colour(enum.Enum):
 def use_colour(stream: TextIO | None = None) -> bool:
     """True when ``stream`` (default stdout) is a terminal and ``NO_COLOR`` is unset."""
     stream = sys.stdout if stream is None else stream
-    if os.environ.get("NO_COLOR"):
-        return False
+    return not os.environ.get("NO_COLOR") and _is_terminal(stream)
+
+
+def _is_terminal(stream: TextIO) -> bool:
     isatty = getattr(stream, "isatty", None)
     return bool(isatty and isatty())
 
@@ -367,8 +369,7 @@ def progress(message: str, stream: TextIO | None = None) -> Iterator[None]:
         ...     pass
     """
     stream = sys.stderr if stream is None else stream
-    isatty = getattr(stream, "isatty", None)
-    if not (isatty and isatty()):
+    if not _is_terminal(stream):
         yield
         return
     start = time.perf_counter()
