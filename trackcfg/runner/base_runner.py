@@ -265,12 +265,21 @@ class BaseRunner:
 
         The caller's dict is not modified (mmcv pops ``priority`` out of it).
         """
+        self._build_and_register(hook_cfg, "NORMAL")
+
+    def _build_and_register(
+        self,
+        hook_cfg: HookConfig,
+        priority: int | str,
+        default_args: HookConfig | None = None,
+    ) -> None:
+        """Build ``hook_cfg`` from HOOKS and register it; its own ``priority`` wins."""
         from trackcfg.registry import HOOKS
 
         cfg = dict(copy.deepcopy(hook_cfg))
-        priority = cast(int | str, cfg.pop("priority", "NORMAL"))
-        hook = HOOKS.build(cfg)
-        self.register_hook(cast(Hook, hook), priority=priority)
+        hook_priority = cast(int | str, cfg.pop("priority", priority))
+        hook = HOOKS.build(cfg, default_args=default_args)
+        self.register_hook(cast(Hook, hook), priority=hook_priority)
 
     def register_training_hooks(
         self,
@@ -298,14 +307,9 @@ class BaseRunner:
         self._register_typed_hook(checkpoint_config, "CheckpointHook", "NORMAL")
         self._register_typed_hook(timer_config, "IterTimerHook", "LOW")
         if log_config is not None:
-            from trackcfg.registry import HOOKS
-
-            interval = log_config.get("interval", 10)
+            interval = {"interval": log_config.get("interval", 10)}
             for info in cast(Sequence[HookConfig], log_config.get("hooks", ())):
-                cfg = dict(copy.deepcopy(info))
-                priority = cast(int | str, cfg.pop("priority", "VERY_LOW"))
-                hook = HOOKS.build(cfg, default_args={"interval": interval})
-                self.register_hook(cast(Hook, hook), priority=priority)
+                self._build_and_register(info, "VERY_LOW", default_args=interval)
         if custom_hooks_config is None:
             return
         items = (
@@ -346,12 +350,7 @@ class BaseRunner:
         if isinstance(config, Hook):
             self.register_hook(config, priority=priority)
             return
-        from trackcfg.registry import HOOKS
-
-        cfg = copy.deepcopy(dict(config))
-        cfg.setdefault("type", default_type)
-        hook_priority = cast(int | str, cfg.pop("priority", priority))
-        self.register_hook(cast(Hook, HOOKS.build(cfg)), priority=hook_priority)
+        self._build_and_register({"type": default_type, **config}, priority)
 
     def _rebuild_dispatch(self) -> None:
         # Only hooks that do something at a stage are called there: the per-iteration
