@@ -95,14 +95,14 @@ def load_config(path: str | Path, options: Sequence[str] = ()) -> Config:
 
 def view_of_config(cfg: Config, label: str) -> ConfigView:
     """The `ConfigView` of an already loaded config."""
-    from trackcfg.config.canonical import from_canonical_bytes
+    from trackcfg.config.canonical import digest, from_canonical_bytes
     from trackcfg.config.provenance import Provenance
 
-    data = cfg.canonical_bytes()
+    data = cfg.canonical_bytes()  # once: `cfg.hash` would encode the whole config again
     return ConfigView(
         label=label,
         kind=TargetKind.FILE,
-        config_hash=cfg.hash,
+        config_hash=digest(data),
         values=from_canonical_bytes(data),
         # Round-trip through JSON: the exact form a run's snapshot holds.
         provenance=Provenance.from_json(cfg.provenance_map().to_json()),
