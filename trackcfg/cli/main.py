@@ -217,9 +217,7 @@ def show(config: str, cfg_options: tuple[str, ...], fmt: str) -> None:
     from trackcfg.cli.target import load_config
     from trackcfg.config import dump
 
-    data = load_config(config, cfg_options).to_dict()
-    writer = {"py": dump.to_python_text, "yaml": dump.to_yaml_text, "json": dump.to_json_text}
-    click.echo(writer[fmt](data), nl=False)
+    click.echo(dump.to_text(load_config(config, cfg_options).to_dict(), f".{fmt}"), nl=False)
 
 
 @cli.command("hash", cls=_Command)

@@ -50,7 +50,6 @@ from trackcfg.config.provenance import Provenance, ProvenanceBuilder
 from trackcfg.errors import (
     CanonicalizationError,
     ConfigAttributeError,
-    ConfigError,
     ConfigKeyError,
     ConfigOptionError,
 )
@@ -407,21 +406,16 @@ class Config:
 
         Returns:
             The text when ``file`` is None, else None.
+
+        Raises:
+            ConfigError: The suffix is not ``.py``, ``.json``, ``.yaml`` or ``.yml``.
         """
         from trackcfg.config import dump as dumper
 
         suffix = Path(file).suffix if file is not None else Path(self._filename or "x.py").suffix
-        data = self.to_dict()
-        if suffix == ".py":
-            text = dumper.to_python_text(data)
-        elif suffix == ".json":
-            text = dumper.to_json_text(data)
-        elif suffix in (".yaml", ".yml"):
-            text = dumper.to_yaml_text(data)
-        else:
-            raise ConfigError(f"cannot dump to format {suffix!r}; use .py, .json or .yaml")
+        text = dumper.to_text(self.to_dict(), suffix)
         if file is None:
-            return str(text)
+            return text
         Path(file).write_text(text, encoding="utf-8")
         return None
 

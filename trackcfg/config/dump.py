@@ -68,7 +68,14 @@ if TYPE_CHECKING:
     # PyYAML is imported on first YAML use: pretty_text of a .py config never needs it.
     import yaml
 
-__all__ = ["YAML_TAGS", "register_yaml_tags", "to_json_text", "to_python_text", "to_yaml_text"]
+__all__ = [
+    "YAML_TAGS",
+    "register_yaml_tags",
+    "to_json_text",
+    "to_python_text",
+    "to_text",
+    "to_yaml_text",
+]
 
 _WIDTH = 79
 _INDENT = "    "
@@ -548,3 +555,36 @@ def to_json_text(data: Mapping[str, object]) -> str:
     # With indent=4 every `{` that opens an object ends its line or is `{}`: `{{` only
     # stands inside strings, where `\u007b` is the same character.
     return text.replace("{{", "{\\u007b") + "\n"
+
+
+# ------------------------------------------------------------------------------- any
+
+
+def to_text(data: Mapping[str, object], suffix: str) -> str:
+    """Write a resolved config in the format a file suffix names.
+
+    ``Config.dump`` and ``trackcfg show --format`` both come here, so a file and
+    the command's output are the same text.
+
+    Args:
+        data: The resolved config.
+        suffix: ``.py``, ``.json``, ``.yaml`` or ``.yml``.
+
+    Raises:
+        ConfigError: Any other suffix.
+        CanonicalizationError: A value cannot be written; ``key_path`` names it.
+
+    Example:
+        >>> print(to_text({"a": 1}, ".yaml"), end="")
+        a: 1
+    """
+    writers = {
+        ".py": to_python_text,
+        ".json": to_json_text,
+        ".yaml": to_yaml_text,
+        ".yml": to_yaml_text,
+    }
+    writer = writers.get(suffix)
+    if writer is None:
+        raise ConfigError(f"cannot dump to format {suffix!r}; use .py, .json or .yaml")
+    return writer(data)

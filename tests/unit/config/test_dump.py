@@ -17,7 +17,13 @@ import yaml
 import trackcfg.config.dump
 from tests.strategies import run_python
 from trackcfg.config.canonical import QualifiedName, decode_value, to_canonical_bytes
-from trackcfg.config.dump import register_yaml_tags, to_json_text, to_python_text, to_yaml_text
+from trackcfg.config.dump import (
+    register_yaml_tags,
+    to_json_text,
+    to_python_text,
+    to_text,
+    to_yaml_text,
+)
 from trackcfg.errors import CanonicalizationError, ConfigError
 
 
@@ -224,6 +230,26 @@ def test_json_uses_the_canonical_tags_and_keeps_order() -> None:
 def test_json_of_plain_data_is_plain_json() -> None:
     data = {"a": [1, 2.5, -0.0, True, None, "x"], "m": {"n": "é", "!b": 1, "c": 2}}
     assert json.loads(to_json_text(data)) == data
+
+
+@pytest.mark.parametrize(
+    ("suffix", "writer"),
+    [
+        (".py", to_python_text),
+        (".json", to_json_text),
+        (".yaml", to_yaml_text),
+        (".yml", to_yaml_text),
+    ],
+)
+def test_to_text_writes_the_format_the_suffix_names(suffix: str, writer: Any) -> None:
+    data = {"model": {"size": (3, 3)}}
+    assert to_text(data, suffix) == writer(data)
+
+
+def test_to_text_of_an_unknown_suffix_is_an_error() -> None:
+    with pytest.raises(ConfigError) as info:
+        to_text({"a": 1}, ".toml")
+    assert str(info.value) == "cannot dump to format '.toml'; use .py, .json or .yaml"
 
 
 def test_docstring_examples_run() -> None:
