@@ -36,7 +36,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
@@ -207,10 +207,11 @@ def start_run(
             client, run_id, "KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED", error
         )
         raise
+    started = RunResult(run_id, name, experiment_id, config_hash, uri, work, "RUNNING")
     if on_start is not None:
-        on_start(RunResult(run_id, name, experiment_id, config_hash, uri, work, "RUNNING"))
+        on_start(started)
     status, pending = _train_tracked(cfg, client, uri, run_id, work, resume_from=None)
-    return RunResult(run_id, name, experiment_id, config_hash, uri, work, status, pending)
+    return replace(started, status=status, metrics_pending=pending)
 
 
 def resume_run(
@@ -316,31 +317,14 @@ def resume_run(
         )
         client.update_run(run_id, status="RUNNING")
         journal_dir(work, run_id).mkdir(parents=True, exist_ok=True)
+        name = run.info.run_name or run_id
+        started = RunResult(run_id, name, run.info.experiment_id, cfg.hash, uri, work, "RUNNING")
         if on_start is not None:
-            on_start(
-                RunResult(
-                    run_id,
-                    run.info.run_name or run_id,
-                    run.info.experiment_id,
-                    cfg.hash,
-                    uri,
-                    work,
-                    "RUNNING",
-                )
-            )
+            on_start(started)
         status, pending = _train_tracked(
             cfg, client, uri, run_id, work, resume_from=checkpoint, skip=skip
         )
-    return RunResult(
-        run_id,
-        run.info.run_name or run_id,
-        run.info.experiment_id,
-        cfg.hash,
-        uri,
-        work,
-        status,
-        pending,
-    )
+    return replace(started, status=status, metrics_pending=pending)
 
 
 def sync(work_dir: Path | str, *, timeout: float = 60.0) -> SyncReport:
@@ -474,11 +458,12 @@ def _finish(
 
     end_time = int(time.time() * 1000)
     try:
-        if status == "FAILED" and error is not None:
+        if error is not None:
             text = f"{type(error).__name__}: {error}"
-            mr.set_tags(client, run_id, {mr.TAG_ERROR: text, mr.TAG_NOTE: f"Run failed: {text}"})
-        elif status == "KILLED" and error is not None:
-            mr.set_tags(client, run_id, {mr.TAG_ERROR: f"{type(error).__name__}: {error}"})
+            tags = {mr.TAG_ERROR: text}
+            if status == "FAILED":
+                tags[mr.TAG_NOTE] = f"Run failed: {text}"
+            mr.set_tags(client, run_id, tags)
         client.set_terminated(run_id, status=status, end_time=end_time)
     except Exception as failure:
         if journal_directory is None:
@@ -645,9 +630,8 @@ def _download_checkpoint(
             f"run {run_id}: cannot download checkpoint {artifact}: {error}"
         ) from error
     record = read_checkpoint_record(path)
-    data = path.read_bytes()
-    actual = None if record is None else xxhash.xxh3_128(memoryview(data)[: record.size])
-    if record is None or actual is None or actual.hexdigest() != expected:
+    content = memoryview(path.read_bytes())
+    if record is None or xxhash.xxh3_128(content[: record.size]).hexdigest() != expected:
         raise CheckpointCorruptError(
             f"{artifact}: downloaded checkpoint does not match the digest {expected} "
             "the run records",
