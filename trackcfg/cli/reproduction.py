@@ -158,13 +158,13 @@ def reproduce(run_id: str, directory: Path | None = None, cwd: Path | None = Non
 def _recorded_commit(snap: Snapshot) -> str:
     from trackcfg.errors import SnapshotError
 
-    commit = getattr(snap.git, "commit", None)
+    commit = snap.git.commit
     if not commit:
         raise SnapshotError(
             f"run {snap.run_id}: the snapshot records no git commit "
             "(the run was made outside a git repository or before the first commit)"
         )
-    return str(commit)
+    return commit
 
 
 def _restore_lineage(root: Path, snap: Snapshot) -> None:
@@ -187,7 +187,7 @@ def _rehash(root: Path, snap: Snapshot) -> str:
     cfg = Config.fromfile(root / snap.config_file, import_custom_modules=False, root=root)
     if snap.options:
         cfg.merge_from_dict(dict(snap.options))
-    return str(cfg.hash)
+    return cfg.hash
 
 
 def rerun(rep: Reproduction, env: dict[str, str]) -> int:
