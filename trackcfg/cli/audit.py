@@ -28,7 +28,6 @@ __all__ = [
     "SideLocation",
     "blame",
     "compare",
-    "histories",
     "lookup",
 ]
 
@@ -67,11 +66,6 @@ def lookup(values: Mapping[str, object], key_path: KeyPath) -> object:
         else:
             return MISSING
     return node
-
-
-def histories(provenance: Provenance) -> list[tuple[KeyPath, tuple[Assignment, ...]]]:
-    """Every recorded key path (leaves) with its assignment history, in first-assignment order."""
-    return list(provenance.items())
 
 
 def _all_key_paths(
@@ -134,11 +128,11 @@ def blame(view: ConfigView, key: str) -> BlameReport:
     value = lookup(view.values, key_path)
     entries = tuple(
         KeyHistory(path, lookup(view.values, path), assignments)
-        for path, assignments in histories(view.provenance)
-        if path.startswith(key_path) and assignments
+        for path, assignments in view.provenance.under(key_path)
+        if assignments
     )
     if not entries and value is MISSING:
-        known = set(_all_key_paths(view.values)) | {p for p, _ in histories(view.provenance)}
+        known = set(_all_key_paths(view.values)) | set(view.provenance)
         # Siblings first (a typo in the last element), then any key path.
         siblings = sorted(str(p) for p in known if p.parent == key_path.parent)
         matches = suggest(key, siblings) or suggest(key, sorted(str(p) for p in known))
@@ -198,32 +192,24 @@ class Comparison:
     files: tuple[FileDifference, ...] = ()
 
 
-def _side(
-    history: Mapping[KeyPath, tuple[Assignment, ...]], key_path: KeyPath
-) -> SideLocation | None:
+def _side(provenance: Provenance, key_path: KeyPath) -> SideLocation | None:
     # Provenance records leaves. A differing leaf has its own history (or, when a
     # dict was replaced by a plain value, its ancestor has); a differing dict is
     # answered by the first leaf under it.
     path = key_path
-    while True:
-        assignments = history.get(path)
-        if assignments:
-            return SideLocation(assignments[-1].location, assignments[-1].kind.value)
-        if not path.parts:
-            break
+    while not (assignments := provenance.history(path)) and path.parts:
         path = path.parent
-    for path, assignments in history.items():
-        if path.startswith(key_path) and assignments:
-            return SideLocation(assignments[-1].location, assignments[-1].kind.value)
-    return None
+    if not assignments:
+        assignments = next((history for _, history in provenance.under(key_path) if history), ())
+    if not assignments:
+        return None
+    return SideLocation(assignments[-1].location, assignments[-1].kind.value)
 
 
 def compare(a: ConfigView, b: ConfigView) -> Comparison:
     """Every key path that differs between ``a`` and ``b``, with who set it on each side."""
     from trackcfg.config.diff import diff
 
-    history_a = dict(histories(a.provenance))
-    history_b = dict(histories(b.provenance))
     differences = []
     for change in diff(dict(a.values), dict(b.values)):
         key_path = change.key_path
@@ -233,8 +219,8 @@ def compare(a: ConfigView, b: ConfigView) -> Comparison:
                 kind=change.kind.name.lower(),
                 old=change.old,
                 new=change.new,
-                a=_side(history_a, key_path),
-                b=_side(history_b, key_path),
+                a=_side(a.provenance, key_path),
+                b=_side(b.provenance, key_path),
             )
         )
     return Comparison(a, b, tuple(differences), _file_differences(a, b))
