@@ -59,6 +59,7 @@ __all__ = [
     "load_checkpoint_file",
     "read_checkpoint_record",
     "remove_stale_temp_files",
+    "verify_checkpoint_file",
 ]
 
 _FAILPOINT_ENV = "TRACKCFG_FAILPOINT"
@@ -424,6 +425,40 @@ def read_checkpoint_record(path: str | Path) -> CheckpointRecord | None:
     return _parse_trailer(tail, size)
 
 
+def verify_checkpoint_file(path: str | Path) -> None:
+    """Check a checkpoint's digest without loading it (what `load_checkpoint_file` checks first).
+
+    Raises:
+        CheckpointError: the file does not exist.
+        CheckpointCorruptError: no trailer, or a digest mismatch.
+    """
+    _read_verified(Path(path), require_digest=True)
+
+
+def _read_verified(path: Path, *, require_digest: bool) -> bytes:
+    """The file's bytes, once its trailer digest (if any, or required) matches them."""
+    if not path.exists():
+        raise CheckpointError(f"{path}: no such checkpoint")
+    data = path.read_bytes()
+    record = _parse_trailer(data[-_TAIL_BYTES:], len(data))
+    if record is None:
+        if require_digest:
+            raise CheckpointCorruptError(
+                f"{path}: no trackcfg digest trailer: the file is torn (its write was "
+                "interrupted) or was not written by trackcfg",
+                hint="resume from an earlier checkpoint, e.g. resume_from='auto'",
+            )
+        return data
+    digest = xxhash.xxh3_128(memoryview(data)[: record.size]).hexdigest()
+    if digest != record.digest:
+        raise CheckpointCorruptError(
+            f"{path}: content digest mismatch: the bytes hash to xxh3-128 {digest}, "
+            f"the trailer records {record.digest}",
+            hint="the file was modified or damaged after it was written",
+        )
+    return data
+
+
 def load_checkpoint_file(path: str | Path, *, require_digest: bool = True) -> dict[str, object]:
     """Load a checkpoint after checking its digest, with ``torch.load(weights_only=True)``.
 
@@ -442,25 +477,7 @@ def load_checkpoint_file(path: str | Path, *, require_digest: bool = True) -> di
             bytes torch cannot load as plain data.
     """
     path = Path(path)
-    if not path.exists():
-        raise CheckpointError(f"{path}: no such checkpoint")
-    data = path.read_bytes()
-    record = _parse_trailer(data[-_TAIL_BYTES:], len(data))
-    if record is None:
-        if require_digest:
-            raise CheckpointCorruptError(
-                f"{path}: no trackcfg digest trailer: the file is torn (its write was "
-                "interrupted) or was not written by trackcfg",
-                hint="resume from an earlier checkpoint, e.g. resume_from='auto'",
-            )
-    else:
-        digest = xxhash.xxh3_128(memoryview(data)[: record.size]).hexdigest()
-        if digest != record.digest:
-            raise CheckpointCorruptError(
-                f"{path}: content digest mismatch: the bytes hash to xxh3-128 {digest}, "
-                f"the trailer records {record.digest}",
-                hint="the file was modified or damaged after it was written",
-            )
+    data = _read_verified(path, require_digest=require_digest)
     try:
         loaded = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as exc:
@@ -475,7 +492,7 @@ def list_checkpoints(directory: str | Path) -> list[tuple[Path, CheckpointRecord
 
     Only regular ``*.pth`` files with a trailer count; links such as ``latest.pth``
     and hidden temp files are skipped. Ties go to the later-written file. The
-    digest is not checked here (`load_checkpoint_file` does that).
+    digest is not checked here (`verify_checkpoint_file` does that).
     """
     directory = Path(directory)
     if not directory.is_dir():

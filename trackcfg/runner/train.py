@@ -96,8 +96,8 @@ def resolve_resume_checkpoint(
     """
     from trackcfg.runner.checkpoint import (
         list_checkpoints,
-        load_checkpoint_file,
         remove_stale_temp_files,
+        verify_checkpoint_file,
     )
 
     if resume_from is None:
@@ -108,7 +108,8 @@ def resolve_resume_checkpoint(
         logger.info("resume_from='auto': removed %s (a write interrupted by a crash)", stale)
     for path, _record in list_checkpoints(work_dir):
         try:
-            load_checkpoint_file(path)  # full digest check before trusting it
+            # The digest alone: `resume` loads the chosen file (torch.load once, not twice).
+            verify_checkpoint_file(path)
         except CheckpointCorruptError as exc:
             logger.warning("resume_from='auto': skipping %s: %s", path, exc)
             continue

@@ -60,6 +60,21 @@ def test_resume_auto_continues_from_the_newest_checkpoint(tmp_path: Path) -> Non
         assert torch.equal(x, y)
 
 
+def test_resume_auto_skips_a_checkpoint_that_fails_its_digest(tmp_path: Path) -> None:
+    reference = train(config(tmp_path / "ref"))
+    train(config(tmp_path / "run"))
+    newest = tmp_path / "run" / "epoch_2.pth"
+    data = bytearray(newest.read_bytes())
+    data[100] ^= 0xFF  # damaged content, intact trailer
+    newest.write_bytes(bytes(data))
+    resumed = train(config(tmp_path / "run"), resume_from="auto")
+    assert (resumed.epoch, resumed.iter) == (2, 6)
+    for x, y in zip(
+        reference.model.state_dict().values(), resumed.model.state_dict().values(), strict=True
+    ):
+        assert torch.equal(x, y)
+
+
 def test_resume_auto_without_checkpoints_starts_fresh(tmp_path: Path) -> None:
     runner = train(config(tmp_path), resume_from="auto")
     assert runner.iter == 6
