@@ -30,15 +30,8 @@ class Classifier(nn.Module):
         Returns:
             ``dict(loss=tensor, log_vars=dict(loss=float, accuracy=float), num_samples=N)``.
         """
-        logits = self(data_batch["img"])
-        labels = data_batch["gt_label"]
-        loss = F.cross_entropy(logits, labels)
-        accuracy = (logits.detach().argmax(dim=1) == labels).float().mean()
-        return dict(
-            loss=loss,
-            log_vars=dict(loss=float(loss.detach()), accuracy=float(accuracy)),
-            num_samples=int(labels.shape[0]),
-        )
+        loss, log_vars, num_samples = self._evaluate(data_batch)
+        return dict(loss=loss, log_vars=log_vars, num_samples=num_samples)
 
     @torch.no_grad()
     def val_step(
@@ -49,11 +42,16 @@ class Classifier(nn.Module):
         Returns:
             ``dict(log_vars=dict(loss=float, accuracy=float), num_samples=N)``.
         """
+        _, log_vars, num_samples = self._evaluate(data_batch)
+        return dict(log_vars=log_vars, num_samples=num_samples)
+
+    def _evaluate(
+        self, data_batch: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, dict[str, float], int]:
+        # One forward pass and loss for both steps; the loss keeps its graph for backward.
         logits = self(data_batch["img"])
         labels = data_batch["gt_label"]
         loss = F.cross_entropy(logits, labels)
-        accuracy = (logits.argmax(dim=1) == labels).float().mean()
-        return dict(
-            log_vars=dict(loss=float(loss), accuracy=float(accuracy)),
-            num_samples=int(labels.shape[0]),
-        )
+        accuracy = (logits.detach().argmax(dim=1) == labels).float().mean()
+        log_vars = dict(loss=float(loss.detach()), accuracy=float(accuracy))
+        return loss, log_vars, int(labels.shape[0])
