@@ -4,11 +4,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import xxhash
 from mlflow import MlflowClient
 
 from trackcfg.runner.checkpoint import SavedCheckpoint
 from trackcfg.runner.hooks.mlflow import MlflowCheckpointHook
+
+
+@pytest.fixture
+def run(sqlite_store: str) -> tuple[MlflowClient, str]:
+    """A client of the SQLite store and a fresh run in it."""
+    client = MlflowClient(sqlite_store)
+    return client, client.create_run(client.create_experiment("hooks")).info.run_id
 
 
 def saved(work: Path, epoch: int) -> SavedCheckpoint:
@@ -19,10 +27,9 @@ def saved(work: Path, epoch: int) -> SavedCheckpoint:
 
 
 def test_checkpoints_are_uploaded_the_pointer_moves_and_only_the_last_k_are_kept(
-    tmp_path: Path, sqlite_store: str
+    tmp_path: Path, sqlite_store: str, run: tuple[MlflowClient, str]
 ) -> None:
-    client = MlflowClient(sqlite_store)
-    run_id = client.create_run(client.create_experiment("hooks")).info.run_id
+    client, run_id = run
     work = tmp_path / "work"
     work.mkdir()
     hook = MlflowCheckpointHook(sqlite_store, run_id, keep_last=2)
@@ -39,9 +46,10 @@ def test_checkpoints_are_uploaded_the_pointer_moves_and_only_the_last_k_are_kept
     assert tags["trackcfg.latest_checkpoint_iter"] == "135"
 
 
-def test_uploaded_checkpoint_bytes_equal_the_local_file(tmp_path: Path, sqlite_store: str) -> None:
-    client = MlflowClient(sqlite_store)
-    run_id = client.create_run(client.create_experiment("hooks")).info.run_id
+def test_uploaded_checkpoint_bytes_equal_the_local_file(
+    tmp_path: Path, sqlite_store: str, run: tuple[MlflowClient, str]
+) -> None:
+    client, run_id = run
     checkpoint = saved(tmp_path, 1)
     hook = MlflowCheckpointHook(sqlite_store, run_id)
     hook.on_checkpoint(checkpoint)
@@ -51,10 +59,9 @@ def test_uploaded_checkpoint_bytes_equal_the_local_file(tmp_path: Path, sqlite_s
 
 
 def test_a_resumed_run_prunes_checkpoints_an_earlier_process_uploaded(
-    tmp_path: Path, sqlite_store: str
+    tmp_path: Path, sqlite_store: str, run: tuple[MlflowClient, str]
 ) -> None:
-    client = MlflowClient(sqlite_store)
-    run_id = client.create_run(client.create_experiment("hooks")).info.run_id
+    client, run_id = run
     work = tmp_path / "work"
     work.mkdir()
     killed = MlflowCheckpointHook(sqlite_store, run_id, keep_last=2)
