@@ -53,7 +53,12 @@ __all__ = [
     "TAG_GIT_DIRTY",
     "TAG_LATEST_CHECKPOINT",
     "TAG_LATEST_CHECKPOINT_DIGEST",
+    "TAG_LATEST_CHECKPOINT_EPOCH",
+    "TAG_LATEST_CHECKPOINT_ITER",
+    "TAG_LATEST_CHECKPOINT_TIME",
     "TAG_LINEAGE_HASH",
+    "TAG_RESUMED_FROM",
+    "TAG_RESUME_COUNT",
     "TAG_TRUNCATED_PARAMS",
     "TAG_WORK_DIR",
     "FlatParams",
@@ -88,6 +93,11 @@ TAG_WORK_DIR = "trackcfg.work_dir"
 TAG_TRUNCATED_PARAMS = "trackcfg.truncated_params"
 TAG_LATEST_CHECKPOINT = "trackcfg.latest_checkpoint"
 TAG_LATEST_CHECKPOINT_DIGEST = "trackcfg.latest_checkpoint_digest"
+TAG_LATEST_CHECKPOINT_ITER = "trackcfg.latest_checkpoint_iter"
+TAG_LATEST_CHECKPOINT_EPOCH = "trackcfg.latest_checkpoint_epoch"
+TAG_LATEST_CHECKPOINT_TIME = "trackcfg.latest_checkpoint_time"
+TAG_RESUME_COUNT = "trackcfg.resume_count"
+TAG_RESUMED_FROM = "trackcfg.resumed_from"
 TAG_ERROR = "trackcfg.error"
 TAG_FORCED_CHANGES = "trackcfg.forced_changes"
 TAG_GIT_COMMIT = "mlflow.source.git.commit"

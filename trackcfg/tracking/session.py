@@ -305,13 +305,13 @@ def resume_run(
         # Fetched again: the sync above may have delivered keys the run did not have.
         metric_keys = mr.get_run(client, run_id).data.metrics.keys()
         skip = _logged_steps(client, run_id, metric_keys)
-        count = int(tags.get("trackcfg.resume_count", "0")) + 1
+        count = int(tags.get(mr.TAG_RESUME_COUNT, "0")) + 1
         mr.set_tags(
             client,
             run_id,
             {
-                "trackcfg.resume_count": str(count),
-                "trackcfg.resumed_from": tags.get(mr.TAG_LATEST_CHECKPOINT, "(start)"),
+                mr.TAG_RESUME_COUNT: str(count),
+                mr.TAG_RESUMED_FROM: tags.get(mr.TAG_LATEST_CHECKPOINT, "(start)"),
                 mr.TAG_WORK_DIR: str(work),
             },
         )

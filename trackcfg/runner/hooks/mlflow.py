@@ -210,6 +210,9 @@ class MlflowCheckpointHook(Hook):
         from trackcfg.tracking.mlflow_run import (
             TAG_LATEST_CHECKPOINT,
             TAG_LATEST_CHECKPOINT_DIGEST,
+            TAG_LATEST_CHECKPOINT_EPOCH,
+            TAG_LATEST_CHECKPOINT_ITER,
+            TAG_LATEST_CHECKPOINT_TIME,
             set_tags,
         )
 
@@ -230,9 +233,9 @@ class MlflowCheckpointHook(Hook):
             {
                 TAG_LATEST_CHECKPOINT: f"{CHECKPOINT_ARTIFACT_DIR}/{saved.path.name}",
                 TAG_LATEST_CHECKPOINT_DIGEST: saved.digest,
-                "trackcfg.latest_checkpoint_iter": str(saved.iter),
-                "trackcfg.latest_checkpoint_epoch": str(saved.epoch),
-                "trackcfg.latest_checkpoint_time": str(int(time.time() * 1000)),
+                TAG_LATEST_CHECKPOINT_ITER: str(saved.iter),
+                TAG_LATEST_CHECKPOINT_EPOCH: str(saved.epoch),
+                TAG_LATEST_CHECKPOINT_TIME: str(int(time.time() * 1000)),
             },
         )
         if self.keep_last is not None and not self._seeded:
