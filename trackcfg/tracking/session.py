@@ -164,7 +164,7 @@ def start_run(
     from trackcfg.tracking import mlflow_run as mr
     from trackcfg.tracking.environment import capture_environment
     from trackcfg.tracking.gitstate import capture_git_state
-    from trackcfg.tracking.snapshot import upload_snapshot, write_snapshot
+    from trackcfg.tracking.snapshot import leaf_config_file, upload_snapshot, write_snapshot
 
     cfg = _load_config(config_path, options, import_custom_modules=True)
     work = _work_dir(cfg, config_path, work_dir)
@@ -176,7 +176,7 @@ def start_run(
 
     git = capture_git_state(Path(config_path).parent)
     config_hash = cfg.hash
-    config_file = _config_file(cfg)
+    config_file = leaf_config_file(cfg.lineage)
     name = mr.run_name(config_file, config_hash)
     tags = {
         mr.TAG_CONFIG_HASH: config_hash,
@@ -534,13 +534,6 @@ def _load_config(
     if parsed:
         cfg.merge_from_dict(parsed)
     return cfg
-
-
-def _config_file(cfg: Config) -> str:
-    for entry in cfg.lineage:
-        if entry.included_by is None:
-            return entry.path
-    return Path(cfg.filename or "config").name
 
 
 def _work_dir(cfg: Config, config_path: str | Path, work_dir: Path | str | None) -> Path:

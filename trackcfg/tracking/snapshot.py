@@ -43,6 +43,7 @@ __all__ = [
     "SNAPSHOT_FORMAT",
     "Snapshot",
     "download_snapshot",
+    "leaf_config_file",
     "load_snapshot",
     "read_snapshot",
     "upload_snapshot",
@@ -153,7 +154,12 @@ def _climb(rel: str) -> int:
     return count
 
 
-def _leaf(lineage: Sequence[LineageEntry]) -> str:
+def leaf_config_file(lineage: Sequence[LineageEntry]) -> str:
+    """The path of the config file itself (the lineage entry no other file includes).
+
+    Raises:
+        SnapshotError: no entry is the leaf (a config not loaded from a file).
+    """
     for entry in lineage:
         if entry.included_by is None:
             return entry.path
@@ -188,7 +194,7 @@ def write_snapshot(
     directory.mkdir(parents=True, exist_ok=True)
     canonical = cfg.canonical_bytes()
     lineage = tuple(cfg.lineage)
-    config_file = _leaf(lineage)
+    config_file = leaf_config_file(lineage)
     root = Path(cfg.root)
     for entry in lineage:
         source = root / entry.path
