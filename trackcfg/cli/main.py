@@ -121,28 +121,26 @@ def run(
     """Train CONFIG and track the run on MLflow (prints run id and config hash)."""
     from trackcfg.tracking import session
 
-    if resume is not None:
-        run_id = _resume_target(config, cfg_options, experiment, resume)
-        if run_id is not None:
-            click.echo(f"resuming run {run_id}", err=True)
-            # CONFIG (with its options) must still hash like the run: resume_run checks.
-            result = session.resume_run(
-                run_id,
-                work_dir=_path(work_dir),
-                force=force,
-                config_path=config,
-                options=list(cfg_options),
-                on_start=_announce,
-            )
-            _out(render.render_run_finished(result, colour=_colour()))
-            return
-    result = session.start_run(
-        config,
-        options=list(cfg_options),
-        work_dir=_path(work_dir),
-        experiment=experiment,
-        on_start=_announce,
-    )
+    run_id = None if resume is None else _resume_target(config, cfg_options, experiment, resume)
+    if run_id is not None:
+        click.echo(f"resuming run {run_id}", err=True)
+        # CONFIG (with its options) must still hash like the run: resume_run checks.
+        result = session.resume_run(
+            run_id,
+            work_dir=_path(work_dir),
+            force=force,
+            config_path=config,
+            options=list(cfg_options),
+            on_start=_announce,
+        )
+    else:
+        result = session.start_run(
+            config,
+            options=list(cfg_options),
+            work_dir=_path(work_dir),
+            experiment=experiment,
+            on_start=_announce,
+        )
     _out(render.render_run_finished(result, colour=_colour()))
 
 
