@@ -29,16 +29,12 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
+from tests.e2e.conftest import git, run_id_from
+
 TINY = "configs/digits/tiny.py"
 TINY_B = "configs/digits/tiny_b.py"
 BASE = "configs/_base_/schedules/sgd_10e.py"
 UNKNOWN_RUN = "0123456789abcdef0123456789abcdef"
-GIT_ENV = {
-    "GIT_AUTHOR_NAME": "t",
-    "GIT_AUTHOR_EMAIL": "t@example.invalid",
-    "GIT_COMMITTER_NAME": "t",
-    "GIT_COMMITTER_EMAIL": "t@example.invalid",
-}
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 # Two short trainings in the module fixture, then ~20 CLI processes that import mlflow.
@@ -79,17 +75,6 @@ def ok(done: subprocess.CompletedProcess[str], status: int = 0) -> str:
     return done.stdout
 
 
-def git(args: list[str], cwd: Path) -> str:
-    env = dict(os.environ, **GIT_ENV)
-    return subprocess.run(
-        ["git", *args], cwd=cwd, env=env, check=True, capture_output=True, text=True
-    ).stdout
-
-
-def run_id_of(stdout: str) -> str:
-    return next(line.split()[2] for line in stdout.splitlines() if line.startswith("run id:"))
-
-
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Project:
     base = tmp_path_factory.mktemp("cli-runs")
@@ -111,14 +96,14 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Project:
 
     blame_a_files = ok(trackcfg("blame", TINY, "optimizer", env=env, cwd=root))
     done_a = trackcfg("run", TINY, "--work-dir", "work_dirs/a", env=env, cwd=root)
-    run_a = run_id_of(ok(done_a))
+    run_a = run_id_from(ok(done_a))
 
     base_file = root / BASE
     base_file.write_text(base_file.read_text().replace("lr=0.01", "lr=0.02"))
     (root / TINY_B).write_text("_base_ = './tiny.py'\nmodel = dict(channels=(8, 16))\n")
     blame_b_files = ok(trackcfg("blame", TINY_B, "model", env=env, cwd=root))
     diff_b_files = ok(trackcfg("diff", TINY_B, TINY, "--json", env=env, cwd=root), 1)
-    run_b = run_id_of(ok(trackcfg("run", TINY_B, "--work-dir", "work_dirs/b", env=env, cwd=root)))
+    run_b = run_id_from(ok(trackcfg("run", TINY_B, "--work-dir", "work_dirs/b", env=env, cwd=root)))
 
     client = MlflowClient(uri)
     experiment = client.get_experiment_by_name("trackcfg")
@@ -171,7 +156,7 @@ def test_run_resume_auto_continues_the_unfinished_run_with_that_hash(project: Pr
     done = trackcfg("run", TINY_B, "--resume", "auto", env=project.env, cwd=project.root)
     out = ok(done)
     assert f"resuming run {project.run_b}" in done.stderr
-    assert run_id_of(out) == project.run_b
+    assert run_id_from(out) == project.run_b
     assert f"config hash:  {project.hash_b}" in out
     assert MlflowClient(project.uri).get_run(project.run_b).info.status == "FINISHED"
 
@@ -268,7 +253,7 @@ def test_reproduce_a_dirty_run_gives_a_worktree_hashing_to_its_tag(
     assert rehash == project.hash_b
     assert "lr=0.02" in (target / BASE).read_text()  # the recorded patch
     # --run re-ran it there, into the same store: a new run with the same config hash.
-    rerun = run_id_of(out.split("re-run with:")[1])
+    rerun = run_id_from(out.split("re-run with:")[1])
     assert rerun not in (project.run_a, project.run_b)
     tags = MlflowClient(project.uri).get_run(rerun).data.tags
     assert tags["trackcfg.config_hash"] == project.hash_b

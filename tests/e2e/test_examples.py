@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
+from tests.e2e.conftest import run_id_from
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 Run = Callable[..., subprocess.CompletedProcess[str]]
 
@@ -29,9 +31,7 @@ def test_custom_model_registers_through_custom_imports(
         "run", config, "--cfg-options", "runner.max_epochs=2", env=env, cwd=git_repo
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    run_id = next(
-        line.split()[2] for line in done.stdout.splitlines() if line.startswith("run id:")
-    )
+    run_id = run_id_from(done.stdout)
     run = MlflowClient(tracking_uri).get_run(run_id)
     assert run.info.status == "FINISHED"
     assert run.data.params["model.type"] == "IrisNet"
