@@ -46,6 +46,16 @@ def test_compare_names_the_location_on_each_side(configs: Path) -> None:
     assert b is not None and (str(b.location), b.kind) == ("child.py:2", "delete")
 
 
+def test_compare_locates_a_dict_replaced_by_a_value_on_both_sides(configs: Path) -> None:
+    # Side a has no history for the dict itself (leaves only): its first leaf answers;
+    # side b set the value at that key path.
+    (configs / "flat.py").write_text("seed = 1\n\nopt = 'SGD'\n")
+    comparison = audit.compare(load_view("base.py"), load_view("flat.py"))
+    (difference,) = (d for d in comparison.differences if d.key_path_text == "opt")
+    assert difference.a is not None and str(difference.a.location) == "base.py:1"
+    assert difference.b is not None and str(difference.b.location) == "flat.py:3"
+
+
 def test_rendered_blame_aligns_locations_and_kinds(configs: Path) -> None:
     text = render.render_blame(audit.blame(load_view("child.py"), "opt.lr"))
     assert text.splitlines() == [
