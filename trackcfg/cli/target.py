@@ -84,13 +84,9 @@ def load_config(path: str | Path, options: Sequence[str] = ()) -> Config:
     Raises:
         ConfigError: The file or an option is wrong (message names file, line and key).
     """
-    from trackcfg.config.config import Config
-    from trackcfg.config.options import parse_cfg_options
+    from trackcfg.config.config import load_config as load
 
-    cfg = Config.fromfile(path, import_custom_modules=False)
-    if options:
-        cfg.merge_from_dict(parse_cfg_options(list(options)))
-    return cfg
+    return load(path, options, import_custom_modules=False)
 
 
 def view_of_config(cfg: Config, label: str) -> ConfigView:

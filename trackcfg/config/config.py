@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import copy
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 from trackcfg.config.canonical import digest, to_canonical_bytes
@@ -54,7 +54,7 @@ from trackcfg.errors import (
     ConfigOptionError,
 )
 
-__all__ = ["Config", "ConfigDict", "LineageEntry"]
+__all__ = ["Config", "ConfigDict", "LineageEntry", "load_config"]
 
 #: Keys a config may not define: they name `Config` attributes (mmengine's list).
 RESERVED_KEYS = ("filename", "text", "pretty_text", "env_variables")
@@ -563,3 +563,31 @@ class Config:
     def provenance_map(self) -> Provenance:
         """Every key path's history."""
         return self._provenance.freeze()
+
+
+def load_config(
+    path: str | os.PathLike[str],
+    cfg_options: Sequence[str] = (),
+    *,
+    import_custom_modules: bool = True,
+) -> Config:
+    """Load a config file, then apply command-line ``k=v`` options in order.
+
+    The one loading path of `trackcfg run`, `resume` and the audit commands, so a
+    config hashes the same whichever command resolved it.
+
+    Args:
+        path: The config file.
+        cfg_options: ``--cfg-options`` strings as typed (``'optimizer.lr=0.1'``).
+        import_custom_modules: Import the modules in ``custom_imports`` (training
+            needs them; reading commands must not execute them).
+
+    Raises:
+        ConfigError: the file or an option is wrong (the message names file, line and key).
+    """
+    from trackcfg.config.options import parse_cfg_options
+
+    cfg = Config.fromfile(path, import_custom_modules=import_custom_modules)
+    if cfg_options:
+        cfg.merge_from_dict(parse_cfg_options(list(cfg_options)))
+    return cfg

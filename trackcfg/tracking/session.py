@@ -41,6 +41,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
+from trackcfg.config.config import load_config
 from trackcfg.errors import CheckpointCorruptError, HashMismatchError, TrackingError
 
 if TYPE_CHECKING:
@@ -166,7 +167,7 @@ def start_run(
     from trackcfg.tracking.gitstate import capture_git_state
     from trackcfg.tracking.snapshot import leaf_config_file, upload_snapshot, write_snapshot
 
-    cfg = _load_config(config_path, options, import_custom_modules=True)
+    cfg = load_config(config_path, options, import_custom_modules=True)
     work = _work_dir(cfg, config_path, work_dir)
     if not _is_rank_zero():
         return _train_untracked(cfg, work)
@@ -271,7 +272,7 @@ def resume_run(
             cfg = snap.resolve(tmp / "lineage")
         else:
             source = f"{config_path}"
-            cfg = _load_config(config_path, options, import_custom_modules=False)
+            cfg = load_config(config_path, options, import_custom_modules=False)
         if cfg.hash != tagged_hash:
             changes = _describe_changes(snap.config, cfg)
             if not force:
@@ -296,7 +297,7 @@ def resume_run(
             if config_path is None:
                 cfg = snap.resolve(tmp / "lineage-import", import_custom_modules=True)
             else:
-                cfg = _load_config(config_path, options, import_custom_modules=True)
+                cfg = load_config(config_path, options, import_custom_modules=True)
         work = _resume_work_dir(work_dir, tags, run.info.run_name or run_id, run_id)
         old_work = tags.get(mr.TAG_WORK_DIR)
         if old_work and Path(old_work).is_dir() and Path(old_work).resolve() != work:
@@ -521,19 +522,6 @@ def _bound_http_retries() -> None:
 
 def _is_rank_zero() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
-
-
-def _load_config(
-    config_path: str | Path, options: Sequence[str], *, import_custom_modules: bool
-) -> Config:
-    from trackcfg.config.config import Config
-    from trackcfg.config.options import parse_cfg_options
-
-    cfg = Config.fromfile(config_path, import_custom_modules=import_custom_modules)
-    parsed = parse_cfg_options(list(options))
-    if parsed:
-        cfg.merge_from_dict(parsed)
-    return cfg
 
 
 def _work_dir(cfg: Config, config_path: str | Path, work_dir: Path | str | None) -> Path:

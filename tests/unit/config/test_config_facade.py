@@ -204,3 +204,24 @@ def test_merge_from_dict_digit_part_finds_an_int_key() -> None:
     cfg = Config({"info": {0: {"id": 0}, 1: {"id": 1}}})
     cfg.merge_from_dict({"info.1.id": 5})
     assert cfg.to_dict() == {"info": {0: {"id": 0}, 1: {"id": 5}}}
+
+
+def test_load_config_applies_options_as_option_assignments() -> None:
+    from trackcfg.config.config import load_config
+
+    cfg = load_config(
+        DATA / "custom_imports" / "ok.py",
+        ["a.b=2", "c='x y'"],
+        import_custom_modules=False,
+    )
+    assert (cfg.to_dict()["a"], cfg.to_dict()["c"]) == ({"b": 2}, "x y")
+    assert [(a.kind.value, a.value) for a in cfg.provenance("a.b")] == [("option", 2)]
+
+
+def test_load_config_hashes_like_fromfile_plus_merge_from_dict() -> None:
+    from trackcfg.config.config import load_config
+
+    path = DATA / "custom_imports" / "ok.py"
+    by_hand = Config.fromfile(path, import_custom_modules=False)
+    by_hand.merge_from_dict({"lr": 0.5})
+    assert load_config(path, ["lr=0.5"], import_custom_modules=False).hash == by_hand.hash
