@@ -157,23 +157,24 @@ def tracking_env(tracking_uri: str) -> dict[str, str]:
     return run_env(tracking_uri)
 
 
+def trackcfg(
+    *args: str, env: dict[str, str] | None, cwd: Path | None = None, timeout: float = 240
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m trackcfg *args`` as a subprocess and capture its text output."""
+    return subprocess.run(
+        [sys.executable, "-m", "trackcfg", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
 @pytest.fixture
 def run_trackcfg() -> Callable[..., subprocess.CompletedProcess[str]]:
-    """``run_trackcfg(*args, env=..., cwd=..., timeout=...)`` runs ``python -m trackcfg``."""
-
-    def run(
-        *args: str, env: dict[str, str], cwd: Path | None = None, timeout: float = 240
-    ) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "trackcfg", *args],
-            cwd=cwd,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
-
-    return run
+    """``run_trackcfg(*args, env=..., cwd=..., timeout=...)``: `trackcfg` as a fixture."""
+    return trackcfg
 
 
 def free_port() -> int:

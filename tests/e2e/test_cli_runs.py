@@ -29,7 +29,7 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from tests.e2e.conftest import git, run_id_from
+from tests.e2e.conftest import git, run_id_from, trackcfg
 
 TINY = "configs/digits/tiny.py"
 TINY_B = "configs/digits/tiny_b.py"
@@ -57,17 +57,6 @@ class Project:
     blame_b_files: str  # `blame tiny_b.py model` when run B was made
     diff_b_files: str  # `diff tiny_b.py tiny.py --json` when run B was made
     run_a_stderr: str
-
-
-def trackcfg(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "trackcfg", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
 
 
 def ok(done: subprocess.CompletedProcess[str], status: int = 0) -> str:

@@ -30,6 +30,7 @@ from tests.e2e.conftest import (
     metric_history,
     run_id_from,
 )
+from tests.e2e.conftest import trackcfg as run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -38,14 +39,8 @@ KILL_AT = 2 * ITERS_PER_EPOCH + 22
 
 
 def trackcfg(*args: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "trackcfg", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    # Training and resume here take longer than the shared helper's default bound.
+    return run_cli(*args, cwd=cwd, env=env, timeout=300)
 
 
 def start_and_kill(repo: Path, env: dict[str, str], work: Path, uri: str) -> str:
