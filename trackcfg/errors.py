@@ -70,6 +70,7 @@ __all__ = [
     "TrackcfgError",
     "TrackingError",
     "UnknownTypeError",
+    "first_line",
 ]
 
 
@@ -223,3 +224,18 @@ class SnapshotError(TrackingError):
 
 class HashMismatchError(TrackingError):
     """Resume refused: the config no longer hashes like the run's tag."""
+
+
+def first_line(error: BaseException, limit: int = 200) -> str:
+    """The first line of ``error``'s message (its type name when empty), cut at ``limit``.
+
+    For one-line warnings about failures that are retried: MLflow's errors carry
+    whole HTTP responses and tracebacks.
+
+    Example:
+        >>> first_line(ConnectionError("refused\\nretry 1\\nretry 2"))
+        'refused'
+    """
+    lines = str(error).strip().splitlines()
+    text = lines[0] if lines else type(error).__name__
+    return text if len(text) <= limit else text[:limit] + "…"

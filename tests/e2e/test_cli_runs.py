@@ -131,12 +131,15 @@ def test_run_prints_run_id_hash_and_how_to_open_the_ui(project: Project) -> None
 def test_run_shows_training_progress_and_no_third_party_noise(project: Project) -> None:
     lines = project.run_a_stderr.splitlines()
     assert any("Epoch(val) [1]" in line for line in lines)
-    # The run id (to resume by) up front, then only the trackcfg logger's lines
-    # (HH:MM:SS message): no MLflow/alembic/git logs.
-    assert lines[0].startswith(f"run id:       {project.run_a}  (")
-    assert lines[1] == f"config hash:  {project.hash_a}"
-    assert lines[3] == f"if it stops:  trackcfg resume {project.run_a}"
-    assert all(re.match(r"\d\d:\d\d:\d\d ", line) for line in lines[4:]), lines
+    # The run id (to resume by) before the first iteration, otherwise only the
+    # trackcfg logger's lines (HH:MM:SS message): no MLflow/alembic/git logs.
+    first = next(i for i, line in enumerate(lines) if line.startswith("run id:"))
+    assert lines[first].startswith(f"run id:       {project.run_a}  (")
+    assert lines[first + 1] == f"config hash:  {project.hash_a}"
+    assert lines[first + 3] == f"if it stops:  trackcfg resume {project.run_a}"
+    assert not any("Epoch" in line for line in lines[:first]), lines
+    rest = lines[:first] + lines[first + 4 :]
+    assert all(re.match(r"\d\d:\d\d:\d\d ", line) for line in rest), lines
 
 
 def test_run_resume_auto_continues_the_unfinished_run_with_that_hash(project: Project) -> None:

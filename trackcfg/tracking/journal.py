@@ -1,29 +1,24 @@
-"""MetricJournal: metrics journaled to local disk and delivered to MLflow in the background.
+"""The metric journal of a run: its files, and the training side that writes them.
 
 The training thread never waits on MLflow or on the disk: `MetricJournal.log`
-appends a tuple to an in-memory deque (about a microsecond). Two daemon threads
-do the rest:
-
-- the *journaler* drains the deque every ``flush_interval`` seconds (0.25), gives each
-  record the next sequence number, appends it to ``metrics.jsonl`` (one JSON line
-  per record) and fsyncs once per batch;
-- the *sender* delivers journaled records with ``MlflowClient.log_batch`` (at most
-  1,000 per request, MLflow's limit) and appends the delivered sequence numbers to
-  ``delivered``. A failed request is retried with exponential backoff, forever:
-  a tracking server that is away delays delivery but neither blocks training nor
-  loses a metric.
+appends a tuple to an in-memory deque (about a microsecond). A daemon thread,
+the *journaler*, drains the deque every ``flush_interval`` seconds (0.25), gives
+each record the next sequence number, appends it to ``metrics.jsonl`` (one JSON
+line per record) and fsyncs once per batch. Delivering the journal to MLflow is
+another process's job (`trackcfg.tracking.delivery`, run by the tracking agent,
+``trackcfg resume`` or ``trackcfg sync``); it reads the file and records what
+arrived in ``delivered``.
 
 Exactly once. Every record carries the timestamp taken when it was logged, so a
 record sent twice is the identical row, which MLflow's store drops (its primary
-key is key, timestamp, step and value). A journal opened again — on the next
-start in the same work dir, on resume, or by ``trackcfg sync`` — delivers the
-records not listed in ``delivered``; a record whose delivery the killed process
-could not record is sent again and deduplicated by the store. A record a process
-had only in memory when it was SIGKILLed (at most ``flush_interval`` worth) was
-never journaled; resume re-computes it, because the newest complete checkpoint
-is older than what the journal holds (the checkpoint hook waits until the
-metrics logged before a checkpoint are delivered before it moves the "latest
-checkpoint" pointer, so even a resume without this journal finds them).
+key is key, timestamp, step and value); a record whose delivery a killed
+deliverer could not record is sent again and deduplicated by the store. A
+journal opened again by a resumed process skips the (key, step) pairs it
+already holds. A record a process had only in memory when it was SIGKILLed (at
+most ``flush_interval`` worth) was never journaled; resume re-computes it,
+because the newest complete checkpoint is older than what the journal holds
+(the "latest checkpoint" pointer moves only after the metrics logged before the
+checkpoint were delivered, so even a resume without this journal finds them).
 
 Files, under ``<work_dir>/.trackcfg/journal/<run_id>/``::
 
@@ -31,6 +26,7 @@ Files, under ``<work_dir>/.trackcfg/journal/<run_id>/``::
     metrics.jsonl    {"s": seq, "k": key, "v": value, "p": step, "t": ms}
     delivered        "first last" inclusive sequence ranges, one per line
     rejected         records the store refused as invalid (kept for inspection)
+    deliver.lock     held (flock) by the one process delivering the journal
 
 A line cut short by a SIGKILL is ignored (and cut off before appending again).
 """
@@ -39,42 +35,42 @@ from __future__ import annotations
 
 import collections
 import json
-import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 __all__ = [
+    "DELIVERED_FILE",
     "JOURNAL_DIR",
+    "LOCK_FILE",
+    "META_FILE",
+    "METRICS_FILE",
+    "REJECTED_FILE",
     "JournalContents",
     "MetricJournal",
     "MetricRecord",
     "find_journals",
     "journal_dir",
-    "mlflow_sender",
+    "parse_ranges",
+    "parse_record",
     "read_journal",
     "write_journal_meta",
+    "write_ranges",
 ]
-
-_logger = logging.getLogger(__name__)
 
 #: Where journals live, relative to a work dir.
 JOURNAL_DIR = Path(".trackcfg") / "journal"
 
-_METRICS = "metrics.jsonl"
-_DELIVERED = "delivered"
-_REJECTED = "rejected"
-_META = "meta.json"
-
-#: MLflow's limit on metrics per log_batch request (mlflow.utils.validation).
-MAX_METRICS_PER_BATCH = 1000
-
-# MLflow error codes after which sending the same request again cannot succeed.
-_PERMANENT_ERRORS = frozenset({"INVALID_PARAMETER_VALUE", "BAD_REQUEST", "INVALID_STATE"})
+#: File names inside a journal directory.
+METRICS_FILE = "metrics.jsonl"
+DELIVERED_FILE = "delivered"
+REJECTED_FILE = "rejected"
+META_FILE = "meta.json"
+LOCK_FILE = "deliver.lock"
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,10 +119,6 @@ class JournalContents:
         return tuple(r for r in self.records if r.seq not in self.delivered)
 
 
-#: Delivers records to the run; raises when they did not arrive.
-Sender = Callable[[Sequence[MetricRecord]], None]
-
-
 def journal_dir(work_dir: Path | str, run_id: str) -> Path:
     """The journal directory of ``run_id`` in ``work_dir``."""
     return Path(work_dir) / JOURNAL_DIR / run_id
@@ -140,19 +132,19 @@ def find_journals(work_dir: Path | str) -> list[Path]:
     root = Path(work_dir)
     if not root.is_dir():
         return []
-    found = {meta.parent for meta in root.glob(f"**/{JOURNAL_DIR.as_posix()}/*/{_META}")}
+    found = {meta.parent for meta in root.glob(f"**/{JOURNAL_DIR.as_posix()}/*/{META_FILE}")}
     return sorted(found)
 
 
 def write_journal_meta(directory: Path, meta: dict[str, object]) -> None:
     """Atomically replace ``meta.json`` (a crash leaves the old or the new one)."""
     directory.mkdir(parents=True, exist_ok=True)
-    tmp = directory / (_META + ".tmp")
+    tmp = directory / (META_FILE + ".tmp")
     with open(tmp, "w", encoding="utf-8") as f:
         json.dump(meta, f, sort_keys=True)
         f.flush()
         os.fsync(f.fileno())
-    os.replace(tmp, directory / _META)
+    os.replace(tmp, directory / META_FILE)
 
 
 def read_journal(directory: Path) -> JournalContents:
@@ -165,33 +157,34 @@ def read_journal(directory: Path) -> JournalContents:
         Its contents; a missing directory reads as an empty journal.
     """
     meta: dict[str, object] = {}
-    meta_path = directory / _META
+    meta_path = directory / META_FILE
     if meta_path.is_file():
         loaded = json.loads(meta_path.read_text(encoding="utf-8"))
         if isinstance(loaded, dict):
             meta = loaded
     records: list[MetricRecord] = []
     valid = 0
-    metrics_path = directory / _METRICS
+    metrics_path = directory / METRICS_FILE
     if metrics_path.is_file():
         data = metrics_path.read_bytes()
         valid = data.rfind(b"\n") + 1
         for line in data[:valid].splitlines():
-            record = _parse_record(line)
+            record = parse_record(line)
             if record is not None:
                 records.append(record)
     delivered: set[int] = set()
-    for name in (_DELIVERED, _REJECTED):
+    for name in (DELIVERED_FILE, REJECTED_FILE):
         path = directory / name
         if path.is_file():
-            delivered.update(_parse_ranges(path.read_bytes()))
+            delivered.update(parse_ranges(path.read_bytes()))
     records.sort(key=lambda r: r.seq)
     return JournalContents(
         meta=meta, records=tuple(records), delivered=frozenset(delivered), valid_bytes=valid
     )
 
 
-def _parse_record(line: bytes) -> MetricRecord | None:
+def parse_record(line: bytes) -> MetricRecord | None:
+    """The record of one journal line, or None for a line that is not one."""
     try:
         obj = json.loads(line)
         return MetricRecord(
@@ -205,7 +198,8 @@ def _parse_record(line: bytes) -> MetricRecord | None:
         return None
 
 
-def _parse_ranges(data: bytes) -> Iterable[int]:
+def parse_ranges(data: bytes) -> Iterable[int]:
+    """The sequence numbers listed in a ``delivered``/``rejected`` file's bytes."""
     # Only newline-terminated lines count: a torn last line was never fsynced whole.
     end = data.rfind(b"\n") + 1
     for line in data[:end].splitlines():
@@ -230,57 +224,39 @@ def _ranges(seqs: Sequence[int]) -> list[tuple[int, int]]:
     return out
 
 
-def mlflow_sender(tracking_uri: str, run_id: str) -> Sender:
-    """A `Sender` that delivers records with ``MlflowClient.log_batch``."""
-    from mlflow import MlflowClient
-    from mlflow.entities import Metric
-
-    client = MlflowClient(tracking_uri)
-
-    def send(records: Sequence[MetricRecord]) -> None:
-        metrics = [Metric(r.key, r.value, r.timestamp, r.step) for r in records]
-        client.log_batch(run_id, metrics=metrics, synchronous=True)
-
-    return send
-
-
-def _is_permanent(error: Exception) -> bool:
-    code = getattr(error, "error_code", None)
-    return isinstance(code, str) and code in _PERMANENT_ERRORS
+def write_ranges(f: BinaryIO, seqs: Sequence[int]) -> None:
+    """Append ``seqs`` as inclusive ranges to an open ``delivered``/``rejected`` file; fsync."""
+    if not seqs:
+        return
+    f.write(b"".join(f"{a} {b}\n".encode() for a, b in _ranges(sorted(seqs))))
+    f.flush()
+    os.fsync(f.fileno())
 
 
 class MetricJournal:
-    """The metric journal of one run, with its background journaler and sender.
+    """The training side of a run's journal: log in memory, journal to disk in the background.
 
-    Opening a journal that already holds undelivered records (left by a killed
-    process) queues them for delivery first.
+    Opening a journal that already holds records (left by a killed process of the
+    same run) continues its sequence numbers and drops the (key, step) pairs it
+    holds, so a resumed run journals every step once.
 
     Args:
         directory: The run's journal directory (see `journal_dir`).
         run_id: The MLflow run the metrics belong to.
-        tracking_uri: Where to deliver them (recorded in ``meta.json`` for ``sync``).
-        skip: ``(key, step)`` pairs already in the run (delivered by an earlier
-            process); `log` drops them, so a resumed run logs every step once.
-        send: Delivers a batch; default ``MlflowClient(tracking_uri).log_batch``.
+        tracking_uri: Where they are to be delivered (recorded in ``meta.json``).
+        skip: ``(key, step)`` pairs the run already has (delivered by an earlier
+            process); `log` drops them.
         flush_interval: Seconds between journal writes: what a SIGKILL can lose from
-            memory at most. Nothing is lost for good: those records are newer than
-            any checkpoint a resume can start from (the checkpoint hook waits for the
-            records logged before a checkpoint), so the resumed run logs them again.
-            Few wake-ups matter: each one competes with torch's OpenMP threads.
-        send_interval: Seconds between delivery requests unless 1,000 records are
-            waiting, someone waits for delivery, or the journal closes (fewer, larger
-            requests cost the training process and the server less).
-        max_backoff: Longest wait between delivery attempts while the store is away.
+            memory at most. Few wake-ups matter: each one competes with torch's
+            OpenMP threads.
 
     Example:
         >>> import tempfile
-        >>> sent = []
-        >>> j = MetricJournal(Path(tempfile.mkdtemp()), "run", "sqlite:///x.db",
-        ...                   send=sent.extend)
+        >>> j = MetricJournal(Path(tempfile.mkdtemp()), "run", "sqlite:///x.db")
         >>> j.log("train/loss", 0.5, step=1)
-        >>> j.close(timeout=5)
-        True
-        >>> [(r.key, r.value, r.step) for r in sent]
+        >>> j.close()
+        1
+        >>> [(r.key, r.value, r.step) for r in read_journal(j.directory).records]
         [('train/loss', 0.5, 1)]
     """
 
@@ -291,18 +267,12 @@ class MetricJournal:
         tracking_uri: str,
         *,
         skip: Iterable[tuple[str, int]] = (),
-        send: Sender | None = None,
         flush_interval: float = 0.25,
-        send_interval: float = 1.0,
-        max_backoff: float = 5.0,
     ) -> None:
         self.directory = directory
         self.run_id = run_id
         self.tracking_uri = tracking_uri
         self._flush_interval = flush_interval
-        self._send_interval = send_interval
-        self._max_backoff = max_backoff
-        self._send = send if send is not None else mlflow_sender(tracking_uri, run_id)
 
         directory.mkdir(parents=True, exist_ok=True)
         contents = read_journal(directory)
@@ -314,39 +284,24 @@ class MetricJournal:
         )
         self._next_seq = max((r.seq for r in contents.records), default=0) + 1
 
-        metrics_path = directory / _METRICS
+        metrics_path = directory / METRICS_FILE
         if metrics_path.exists() and metrics_path.stat().st_size != contents.valid_bytes:
             # Cut a torn last line so the next record starts on a line of its own.
             os.truncate(metrics_path, contents.valid_bytes)
-        self._metrics_file = open(metrics_path, "ab")  # noqa: SIM115 (closed in close())
-        self._delivered_file = open(directory / _DELIVERED, "ab")  # noqa: SIM115
+        self._file = open(metrics_path, "ab")  # noqa: SIM115 (closed in close())
 
         # Training thread -> journaler: deque.append/popleft are atomic under the GIL.
         self._queue: collections.deque[tuple[str, float, int, int]] = collections.deque()
         self._cond = threading.Condition()
-        self._unsent: list[MetricRecord] = list(contents.undelivered)
-        self._journaled_cycles = 0
-        # Highest sequence number journaled / delivered (delivery is in order).
         self._journaled_seq = self._next_seq - 1
-        undelivered = contents.undelivered
-        self._delivered_seq = undelivered[0].seq - 1 if undelivered else self._journaled_seq
         self._started_cycles = 0
-        self._delivered = 0
-        self._rejected = 0
-        self._send_errors = 0
+        self._journaled_cycles = 0
         self._closing = False
-        self._give_up = False
-        self._waiters = 0
         self._wake = threading.Event()
-        self._stop_sender = threading.Event()
         self._journaler = threading.Thread(
             target=self._journal_loop, name=f"trackcfg-journal-{run_id[:8]}", daemon=True
         )
-        self._sender = threading.Thread(
-            target=self._send_loop, name=f"trackcfg-sender-{run_id[:8]}", daemon=True
-        )
         self._journaler.start()
-        self._sender.start()
 
     # -- training thread -------------------------------------------------------
 
@@ -371,83 +326,34 @@ class MetricJournal:
     # -- control ---------------------------------------------------------------
 
     @property
-    def undelivered_count(self) -> int:
-        """Records journaled but not yet delivered (plus those still in memory)."""
+    def journaled_seq(self) -> int:
+        """The highest sequence number durably in ``metrics.jsonl`` (0: none yet)."""
         with self._cond:
-            return len(self._unsent) + len(self._queue)
+            return self._journaled_seq
 
-    @property
-    def delivered_count(self) -> int:
-        """Records delivered by this journal object (replayed ones included)."""
-        with self._cond:
-            return self._delivered
-
-    @property
-    def rejected_count(self) -> int:
-        """Records the store refused as invalid (kept in ``rejected``)."""
-        with self._cond:
-            return self._rejected
-
-    def flush(self, timeout: float | None = None) -> bool:
+    def flush(self, timeout: float | None = None) -> int | None:
         """Wait until everything logged before this call is durably journaled.
 
         Returns:
-            True when journaled; False on timeout.
+            The highest sequence number journaled then; None on timeout.
         """
         with self._cond:
             target = self._started_cycles + 1
             self._wake.set()
-            return self._cond.wait_for(lambda: self._journaled_cycles >= target, timeout)
+            if not self._cond.wait_for(lambda: self._journaled_cycles >= target, timeout):
+                return None
+            return self._journaled_seq
 
-    def wait_delivered(self, timeout: float | None = None) -> bool:
-        """Wait until everything logged before this call is journaled *and* delivered.
-
-        Records logged meanwhile do not extend the wait (delivery is in sequence
-        order, so "delivered up to" one sequence number covers all before it).
-        """
-        deadline = None if timeout is None else time.monotonic() + timeout
-        if not self.flush(timeout):
-            return False
-        remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-        with self._cond:
-            target = self._journaled_seq
-            self._waiters += 1
-            self._cond.notify_all()
-            try:
-                return self._cond.wait_for(lambda: self._delivered_seq >= target, remaining)
-            finally:
-                self._waiters -= 1
-
-    def close(self, timeout: float | None = 30.0) -> bool:
-        """Journal what is queued, deliver for up to ``timeout`` seconds, stop.
-
-        What could not be delivered stays in the journal for the next start,
-        resume or ``trackcfg sync``.
-
-        Returns:
-            True when every record was delivered.
-        """
-        deadline = None if timeout is None else time.monotonic() + timeout
+    def close(self) -> int:
+        """Journal what is queued and stop; returns the highest sequence number journaled."""
         with self._cond:
             self._closing = True
-            self._cond.notify_all()
         self._wake.set()
         self._journaler.join()
-        remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-        with self._cond:
-            done = self._cond.wait_for(lambda: not self._unsent, remaining)
-            self._give_up = True
-            self._cond.notify_all()
-        self._stop_sender.set()
-        # A sender stuck in a slow request is a daemon thread: it cannot keep the
-        # process alive, and its batch stays undelivered in the journal.
-        self._sender.join(timeout=1.0 if not done else None)
-        self._metrics_file.close()
-        if not self._sender.is_alive():
-            self._delivered_file.close()
-        return done
+        self._file.close()
+        return self._journaled_seq
 
-    # -- background threads ------------------------------------------------------
+    # -- journaler thread --------------------------------------------------------
 
     def _journal_loop(self) -> None:
         while True:
@@ -475,93 +381,8 @@ class MetricJournal:
             self._next_seq += 1
         if not records:
             return
-        self._metrics_file.write(b"".join(r.to_line() for r in records))
-        self._metrics_file.flush()
-        os.fsync(self._metrics_file.fileno())
+        self._file.write(b"".join(r.to_line() for r in records))
+        self._file.flush()
+        os.fsync(self._file.fileno())
         with self._cond:
-            self._unsent.extend(records)
             self._journaled_seq = records[-1].seq
-            self._cond.notify_all()
-
-    def _send_loop(self) -> None:
-        backoff = 0.25
-        while True:
-            with self._cond:
-                self._cond.wait_for(lambda: bool(self._unsent) or self._give_up)
-                if self._give_up and (not self._unsent or self._stop_sender.is_set()):
-                    return
-                batch = self._unsent[:MAX_METRICS_PER_BATCH]
-            try:
-                rejected = self._deliver(batch)
-            except Exception as error:  # any failure is retried: nothing may be lost
-                self._send_errors += 1
-                if self._send_errors == 1 or self._send_errors % 20 == 0:
-                    _logger.warning(
-                        "trackcfg: metric delivery to %s failed (%s); %d pending, retrying",
-                        self.tracking_uri,
-                        _one_line(error),
-                        len(self._unsent),
-                    )
-                if self._stop_sender.wait(backoff):
-                    return
-                backoff = min(backoff * 2, self._max_backoff)
-                continue
-            backoff = 0.25
-            if self._send_errors:
-                _logger.warning("trackcfg: metric delivery to %s resumed", self.tracking_uri)
-                self._send_errors = 0
-            self._record(self._delivered_file, [r.seq for r in batch if r not in rejected])
-            if rejected:
-                with open(self.directory / _REJECTED, "ab") as f:
-                    f.write(b"".join(r.to_line() for r in rejected))
-                    self._record(f, [r.seq for r in rejected])
-            with self._cond:
-                del self._unsent[: len(batch)]
-                self._delivered_seq = max(self._delivered_seq, batch[-1].seq)
-                self._delivered += len(batch) - len(rejected)
-                self._rejected += len(rejected)
-                self._cond.notify_all()
-                self._cond.wait_for(self._send_now, timeout=self._send_interval)
-
-    def _send_now(self) -> bool:
-        """Whether the sender should not wait for more records (called holding the lock)."""
-        return (
-            self._closing
-            or self._give_up
-            or self._waiters > 0
-            or len(self._unsent) >= MAX_METRICS_PER_BATCH
-        )
-
-    def _deliver(self, batch: Sequence[MetricRecord]) -> list[MetricRecord]:
-        """Send ``batch``; returns the records the store refuses as invalid."""
-        try:
-            self._send(batch)
-            return []
-        except Exception as error:
-            if not _is_permanent(error):
-                raise
-            if len(batch) == 1:
-                _logger.error(
-                    "trackcfg: the tracking store refused metric %r at step %d: %s",
-                    batch[0].key,
-                    batch[0].step,
-                    _one_line(error),
-                )
-                return list(batch)
-        # Split to find the invalid records; the valid ones still go through.
-        middle = len(batch) // 2
-        return self._deliver(batch[:middle]) + self._deliver(batch[middle:])
-
-    @staticmethod
-    def _record(f: BinaryIO, seqs: Sequence[int]) -> None:
-        if not seqs:
-            return
-        f.write(b"".join(f"{a} {b}\n".encode() for a, b in _ranges(sorted(seqs))))
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def _one_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    first = text[0] if text else type(error).__name__
-    return first if len(first) <= 200 else first[:200] + "…"

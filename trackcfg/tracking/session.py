@@ -1,10 +1,15 @@
 """Tracked runs end to end: what ``trackcfg run``, ``resume`` and ``sync`` do.
 
-`start_run` resolves the config, hashes it, opens an MLflow run (tags, name,
-params), writes the snapshot *before* training starts, then trains with
-``train(..., extra_hooks=...)`` carrying the MLflow hooks, so a config never has
-to mention MLflow. The run ends FINISHED, FAILED (the error is a tag and the
-run's note) or KILLED (SIGTERM/SIGINT).
+`start_run` starts the tracking agent first (a child process that imports
+MLflow and opens the store while this one starts training; see
+`trackcfg.tracking.agent`), resolves the config, hashes it and writes the
+snapshot locally; the agent creates the MLflow run (tags, name, params) and
+uploads the snapshot. Training runs ``train(..., extra_hooks=...)`` with the
+MLflow hooks, so a config never has to mention MLflow; the first iteration
+waits until the agent reports the run created and its snapshot stored (in
+practice it is ready long before: the trainer is still importing torch and
+building its model). The run ends FINISHED, FAILED (the error is a tag and the
+run's note) or KILLED (SIGTERM/SIGINT, or the trainer died and its agent says so).
 
 `resume_run` needs nothing but the tracking store: it reads the run's snapshot,
 re-resolves the config from it and compares the hash with the run's tag (a
@@ -34,7 +39,6 @@ import os
 import signal
 import tempfile
 import threading
-import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -43,11 +47,15 @@ from typing import TYPE_CHECKING
 
 from trackcfg.config.config import load_config
 from trackcfg.errors import CheckpointCorruptError, HashMismatchError, TrackingError
+from trackcfg.runner.hooks.hook import Hook
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
     from trackcfg.config.config import Config
+    from trackcfg.runner.base_runner import BaseRunner
+    from trackcfg.runner.checkpoint import SavedCheckpoint
+    from trackcfg.tracking.agent_client import AgentReady, TrackingAgent
 
 __all__ = ["RunResult", "RunTerminatedError", "SyncReport", "resume_run", "start_run", "sync"]
 
@@ -64,8 +72,13 @@ HTTP_DEFAULTS = {
 }
 
 #: Seconds a finished run waits for metrics to reach the store before leaving them
-#: to `sync` (the journal keeps them).
+#: to `sync` (the journal keeps them), and for checkpoint uploads.
 DELIVERY_TIMEOUT = 30.0
+UPLOAD_TIMEOUT = 120.0
+#: The same bounds for a run that failed or was killed: report it, do not linger.
+ABORT_TIMEOUT = 10.0
+#: Seconds `resume`/`sync` wait for a killed run's agent to finish delivering.
+AGENT_WAIT = 150.0
 
 
 class RunTerminatedError(KeyboardInterrupt):
@@ -151,7 +164,7 @@ def start_run(
         tracking_uri: The store; default ``MLFLOW_TRACKING_URI``, else
             ``sqlite:///<cwd>/mlflow.db``.
         on_start: Called with the RUNNING run once its snapshot is stored, before
-            training: the moment a caller can tell users the run id to resume.
+            the first iteration: the moment a caller can tell users the run id.
 
     Returns:
         The finished run.
@@ -163,56 +176,59 @@ def start_run(
         Exception: whatever training raised (run FAILED, error recorded).
     """
     from trackcfg.tracking import mlflow_run as mr
+    from trackcfg.tracking.agent_client import TrackingAgent
     from trackcfg.tracking.environment import capture_environment
     from trackcfg.tracking.gitstate import capture_git_state
-    from trackcfg.tracking.snapshot import leaf_config_file, upload_snapshot, write_snapshot
+    from trackcfg.tracking.snapshot import leaf_config_file, write_snapshot
 
-    cfg = load_config(config_path, options, import_custom_modules=True)
-    work = _work_dir(cfg, config_path, work_dir)
     if not _is_rank_zero():
-        return _train_untracked(cfg, work)
+        cfg = load_config(config_path, options, import_custom_modules=True)
+        return _train_untracked(cfg, _work_dir(cfg, config_path, work_dir))
     _bound_http_retries()
     uri = tracking_uri or mr.resolve_tracking_uri()
-    sync(work, timeout=5.0)  # leftovers of an earlier process in this work dir
-
-    git = capture_git_state(Path(config_path).parent)
-    config_hash = cfg.hash
-    config_file = leaf_config_file(cfg.lineage)
-    name = mr.run_name(config_file, config_hash)
-    tags = {
-        mr.TAG_CONFIG_HASH: config_hash,
-        mr.TAG_LINEAGE_HASH: cfg.lineage_hash,
-        mr.TAG_CONFIG_FILE: config_file,
-        mr.TAG_WORK_DIR: str(work),
-        **mr.git_tags(git),
-    }
-    with _store_errors(uri):
-        client = mr.open_client(uri)
-        experiment_id = mr.get_or_create_experiment(
-            client, experiment or mr.DEFAULT_EXPERIMENT, uri
-        )
-        run_id = mr.create_run(client, experiment_id, name=name, tags=tags)
+    # First of all: the agent's MLflow import and store opening overlap everything below.
+    agent = TrackingAgent.spawn(uri, debug=_logger.isEnabledFor(logging.DEBUG))
     try:
-        mr.log_params(client, run_id, mr.flatten_params(cfg.to_dict()))
-        with tempfile.TemporaryDirectory(prefix="trackcfg-snapshot-") as tmp:
-            snapshot = write_snapshot(
-                Path(tmp) / "trackcfg",
-                cfg,
-                cfg_options=list(options),
-                git=git,
-                environment=capture_environment(),
-            )
-            upload_snapshot(client, run_id, snapshot)
-    except BaseException as error:
-        _finish(
-            client, run_id, "KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED", error
+        cfg = load_config(config_path, options, import_custom_modules=True)
+        work = _work_dir(cfg, config_path, work_dir)
+        git = capture_git_state(Path(config_path).parent)
+        config_hash = cfg.hash
+        config_file = leaf_config_file(cfg.lineage)
+        name = mr.run_name(config_file, config_hash)
+        tags = {
+            mr.TAG_CONFIG_HASH: config_hash,
+            mr.TAG_LINEAGE_HASH: cfg.lineage_hash,
+            mr.TAG_CONFIG_FILE: config_file,
+            mr.TAG_WORK_DIR: str(work),
+            **mr.git_tags(git),
+        }
+        flat = mr.flatten_params(cfg.to_dict())
+        (work / _STAGING).mkdir(parents=True, exist_ok=True)
+        staged = write_snapshot(
+            Path(tempfile.mkdtemp(prefix="snapshot-", dir=work / _STAGING)) / "trackcfg",
+            cfg,
+            cfg_options=list(options),
+            git=git,
+            environment=capture_environment(),
         )
+    except BaseException:
+        agent.abandon()
         raise
-    started = RunResult(run_id, name, experiment_id, config_hash, uri, work, "RUNNING")
-    if on_start is not None:
-        on_start(started)
-    status, pending = _train_tracked(cfg, client, uri, run_id, work, resume_from=None)
-    return replace(started, status=status, metrics_pending=pending)
+    agent.start(
+        experiment=experiment or mr.DEFAULT_EXPERIMENT,
+        name=name,
+        tags=tags,
+        params=flat.params,
+        truncated=flat.truncated,
+        snapshot=staged,
+        work_dir=work,
+        keep_last=_keep_last(cfg),
+    )
+
+    def started(ready: AgentReady) -> RunResult:
+        return RunResult(ready.run_id, name, ready.experiment_id, config_hash, uri, work, "RUNNING")
+
+    return _train_tracked(cfg, agent, work, started, on_start, resume_from=None)
 
 
 def resume_run(
@@ -230,7 +246,9 @@ def resume_run(
     Works with nothing but the tracking store: the config comes from the run's
     snapshot, the checkpoint from its artifacts. Given ``config_path`` (``trackcfg
     run CONFIG --resume RUN_ID``), the config is resolved from that file and
-    ``options`` instead, and must hash like the run's tag too.
+    ``options`` instead, and must hash like the run's tag too. When the killed
+    process's tracking agent is still delivering on this machine, resume waits
+    for it first.
 
     Args:
         run_id: The MLflow run to continue.
@@ -254,7 +272,7 @@ def resume_run(
         CheckpointCorruptError: the downloaded checkpoint does not match its digest.
     """
     from trackcfg.tracking import mlflow_run as mr
-    from trackcfg.tracking.journal import journal_dir
+    from trackcfg.tracking.agent_client import TrackingAgent
     from trackcfg.tracking.snapshot import download_snapshot, read_snapshot
 
     _bound_http_retries()
@@ -262,6 +280,13 @@ def resume_run(
     with _store_errors(uri):
         client = mr.open_client(uri)
         run = mr.get_run(client, run_id)
+    work = _resume_work_dir(work_dir, dict(run.data.tags), run.info.run_name or run_id, run_id)
+    # A killed process's agent may still be delivering its journal and uploads:
+    # wait for it (and deliver what it left) before reading the run's state.
+    old_work = run.data.tags.get(mr.TAG_WORK_DIR)
+    for directory in {work, *([Path(old_work).resolve()] if old_work else [])}:
+        sync(directory, timeout=10.0, only=run_id)
+    run = mr.get_run(client, run_id)
     tags = dict(run.data.tags)
     with tempfile.TemporaryDirectory(prefix="trackcfg-resume-") as tmp_text:
         tmp = Path(tmp_text)
@@ -298,14 +323,8 @@ def resume_run(
                 cfg = snap.resolve(tmp / "lineage-import", import_custom_modules=True)
             else:
                 cfg = load_config(config_path, options, import_custom_modules=True)
-        work = _resume_work_dir(work_dir, tags, run.info.run_name or run_id, run_id)
-        old_work = tags.get(mr.TAG_WORK_DIR)
-        if old_work and Path(old_work).is_dir() and Path(old_work).resolve() != work:
-            sync(Path(old_work), timeout=10.0)  # deliver the killed process's journal
         checkpoint = _download_checkpoint(client, run_id, tags, work)
-        # Fetched again: the sync above may have delivered keys the run did not have.
-        metric_keys = mr.get_run(client, run_id).data.metrics.keys()
-        skip = _logged_steps(client, run_id, metric_keys)
+        skip = _logged_steps(client, run_id, run.data.metrics.keys())
         count = int(tags.get(mr.TAG_RESUME_COUNT, "0")) + 1
         mr.set_tags(
             client,
@@ -317,94 +336,159 @@ def resume_run(
             },
         )
         client.update_run(run_id, status="RUNNING")
-        journal_dir(work, run_id).mkdir(parents=True, exist_ok=True)
-        name = run.info.run_name or run_id
-        started = RunResult(run_id, name, run.info.experiment_id, cfg.hash, uri, work, "RUNNING")
-        if on_start is not None:
-            on_start(started)
-        status, pending = _train_tracked(
-            cfg, client, uri, run_id, work, resume_from=checkpoint, skip=skip
+        agent = TrackingAgent.spawn(uri, debug=_logger.isEnabledFor(logging.DEBUG))
+        agent.attach(
+            run_id=run_id,
+            experiment_id=run.info.experiment_id,
+            work_dir=work,
+            keep_last=_keep_last(cfg),
         )
-    return replace(started, status=status, metrics_pending=pending)
+        name = run.info.run_name or run_id
+
+        def started(ready: AgentReady) -> RunResult:
+            return RunResult(run_id, name, ready.experiment_id, cfg.hash, uri, work, "RUNNING")
+
+        return _train_tracked(
+            cfg, agent, work, started, on_start, resume_from=checkpoint, skip=skip
+        )
 
 
-def sync(work_dir: Path | str, *, timeout: float = 60.0) -> SyncReport:
+def sync(
+    work_dir: Path | str,
+    *,
+    timeout: float = 60.0,
+    lock_timeout: float = AGENT_WAIT,
+    only: str | None = None,
+    exclude: Iterable[str] = (),
+) -> SyncReport:
     """Deliver the metrics journals in ``work_dir`` still hold; set pending run statuses.
+
+    A journal a tracking agent is still delivering (its run's trainer was killed
+    moments ago) is waited for, up to ``lock_timeout`` seconds.
 
     Args:
         work_dir: A work dir (its ``.trackcfg/journal/*`` are read).
         timeout: Seconds to keep trying per journal while the store is away.
+        lock_timeout: Seconds to wait for another process delivering a journal;
+            a journal still busy then counts as pending.
+        only: Only the journal of this run id.
+        exclude: Run ids whose journals to leave alone.
 
     Returns:
         What was delivered and what is still pending.
     """
-    from trackcfg.tracking.journal import (
-        MetricJournal,
-        find_journals,
-        read_journal,
-        write_journal_meta,
-    )
+    from trackcfg.tracking.delivery import JournalBusyError, JournalDelivery, mlflow_sender
+    from trackcfg.tracking.journal import find_journals, read_journal, write_journal_meta
 
     _bound_http_retries()
+    excluded = set(exclude)
     journals = find_journals(Path(work_dir))
     delivered = pending = statuses = 0
+    seen = 0
     for directory in journals:
-        contents = read_journal(directory)
-        run_id = str(contents.meta.get("run_id", directory.name))
-        uri = str(contents.meta.get("tracking_uri", ""))
+        meta = read_journal(directory).meta
+        run_id = str(meta.get("run_id", directory.name))
+        uri = str(meta.get("tracking_uri", ""))
+        if run_id in excluded or (only is not None and run_id != only):
+            continue
+        seen += 1
         if not uri:
             continue
-        undelivered = len(contents.undelivered)
-        if undelivered:
-            journal = MetricJournal(directory, run_id, uri)
-            journal.close(timeout=timeout)
-            delivered += journal.delivered_count
-            undelivered -= journal.delivered_count + journal.rejected_count
+        try:
+            delivery = JournalDelivery(
+                directory, mlflow_sender(uri, run_id), lock_timeout=lock_timeout
+            )
+        except JournalBusyError:
+            pending += len(read_journal(directory).undelivered)
+            continue
+        try:
+            delivery.stop(timeout=timeout)
+            delivered += delivery.delivered_count
+            undelivered = delivery.pending_count
             pending += undelivered
-        final = contents.meta.get("final_status")
-        # Only this journal's metrics hold its run's status back: another run's
-        # unreachable store must not keep this one RUNNING.
-        if isinstance(final, str) and undelivered == 0:
-            try:
-                from trackcfg.tracking.mlflow_run import open_client
-
-                end = contents.meta.get("end_time")
-                open_client(uri).set_terminated(
-                    run_id, status=final, end_time=int(end) if isinstance(end, int) else None
-                )
-            except Exception as error:  # the store is still away: try next time
-                _logger.warning("trackcfg: cannot set status of run %s: %s", run_id, error)
-                continue
+            # Read again under the lock: the agent that held it may have left a status.
             meta = dict(read_journal(directory).meta)
-            meta.pop("final_status", None)
-            meta.pop("end_time", None)
-            write_journal_meta(directory, meta)
-            statuses += 1
-    return SyncReport(len(journals), delivered, pending, statuses)
+            final = meta.get("final_status")
+            # Only this journal's metrics hold its run's status back: another run's
+            # unreachable store must not keep this one RUNNING.
+            if isinstance(final, str) and undelivered == 0:
+                try:
+                    from trackcfg.tracking.mlflow_run import open_client
+
+                    end = meta.get("end_time")
+                    open_client(uri).set_terminated(
+                        run_id, status=final, end_time=int(end) if isinstance(end, int) else None
+                    )
+                except Exception as error:  # the store is still away: try next time
+                    _logger.warning("trackcfg: cannot set status of run %s: %s", run_id, error)
+                    continue
+                meta.pop("final_status", None)
+                meta.pop("end_time", None)
+                write_journal_meta(directory, meta)
+                statuses += 1
+        finally:
+            delivery.release()
+    return SyncReport(seen, delivered, pending, statuses)
 
 
 # -- training with the hooks ------------------------------------------------------------
 
+#: Where a run's snapshot waits (inside the work dir) until the agent uploaded it.
+_STAGING = Path(".trackcfg") / "staging"
+
+
+class _RunStartedHook(Hook):
+    """Before the first iteration: wait for the agent's run, attach the journal, announce.
+
+    The hook with the highest priority, so no other hook's ``before_run`` sees a
+    run that is not there yet.
+    """
+
+    def __init__(self, begin: Callable[[], None]) -> None:
+        self._begin = begin
+
+    def before_run(self, runner: BaseRunner) -> None:
+        self._begin()
+
 
 def _train_tracked(
     cfg: Config,
-    client: MlflowClient,
-    uri: str,
-    run_id: str,
+    agent: TrackingAgent,
     work: Path,
+    started: Callable[[AgentReady], RunResult],
+    on_start: Callable[[RunResult], None] | None,
     *,
     resume_from: Path | None,
     skip: frozenset[tuple[str, int]] = frozenset(),
-) -> tuple[str, int]:
-    """Train with the MLflow hooks; returns (status, metrics still pending)."""
+) -> RunResult:
+    """Train with the MLflow hooks while ``agent`` tracks the run; returns the finished run."""
     from trackcfg.runner.hooks.mlflow import MlflowCheckpointHook, MlflowLoggerHook
     from trackcfg.runner.train import train
     from trackcfg.tracking.journal import MetricJournal, journal_dir
 
-    journal = MetricJournal(journal_dir(work, run_id), run_id, uri, skip=skip)
     interval, by_epoch = _log_settings(cfg)
-    logger_hook = MlflowLoggerHook(journal, interval=interval, by_epoch=by_epoch)
-    checkpoint_hook = MlflowCheckpointHook(uri, run_id, journal, keep_last=_keep_last(cfg))
+    logger_hook = MlflowLoggerHook(interval=interval, by_epoch=by_epoch)
+
+    def publish(saved: SavedCheckpoint, seq: int) -> None:
+        agent.checkpoint(
+            path=saved.path, digest=saved.digest, epoch=saved.epoch, iter=saved.iter, seq=seq
+        )
+
+    checkpoint_hook = MlflowCheckpointHook(publish)
+    state: dict[str, object] = {}
+
+    def begin() -> None:
+        ready = agent.wait_ready()
+        run = started(ready)
+        journal = MetricJournal(
+            journal_dir(work, run.run_id), run.run_id, run.tracking_uri, skip=skip
+        )
+        state["journal"], state["run"] = journal, run
+        logger_hook.attach(journal)
+        checkpoint_hook.attach(journal)
+        if on_start is not None:
+            on_start(run)
+
     status = "FAILED"
     error: BaseException | None = None
     try:
@@ -413,7 +497,11 @@ def _train_tracked(
                 cfg,
                 work_dir=work,
                 resume_from=resume_from,
-                extra_hooks=[(logger_hook, "VERY_LOW"), (checkpoint_hook, "LOW")],
+                extra_hooks=[
+                    (_RunStartedHook(begin), "HIGHEST"),
+                    (logger_hook, "VERY_LOW"),
+                    (checkpoint_hook, "LOW"),
+                ],
             )
         status = "FINISHED"
     except KeyboardInterrupt as caught:  # SIGINT, or SIGTERM via RunTerminatedError
@@ -423,20 +511,20 @@ def _train_tracked(
         error = caught
         raise
     finally:
-        checkpoint_hook.close(timeout=60.0 if status == "FINISHED" else 10.0)
-        delivered = journal.close(timeout=DELIVERY_TIMEOUT if status == "FINISHED" else 10.0)
-        pending = journal.undelivered_count
-        _finish(client, run_id, status, error, journal_directory=journal.directory)
-        if not delivered:
-            _logger.warning(
-                "trackcfg: %d metric(s) of run %s are journaled in %s but not yet delivered; "
-                "run `trackcfg sync %s` when the tracking store is reachable",
-                pending,
-                run_id,
-                journal.directory,
-                work,
-            )
-    return status, pending
+        journal = state.get("journal")
+        final_seq = journal.close() if isinstance(journal, MetricJournal) else None
+        timeout = DELIVERY_TIMEOUT if status == "FINISHED" else ABORT_TIMEOUT
+        done = agent.end(
+            status,
+            error=None if error is None else f"{type(error).__name__}: {error}",
+            final_seq=final_seq,
+            delivery_timeout=timeout,
+            upload_timeout=UPLOAD_TIMEOUT if status == "FINISHED" else ABORT_TIMEOUT,
+        )
+    result = state["run"]
+    assert isinstance(result, RunResult)
+    pending = done.pending if done is not None else -1
+    return replace(result, status=status, metrics_pending=max(pending, 0))
 
 
 def _train_untracked(cfg: Config, work: Path) -> RunResult:
@@ -444,39 +532,6 @@ def _train_untracked(cfg: Config, work: Path) -> RunResult:
 
     train(cfg, work_dir=work)
     return RunResult("", "", "", cfg.hash, "", work, "FINISHED")
-
-
-def _finish(
-    client: MlflowClient,
-    run_id: str,
-    status: str,
-    error: BaseException | None,
-    *,
-    journal_directory: Path | None = None,
-) -> None:
-    """Set the run's final status (and error); if the store is away, leave it to `sync`."""
-    from trackcfg.tracking import mlflow_run as mr
-
-    end_time = int(time.time() * 1000)
-    try:
-        if error is not None:
-            text = f"{type(error).__name__}: {error}"
-            tags = {mr.TAG_ERROR: text}
-            if status == "FAILED":
-                tags[mr.TAG_NOTE] = f"Run failed: {text}"
-            mr.set_tags(client, run_id, tags)
-        client.set_terminated(run_id, status=status, end_time=end_time)
-    except Exception as failure:
-        if journal_directory is None:
-            raise
-        from trackcfg.tracking.journal import read_journal, write_journal_meta
-
-        _logger.warning(
-            "trackcfg: cannot set run %s to %s (%s); `trackcfg sync` will", run_id, status, failure
-        )
-        meta = dict(read_journal(journal_directory).meta)
-        meta.update({"final_status": status, "end_time": end_time})
-        write_journal_meta(journal_directory, meta)
 
 
 @contextlib.contextmanager

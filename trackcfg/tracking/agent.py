@@ -1,0 +1,400 @@
+"""The tracking agent: the child process that does a tracked run's MLflow work.
+
+``python -m trackcfg.tracking.agent --uri URI`` is started by the training
+process (`TrackingAgent.spawn`) before it loads the config. While the trainer
+imports torch and builds its model, the agent imports MLflow and opens the
+store; then it creates the run, logs its params and uploads the snapshot
+(``start``), or takes over an existing run (``attach``), and answers ``ready``.
+From then on it delivers the run's metric journal (`JournalDelivery`) and uploads
+the checkpoints it is told about (`CheckpointUploader`), and at ``end`` it
+finishes both and sets the run's final status. Nothing of this costs the
+training process more than a pipe write.
+
+The agent outlives a trainer that is SIGKILLed: it notices (its stdin closes, or
+its parent process changes), delivers everything the journal holds, uploads the
+checkpoints it was told about and marks the run KILLED. It ignores SIGINT and
+SIGTERM, which a terminal or a job scheduler sends the whole process group: the
+trainer reports how the run ended, and the agent's own waits are bounded.
+
+Protocol: see `trackcfg.tracking.agent_client`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import queue
+import shutil
+import signal
+import sys
+import threading
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO
+
+from trackcfg.errors import TrackingError, first_line
+from trackcfg.tracking.agent_client import (
+    OP_ATTACH,
+    OP_CHECKPOINT,
+    OP_END,
+    OP_START,
+    REPLY_DONE,
+    REPLY_ERROR,
+    REPLY_READY,
+)
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+    from trackcfg.tracking.delivery import JournalDelivery
+    from trackcfg.tracking.uploads import CheckpointUploader
+
+__all__ = ["main"]
+
+_logger = logging.getLogger("trackcfg.agent")
+
+#: Seconds between checks that the training process is still alive.
+_PARENT_CHECK = 0.2
+#: Bounds on the last deliveries when the trainer died without saying how the run ended.
+_ORPHAN_DELIVERY_TIMEOUT = 30.0
+_ORPHAN_UPLOAD_TIMEOUT = 60.0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the agent until the run ends (or no run comes); returns the exit status."""
+    parser = argparse.ArgumentParser(prog="python -m trackcfg.tracking.agent")
+    parser.add_argument("--uri", required=True, help="the tracking store")
+    parser.add_argument("--debug", action="store_true", help="third-party logs too")
+    args = parser.parse_args(argv)
+    replies = _setup_process(args.debug)
+    requests = _Requests(os.getppid())
+    # Import MLflow and open the store now, while the trainer is still starting.
+    client, store_error = _open_store(args.uri)
+    first = requests.next()
+    if first is None:
+        return 0  # the trainer stopped before starting a run (e.g. a config error)
+    try:
+        if store_error is not None:
+            raise store_error
+        assert client is not None
+        run = _TrackedRun.open(client, args.uri, first)
+    except Exception as error:
+        message, hint = _describe(error, args.uri)
+        _reply(replies, {"op": REPLY_ERROR, "message": message, "hint": hint})
+        return 1
+    _reply(replies, {"op": REPLY_READY, "run_id": run.run_id, "experiment_id": run.experiment_id})
+    done = run.serve(requests)
+    _reply(replies, {"op": REPLY_DONE, "pending": done.pending, "status_set": done.status_set})
+    return 0
+
+
+# -- process set-up -----------------------------------------------------------------------
+
+
+def _setup_process(debug: bool) -> BinaryIO:
+    """Signals, logging, and stdout kept for replies only; returns the reply stream."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    replies = os.fdopen(os.dup(1), "wb", buffering=0)
+    os.dup2(2, 1)  # anything a library prints goes to stderr, never into the protocol
+    sys.stdout = sys.stderr
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+    logger = logging.getLogger("trackcfg")
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG if debug else logging.INFO)
+    if not debug:
+        for name in ("mlflow", "alembic", "urllib3", "sqlalchemy"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+        for module in ("mlflow", "pydantic", "sqlalchemy", "alembic"):
+            warnings.filterwarnings("ignore", module=module)
+    return replies
+
+
+def _reply(replies: BinaryIO, message: dict[str, object]) -> None:
+    # A trainer that is gone reads no reply; the run's state is in the store regardless.
+    with contextlib.suppress(BrokenPipeError):
+        replies.write((json.dumps(message) + "\n").encode())
+
+
+def _open_store(uri: str) -> tuple[MlflowClient | None, Exception | None]:
+    try:
+        from trackcfg.tracking.mlflow_run import open_client
+
+        return open_client(uri), None
+    except Exception as error:
+        return None, error
+
+
+def _describe(error: Exception, uri: str) -> tuple[str, str | None]:
+    """The message and hint the trainer raises as `TrackingError` for ``error``."""
+    if isinstance(error, TrackingError):
+        return error.message, error.hint
+    return (
+        f"tracking store {uri}: {first_line(error, limit=1000)}",
+        "check that the server is running, or set MLFLOW_TRACKING_URI to another store",
+    )
+
+
+class _Requests:
+    """Requests from the trainer; None once it is gone (stdin closed or parent changed)."""
+
+    def __init__(self, parent: int) -> None:
+        self._parent = parent
+        self._queue: queue.Queue[dict[str, object] | None] = queue.Queue()
+        threading.Thread(target=self._read, name="trackcfg-agent-stdin", daemon=True).start()
+
+    def _read(self) -> None:
+        for line in sys.stdin.buffer:
+            try:
+                message = json.loads(line)
+            except ValueError:
+                _logger.warning("trackcfg: agent: ignoring a malformed request: %r", line[:200])
+                continue
+            if isinstance(message, dict):
+                self._queue.put(message)
+        self._queue.put(None)
+
+    def next(self) -> dict[str, object] | None:
+        """The next request; None when the trainer is gone and everything it sent is read."""
+        while True:
+            try:
+                return self._queue.get(timeout=_PARENT_CHECK)
+            except queue.Empty:
+                pass
+            if os.getppid() != self._parent:
+                # Forked data-loader workers may keep the pipe open after the trainer
+                # died; its parent changing is the sure sign. Take what it sent last.
+                time.sleep(_PARENT_CHECK)
+                try:
+                    return self._queue.get_nowait()
+                except queue.Empty:
+                    return None
+
+
+# -- the run -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Done:
+    pending: int
+    status_set: bool
+
+
+class _TrackedRun:
+    """One run's deliveries and uploads inside the agent."""
+
+    def __init__(
+        self,
+        client: MlflowClient,
+        uri: str,
+        run_id: str,
+        experiment_id: str,
+        work_dir: Path,
+        keep_last: int | None,
+    ) -> None:
+        from trackcfg.tracking.delivery import JournalDelivery, mlflow_sender
+        from trackcfg.tracking.journal import journal_dir
+        from trackcfg.tracking.uploads import CheckpointUploader
+
+        self.client = client
+        self.uri = uri
+        self.run_id = run_id
+        self.experiment_id = experiment_id
+        self.work_dir = work_dir
+        self.journal = journal_dir(work_dir, run_id)
+        self.delivery: JournalDelivery = JournalDelivery(
+            self.journal, mlflow_sender(uri, run_id), lock_timeout=120.0
+        )
+        self.uploader: CheckpointUploader = CheckpointUploader(
+            client, run_id, delivered=self.delivery.wait_delivered, keep_last=keep_last
+        )
+
+    @classmethod
+    def open(cls, client: MlflowClient, uri: str, request: dict[str, object]) -> _TrackedRun:
+        """Create the run (``start``) or take over an existing one (``attach``)."""
+        from trackcfg.tracking import mlflow_run as mr
+
+        op = request.get("op")
+        work_dir = Path(str(request["work_dir"]))
+        keep = request.get("keep_last")
+        keep_last = keep if isinstance(keep, int) else None
+        if op == OP_ATTACH:
+            run_id, experiment_id = str(request["run_id"]), str(request["experiment_id"])
+            return cls(client, uri, run_id, experiment_id, work_dir, keep_last)
+        if op != OP_START:
+            raise TrackingError(f"tracking agent: expected a start request, got {op!r}")
+        experiment_id = mr.get_or_create_experiment(client, str(request["experiment"]), uri)
+        tags = _str_map(request["tags"])
+        run_id = mr.create_run(client, experiment_id, name=str(request["name"]), tags=tags)
+        try:
+            params = mr.FlatParams(_str_map(request["params"]), tuple(_strs(request["truncated"])))
+            mr.log_params(client, run_id, params)
+            _upload_snapshot(client, run_id, Path(str(request["snapshot"])))
+        except BaseException as error:
+            _set_final_status(client, run_id, "FAILED", f"{type(error).__name__}: {error}")
+            raise
+        run = cls(client, uri, run_id, experiment_id, work_dir, keep_last)
+        threading.Thread(
+            target=_sync_leftovers, args=(work_dir, run_id), name="trackcfg-leftovers", daemon=True
+        ).start()
+        return run
+
+    def serve(self, requests: _Requests) -> _Done:
+        """Handle requests until ``end`` (or the trainer's death); returns the report."""
+        from trackcfg.tracking.uploads import UploadRequest
+
+        while True:
+            request = requests.next()
+            if request is None:
+                _logger.warning(
+                    "trackcfg: the training process of run %s died without reporting how the "
+                    "run ended; delivering what it journaled and marking the run KILLED",
+                    self.run_id,
+                )
+                return self.finish(
+                    "KILLED",
+                    error="the training process died without reporting a status "
+                    "(SIGKILL, out of memory or a crash)",
+                    end_time=int(time.time() * 1000),
+                    final_seq=None,
+                    delivery_timeout=_ORPHAN_DELIVERY_TIMEOUT,
+                    upload_timeout=_ORPHAN_UPLOAD_TIMEOUT,
+                )
+            op = request.get("op")
+            if op == OP_CHECKPOINT:
+                self.uploader.put(
+                    UploadRequest(
+                        Path(str(request["path"])),
+                        str(request["digest"]),
+                        _int(request["epoch"]),
+                        _int(request["iter"]),
+                        _int(request["seq"]),
+                    )
+                )
+            elif op == OP_END:
+                error = request.get("error")
+                final_seq = request.get("final_seq")
+                return self.finish(
+                    str(request["status"]),
+                    error=error if isinstance(error, str) else None,
+                    end_time=_int(request["end_time"]),
+                    final_seq=final_seq if isinstance(final_seq, int) else None,
+                    delivery_timeout=float(str(request["delivery_timeout"])),
+                    upload_timeout=float(str(request["upload_timeout"])),
+                )
+            else:
+                _logger.warning("trackcfg: agent: ignoring request %r", op)
+
+    def finish(
+        self,
+        status: str,
+        *,
+        error: str | None,
+        end_time: int,
+        final_seq: int | None,
+        delivery_timeout: float,
+        upload_timeout: float,
+    ) -> _Done:
+        """Finish uploads and deliveries (bounded), then set the run's final status."""
+        # Uploads first: each waits for the metrics before its checkpoint, then moves
+        # the pointer; the delivery keeps running meanwhile.
+        self.uploader.close(timeout=upload_timeout)
+        delivered = self.delivery.close(timeout=delivery_timeout, final_seq=final_seq)
+        pending = self.delivery.pending_count
+        if not delivered:
+            _logger.warning(
+                "trackcfg: %d metric(s) of run %s are journaled in %s but not yet delivered; "
+                "run `trackcfg sync %s` when the tracking store is reachable",
+                pending,
+                self.run_id,
+                self.journal,
+                self.work_dir,
+            )
+        status_set = _set_final_status(
+            self.client, self.run_id, status, error, end_time=end_time, journal=self.journal
+        )
+        return _Done(pending, status_set)
+
+
+def _upload_snapshot(client: MlflowClient, run_id: str, staged: Path) -> None:
+    """Upload the snapshot the trainer wrote to ``staged``; then remove the staging copy."""
+    from trackcfg.tracking.snapshot import upload_snapshot
+
+    upload_snapshot(client, run_id, staged)
+    shutil.rmtree(staged.parent, ignore_errors=True)
+
+
+def _set_final_status(
+    client: MlflowClient,
+    run_id: str,
+    status: str,
+    error: str | None,
+    *,
+    end_time: int | None = None,
+    journal: Path | None = None,
+) -> bool:
+    """Set the run's status (and error tags); if the store is away, leave it to ``sync``.
+
+    Returns:
+        Whether the store took it.
+    """
+    from trackcfg.tracking import mlflow_run as mr
+    from trackcfg.tracking.journal import read_journal, write_journal_meta
+
+    end_time = end_time if end_time is not None else int(time.time() * 1000)
+    try:
+        if error is not None:
+            tags = {mr.TAG_ERROR: error}
+            if status == "FAILED":
+                tags[mr.TAG_NOTE] = f"Run failed: {error}"
+            mr.set_tags(client, run_id, tags)
+        client.set_terminated(run_id, status=status, end_time=end_time)
+        return True
+    except Exception as failure:
+        if journal is None:
+            _logger.warning("trackcfg: cannot set run %s to %s: %s", run_id, status, failure)
+            return False
+        _logger.warning(
+            "trackcfg: cannot set run %s to %s (%s); `trackcfg sync` will",
+            run_id,
+            status,
+            first_line(failure),
+        )
+        meta = dict(read_journal(journal).meta)
+        meta.update({"final_status": status, "end_time": end_time})
+        write_journal_meta(journal, meta)
+        return False
+
+
+def _sync_leftovers(work_dir: Path, run_id: str) -> None:
+    """Deliver journals earlier processes left in ``work_dir`` (not this run's)."""
+    from trackcfg.tracking.session import sync
+
+    try:
+        sync(work_dir, timeout=5.0, lock_timeout=0.0, exclude=(run_id,))
+    except Exception as error:  # best effort: `trackcfg sync` is the way to insist
+        _logger.warning("trackcfg: delivering old journals in %s failed: %s", work_dir, error)
+
+
+def _str_map(value: object) -> dict[str, str]:
+    if not isinstance(value, dict):
+        raise TrackingError(f"tracking agent: expected a mapping, got {type(value).__name__}")
+    return {str(k): str(v) for k, v in value.items()}
+
+
+def _strs(value: object) -> list[str]:
+    return [str(v) for v in value] if isinstance(value, list) else []
+
+
+def _int(value: object) -> int:
+    return int(value) if isinstance(value, (int, float, str)) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,303 @@
+"""The training process's handle on its tracking agent (see `trackcfg.tracking.agent`).
+
+A tracked run does its MLflow work in a child process, the *agent*, so that
+importing MLflow, opening the store, creating the run, uploading the snapshot and
+checkpoints and delivering metrics all run beside training instead of before and
+inside it. This module starts the agent and speaks its protocol: JSON lines on
+the agent's stdin (requests) and on its stdout (replies).
+
+Requests, in the order a run sends them::
+
+    start       create the run (experiment, name, tags, params) and upload the
+                snapshot written to a local directory            -> ready | error
+    attach      continue an existing run (resume)                -> ready | error
+    checkpoint  a durably complete checkpoint to upload, with the journal's last
+                sequence number at that moment                    (no reply)
+    end         the final status: deliver, upload, set it          -> done
+
+Metrics do not travel through the pipe: the training side journals them to disk
+(`MetricJournal`) and the agent delivers the journal. When the training process
+dies without ``end`` (SIGKILL), its end of the pipe closes; the agent still
+delivers everything journaled, uploads the checkpoints it was told about and marks
+the run KILLED.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import select
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from trackcfg.errors import TrackingError
+
+__all__ = [
+    "OP_ATTACH",
+    "OP_CHECKPOINT",
+    "OP_END",
+    "OP_START",
+    "REPLY_DONE",
+    "REPLY_ERROR",
+    "REPLY_READY",
+    "AgentDone",
+    "AgentReady",
+    "TrackingAgent",
+]
+
+_logger = logging.getLogger(__name__)
+
+OP_START = "start"
+OP_ATTACH = "attach"
+OP_CHECKPOINT = "checkpoint"
+OP_END = "end"
+REPLY_READY = "ready"
+REPLY_ERROR = "error"
+REPLY_DONE = "done"
+
+
+@dataclass(frozen=True, slots=True)
+class AgentReady:
+    """The run the agent tracks.
+
+    Attributes:
+        run_id: The MLflow run.
+        experiment_id: Its experiment.
+    """
+
+    run_id: str
+    experiment_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class AgentDone:
+    """What the agent reported when the run ended.
+
+    Attributes:
+        pending: Metrics still only in the journal (``trackcfg sync`` sends them).
+        status_set: Whether the store took the final status (else ``sync`` sets it).
+    """
+
+    pending: int
+    status_set: bool
+
+
+class TrackingAgent:
+    """A running tracking agent process and its two pipes.
+
+    Requests may come from any thread (checkpoints arrive from the runner's writer
+    thread); replies are read by the thread that waits for them.
+    """
+
+    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
+        self._proc = proc
+        self._write_lock = threading.Lock()
+        self._buffer = bytearray()
+        self._ready: AgentReady | None = None
+        self._broken = False
+
+    @classmethod
+    def spawn(cls, tracking_uri: str, *, debug: bool = False) -> TrackingAgent:
+        """Start an agent for ``tracking_uri``; it imports MLflow and opens the store at once.
+
+        The agent inherits stderr (its warnings reach the user) and ignores SIGINT
+        and SIGTERM: the training process tells it how the run ended.
+        """
+        argv = [sys.executable, "-m", "trackcfg.tracking.agent", "--uri", tracking_uri]
+        if debug:
+            argv.append("--debug")
+        proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True)
+        return cls(proc)
+
+    @property
+    def pid(self) -> int:
+        """The agent's process id."""
+        return self._proc.pid
+
+    # -- requests ---------------------------------------------------------------------
+
+    def start(
+        self,
+        *,
+        experiment: str,
+        name: str,
+        tags: Mapping[str, str],
+        params: Mapping[str, str],
+        truncated: Sequence[str],
+        snapshot: Path,
+        work_dir: Path,
+        keep_last: int | None,
+    ) -> None:
+        """Ask for a new run; `wait_ready` returns it."""
+        self._send(
+            {
+                "op": OP_START,
+                "experiment": experiment,
+                "name": name,
+                "tags": dict(tags),
+                "params": dict(params),
+                "truncated": list(truncated),
+                "snapshot": str(snapshot),
+                "work_dir": str(work_dir),
+                "keep_last": keep_last,
+            }
+        )
+
+    def attach(
+        self, *, run_id: str, experiment_id: str, work_dir: Path, keep_last: int | None
+    ) -> None:
+        """Ask the agent to track the existing run ``run_id`` (a resume)."""
+        self._send(
+            {
+                "op": OP_ATTACH,
+                "run_id": run_id,
+                "experiment_id": experiment_id,
+                "work_dir": str(work_dir),
+                "keep_last": keep_last,
+            }
+        )
+
+    def checkpoint(self, *, path: Path, digest: str, epoch: int, iter: int, seq: int) -> None:
+        """Hand over a durably complete checkpoint for upload (never blocks on the store)."""
+        self._send(
+            {
+                "op": OP_CHECKPOINT,
+                "path": str(path),
+                "digest": digest,
+                "epoch": epoch,
+                "iter": iter,
+                "seq": seq,
+            }
+        )
+
+    def end(
+        self,
+        status: str,
+        *,
+        error: str | None,
+        final_seq: int | None,
+        delivery_timeout: float,
+        upload_timeout: float,
+    ) -> AgentDone | None:
+        """Report the run's end and wait until the agent has stored it.
+
+        Returns:
+            The agent's report; None if it died or did not answer in time (what it
+            could not deliver stays in the journal for ``trackcfg sync``).
+
+        Raises:
+            TrackingError: the agent could not create the run at all (the run ended
+                before `wait_ready` heard so); there is no run to report to.
+        """
+        self._send(
+            {
+                "op": OP_END,
+                "status": status,
+                "error": error,
+                "end_time": int(time.time() * 1000),
+                "final_seq": final_seq,
+                "delivery_timeout": delivery_timeout,
+                "upload_timeout": upload_timeout,
+            }
+        )
+        self._close_requests()
+        deadline = time.monotonic() + delivery_timeout + upload_timeout + 30.0
+        while True:
+            reply = self._read_reply(deadline)
+            if reply is None:
+                return None
+            if reply.get("op") == REPLY_ERROR:
+                self._proc.wait(timeout=10.0)
+                raise _start_error(reply)
+            if reply.get("op") == REPLY_DONE:
+                self._proc.wait(timeout=10.0)
+                pending = reply.get("pending")
+                return AgentDone(
+                    pending if isinstance(pending, int) else 0, bool(reply.get("status_set"))
+                )
+
+    def abandon(self) -> None:
+        """Tell the agent no run is coming (the config failed before `start`); it exits."""
+        self._close_requests()
+        try:
+            self._proc.wait(timeout=10.0)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait()
+
+    # -- replies ---------------------------------------------------------------------
+
+    def wait_ready(self) -> AgentReady:
+        """Wait for the agent's answer to `start`/`attach`.
+
+        Raises:
+            TrackingError: the store refused (the agent's message), or the agent died.
+        """
+        if self._ready is not None:
+            return self._ready
+        reply = self._read_reply(None)
+        if reply is None:
+            raise TrackingError(
+                f"the tracking agent (pid {self._proc.pid}) exited before the run started",
+                hint="its error is printed above; run with --debug for details",
+            )
+        if reply.get("op") == REPLY_ERROR:
+            raise _start_error(reply)
+        self._ready = AgentReady(str(reply["run_id"]), str(reply["experiment_id"]))
+        return self._ready
+
+    def _read_reply(self, deadline: float | None) -> dict[str, object] | None:
+        """The next reply line; None at EOF or when ``deadline`` (monotonic) passes."""
+        assert self._proc.stdout is not None
+        fd = self._proc.stdout.fileno()
+        while b"\n" not in self._buffer:
+            wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+            readable, _, _ = select.select([fd], [], [], wait)
+            if not readable:
+                return None
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                return None
+            self._buffer += chunk
+        line, _, rest = bytes(self._buffer).partition(b"\n")
+        self._buffer = bytearray(rest)
+        loaded = json.loads(line)
+        return loaded if isinstance(loaded, dict) else {}
+
+    # -- pipe ------------------------------------------------------------------------------
+
+    def _send(self, message: dict[str, object]) -> None:
+        data = (json.dumps(message) + "\n").encode()
+        with self._write_lock:
+            if self._broken or self._proc.stdin is None or self._proc.stdin.closed:
+                return
+            try:
+                self._proc.stdin.write(data)
+                self._proc.stdin.flush()
+            except (BrokenPipeError, ValueError):
+                # The agent died: training goes on; the journal keeps the metrics and
+                # `trackcfg sync` delivers them.
+                self._broken = True
+                _logger.warning(
+                    "trackcfg: the tracking agent (pid %d) is gone; metrics stay in the "
+                    "journal for `trackcfg sync`",
+                    self._proc.pid,
+                )
+
+    def _close_requests(self) -> None:
+        with self._write_lock:
+            if self._proc.stdin is not None and not self._proc.stdin.closed:
+                with contextlib.suppress(BrokenPipeError):
+                    self._proc.stdin.close()
+
+
+def _start_error(reply: dict[str, object]) -> TrackingError:
+    hint = reply.get("hint")
+    return TrackingError(str(reply.get("message")), hint=hint if isinstance(hint, str) else None)

@@ -1,0 +1,234 @@
+"""Checkpoint uploads of a run: artifacts, the "latest complete checkpoint" pointer, keep-last-K.
+
+`CheckpointUploader` uploads each durably complete checkpoint to the run's
+``checkpoints/`` artifacts from its own thread. Only after an upload finished,
+and after every metric logged before the checkpoint reached the store, does it
+move the run's pointer (the tags ``trackcfg.latest_checkpoint`` and
+``trackcfg.latest_checkpoint_digest``, with its iteration, epoch and time); only
+then does it delete checkpoints beyond the newest ``keep_last``, remotely and
+locally. A failed upload is retried with backoff. When training outpaces the
+uploads, only the newest ``keep_last`` of the queued checkpoints are uploaded
+(the others would be deleted right away).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from trackcfg.errors import first_line
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from mlflow.store.artifact.artifact_repo import ArtifactRepository
+
+__all__ = ["CHECKPOINT_ARTIFACT_DIR", "CheckpointUploader", "UploadRequest"]
+
+_logger = logging.getLogger(__name__)
+
+#: Artifact directory of uploaded checkpoints inside a run.
+CHECKPOINT_ARTIFACT_DIR = "checkpoints"
+
+#: Waits until the journal's records up to a sequence number are delivered; False on timeout.
+DeliveredUpTo = Callable[[int, float], bool]
+
+
+@dataclass(frozen=True, slots=True)
+class UploadRequest:
+    """A durably complete checkpoint to upload.
+
+    Attributes:
+        path: The checkpoint file.
+        digest: xxh3-128 hex digest of its bytes.
+        epoch: Completed epochs when it was taken.
+        iter: Completed iterations when it was taken.
+        seq: The journal's last sequence number when it was written: the metrics
+            that must reach the store before the pointer moves to it.
+    """
+
+    path: Path
+    digest: str
+    epoch: int
+    iter: int
+    seq: int = 0
+
+
+class CheckpointUploader:
+    """Upload a run's checkpoints in order and keep its "latest complete" pointer.
+
+    Args:
+        client: A client of the run's store.
+        run_id: The run.
+        delivered: Waits for the metrics before a checkpoint (None: do not wait).
+        keep_last: Keep only this many newest checkpoints (remotely and locally);
+            None keeps all.
+        max_backoff: Longest wait between upload attempts while the store is away.
+    """
+
+    def __init__(
+        self,
+        client: MlflowClient,
+        run_id: str,
+        *,
+        delivered: DeliveredUpTo | None = None,
+        keep_last: int | None = None,
+        max_backoff: float = 5.0,
+    ) -> None:
+        if keep_last is not None and keep_last < 1:
+            raise ValueError(f"keep_last must be >= 1 or None, got {keep_last}")
+        self.client = client
+        self.run_id = run_id
+        self.keep_last = keep_last
+        self.uploaded: list[UploadRequest] = []
+        self._delivered = delivered
+        self._max_backoff = max_backoff
+        self._queue: queue.Queue[UploadRequest | None] = queue.Queue()
+        self._stop = threading.Event()
+        self._idle = threading.Condition()
+        self._pending = 0
+        self._repo: ArtifactRepository | None = None
+        self._seeded = False
+        self._thread = threading.Thread(target=self._loop, name="trackcfg-ckpt-upload", daemon=True)
+        self._thread.start()
+
+    def put(self, request: UploadRequest) -> None:
+        """Queue a checkpoint for upload."""
+        with self._idle:
+            self._pending += 1
+        self._queue.put(request)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until every queued checkpoint is uploaded; False on timeout."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._pending == 0, timeout)
+
+    def close(self, timeout: float | None = 30.0) -> bool:
+        """Finish queued uploads (up to ``timeout``), then stop the upload thread."""
+        done = self.wait(timeout)
+        self._stop.set()
+        self._queue.put(None)
+        self._thread.join(timeout=1.0)
+        return done
+
+    # -- upload thread -----------------------------------------------------------------
+
+    def _loop(self) -> None:
+        stop = False
+        while not stop:
+            batch = [self._queue.get()]
+            while True:  # everything queued meanwhile (training outpaced the uploads)
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            stop = None in batch
+            requests = [r for r in batch if r is not None]
+            if self.keep_last is not None:
+                # Older ones would be deleted right after their upload: skip them.
+                skipped, requests = requests[: -self.keep_last], requests[-self.keep_last :]
+                for old in skipped:
+                    old.path.unlink(missing_ok=True)  # keep-last-K locally too
+                self._done(len(skipped))
+            for request in requests:
+                self._upload_with_retries(request)
+                self._done(1)
+
+    def _done(self, count: int) -> None:
+        if count:
+            with self._idle:
+                self._pending -= count
+                self._idle.notify_all()
+
+    def _upload_with_retries(self, request: UploadRequest) -> None:
+        backoff = 0.25
+        while not self._stop.is_set():
+            try:
+                self._upload(request)
+                return
+            except Exception as error:  # retried: the pointer must not move early
+                _logger.warning(
+                    "trackcfg: uploading checkpoint %s failed (%s); retrying",
+                    request.path.name,
+                    first_line(error),
+                )
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, self._max_backoff)
+
+    def _upload(self, request: UploadRequest) -> None:
+        from trackcfg.tracking.mlflow_run import (
+            TAG_LATEST_CHECKPOINT,
+            TAG_LATEST_CHECKPOINT_DIGEST,
+            TAG_LATEST_CHECKPOINT_EPOCH,
+            TAG_LATEST_CHECKPOINT_ITER,
+            TAG_LATEST_CHECKPOINT_TIME,
+            set_tags,
+        )
+
+        if not request.path.is_file():
+            _logger.warning("trackcfg: checkpoint %s vanished before upload", request.path)
+            return
+        # The digest travels inside the file (its trailer) and in the pointer tag.
+        self.client.log_artifact(self.run_id, str(request.path), CHECKPOINT_ARTIFACT_DIR)
+        if self._delivered is not None and not self._delivered(request.seq, 30.0):
+            # Every metric logged before this checkpoint should be in the store before
+            # a resume can start from it: a resume on another machine (without the
+            # journal) relies on the store's history. After 30 s the pointer moves
+            # anyway; the metrics stay journaled for `trackcfg sync`.
+            _logger.warning("trackcfg: metrics before %s not yet delivered", request.path.name)
+        set_tags(
+            self.client,
+            self.run_id,
+            {
+                TAG_LATEST_CHECKPOINT: f"{CHECKPOINT_ARTIFACT_DIR}/{request.path.name}",
+                TAG_LATEST_CHECKPOINT_DIGEST: request.digest,
+                TAG_LATEST_CHECKPOINT_ITER: str(request.iter),
+                TAG_LATEST_CHECKPOINT_EPOCH: str(request.epoch),
+                TAG_LATEST_CHECKPOINT_TIME: str(int(time.time() * 1000)),
+            },
+        )
+        if self.keep_last is not None and not self._seeded:
+            self.uploaded = self._earlier_uploads(request)
+            self._seeded = True
+        self.uploaded = [c for c in self.uploaded if c.path.name != request.path.name]
+        self.uploaded.append(request)
+        if self.keep_last is not None:
+            while len(self.uploaded) > self.keep_last:
+                self._prune(self.uploaded.pop(0))
+
+    def _earlier_uploads(self, request: UploadRequest) -> list[UploadRequest]:
+        """Checkpoints an earlier process of this run uploaded (a resumed run prunes them too).
+
+        Ordered by the number in their name (``epoch_3.pth``, ``iter_400.pth``); only
+        the name matters for pruning.
+        """
+        found: list[tuple[int, UploadRequest]] = []
+        for info in self.client.list_artifacts(self.run_id, CHECKPOINT_ARTIFACT_DIR):
+            name = info.path.rsplit("/", 1)[-1]
+            number = re.findall(r"\d+", name)
+            if info.is_dir or not name.endswith(".pth") or not number or name == request.path.name:
+                continue
+            earlier = UploadRequest(request.path.with_name(name), "", 0, int(number[-1]))
+            found.append((int(number[-1]), earlier))
+        return [c for _, c in sorted(found, key=lambda item: item[0])]
+
+    def _prune(self, old: UploadRequest) -> None:
+        from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+        if self._repo is None:  # one lookup per run, not per pruned checkpoint
+            artifact_uri = self.client.get_run(self.run_id).info.artifact_uri
+            self._repo = get_artifact_repository(
+                artifact_uri, tracking_uri=self.client.tracking_uri
+            )
+        name = old.path.name
+        try:
+            self._repo.delete_artifacts(f"{CHECKPOINT_ARTIFACT_DIR}/{name}")  # type: ignore[no-untyped-call]
+        except Exception as error:  # a leftover remote file is harmless
+            _logger.warning("trackcfg: could not delete remote %s: %s", name, first_line(error))
+        old.path.unlink(missing_ok=True)
