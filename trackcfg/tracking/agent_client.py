@@ -217,7 +217,7 @@ class TrackingAgent:
                 self._proc.wait(timeout=10.0)
                 raise _start_error(reply)
             if reply.get("op") == REPLY_DONE:
-                self._proc.wait(timeout=10.0)
+                self._proc.wait(timeout=10.0)  # it exits at once (no teardown)
                 pending = reply.get("pending")
                 return AgentDone(
                     pending if isinstance(pending, int) else 0, bool(reply.get("status_set"))
