@@ -217,3 +217,67 @@ def test_sigterm_marks_the_run_killed(
     client = MlflowClient(tracking_uri)
     (run,) = client.search_runs([e.experiment_id for e in client.search_experiments()])
     assert run.info.status == "KILLED"
+
+
+def _agent_of(pid: int) -> int | None:
+    """The tracking agent child of process ``pid``, if it is running."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        parent = int(stat.rsplit(")", 1)[1].split()[1])
+        if parent == pid and b"trackcfg.tracking.agent" in cmdline:
+            return int(entry.name)
+    return None
+
+
+def test_a_dead_tracking_agent_never_stops_training_and_sync_completes_the_run(
+    git_repo: Path, tracking_env: dict[str, str], tracking_uri: str
+) -> None:
+    env = dict(tracking_env, TRACKCFG_E2E_ITER_DELAY="0.02")
+    work = git_repo / "work_dirs" / "orphan"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "trackcfg", "run", E2E_CONFIG_PATH, "--work-dir", str(work)],
+        cwd=git_repo,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    journal = work / ".trackcfg" / "journal"
+    deadline = time.monotonic() + 120
+    while not any(p.stat().st_size for p in journal.glob("*/metrics.jsonl")):
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    agent = _agent_of(proc.pid)
+    assert agent is not None
+    os.kill(agent, signal.SIGKILL)
+    stdout, stderr = proc.communicate(timeout=240)
+    assert proc.returncode == 0, stderr[-3000:]  # training finished regardless
+    run_id = run_id_from(stdout)
+    assert "trackcfg sync" in stderr
+    client = MlflowClient(tracking_uri)
+    assert client.get_run(run_id).info.status == "RUNNING"  # nobody could set it yet
+    synced = subprocess.run(
+        [sys.executable, "-m", "trackcfg", "sync", str(work)],
+        cwd=git_repo,
+        env=tracking_env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert synced.returncode == 0, synced.stderr[-3000:]
+    assert "0 pending, 1 run status(es) set" in synced.stdout
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED"
+    journaled = [
+        json.loads(line) for line in (journal / run_id / "metrics.jsonl").read_text().splitlines()
+    ]
+    history = {
+        (m.key, m.step) for key in run.data.metrics for m in client.get_metric_history(run_id, key)
+    }
+    assert history == {(r["k"], r["p"]) for r in journaled}

@@ -39,6 +39,7 @@ import os
 import signal
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -478,7 +479,13 @@ def _train_tracked(
     state: dict[str, object] = {}
 
     def begin() -> None:
+        waiting = time.perf_counter()
         ready = agent.wait_ready()
+        _logger.debug(
+            "trackcfg: run %s ready; the first iteration waited %.3f s for the tracking agent",
+            ready.run_id,
+            time.perf_counter() - waiting,
+        )
         run = started(ready)
         journal = MetricJournal(
             journal_dir(work, run.run_id), run.run_id, run.tracking_uri, skip=skip
@@ -511,6 +518,7 @@ def _train_tracked(
         error = caught
         raise
     finally:
+        ending = time.perf_counter()
         journal = state.get("journal")
         final_seq = journal.close() if isinstance(journal, MetricJournal) else None
         timeout = DELIVERY_TIMEOUT if status == "FINISHED" else ABORT_TIMEOUT
@@ -521,10 +529,37 @@ def _train_tracked(
             delivery_timeout=timeout,
             upload_timeout=UPLOAD_TIMEOUT if status == "FINISHED" else ABORT_TIMEOUT,
         )
+        _logger.debug(
+            "trackcfg: the tracking agent stored the run's end %.3f s after training ended",
+            time.perf_counter() - ending,
+        )
+        if done is None and isinstance(journal, MetricJournal):
+            pending = _leave_to_sync(journal.directory, status)
+        else:
+            pending = done.pending if done is not None else 0
     result = state["run"]
     assert isinstance(result, RunResult)
-    pending = done.pending if done is not None else -1
-    return replace(result, status=status, metrics_pending=max(pending, 0))
+    return replace(result, status=status, metrics_pending=pending)
+
+
+def _leave_to_sync(journal: Path, status: str) -> int:
+    """The agent is gone: record the final status for `sync`; returns the metrics pending."""
+    from trackcfg.tracking.journal import read_journal, write_journal_meta
+
+    contents = read_journal(journal)
+    meta = dict(contents.meta)
+    meta.update({"final_status": status, "end_time": int(time.time() * 1000)})
+    write_journal_meta(journal, meta)
+    pending = len(contents.undelivered)
+    _logger.warning(
+        "trackcfg: the tracking agent did not confirm the end of the run; %d metric(s) and "
+        "the status %s wait in %s: run `trackcfg sync %s`",
+        pending,
+        status,
+        journal,
+        journal.parents[2],
+    )
+    return pending
 
 
 def _train_untracked(cfg: Config, work: Path) -> RunResult:
