@@ -67,6 +67,8 @@ _BOUNDARY_STAGES = frozenset(
 )
 
 _ITERATION_STAGES = frozenset({Stage.BEFORE_TRAIN_ITER, Stage.AFTER_TRAIN_ITER})
+_BEFORE_TRAIN_ITER = Stage.BEFORE_TRAIN_ITER
+_AFTER_TRAIN_ITER = Stage.AFTER_TRAIN_ITER
 
 HookConfig = Mapping[str, object]
 _HookFn = Callable[["BaseRunner"], None]
@@ -183,6 +185,15 @@ class BaseRunner:
         #: The exception that ended `run`, visible to ``after_run`` hooks (None on success).
         self.error: BaseException | None = None
         self.state = RunnerState(max_epochs=max_epochs, max_iters=max_iters)
+        # mmcv's counters, as plain attributes (mmcv has read-only properties): hooks read
+        # them every iteration, and a property is a function call each time (issue 3's
+        # overhead budget). The loops advance them; `RunnerState` checkpoints them.
+        #: Completed training epochs; during an epoch, its 0-based index.
+        self.epoch = 0
+        #: Completed training iterations; in ``after_train_iter``, the 0-based index just run.
+        self.iter = 0
+        #: Index of the current iteration within the epoch.
+        self.inner_iter = 0
         self._hooks: list[Hook] = []
         self._dispatch: dict[Stage, tuple[_HookFn, ...]] = {s: () for s in Stage}
         # The per-iteration stages' tables again, as attributes: the loops read these
@@ -207,21 +218,6 @@ class BaseRunner:
     def hooks(self) -> list[Hook]:
         """Registered hooks in calling order (a copy)."""
         return list(self._hooks)
-
-    @property
-    def epoch(self) -> int:
-        """Completed training epochs; during an epoch, its 0-based index."""
-        return self.state.epoch
-
-    @property
-    def iter(self) -> int:
-        """Completed training iterations; in ``after_train_iter``, the 0-based index just run."""
-        return self.state.iter
-
-    @property
-    def inner_iter(self) -> int:
-        """Index of the current iteration within the epoch."""
-        return self.state.inner_iter
 
     @property
     def max_epochs(self) -> int | None:
@@ -389,16 +385,20 @@ class BaseRunner:
                 for fn in fns:
                     fn(self)
             except BaseException as exc:
-                owner = getattr(fn, "__self__", None)
-                exc.add_note(
-                    f"in {type(owner).__name__}.{stage.value} "
-                    f"(epoch={self.epoch}, iter={self.iter}, inner_iter={self.inner_iter})"
-                )
+                self._note_hook_failure(exc, stage, fn)
                 raise
             finally:
                 self._dispatching = previous
         if self._pending and stage not in _BOUNDARY_STAGES:
             self._commit_checkpoints()
+
+    def _note_hook_failure(self, exc: BaseException, stage: Stage, fn: _HookFn | None) -> None:
+        """Name the hook, the stage and the counters on an exception raised by a hook."""
+        owner = getattr(fn, "__self__", None)
+        exc.add_note(
+            f"in {type(owner).__name__}.{stage.value} "
+            f"(epoch={self.epoch}, iter={self.iter}, inner_iter={self.inner_iter})"
+        )
 
     def get_hook_info(self) -> str:
         """mmcv's table: for each stage, the hooks that fire there with their priorities."""
@@ -419,6 +419,55 @@ class BaseRunner:
         return "\n".join(blocks)
 
     # -- one iteration -------------------------------------------------------------
+
+    def _train_iter(self, data_batch: object, kwargs: dict[str, object]) -> None:
+        """One training iteration between its hooks, then ``iter`` moves on (both loops).
+
+        This is the per-iteration path the ≤5 % overhead budget of issue 3 is about, so
+        it is `_fire` written out for the two stages in one frame: the hook tables are
+        attributes read at every iteration (always current, no Stage hashing), and one
+        ``try`` (free in Python 3.11 until something raises) gives a failing hook the
+        same note `_fire` gives it. ``_dispatching`` is set while hooks run, exactly as
+        `_fire` does, so `save_checkpoint` still sees the stage.
+        """
+        self.data_batch = data_batch
+        outer = self._dispatching
+        fn: _HookFn | None = None
+        try:
+            fns = self._before_train_iter
+            if fns:
+                self._dispatching = _BEFORE_TRAIN_ITER
+                for fn in fns:
+                    fn(self)
+                self._dispatching = outer
+            if self._pending:
+                self._commit_checkpoints()  # not a boundary stage: as `_fire` does
+            if kwargs:
+                self.run_iter(data_batch, train_mode=True, **kwargs)
+            else:
+                self.run_iter(data_batch, True)
+            fns = self._after_train_iter
+            if fns:
+                self._dispatching = _AFTER_TRAIN_ITER
+                for fn in fns:
+                    fn(self)
+                self._dispatching = outer
+        except BaseException as exc:
+            stage = self._dispatching
+            if stage is not outer and stage is not None:  # a hook raised (not the step)
+                self._note_hook_failure(exc, stage, fn)
+                self._dispatching = outer
+            raise
+        self.data_batch = None
+        self.iter += 1
+
+    def _val_iter(self, data_batch: object, kwargs: dict[str, object]) -> None:
+        """One validation iteration between its hooks (both loops)."""
+        self.data_batch = data_batch
+        self._fire(Stage.BEFORE_VAL_ITER, self._before_val_iter)
+        self.run_iter(data_batch, train_mode=False, **kwargs)
+        self._fire(Stage.AFTER_VAL_ITER, self._after_val_iter)
+        self.data_batch = None
 
     def run_iter(self, data_batch: object, train_mode: bool, **kwargs: object) -> None:
         """Run ``train_step``/``val_step`` (or the batch processor) and keep its outputs.
@@ -450,6 +499,10 @@ class BaseRunner:
         Raises:
             RunnerError: the runner has no optimizer.
         """
+        optimizer = self.optimizer
+        if isinstance(optimizer, Optimizer):
+            # Asked at every log line: the one-optimizer case without _map_groups' frames.
+            return [float(group["lr"]) for group in optimizer.param_groups]
         return self._group_values("lr")
 
     def current_momentum(self) -> list[float] | dict[str, list[float]]:
@@ -584,7 +637,9 @@ class BaseRunner:
             "state_dict": copy_state(_unwrap(self.model).state_dict(), "state_dict"),
             "trackcfg_format": CHECKPOINT_FORMAT,
             "runner_type": type(self).__name__,
-            "runner": self.state.state_dict(),
+            "runner": self.state.state_dict(
+                epoch=self.epoch, iter=self.iter, inner_iter=self.inner_iter
+            ),
             "schedulers": [
                 copy_state(s.state_dict(), f"schedulers.{i}")  # type: ignore[attr-defined]
                 for i, s in enumerate(self.schedulers)
@@ -707,7 +762,9 @@ class BaseRunner:
             scheduler.load_state_dict(sched_state)  # type: ignore[attr-defined]
         if self.scaler is not None and data.get("amp_scaler") is not None:
             self.scaler.load_state_dict(data["amp_scaler"])  # type: ignore[attr-defined]
-        self.state.load_state_dict(cast(dict[str, object], data["runner"]))
+        self.epoch, self.iter, self.inner_iter = self.state.load_state_dict(
+            cast(dict[str, object], data["runner"])
+        )
         saved_meta = cast(dict[str, object], data.get("meta", {}))
         if self.meta is None:
             self.meta = {}

@@ -106,14 +106,14 @@ class EpochBasedRunner(BaseRunner):
             # follows the last training epoch) finishes that pass first, as the
             # interrupted run would have.
             mid_workflow = state.phase != 0 or state.phase_repeat != 0
-            while state.epoch < total_epochs or mid_workflow:
+            while self.epoch < total_epochs or mid_workflow:
                 mid_workflow = False
                 # state.phase / phase_repeat are the workflow position; a resumed run
                 # starts from the restored values instead of (0, 0).
                 while state.phase < len(workflow):
                     mode, repeats = workflow[state.phase]
                     while state.phase_repeat < repeats:
-                        if mode == "train" and state.epoch >= total_epochs:
+                        if mode == "train" and self.epoch >= total_epochs:
                             break
                         loader = data_loaders[state.phase]
                         if mode == "train":
@@ -163,46 +163,30 @@ class EpochBasedRunner(BaseRunner):
             # Epoch boundary: the checkpointed process drew nothing since then.
             self._apply_pending_rng()
         self.call_hook(Stage.BEFORE_TRAIN_EPOCH)
-        start, batches = self._epoch_batches(data_loader, state.epoch)
+        start, batches = self._epoch_batches(data_loader, self.epoch)
         self._apply_pending_rng()  # mid-epoch: after the re-fired before_train_epoch
-        # The per-iteration path is kept lean (the <=5 % overhead budget of issue 3): the
-        # hook tables are read as attributes (always current, no Stage hashing) and
-        # call_hook's type check is skipped — the stages are constants here.
-        before, after = Stage.BEFORE_TRAIN_ITER, Stage.AFTER_TRAIN_ITER
+        # The per-iteration path is kept lean (the <=5 % overhead budget of issue 3):
+        # hooks, step and the ``iter`` count are one call (see BaseRunner._train_iter).
         for i, data_batch in enumerate(batches, start):
-            self.data_batch = data_batch
-            state.inner_iter = i
-            self._fire(before, self._before_train_iter)
-            if kwargs:
-                self.run_iter(data_batch, train_mode=True, **kwargs)
-            else:
-                self.run_iter(data_batch, True)
-            self._fire(after, self._after_train_iter)
-            self.data_batch = None
-            state.iter += 1
+            self.inner_iter = i
+            self._train_iter(data_batch, kwargs)
             state.data_batch[state.phase] = i + 1
             # Iteration boundary: counters and data position now describe "next".
             if self._pending:
                 self._commit_checkpoints()
         self.call_hook(Stage.AFTER_TRAIN_EPOCH)
-        state.epoch += 1
+        self.epoch += 1
 
     @torch.no_grad()
     def val(self, data_loader: Iterable[object], **kwargs: object) -> None:
         """One validation epoch (no gradients)."""
-        state = self.state
         self.model.eval()
         self.mode = "val"
         self.data_loader = data_loader
         self._apply_pending_rng()
         self.call_hook(Stage.BEFORE_VAL_EPOCH)
-        _, batches = self._epoch_batches(data_loader, state.epoch)
-        before, after = Stage.BEFORE_VAL_ITER, Stage.AFTER_VAL_ITER
+        _, batches = self._epoch_batches(data_loader, self.epoch)
         for i, data_batch in enumerate(batches):
-            self.data_batch = data_batch
-            state.inner_iter = i
-            self._fire(before, self._before_val_iter)
-            self.run_iter(data_batch, train_mode=False, **kwargs)
-            self._fire(after, self._after_val_iter)
-            self.data_batch = None
+            self.inner_iter = i
+            self._val_iter(data_batch, kwargs)
         self.call_hook(Stage.AFTER_VAL_EPOCH)

@@ -167,14 +167,14 @@ class IterBasedRunner(BaseRunner):
             # since, in the checkpointed process (before_train_epoch fired long before).
             self._apply_pending_rng()
             mid_workflow = state.phase != 0 or state.phase_repeat != 0  # see EpochBasedRunner
-            while state.iter < total_iters or mid_workflow:
+            while self.iter < total_iters or mid_workflow:
                 mid_workflow = False
                 while state.phase < len(workflow):
                     mode, repeats = workflow[state.phase]
                     while state.phase_repeat < repeats:
-                        if mode == "train" and state.iter >= total_iters:
+                        if mode == "train" and self.iter >= total_iters:
                             break
-                        state.inner_iter = state.phase_repeat
+                        self.inner_iter = state.phase_repeat
                         loader = loaders[state.phase]
                         if mode == "train":
                             self.train(loader, **kwargs)
@@ -195,22 +195,12 @@ class IterBasedRunner(BaseRunner):
 
     def train(self, data_loader: IterLoader, **kwargs: object) -> None:
         """One training iteration."""
-        state = self.state
         self.model.train()
         self.mode = "train"
         self.data_loader = data_loader
         data_batch = next(data_loader)
-        state.epoch = data_loader.epoch
-        self.data_batch = data_batch
-        # Attribute tables instead of call_hook's Stage-keyed dict (see EpochBasedRunner.train).
-        self._fire(Stage.BEFORE_TRAIN_ITER, self._before_train_iter)
-        if kwargs:
-            self.run_iter(data_batch, train_mode=True, **kwargs)
-        else:
-            self.run_iter(data_batch, True)
-        self._fire(Stage.AFTER_TRAIN_ITER, self._after_train_iter)
-        self.data_batch = None
-        state.iter += 1
+        self.epoch = data_loader.epoch
+        self._train_iter(data_batch, kwargs)  # hooks, step, iter += 1 (the lean path)
 
     @torch.no_grad()
     def val(self, data_loader: IterLoader, **kwargs: object) -> None:
@@ -218,9 +208,4 @@ class IterBasedRunner(BaseRunner):
         self.model.eval()
         self.mode = "val"
         self.data_loader = data_loader
-        data_batch = next(data_loader)
-        self.data_batch = data_batch
-        self._fire(Stage.BEFORE_VAL_ITER, self._before_val_iter)
-        self.run_iter(data_batch, train_mode=False, **kwargs)
-        self._fire(Stage.AFTER_VAL_ITER, self._after_val_iter)
-        self.data_batch = None
+        self._val_iter(next(data_loader), kwargs)

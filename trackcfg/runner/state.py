@@ -1,15 +1,19 @@
-"""RunnerState: the runner's counters and loop position, as a checkpointable value.
+"""RunnerState: the runner's loop position, as a checkpointable value.
 
 The runner reads and advances these fields; `state_dict` / `load_state_dict`
-turn them into plain ints for a checkpoint. A checkpoint is always taken at a
-*boundary* (after the hooks of an iteration or epoch and after the counters
-moved on), so the fields mean "what has been completed":
+turn them, together with the runner's counters, into plain ints for a
+checkpoint. A checkpoint is always taken at a *boundary* (after the hooks of an
+iteration or epoch and after the counters moved on), so the values mean "what
+has been completed":
 
-* ``epoch`` — completed training epochs (mmcv's ``runner.epoch``; during an
-  epoch it is that epoch's 0-based index).
-* ``iter`` — completed training iterations (during ``after_train_iter`` it is
-  the 0-based index of the iteration that just ran, as in mmcv).
-* ``inner_iter`` — position within the current epoch.
+* ``epoch`` / ``iter`` / ``inner_iter`` — the counters. They are plain attributes
+  of the runner (``runner.iter``), not fields here: hooks read them every
+  iteration, and a property over this record would cost a function call each
+  time (the overhead budget of issue 3). The runner passes them in and takes
+  them back: ``epoch`` completed training epochs (mmcv's ``runner.epoch``; during
+  an epoch its 0-based index), ``iter`` completed training iterations (during
+  ``after_train_iter`` the 0-based index of the iteration that just ran, as in
+  mmcv), ``inner_iter`` the position within the current epoch.
 * ``phase`` / ``phase_repeat`` — where the workflow loop is: index into
   ``workflow`` and how many of that entry's epochs (or iterations) are done.
 * ``data_epoch`` / ``data_batch`` — per workflow entry, the data loader's epoch
@@ -25,11 +29,8 @@ __all__ = ["RunnerState"]
 
 @dataclass(slots=True)
 class RunnerState:
-    """Mutable counters of one runner (not a record: the loop advances it in place)."""
+    """Mutable loop position of one runner (not a record: the loop advances it in place)."""
 
-    epoch: int = 0
-    iter: int = 0
-    inner_iter: int = 0
     max_epochs: int | None = None
     max_iters: int | None = None
     phase: int = 0
@@ -37,12 +38,12 @@ class RunnerState:
     data_epoch: dict[int, int] = field(default_factory=dict)
     data_batch: dict[int, int] = field(default_factory=dict)
 
-    def state_dict(self) -> dict[str, object]:
-        """Plain-int form for a checkpoint."""
+    def state_dict(self, *, epoch: int, iter: int, inner_iter: int) -> dict[str, object]:
+        """Plain-int form for a checkpoint, with the runner's counters."""
         return {
-            "epoch": self.epoch,
-            "iter": self.iter,
-            "inner_iter": self.inner_iter,
+            "epoch": epoch,
+            "iter": iter,
+            "inner_iter": inner_iter,
             "max_epochs": self.max_epochs,
             "max_iters": self.max_iters,
             "phase": self.phase,
@@ -51,15 +52,18 @@ class RunnerState:
             "data_batch": dict(self.data_batch),
         }
 
-    def load_state_dict(self, state: dict[str, object]) -> None:
-        """Restore what `state_dict` returned (max_epochs/max_iters stay as configured)."""
-        self.epoch = _int(state, "epoch")
-        self.iter = _int(state, "iter")
-        self.inner_iter = _int(state, "inner_iter")
+    def load_state_dict(self, state: dict[str, object]) -> tuple[int, int, int]:
+        """Restore what `state_dict` returned (max_epochs/max_iters stay as configured).
+
+        Returns:
+            The counters for the runner: ``(epoch, iter, inner_iter)``.
+        """
+        counters = (_int(state, "epoch"), _int(state, "iter"), _int(state, "inner_iter"))
         self.phase = _int(state, "phase")
         self.phase_repeat = _int(state, "phase_repeat")
         self.data_epoch = _int_map(state.get("data_epoch", {}))
         self.data_batch = _int_map(state.get("data_batch", {}))
+        return counters
 
 
 def _int(state: dict[str, object], key: str) -> int:

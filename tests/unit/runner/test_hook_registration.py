@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 from tests.unit.runner.toys import RecordingHook, RunnerFactory
@@ -9,6 +11,7 @@ from trackcfg.errors import HookRegistrationError
 from trackcfg.registry import HOOKS
 from trackcfg.runner.epoch_based_runner import EpochBasedRunner
 from trackcfg.runner.hooks.hook import Hook
+from trackcfg.runner.iter_based_runner import IterBasedRunner
 from trackcfg.runner.priority import Priority
 from trackcfg.runner.stage import Stage
 
@@ -183,3 +186,50 @@ def test_get_hook_info_lists_hooks_per_stage(make_runner: RunnerFactory) -> None
         " -------------------- ",
     ]
     assert "Named" not in info  # a hook that overrides no stage fires nowhere
+
+
+class FailingIterHook(Hook):
+    def __init__(self, stage: str) -> None:
+        self.stage = stage
+
+    def before_train_iter(self, runner: object) -> None:
+        if self.stage == "before_train_iter":
+            raise ZeroDivisionError("boom")
+
+    def after_train_iter(self, runner: object) -> None:
+        if self.stage == "after_train_iter":
+            raise ZeroDivisionError("boom")
+
+
+@pytest.mark.parametrize("runner_cls", [EpochBasedRunner, IterBasedRunner])
+@pytest.mark.parametrize("stage", ["before_train_iter", "after_train_iter"])
+def test_iteration_hook_exception_in_the_loop_names_the_hook_and_counters(
+    make_runner: RunnerFactory,
+    toy_loader: Callable[..., object],
+    runner_cls: type[EpochBasedRunner],
+    stage: str,
+) -> None:
+    runner = make_runner(runner_cls, **({"max_iters": 3} if runner_cls is IterBasedRunner else {}))
+    runner.register_hook(FailingIterHook(stage))
+    with pytest.raises(ZeroDivisionError) as info:
+        runner.run(
+            [toy_loader()],
+            [("train", 1)],
+            **({"max_epochs": 1} if runner_cls is EpochBasedRunner else {}),
+        )
+    assert info.value.__notes__[0] == f"in FailingIterHook.{stage} (epoch=0, iter=0, inner_iter=0)"
+
+
+def test_train_step_exception_gets_no_hook_note(
+    make_runner: RunnerFactory, toy_loader: Callable[..., object]
+) -> None:
+    runner = make_runner(EpochBasedRunner, max_epochs=1)
+    runner.register_hook(FailingIterHook("none"))
+
+    def broken_step(*args: object, **kwargs: object) -> dict[str, object]:
+        raise ZeroDivisionError("step")
+
+    runner.model.train_step = broken_step  # type: ignore[method-assign]
+    with pytest.raises(ZeroDivisionError) as info:
+        runner.run([toy_loader()], [("train", 1)])
+    assert not any(" (epoch=" in note for note in getattr(info.value, "__notes__", []))
