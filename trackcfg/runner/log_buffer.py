@@ -87,9 +87,16 @@ def _pairwise_sum(a: Sequence[float], lo: int, n: int) -> float:
         return reduce(add, a[lo : lo + n], -0.0)
     if n <= 128:
         end = lo + n - n % 8
-        r0, r1, r2, r3, r4, r5, r6, r7 = (
-            reduce(add, a[lo + j + 8 : end : 8], a[lo + j]) for j in range(8)
-        )
+        # The 8 accumulators, each summing every 8th value (written out: a generator here
+        # costs a resumed frame per lane, and this runs for every key of every log line).
+        r0 = reduce(add, a[lo + 8 : end : 8], a[lo])
+        r1 = reduce(add, a[lo + 9 : end : 8], a[lo + 1])
+        r2 = reduce(add, a[lo + 10 : end : 8], a[lo + 2])
+        r3 = reduce(add, a[lo + 11 : end : 8], a[lo + 3])
+        r4 = reduce(add, a[lo + 12 : end : 8], a[lo + 4])
+        r5 = reduce(add, a[lo + 13 : end : 8], a[lo + 5])
+        r6 = reduce(add, a[lo + 14 : end : 8], a[lo + 6])
+        r7 = reduce(add, a[lo + 15 : end : 8], a[lo + 7])
         return reduce(add, a[end : lo + n], ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7)))
     half = n // 2
     half -= half % 8
@@ -140,7 +147,11 @@ def _weighted_mean(values: array[float], counts: array[int], n: int) -> float:
         nums = counts[-window:]
         count = sum(nums)
         if count:
-            products = list(map(mul, values[-window:], nums))
+            if count == window and nums.count(1) == window:
+                # All weights 1 (the timer's keys): x * 1 is x exactly, skip the products.
+                products = values[-window:].tolist()
+            else:
+                products = list(map(mul, values[-window:], nums))
             return (0.0 + _pairwise_sum(products, 0, window)) / count
     # Views of the typed history (no copy), dropped before the next append.
     vals_np = np.frombuffer(values, np.float64)[-n:]

@@ -50,12 +50,16 @@ def _optimizer_list(runner: BaseRunner) -> list[Optimizer]:
 def _loss(runner: BaseRunner) -> torch.Tensor:
     loss = runner.outputs.get("loss")
     if not isinstance(loss, torch.Tensor):
-        raise TypeError(
-            "OptimizerHook needs runner.outputs['loss'] to be a tensor "
-            f"(train_step must return dict(loss=..., log_vars=..., num_samples=...)), "
-            f"got {type(loss).__name__}"
-        )
+        raise _not_a_loss(loss)
     return loss
+
+
+def _not_a_loss(loss: object) -> TypeError:
+    return TypeError(
+        "OptimizerHook needs runner.outputs['loss'] to be a tensor "
+        f"(train_step must return dict(loss=..., log_vars=..., num_samples=...)), "
+        f"got {type(loss).__name__}"
+    )
 
 
 def _num_samples(runner: BaseRunner) -> int:
@@ -111,10 +115,13 @@ class OptimizerHook(Hook):
     def after_train_iter(self, runner: BaseRunner) -> None:
         optimizer = runner.optimizer
         if isinstance(optimizer, Optimizer):
-            # The common case without the list and the Mapping (ABC) check: this runs
-            # every iteration.
+            # The common case without the list, the Mapping (ABC) check and the `_loss`
+            # call: this runs every iteration.
+            loss = runner.outputs.get("loss")
+            if not isinstance(loss, torch.Tensor):
+                raise _not_a_loss(loss)
             optimizer.zero_grad()
-            torch.autograd.backward(_loss(runner))  # Tensor.backward, but typed for mypy
+            torch.autograd.backward(loss)  # Tensor.backward, but typed for mypy
             if self.grad_clip is not None:
                 self._clip_and_log(runner)
             optimizer.step()

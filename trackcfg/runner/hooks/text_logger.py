@@ -167,7 +167,7 @@ class TextLoggerHook(LoggerHook):
         # hook is garbage-collected).
         self._json_log_file: tuple[Path, int, weakref.finalize[[int], TextLoggerHook]] | None = None
         self._progress = _ProgressLine()
-        self._show_progress: bool | None = None  # decided in before_run
+        self._show_progress = None  # decided in before_run (see LoggerHook)
 
     # -- state ---------------------------------------------------------------
 
@@ -203,11 +203,10 @@ class TextLoggerHook(LoggerHook):
         if runner.meta is not None:
             self._dump_log(runner.meta, runner)
 
-    def after_train_iter(self, runner: BaseRunner) -> None:
-        super().after_train_iter(runner)
-        if self._show_progress:
-            self._progress.tick(int(runner.iter) + 1)
-            self._progress.draw(sys.stderr, self._progress_text(runner))
+    def draw_progress(self, runner: BaseRunner) -> None:
+        """Redraw the progress line (called by `LoggerHook.after_train_iter` when shown)."""
+        self._progress.tick(int(runner.iter) + 1)
+        self._progress.draw(sys.stderr, self._progress_text(runner))
 
     def after_train_epoch(self, runner: BaseRunner) -> None:
         super().after_train_epoch(runner)
@@ -295,7 +294,8 @@ class TextLoggerHook(LoggerHook):
         """Add this interval to the ETA accumulators; the seconds left, if it can tell."""
         iter_time = log_dict.get("time")
         max_iters = runner.max_iters
-        if not (isinstance(iter_time, float | int) and isinstance(max_iters, int)):
+        # isinstance with a tuple: ``float | int`` would build a union object per log line
+        if not (isinstance(iter_time, (float, int)) and isinstance(max_iters, int)):
             return None
         # mmcv's estimate: the mean logged iteration time over the iterations so far
         self.time_sec_tot += iter_time * self.interval
@@ -334,8 +334,12 @@ class TextLoggerHook(LoggerHook):
         if runner.rank != 0 or self.json_log_path is None:
             return
         entries = log_dict.items() if isinstance(log_dict, dict) else ()
+        # mmcv's rounding (floats, also inside lists, to 5 decimals); the type tests are
+        # inline because this runs for every value of every log line.
         json_log = {
-            k if type(k) is str else str(k): round(v, 5) if type(v) is float else _round_float(v)
+            k if type(k) is str else str(k): round(v, 5)
+            if type(v) is float
+            else (_round_float(v) if isinstance(v, list) else v)
             for k, v in entries
         }
         try:
