@@ -1,0 +1,240 @@
+"""The tracking agent as a real child process against a real SQLite store.
+
+Each test starts an agent (``TrackingAgent.spawn``: a Python process importing
+MLflow, about a second idle), so there are few of them, each checking what the
+store holds afterwards.
+"""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import xxhash
+from mlflow import MlflowClient
+from mlflow.entities import Run
+
+from trackcfg.errors import TrackingError
+from trackcfg.tracking.agent_client import AgentDone, TrackingAgent
+from trackcfg.tracking.journal import MetricJournal, journal_dir
+
+History = Callable[[str, str, str], list[tuple[int, float]]]
+
+# The agent inherits the environment: an unreachable store fails at once, and the
+# HTTP settings the session code fills in stay inside each test.
+pytestmark = pytest.mark.usefixtures("fail_fast_http")
+
+EXPERIMENT = "agent-tests"
+NAME = "mlp@01234567"
+TAGS = {"trackcfg.config_hash": "0123456789abcdef", "trackcfg.work_dir": "/somewhere"}
+PARAMS = {"model.depth": "50", "optimizer.lr": "0.1"}
+
+
+@pytest.fixture
+def work(tmp_path: Path) -> Path:
+    path = tmp_path / "work"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def snapshot(work: Path) -> Path:
+    """A staged snapshot directory, as `start_run` writes it before the run exists."""
+    staged = work / ".trackcfg" / "staging" / "snapshot-test" / "trackcfg"
+    staged.mkdir(parents=True)
+    (staged / "config.json").write_text('{"model": {"depth": 50}}')
+    (staged / "lineage").mkdir()
+    (staged / "lineage" / "mlp.py").write_text("model = dict(depth=50)\n")
+    return staged
+
+
+@pytest.fixture
+def spawn_agent() -> Iterator[Callable[[str], TrackingAgent]]:
+    """``spawn(uri)``: a tracking agent that is told no more is coming at teardown."""
+    agents: list[TrackingAgent] = []
+
+    def spawn(uri: str) -> TrackingAgent:
+        agent = TrackingAgent.spawn(uri)
+        agents.append(agent)
+        return agent
+
+    yield spawn
+    for agent in agents:
+        agent.abandon()  # a no-op wait for one that already ended
+
+
+def start(agent: TrackingAgent, snapshot: Path, work: Path) -> None:
+    agent.start(
+        experiment=EXPERIMENT,
+        name=NAME,
+        tags=TAGS,
+        params=PARAMS,
+        truncated=["model.very_long_value"],
+        snapshot=snapshot,
+        work_dir=work,
+        keep_last=None,
+    )
+
+
+def wait_for_status(client: MlflowClient, run_id: str, status: str, seconds: float) -> Run:
+    deadline = time.monotonic() + seconds
+    run = client.get_run(run_id)
+    while run.info.status != status and time.monotonic() < deadline:
+        time.sleep(0.2)
+        run = client.get_run(run_id)
+    return run
+
+
+def test_start_creates_the_run_with_its_tags_params_name_and_snapshot(
+    sqlite_store: str, work: Path, snapshot: Path, spawn_agent: Callable[[str], TrackingAgent]
+) -> None:
+    agent = spawn_agent(sqlite_store)
+    start(agent, snapshot, work)
+    ready = agent.wait_ready()
+    client = MlflowClient(sqlite_store)
+    run = client.get_run(ready.run_id)
+    assert (run.info.run_name, run.info.status) == (NAME, "RUNNING")
+    assert client.get_experiment(ready.experiment_id).name == EXPERIMENT
+    assert TAGS.items() <= run.data.tags.items()
+    assert run.data.tags["trackcfg.truncated_params"] == '["model.very_long_value"]'
+    assert run.data.params == PARAMS
+    assert [a.path for a in client.list_artifacts(ready.run_id, "trackcfg")] == [
+        "trackcfg/config.json",
+        "trackcfg/lineage",
+    ]
+    assert [a.path for a in client.list_artifacts(ready.run_id, "trackcfg/lineage")] == [
+        "trackcfg/lineage/mlp.py"
+    ]
+    assert not snapshot.parent.exists()  # the staging copy is gone once uploaded
+
+
+def test_end_finished_delivers_metrics_uploads_checkpoints_and_sets_the_status(
+    sqlite_store: str,
+    work: Path,
+    snapshot: Path,
+    spawn_agent: Callable[[str], TrackingAgent],
+    metric_history: History,
+) -> None:
+    agent = spawn_agent(sqlite_store)
+    start(agent, snapshot, work)
+    run_id = agent.wait_ready().run_id
+    journal = MetricJournal(journal_dir(work, run_id), run_id, sqlite_store)
+    for step in range(1, 11):
+        journal.log("loss", float(step), step)
+    seq = journal.flush(timeout=10)
+    assert seq == 10
+    data = b"weights" * 1000
+    checkpoint = work / "epoch_1.pth"
+    checkpoint.write_bytes(data)
+    digest = xxhash.xxh3_128_hexdigest(data)
+    agent.checkpoint(path=checkpoint, digest=digest, epoch=1, iter=10, seq=seq)
+    for step in range(11, 21):
+        journal.log("loss", float(step), step)
+    final = journal.close()
+    done = agent.end(
+        "FINISHED", error=None, final_seq=final, delivery_timeout=30, upload_timeout=30
+    )
+    assert done == AgentDone(pending=0, status_set=True)
+    client = MlflowClient(sqlite_store)
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED"
+    assert metric_history(sqlite_store, run_id, "loss") == [(s, float(s)) for s in range(1, 21)]
+    assert [a.path for a in client.list_artifacts(run_id, "checkpoints")] == [
+        "checkpoints/epoch_1.pth"
+    ]
+    assert run.data.tags["trackcfg.latest_checkpoint"] == "checkpoints/epoch_1.pth"
+    assert run.data.tags["trackcfg.latest_checkpoint_digest"] == digest
+    assert run.data.tags["trackcfg.latest_checkpoint_iter"] == "10"
+
+
+def test_end_failed_records_the_error_as_a_tag_and_the_runs_note(
+    sqlite_store: str, work: Path, snapshot: Path, spawn_agent: Callable[[str], TrackingAgent]
+) -> None:
+    agent = spawn_agent(sqlite_store)
+    start(agent, snapshot, work)
+    run_id = agent.wait_ready().run_id
+    done = agent.end(
+        "FAILED",
+        error="RuntimeError: loss is nan",
+        final_seq=None,
+        delivery_timeout=10,
+        upload_timeout=10,
+    )
+    assert done == AgentDone(pending=0, status_set=True)
+    run = MlflowClient(sqlite_store).get_run(run_id)
+    assert run.info.status == "FAILED"
+    assert run.data.tags["trackcfg.error"] == "RuntimeError: loss is nan"
+    assert run.data.tags["mlflow.note.content"] == "Run failed: RuntimeError: loss is nan"
+
+
+def test_an_agent_abandoned_before_start_exits_0_and_creates_no_run(sqlite_store: str) -> None:
+    # The agent's documented command line (what `spawn` runs), with our own Popen
+    # to read the exit status.
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "trackcfg.tracking.agent", "--uri", sqlite_store],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    TrackingAgent(proc).abandon()
+    assert proc.returncode == 0
+    client = MlflowClient(sqlite_store)
+    experiments = client.search_experiments()
+    assert [e.name for e in experiments] == ["Default"]
+    assert client.search_runs([e.experiment_id for e in experiments]) == []
+
+
+def test_wait_ready_names_an_unreachable_store(
+    unreachable_uri: str, work: Path, snapshot: Path, spawn_agent: Callable[[str], TrackingAgent]
+) -> None:
+    agent = spawn_agent(unreachable_uri)
+    start(agent, snapshot, work)
+    with pytest.raises(TrackingError, match=re.escape(f"tracking store {unreachable_uri}: ")) as e:
+        agent.wait_ready()
+    assert "server is running" in str(e.value)
+
+
+_TRAINER_KILLED = textwrap.dedent(
+    """
+    import os, signal, sys
+    from pathlib import Path
+    from trackcfg.tracking.agent_client import TrackingAgent
+    from trackcfg.tracking.journal import MetricJournal, journal_dir
+
+    uri, work, snapshot = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
+    agent = TrackingAgent.spawn(uri)
+    agent.start(experiment="agent-tests", name="killed", tags={}, params={}, truncated=[],
+                snapshot=snapshot, work_dir=work, keep_last=None)
+    run_id = agent.wait_ready().run_id
+    print(run_id, flush=True)
+    journal = MetricJournal(journal_dir(work, run_id), run_id, uri)
+    for step in range(1, 21):
+        journal.log("loss", float(step), step)
+    journal.flush(timeout=30)
+    os.kill(os.getpid(), signal.SIGKILL)
+    """
+)
+
+
+def test_a_trainer_killed_without_end_has_its_metrics_delivered_and_its_run_killed(
+    sqlite_store: str, tmp_path: Path, work: Path, snapshot: Path, metric_history: History
+) -> None:
+    with open(tmp_path / "trainer.stderr", "wb") as stderr:  # the agent inherits it
+        trainer = subprocess.run(
+            [sys.executable, "-c", _TRAINER_KILLED, sqlite_store, str(work), str(snapshot)],
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            timeout=120,
+        )
+    assert trainer.returncode == -signal.SIGKILL, (tmp_path / "trainer.stderr").read_text()
+    run_id = trainer.stdout.decode().strip()
+    run = wait_for_status(MlflowClient(sqlite_store), run_id, "KILLED", seconds=60)
+    assert run.info.status == "KILLED"
+    assert "died without reporting a status" in run.data.tags["trackcfg.error"]
+    assert metric_history(sqlite_store, run_id, "loss") == [(s, float(s)) for s in range(1, 21)]

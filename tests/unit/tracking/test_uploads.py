@@ -1,0 +1,149 @@
+"""CheckpointUploader against a real SQLite store: uploads, the pointer, keep-last-K; the hook."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import xxhash
+from mlflow import MlflowClient
+
+from trackcfg.runner.checkpoint import SavedCheckpoint
+from trackcfg.runner.hooks.mlflow import MlflowCheckpointHook
+from trackcfg.tracking.journal import MetricJournal, journal_dir, read_journal
+from trackcfg.tracking.uploads import CheckpointUploader, UploadRequest
+
+
+@pytest.fixture
+def run(store_run: tuple[str, str]) -> tuple[MlflowClient, str]:
+    """A client of the SQLite store and a fresh run in it."""
+    uri, run_id = store_run
+    return MlflowClient(uri), run_id
+
+
+@pytest.fixture
+def work(tmp_path: Path) -> Path:
+    """The run's work dir (the store lives beside it in ``tmp_path``)."""
+    path = tmp_path / "work"
+    path.mkdir()
+    return path
+
+
+def checkpoint(work: Path, epoch: int, seq: int = 0) -> UploadRequest:
+    path = work / f"epoch_{epoch}.pth"
+    data = f"checkpoint {epoch}".encode() * 100
+    path.write_bytes(data)
+    return UploadRequest(path, xxhash.xxh3_128_hexdigest(data), epoch, epoch * 45, seq)
+
+
+def remote_checkpoints(client: MlflowClient, run_id: str) -> list[str]:
+    return [a.path for a in client.list_artifacts(run_id, "checkpoints")]
+
+
+def test_checkpoints_are_uploaded_the_pointer_moves_and_only_the_last_k_are_kept(
+    work: Path, run: tuple[MlflowClient, str]
+) -> None:
+    client, run_id = run
+    uploader = CheckpointUploader(client, run_id, keep_last=2)
+    requests = [checkpoint(work, epoch) for epoch in (1, 2, 3)]
+    for request in requests:
+        uploader.put(request)
+    assert uploader.close(timeout=60)
+    assert remote_checkpoints(client, run_id) == [
+        "checkpoints/epoch_2.pth",
+        "checkpoints/epoch_3.pth",
+    ]
+    assert sorted(p.name for p in work.iterdir()) == ["epoch_2.pth", "epoch_3.pth"]
+    tags = client.get_run(run_id).data.tags
+    assert tags["trackcfg.latest_checkpoint"] == "checkpoints/epoch_3.pth"
+    assert tags["trackcfg.latest_checkpoint_digest"] == requests[-1].digest
+    assert (tags["trackcfg.latest_checkpoint_iter"], tags["trackcfg.latest_checkpoint_epoch"]) == (
+        "135",
+        "3",
+    )
+
+
+def test_uploaded_checkpoint_bytes_equal_the_local_file(
+    work: Path, run: tuple[MlflowClient, str]
+) -> None:
+    client, run_id = run
+    request = checkpoint(work, 1)
+    uploader = CheckpointUploader(client, run_id)
+    uploader.put(request)
+    assert uploader.close(timeout=60)
+    downloaded = client.download_artifacts(run_id, "checkpoints/epoch_1.pth", str(work / "d"))
+    assert xxhash.xxh3_128_hexdigest(Path(downloaded).read_bytes()) == request.digest
+
+
+def test_a_resumed_run_prunes_checkpoints_an_earlier_process_uploaded(
+    work: Path, run: tuple[MlflowClient, str]
+) -> None:
+    client, run_id = run
+    killed = CheckpointUploader(client, run_id, keep_last=2)
+    for epoch in (1, 2):
+        killed.put(checkpoint(work, epoch))
+        assert killed.wait(timeout=60)
+    killed.close()
+    resumed = CheckpointUploader(client, run_id, keep_last=2)
+    resumed.put(checkpoint(work, 3))
+    assert resumed.close(timeout=60)
+    assert remote_checkpoints(client, run_id) == [
+        "checkpoints/epoch_2.pth",
+        "checkpoints/epoch_3.pth",
+    ]
+    assert sorted(p.name for p in work.iterdir()) == ["epoch_2.pth", "epoch_3.pth"]
+
+
+def test_the_pointer_moves_only_after_the_metrics_before_the_checkpoint_are_delivered(
+    work: Path, run: tuple[MlflowClient, str]
+) -> None:
+    client, run_id = run
+    asked: list[int] = []
+    metrics_arrived = threading.Event()
+
+    def delivered(seq: int, timeout: float) -> bool:
+        asked.append(seq)
+        return metrics_arrived.wait(timeout)
+
+    uploader = CheckpointUploader(client, run_id, delivered=delivered)
+    uploader.put(checkpoint(work, 1, seq=7))
+    try:
+        deadline = time.monotonic() + 30
+        while not asked and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert asked == [7]
+        assert remote_checkpoints(client, run_id) == ["checkpoints/epoch_1.pth"]  # uploaded...
+        assert "trackcfg.latest_checkpoint" not in client.get_run(run_id).data.tags  # ...no pointer
+    finally:
+        metrics_arrived.set()
+    assert uploader.close(timeout=30)
+    tags = client.get_run(run_id).data.tags
+    assert tags["trackcfg.latest_checkpoint"] == "checkpoints/epoch_1.pth"
+
+
+@pytest.mark.parametrize("keep_last", [0, -1])
+def test_keep_last_below_one_is_refused(run: tuple[MlflowClient, str], keep_last: int) -> None:
+    client, run_id = run
+    with pytest.raises(ValueError, match=rf"keep_last must be >= 1 or None, got {keep_last}"):
+        CheckpointUploader(client, run_id, keep_last=keep_last)
+
+
+def test_checkpoint_hook_publishes_with_a_sequence_number_covering_earlier_metrics(
+    tmp_path: Path,
+) -> None:
+    journal = MetricJournal(journal_dir(tmp_path, "run"), "run", "sqlite:///x.db")
+    published: list[tuple[SavedCheckpoint, int]] = []
+    hook = MlflowCheckpointHook(lambda saved, seq: published.append((saved, seq)))
+    hook.attach(journal)
+    for step in (1, 2, 3):
+        journal.log("loss", float(step), step)
+    saved = SavedCheckpoint(tmp_path / "epoch_1.pth", "0" * 32, 1, 3)
+    try:
+        hook.on_checkpoint(saved)
+        journaled = read_journal(journal.directory).records  # durable when published
+    finally:
+        journal.close()
+    assert published == [(saved, 3)]
+    assert [r.step for r in journaled] == [1, 2, 3]
