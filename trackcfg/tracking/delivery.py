@@ -210,7 +210,7 @@ class JournalDelivery:
 
             def finished() -> bool:
                 read_all = final_seq is None or self._read_seq >= final_seq
-                return read_all and self._drained
+                return read_all and self._drained and not self._unsent
 
             remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
             done = self._cond.wait_for(finished, remaining)
@@ -228,6 +228,8 @@ class JournalDelivery:
             if self._abandoned:
                 return
             self._abandoned = True
+            self._give_up = True  # released without `stop`: the thread stops too
+            self._wake.set()
             self._delivered_file.close()
             os.close(self._lock_fd)  # releases the flock
 
@@ -307,6 +309,8 @@ class JournalDelivery:
         with self._cond:
             if highest > self._read_seq:
                 self._read_seq = highest
+            if fresh:
+                self._drained = False
             self._unsent.extend(fresh)
             if not self._unsent:
                 self._delivered_seq = self._read_seq

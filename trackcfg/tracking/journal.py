@@ -278,6 +278,9 @@ class MetricJournal:
         contents = read_journal(directory)
         meta = dict(contents.meta)
         meta.update({"run_id": run_id, "tracking_uri": tracking_uri})
+        # A final status an earlier process left for `sync` is stale: the run goes on.
+        meta.pop("final_status", None)
+        meta.pop("end_time", None)
         write_journal_meta(directory, meta)
         self._skip: frozenset[tuple[str, int]] = frozenset(skip) | frozenset(
             (r.key, r.step) for r in contents.records

@@ -290,12 +290,6 @@ def test_sync_delivers_what_is_pending_and_then_sets_the_recorded_final_status(
     assert sync(tmp_path).delivered == 0  # nothing is delivered twice
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (REQUESTS.md, tracking-tests 15:25): MetricJournal.__init__ keeps the killed "
-    "process's final_status in meta.json when a resumed process reopens the journal, so a "
-    "later sync sets the resumed run back to that old status",
-)
 def test_sync_leaves_alone_a_run_resumed_since_its_status_was_left_pending(
     tmp_path: Path, store_run: tuple[str, str]
 ) -> None:
