@@ -15,7 +15,15 @@ import pytest
 import xxhash
 from mlflow import MlflowClient
 
-from tests.e2e.conftest import E2E_CONFIG_PATH, git, make_project, run_env, run_id_from, sqlite_uri
+from tests.e2e.conftest import (
+    E2E_CONFIG_PATH,
+    git,
+    make_project,
+    run_env,
+    run_id_from,
+    sqlite_uri,
+    trackcfg,
+)
 from trackcfg.config.config import Config
 from trackcfg.config.provenance import Provenance
 from trackcfg.tracking.snapshot import load_snapshot
@@ -262,14 +270,7 @@ def test_a_dead_tracking_agent_never_stops_training_and_sync_completes_the_run(
     assert "trackcfg sync" in stderr
     client = MlflowClient(tracking_uri)
     assert client.get_run(run_id).info.status == "RUNNING"  # nobody could set it yet
-    synced = subprocess.run(
-        [sys.executable, "-m", "trackcfg", "sync", str(work)],
-        cwd=git_repo,
-        env=tracking_env,
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
+    synced = trackcfg("sync", str(work), cwd=git_repo, env=tracking_env)
     assert synced.returncode == 0, synced.stderr[-3000:]
     assert "0 pending, 1 run status(es) set" in synced.stdout
     run = client.get_run(run_id)
