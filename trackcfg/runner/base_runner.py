@@ -478,7 +478,10 @@ class BaseRunner:
         if self.batch_processor is not None:
             outputs = self.batch_processor(self.model, data_batch, train_mode=train_mode, **kwargs)
         elif train_mode:
-            outputs = self.model.train_step(data_batch, self.optimizer, **kwargs)  # type: ignore[operator]
+            if kwargs:
+                outputs = self.model.train_step(data_batch, self.optimizer, **kwargs)  # type: ignore[operator]
+            else:  # a plain call: `**{}` still takes the generic (tuple-building) call path
+                outputs = self.model.train_step(data_batch, self.optimizer)  # type: ignore[operator]
         else:
             outputs = self.model.val_step(data_batch, self.optimizer, **kwargs)  # type: ignore[operator]
         if not isinstance(outputs, dict):

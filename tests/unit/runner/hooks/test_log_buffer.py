@@ -128,6 +128,27 @@ def test_average_is_bitwise_mmcv_for_every_length(length: int, n: int) -> None:
     assert np.float64(buf.output["loss"]).tobytes() == np.float64(expected).tobytes()
 
 
+# Appends wait in per-key lists that are folded into the arrays every 1024 entries: the
+# window may lie in the pending entries, in the arrays, or across both.
+@pytest.mark.parametrize("length", [1023, 1024, 1025, 1030, 2100])
+@pytest.mark.parametrize("n", [0, 1, 6, 7, 50, 129])
+@pytest.mark.parametrize("unit_counts", [True, False])
+def test_average_is_bitwise_mmcv_across_folded_and_pending_entries(
+    length: int, n: int, unit_counts: bool
+) -> None:
+    rng = np.random.default_rng(length * 1000 + n)
+    values = (rng.standard_normal(length) * 10.0 ** rng.integers(-9, 9, length)).tolist()
+    counts = [1] * length if unit_counts else rng.integers(1, 512, length).tolist()
+    buf = LogBuffer()
+    for v, c in zip(values, counts, strict=True):
+        buf.update_scalar("time", v, c)
+    buf.average(n)
+    vals, nums = np.array(values[-n:]), np.array(counts[-n:])
+    expected = float(np.sum(vals * nums) / np.sum(nums))
+    assert np.float64(buf.output["time"]).tobytes() == np.float64(expected).tobytes()
+    assert (list(buf.val_history["time"]), list(buf.n_history["time"])) == (values, counts)
+
+
 def test_average_of_negative_zeros_is_positive_zero_as_numpy_sums() -> None:
     buf = LogBuffer()
     for _ in range(3):

@@ -65,3 +65,30 @@ def test_subclass_overriding_the_generic_stage_is_called_for_train_iterations(
     hook.before_train_iter(runner)  # type: ignore[arg-type]
     hook.after_train_iter(runner)  # type: ignore[arg-type]
     assert calls == ["before", "after"]
+
+
+def test_timer_entries_survive_folds_and_clears_with_unit_counts(
+    make_runner: Callable[..., object],
+) -> None:
+    # the timer appends to the buffer's pending lists itself; past PENDING_LIMIT entries
+    # (and after a clear) it must still record every iteration, weighted 1, in order
+    from trackcfg.runner.log_buffer import PENDING_LIMIT
+
+    runner = make_runner()
+    buffer = runner.log_buffer  # type: ignore[attr-defined]
+    hook = HOOKS.build({"type": "IterTimerHook"})
+    hook.before_run(runner)
+    for _ in range(2 * PENDING_LIMIT + 3):
+        hook.before_train_iter(runner)
+        hook.after_train_iter(runner)
+        assert max(len(values) for values, _ in buffer.pending.values()) <= PENDING_LIMIT + 1
+    assert list(buffer.val_history) == ["data_time", "time"]
+    assert [len(buffer.val_history[k]) for k in ("data_time", "time")] == [
+        2 * PENDING_LIMIT + 3
+    ] * 2
+    assert set(buffer.n_history["time"]) == {1}
+    buffer.clear()
+    hook.after_train_iter(runner)
+    hook.before_train_iter(runner)
+    assert list(buffer.val_history) == ["time", "data_time"]
+    assert [len(buffer.val_history[k]) for k in ("time", "data_time")] == [1, 1]
