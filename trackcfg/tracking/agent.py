@@ -60,6 +60,8 @@ _logger = logging.getLogger("trackcfg.agent")
 
 #: Seconds between checks that the training process is still alive.
 _PARENT_CHECK = 0.2
+#: How much lower than the trainer's the agent's CPU priority is (``nice``).
+_NICENESS = 10
 #: Bounds on the last deliveries when the trainer died without saying how the run ended.
 _ORPHAN_DELIVERY_TIMEOUT = 30.0
 _ORPHAN_UPLOAD_TIMEOUT = 60.0
@@ -97,7 +99,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _setup_process(debug: bool) -> BinaryIO:
-    """Signals, logging, and stdout kept for replies only; returns the reply stream."""
+    """Priority, signals, logging, and stdout kept for replies only; returns the reply stream."""
+    # Background work: on a busy machine the trainer's threads come first (torch's
+    # OpenMP threads in particular lose far more to a competitor than it gains).
+    with contextlib.suppress(OSError):
+        os.nice(_NICENESS)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     replies = os.fdopen(os.dup(1), "wb", buffering=0)
