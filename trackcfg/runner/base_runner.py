@@ -420,7 +420,9 @@ class BaseRunner:
 
     # -- one iteration -------------------------------------------------------------
 
-    def _train_iter(self, data_batch: object, kwargs: dict[str, object]) -> None:
+    def _train_iter(
+        self, data_batch: object, kwargs: dict[str, object], stock_step: bool = False
+    ) -> None:
         """One training iteration between its hooks, then ``iter`` moves on (both loops).
 
         This is the per-iteration path the ≤5 % overhead budget of issue 3 is about, so
@@ -429,6 +431,10 @@ class BaseRunner:
         ``try`` (free in Python 3.11 until something raises) gives a failing hook the
         same note `_fire` gives it. ``_dispatching`` is set while hooks run, exactly as
         `_fire` does, so `save_checkpoint` still sees the stage.
+
+        With ``stock_step`` (the caller checked `_has_stock_step`), `run_iter`'s training
+        branch is written out here as well: one function call less per iteration,
+        measured at about 0.3 % of an iteration of the benchmark's MLP.
         """
         self.data_batch = data_batch
         outer = self._dispatching
@@ -442,7 +448,15 @@ class BaseRunner:
                 self._dispatching = outer
             if self._pending:
                 self._commit_checkpoints()  # not a boundary stage: as `_fire` does
-            if kwargs:
+            if stock_step:
+                # BaseRunner.run_iter(data_batch, True) without kwargs or batch_processor
+                outputs = self.model.train_step(data_batch, self.optimizer)  # type: ignore[operator]
+                if not isinstance(outputs, dict):
+                    raise _not_a_dict("train", outputs)
+                if "log_vars" in outputs:
+                    self.log_buffer.update(outputs["log_vars"], outputs["num_samples"])
+                self.outputs = outputs
+            elif kwargs:
                 self.run_iter(data_batch, train_mode=True, **kwargs)
             else:
                 self.run_iter(data_batch, True)
@@ -460,6 +474,16 @@ class BaseRunner:
             raise
         self.data_batch = None
         self.iter += 1
+
+    def _has_stock_step(self, kwargs: dict[str, object]) -> bool:
+        """Whether a training iteration is `run_iter`'s plain ``train_step`` call.
+
+        False when `run_iter` is overridden (by a subclass or on the instance), a
+        ``batch_processor`` is used, or the loop passes kwargs: then `_train_iter` calls
+        `run_iter` itself.
+        """
+        run_iter = getattr(self.run_iter, "__func__", None)
+        return run_iter is BaseRunner.run_iter and self.batch_processor is None and not kwargs
 
     def _val_iter(self, data_batch: object, kwargs: dict[str, object]) -> None:
         """One validation iteration between its hooks (both loops)."""
@@ -485,10 +509,7 @@ class BaseRunner:
         else:
             outputs = self.model.val_step(data_batch, self.optimizer, **kwargs)  # type: ignore[operator]
         if not isinstance(outputs, dict):
-            raise TypeError(
-                f"{'train' if train_mode else 'val'}_step must return a dict, "
-                f"got {type(outputs).__name__}"
-            )
+            raise _not_a_dict("train" if train_mode else "val", outputs)
         if "log_vars" in outputs:
             # Typed by ignores, not cast(): this runs every iteration.
             self.log_buffer.update(outputs["log_vars"], outputs["num_samples"])  # type: ignore[arg-type]
@@ -823,6 +844,10 @@ class BaseRunner:
             raise
         self.call_hook(Stage.AFTER_RUN)
         self.wait_for_checkpoints()
+
+
+def _not_a_dict(mode: str, outputs: object) -> TypeError:
+    return TypeError(f"{mode}_step must return a dict, got {type(outputs).__name__}")
 
 
 def _unwrap(model: nn.Module) -> nn.Module:

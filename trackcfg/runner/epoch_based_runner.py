@@ -167,9 +167,10 @@ class EpochBasedRunner(BaseRunner):
         self._apply_pending_rng()  # mid-epoch: after the re-fired before_train_epoch
         # The per-iteration path is kept lean (the <=5 % overhead budget of issue 3):
         # hooks, step and the ``iter`` count are one call (see BaseRunner._train_iter).
+        stock_step = self._has_stock_step(kwargs)
         for i, data_batch in enumerate(batches, start):
             self.inner_iter = i
-            self._train_iter(data_batch, kwargs)
+            self._train_iter(data_batch, kwargs, stock_step)
             state.data_batch[state.phase] = i + 1
             # Iteration boundary: counters and data position now describe "next".
             if self._pending:

@@ -200,7 +200,8 @@ class IterBasedRunner(BaseRunner):
         self.data_loader = data_loader
         data_batch = next(data_loader)
         self.epoch = data_loader.epoch
-        self._train_iter(data_batch, kwargs)  # hooks, step, iter += 1 (the lean path)
+        # hooks, step, iter += 1 (the lean path)
+        self._train_iter(data_batch, kwargs, self._has_stock_step(kwargs))
 
     @torch.no_grad()
     def val(self, data_loader: IterLoader, **kwargs: object) -> None:

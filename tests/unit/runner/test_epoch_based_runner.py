@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 import torch
@@ -146,3 +147,45 @@ def test_constructor_rejects_both_max_epochs_and_max_iters(make_runner: RunnerFa
 def test_constructor_rejects_a_non_optimizer(make_runner: RunnerFactory) -> None:
     with pytest.raises(TypeError, match="optimizer must be an Optimizer"):
         EpochBasedRunner(torch.nn.Linear(1, 1), batch_processor=lambda *a, **k: {}, optimizer=3)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("how", ["subclass", "instance"])
+def test_an_overridden_run_iter_runs_every_training_iteration(
+    make_runner: RunnerFactory, toy_loader: Loader, how: str
+) -> None:
+    # the loop writes the stock run_iter out for speed; an override must still be used
+    calls: list[bool] = []
+
+    class Counting(EpochBasedRunner):
+        def run_iter(self, data_batch: object, train_mode: bool, **kwargs: object) -> None:
+            calls.append(train_mode)
+            super().run_iter(data_batch, train_mode, **kwargs)
+
+    runner = make_runner(Counting if how == "subclass" else EpochBasedRunner, max_epochs=1)
+    if how == "instance":
+        stock = runner.run_iter
+
+        def counting(data_batch: object, train_mode: bool, **kwargs: object) -> None:
+            calls.append(train_mode)
+            stock(data_batch, train_mode, **kwargs)
+
+        runner.run_iter = counting  # type: ignore[method-assign]
+    runner.run([toy_loader(12)], [("train", 1)])
+    assert calls == [True, True, True]
+    assert runner.iter == 3 and "loss" in runner.log_buffer.val_history
+
+
+def test_batch_processor_runs_training_iterations(toy_loader: Loader, tmp_path: Path) -> None:
+    net = torch.nn.Linear(4, 2)
+    seen: list[bool] = []
+
+    def processor(model: torch.nn.Module, batch: object, train_mode: bool) -> dict[str, object]:
+        x, y = batch  # type: ignore[misc]
+        seen.append(train_mode)
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        return {"loss": loss, "log_vars": {"loss": loss.item()}, "num_samples": len(x)}
+
+    runner = EpochBasedRunner(net, batch_processor=processor, work_dir=tmp_path, max_epochs=1)
+    runner.run([toy_loader(12)], [("train", 1)])
+    assert seen == [True, True, True]
+    assert len(runner.log_buffer.val_history["loss"]) == 3
