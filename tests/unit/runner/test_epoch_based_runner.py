@@ -189,3 +189,32 @@ def test_batch_processor_runs_training_iterations(toy_loader: Loader, tmp_path: 
     runner.run([toy_loader(12)], [("train", 1)])
     assert seen == [True, True, True]
     assert len(runner.log_buffer.val_history["loss"]) == 3
+
+
+def test_log_vars_of_any_scalar_type_are_logged_as_log_buffer_update_does(
+    toy_loader: Loader, tmp_path: Path
+) -> None:
+    # the loop appends plain floats itself; other values and counts take LogBuffer.update
+    from trackcfg.runner.log_buffer import LogBuffer
+
+    steps = iter(
+        [
+            ({"loss": 0.5}, 4),
+            ({"loss": torch.tensor(1.5), "acc": 2}, 4),
+            ({"acc": 0.25, "loss": 3.0}, 2.0),
+        ]
+    )
+
+    class Net(torch.nn.Module):
+        def train_step(self, batch: object, optimizer: object) -> dict[str, object]:
+            log_vars, count = next(steps)
+            return {"log_vars": log_vars, "num_samples": count}
+
+    runner = EpochBasedRunner(Net(), work_dir=tmp_path, max_epochs=1)
+    runner.run([toy_loader(12)], [("train", 1)])
+    expected = LogBuffer()
+    expected.update({"loss": 0.5}, 4)
+    expected.update({"loss": torch.tensor(1.5), "acc": 2}, 4)
+    expected.update({"acc": 0.25, "loss": 3.0}, 2.0)  # type: ignore[arg-type]
+    assert runner.log_buffer.val_history == expected.val_history
+    assert runner.log_buffer.n_history == expected.n_history

@@ -63,6 +63,28 @@ def _cuda_available() -> bool:
     return torch.cuda.is_available()
 
 
+# json's C encoder factory (None where the _json accelerator is missing).
+_C_MAKE_ENCODER = getattr(json.encoder, "c_make_encoder", None)
+_JSON_DEFAULT = json.JSONEncoder().default  # raises TypeError, as json.dumps does
+
+
+def _to_json(value: dict[str, object]) -> str:
+    """``json.dumps(value)``: the same C encoder with the same settings, built per call
+    as json does (a fresh ``markers`` dict keeps the circular-reference check), minus the
+    three Python functions json wraps it in (dumps, encode, iterencode). Every log line
+    goes through here, cold after 50 training iterations.
+    """
+    if _C_MAKE_ENCODER is None:
+        return json.dumps(value)
+    # (markers, default, string encoder, indent, key and item separators, sort_keys,
+    # skipkeys, allow_nan): json.dumps' defaults, as JSONEncoder.iterencode passes them
+    encode = _C_MAKE_ENCODER(
+        {}, _JSON_DEFAULT, json.encoder.encode_basestring_ascii, None, ": ", ", ", False,
+        False, True,
+    )  # fmt: skip
+    return "".join(encode(value, 0))
+
+
 def _round_float(value: object) -> object:
     if isinstance(value, list):
         return [_round_float(v) for v in value]
@@ -334,16 +356,18 @@ class TextLoggerHook(LoggerHook):
         if runner.rank != 0 or self.json_log_path is None:
             return
         entries = log_dict.items() if isinstance(log_dict, dict) else ()
-        # mmcv's rounding (floats, also inside lists, to 5 decimals); the type tests are
-        # inline because this runs for every value of every log line.
-        json_log = {
-            k if type(k) is str else str(k): round(v, 5)
-            if type(v) is float
-            else (_round_float(v) if isinstance(v, list) else v)
-            for k, v in entries
-        }
+        # mmcv's rounding (floats, also inside lists, to 5 decimals). A plain loop, not a
+        # comprehension (a function of its own in Python 3.11): every log line runs this,
+        # and after 50 training iterations every function it enters is cold.
+        json_log: dict[str, object] = {}
+        for k, v in entries:
+            if type(v) is float:
+                v = round(v, 5)
+            elif isinstance(v, list):
+                v = _round_float(v)
+            json_log[k if type(k) is str else str(k)] = v
         try:
-            line = json.dumps(json_log)  # the module's cached encoder: the common case
+            line = _to_json(json_log)
         except TypeError:
             # meta may hold values JSON has no type for (paths, tuples of classes)
             line = json.dumps(json_log, default=str)
