@@ -136,7 +136,7 @@ def reproduce(run_id: str, directory: Path | None = None, cwd: Path | None = Non
     if patch.strip():
         _git(["apply", "--binary", "--whitespace=nowarn", "-"], target, stdin=patch)
     _restore_lineage(target, snap)
-    config_hash = _rehash(target, snap)
+    config_hash = snap.load_at(target).hash
     if config_hash != snap.config_hash:
         raise TrackingError(
             f"{target / snap.config_file}: re-resolved config hashes to {config_hash}, "
@@ -179,15 +179,6 @@ def _restore_lineage(root: Path, snap: Snapshot) -> None:
         dest = root / rel
         dest.parent.mkdir(parents=True, exist_ok=True)
         dest.write_bytes(data)
-
-
-def _rehash(root: Path, snap: Snapshot) -> str:
-    from trackcfg.config.config import Config
-
-    cfg = Config.fromfile(root / snap.config_file, import_custom_modules=False, root=root)
-    if snap.options:
-        cfg.merge_from_dict(dict(snap.options))
-    return cfg.hash
 
 
 def rerun(rep: Reproduction, env: dict[str, str]) -> int:

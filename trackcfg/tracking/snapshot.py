@@ -133,9 +133,17 @@ class Snapshot:
             The config; its ``hash`` equals `config_hash` unless the config engine
             resolves differently than when the run started.
         """
+        root = self.restore_lineage(directory)
+        return self.load_at(root, import_custom_modules=import_custom_modules)
+
+    def load_at(self, root: Path, *, import_custom_modules: bool = False) -> Config:
+        """Load the run's leaf config from the project at ``root``, with the recorded options.
+
+        ``root`` holds the lineage files at their recorded paths: restored by
+        `restore_lineage`, or a checkout of the recorded commit.
+        """
         from trackcfg.config.config import Config
 
-        root = self.restore_lineage(directory)
         cfg = Config.fromfile(
             root / self.config_file, import_custom_modules=import_custom_modules, root=root
         )
