@@ -139,12 +139,10 @@ def _open_store(uri: str) -> tuple[MlflowClient | None, Exception | None]:
 
 def _describe(error: Exception, uri: str) -> tuple[str, str | None]:
     """The message and hint the trainer raises as `TrackingError` for ``error``."""
-    if isinstance(error, TrackingError):
-        return error.message, error.hint
-    return (
-        f"tracking store {uri}: {first_line(error, limit=1000)}",
-        "check that the server is running, or set MLFLOW_TRACKING_URI to another store",
-    )
+    from trackcfg.tracking.mlflow_run import unusable_store
+
+    reported = error if isinstance(error, TrackingError) else unusable_store(uri, error)
+    return reported.message, reported.hint
 
 
 class _Requests:

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
-from trackcfg.errors import RunNotFoundError, TrackingError
+from trackcfg.errors import RunNotFoundError, TrackingError, first_line
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -74,6 +74,7 @@ __all__ = [
     "resolve_tracking_uri",
     "run_name",
     "set_tags",
+    "unusable_store",
 ]
 
 #: Experiment used when none is given.
@@ -152,6 +153,14 @@ def open_client(tracking_uri: str) -> MlflowClient:
     if db is not None:
         db.parent.mkdir(parents=True, exist_ok=True)
     return MlflowClient(tracking_uri)
+
+
+def unusable_store(tracking_uri: str, error: BaseException) -> TrackingError:
+    """The error to report for a store that cannot be used: its URI and ``error``'s first line."""
+    return TrackingError(
+        f"tracking store {tracking_uri}: {first_line(error, limit=1000)}",
+        hint="check that the server is running, or set MLFLOW_TRACKING_URI to another store",
+    )
 
 
 def get_or_create_experiment(client: MlflowClient, name: str, tracking_uri: str) -> str:

@@ -594,14 +594,12 @@ def _store_errors(uri: str) -> Iterator[None]:
     """Report a tracking store that cannot be used as one `TrackingError`."""
     from mlflow.exceptions import MlflowException
 
+    from trackcfg.tracking.mlflow_run import unusable_store
+
     try:
         yield
     except MlflowException as error:
-        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        raise TrackingError(
-            f"tracking store {uri}: {first}",
-            hint="check that the server is running, or set MLFLOW_TRACKING_URI to another store",
-        ) from error
+        raise unusable_store(uri, error) from error
 
 
 def _bound_http_retries() -> None:
