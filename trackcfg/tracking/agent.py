@@ -52,6 +52,7 @@ if TYPE_CHECKING:
     from mlflow import MlflowClient
 
     from trackcfg.tracking.delivery import JournalDelivery
+    from trackcfg.tracking.gitstate import GitState
     from trackcfg.tracking.uploads import CheckpointUploader
 
 __all__ = ["main"]
@@ -71,11 +72,14 @@ def main(argv: list[str] | None = None) -> int:
     """Run the agent until the run ends (or no run comes); returns the exit status."""
     parser = argparse.ArgumentParser(prog="python -m trackcfg.tracking.agent")
     parser.add_argument("--uri", required=True, help="the tracking store")
+    parser.add_argument("--git-project", type=Path, help="capture this project's git state")
     parser.add_argument("--debug", action="store_true", help="third-party logs too")
     args = parser.parse_args(argv)
     replies = _setup_process(args.debug)
     requests = _Requests(os.getppid())
-    # Import MLflow and open the store now, while the trainer is still starting.
+    # While the trainer loads its config: the git state first (what the config was
+    # loaded from), then MLflow's import and the store.
+    git, git_error = _capture_git(args.git_project)
     client, store_error = _open_store(args.uri)
     first = requests.next()
     if first is None:
@@ -83,8 +87,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if store_error is not None:
             raise store_error
+        if git_error is not None:
+            raise git_error
         assert client is not None
-        run = _TrackedRun.open(client, args.uri, first)
+        run = _TrackedRun.open(client, args.uri, first, git)
     except Exception as error:
         message, hint = _describe(error, args.uri)
         _reply(replies, {"op": REPLY_ERROR, "message": message, "hint": hint})
@@ -126,6 +132,20 @@ def _reply(replies: BinaryIO, message: dict[str, object]) -> None:
     # A trainer that is gone reads no reply; the run's state is in the store regardless.
     with contextlib.suppress(BrokenPipeError):
         replies.write((json.dumps(message) + "\n").encode())
+
+
+def _capture_git(project: Path | None) -> tuple[GitState | None, Exception | None]:
+    if project is None:
+        return None, None
+    try:
+        from trackcfg.tracking.gitstate import capture_git_state
+
+        return capture_git_state(project), None
+    except Exception as error:
+        return None, TrackingError(
+            f"{project}: cannot capture the git state: {first_line(error)}",
+            hint="check that `git` works in this directory",
+        )
 
 
 def _open_store(uri: str) -> tuple[MlflowClient | None, Exception | None]:
@@ -220,9 +240,20 @@ class _TrackedRun:
         )
 
     @classmethod
-    def open(cls, client: MlflowClient, uri: str, request: dict[str, object]) -> _TrackedRun:
-        """Create the run (``start``) or take over an existing one (``attach``)."""
+    def open(
+        cls,
+        client: MlflowClient,
+        uri: str,
+        request: dict[str, object],
+        git: GitState | None = None,
+    ) -> _TrackedRun:
+        """Create the run (``start``) or take over an existing one (``attach``).
+
+        For ``start``, ``git`` (captured when the agent started) is added to the
+        run's tags and to the snapshot before it is uploaded.
+        """
         from trackcfg.tracking import mlflow_run as mr
+        from trackcfg.tracking.snapshot import write_git_state
 
         op = request.get("op")
         work_dir = Path(str(request["work_dir"]))
@@ -233,13 +264,17 @@ class _TrackedRun:
             return cls(client, uri, run_id, experiment_id, work_dir, keep_last)
         if op != OP_START:
             raise TrackingError(f"tracking agent: expected a start request, got {op!r}")
+        if git is None:
+            raise TrackingError("tracking agent: a start request needs --git-project")
+        snapshot = Path(str(request["snapshot"]))
+        write_git_state(snapshot, git)
         experiment_id = mr.get_or_create_experiment(client, str(request["experiment"]), uri)
-        tags = _str_map(request["tags"])
+        tags = {**_str_map(request["tags"]), **mr.git_tags(git)}
         run_id = mr.create_run(client, experiment_id, name=str(request["name"]), tags=tags)
         try:
             params = mr.FlatParams(_str_map(request["params"]), tuple(_strs(request["truncated"])))
             mr.log_params(client, run_id, params)
-            _upload_snapshot(client, run_id, Path(str(request["snapshot"])))
+            _upload_snapshot(client, run_id, snapshot)
         except BaseException as error:
             _set_final_status(client, run_id, "FAILED", f"{type(error).__name__}: {error}")
             raise

@@ -9,7 +9,8 @@ the agent's stdin (requests) and on its stdout (replies).
 Requests, in the order a run sends them::
 
     start       create the run (experiment, name, tags, params) and upload the
-                snapshot written to a local directory            -> ready | error
+                snapshot written to a local directory, with the git state the
+                agent captured when it started                   -> ready | error
     attach      continue an existing run (resume)                -> ready | error
     checkpoint  a durably complete checkpoint to upload, with the journal's last
                 sequence number at that moment                    (no reply)
@@ -104,13 +105,21 @@ class TrackingAgent:
         self._broken = False
 
     @classmethod
-    def spawn(cls, tracking_uri: str, *, debug: bool = False) -> TrackingAgent:
+    def spawn(
+        cls, tracking_uri: str, *, project: Path | None = None, debug: bool = False
+    ) -> TrackingAgent:
         """Start an agent for ``tracking_uri``; it imports MLflow and opens the store at once.
 
-        The agent inherits stderr (its warnings reach the user) and ignores SIGINT
-        and SIGTERM: the training process tells it how the run ended.
+        Given ``project`` (a path inside the run's git work tree), the agent first
+        captures its git state, which a ``start`` request then records (tags and
+        ``git.json``/``git.patch`` in the snapshot): git runs beside the trainer's
+        start instead of before it. The agent inherits stderr (its warnings reach
+        the user) and ignores SIGINT and SIGTERM: the training process tells it how
+        the run ended.
         """
         argv = [sys.executable, "-m", "trackcfg.tracking.agent", "--uri", tracking_uri]
+        if project is not None:
+            argv += ["--git-project", str(project)]
         if debug:
             argv.append("--debug")
         proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True)

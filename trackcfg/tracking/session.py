@@ -1,15 +1,16 @@
 """Tracked runs end to end: what ``trackcfg run``, ``resume`` and ``sync`` do.
 
-`start_run` starts the tracking agent first (a child process that imports
-MLflow and opens the store while this one starts training; see
-`trackcfg.tracking.agent`), resolves the config, hashes it and writes the
-snapshot locally; the agent creates the MLflow run (tags, name, params) and
-uploads the snapshot. Training runs ``train(..., extra_hooks=...)`` with the
-MLflow hooks, so a config never has to mention MLflow; the first iteration
-waits until the agent reports the run created and its snapshot stored (in
-practice it is ready long before: the trainer is still importing torch and
-building its model). The run ends FINISHED, FAILED (the error is a tag and the
-run's note) or KILLED (SIGTERM/SIGINT, or the trainer died and its agent says so).
+`start_run` starts the tracking agent first (a child process that captures the
+project's git state, imports MLflow and opens the store while this one starts
+training; see `trackcfg.tracking.agent`), resolves the config, hashes it and
+writes the snapshot locally; the agent creates the MLflow run (tags, name,
+params) and uploads the snapshot with the git state added. Training runs
+``train(..., extra_hooks=...)`` with the MLflow hooks, so a config never has
+to mention MLflow; the first iteration waits until the agent reports the run
+created and its snapshot stored (in practice it is ready long before: the
+trainer is still importing torch and building its model). The run ends
+FINISHED, FAILED (the error is a tag and the run's note) or KILLED
+(SIGTERM/SIGINT, or the trainer died and its agent says so).
 
 `resume_run` needs nothing but the tracking store: it reads the run's snapshot,
 re-resolves the config from it and compares the hash with the run's tag (a
@@ -179,7 +180,6 @@ def start_run(
     from trackcfg.tracking import mlflow_run as mr
     from trackcfg.tracking.agent_client import TrackingAgent
     from trackcfg.tracking.environment import capture_environment
-    from trackcfg.tracking.gitstate import capture_git_state
     from trackcfg.tracking.snapshot import leaf_config_file, write_snapshot
 
     if not _is_rank_zero():
@@ -187,12 +187,14 @@ def start_run(
         return _train_untracked(cfg, _work_dir(cfg, config_path, work_dir))
     _bound_http_retries()
     uri = tracking_uri or mr.resolve_tracking_uri()
-    # First of all: the agent's MLflow import and store opening overlap everything below.
-    agent = TrackingAgent.spawn(uri, debug=_logger.isEnabledFor(logging.DEBUG))
+    # First of all: the agent's git capture, MLflow import and store opening overlap
+    # everything below.
+    agent = TrackingAgent.spawn(
+        uri, project=Path(config_path).parent, debug=_logger.isEnabledFor(logging.DEBUG)
+    )
     try:
         cfg = load_config(config_path, options, import_custom_modules=True)
         work = _work_dir(cfg, config_path, work_dir)
-        git = capture_git_state(Path(config_path).parent)
         config_hash = cfg.hash
         config_file = leaf_config_file(cfg.lineage)
         name = mr.run_name(config_file, config_hash)
@@ -201,15 +203,14 @@ def start_run(
             mr.TAG_LINEAGE_HASH: cfg.lineage_hash,
             mr.TAG_CONFIG_FILE: config_file,
             mr.TAG_WORK_DIR: str(work),
-            **mr.git_tags(git),
-        }
+        }  # and the git tags, which the agent adds
         flat = mr.flatten_params(cfg.to_dict())
         (work / _STAGING).mkdir(parents=True, exist_ok=True)
         staged = write_snapshot(
             Path(tempfile.mkdtemp(prefix="snapshot-", dir=work / _STAGING)) / "trackcfg",
             cfg,
             cfg_options=list(options),
-            git=git,
+            git=None,  # the agent adds it
             environment=capture_environment(),
         )
     except BaseException:

@@ -47,6 +47,7 @@ __all__ = [
     "load_snapshot",
     "read_snapshot",
     "upload_snapshot",
+    "write_git_state",
     "write_snapshot",
 ]
 
@@ -179,7 +180,7 @@ def write_snapshot(
     cfg: Config,
     *,
     cfg_options: Sequence[str],
-    git: GitState,
+    git: GitState | None,
     environment: Environment,
 ) -> Path:
     """Write the snapshot of ``cfg`` into ``directory`` (created if missing).
@@ -188,7 +189,8 @@ def write_snapshot(
         directory: Where to write; upload it with `upload_snapshot`.
         cfg: The resolved config (options already merged).
         cfg_options: The command-line options as given.
-        git: The git state of the project.
+        git: The git state of the project; None leaves ``git.json``/``git.patch`` to
+            `write_git_state` (the tracking agent captures it beside the trainer).
         environment: The environment record.
 
     Returns:
@@ -248,10 +250,16 @@ def write_snapshot(
             "options": {k: encode_value(v) for k, v in cfg.options.items()},
         },
     )
-    _write_json(directory / "git.json", git.to_json())
-    (directory / "git.patch").write_bytes(git.patch)
+    if git is not None:
+        write_git_state(directory, git)
     _write_json(directory / "environment.json", environment.to_json())
     return directory
+
+
+def write_git_state(directory: Path, git: GitState) -> None:
+    """Write ``git.json`` and ``git.patch`` into a snapshot directory."""
+    _write_json(directory / "git.json", git.to_json())
+    (directory / "git.patch").write_bytes(git.patch)
 
 
 def read_snapshot(directory: Path, *, run_id: str | None = None) -> Snapshot:

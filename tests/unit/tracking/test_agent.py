@@ -7,6 +7,7 @@ store holds afterwards.
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import subprocess
@@ -56,12 +57,32 @@ def snapshot(work: Path) -> Path:
 
 
 @pytest.fixture
-def spawn_agent() -> Iterator[Callable[[str], TrackingAgent]]:
-    """``spawn(uri)``: a tracking agent that is told no more is coming at teardown."""
+def project(tmp_path: Path) -> Path:
+    """A git work tree with one commit and one uncommitted change."""
+    root = tmp_path / "project"
+    root.mkdir()
+    env = {
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@example.com",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@example.com",
+        "HOME": str(tmp_path),
+        "PATH": os.environ.get("PATH", ""),
+    }
+    (root / "mlp.py").write_text("model = dict(depth=50)\n")
+    for args in (["init", "-q", "-b", "main"], ["add", "mlp.py"], ["commit", "-qm", "c"]):
+        subprocess.run(["git", *args], cwd=root, env=env, check=True)
+    (root / "mlp.py").write_text("model = dict(depth=101)\n")
+    return root
+
+
+@pytest.fixture
+def spawn_agent(project: Path) -> Iterator[Callable[[str], TrackingAgent]]:
+    """``spawn(uri)``: an agent for `project`, told no more is coming at teardown."""
     agents: list[TrackingAgent] = []
 
     def spawn(uri: str) -> TrackingAgent:
-        agent = TrackingAgent.spawn(uri)
+        agent = TrackingAgent.spawn(uri, project=project)
         agents.append(agent)
         return agent
 
@@ -107,8 +128,16 @@ def test_start_creates_the_run_with_its_tags_params_name_and_snapshot(
     assert run.data.params == PARAMS
     assert [a.path for a in client.list_artifacts(ready.run_id, "trackcfg")] == [
         "trackcfg/config.json",
+        "trackcfg/git.json",
+        "trackcfg/git.patch",
         "trackcfg/lineage",
     ]
+    # The git state the agent captured when it started: tags and snapshot files.
+    assert run.data.tags["mlflow.source.git.branch"] == "main"
+    assert run.data.tags["trackcfg.git_dirty"] == "true"
+    assert re.fullmatch(r"[0-9a-f]{40}", run.data.tags["mlflow.source.git.commit"])
+    patch = client.download_artifacts(ready.run_id, "trackcfg/git.patch", str(work / "dl"))
+    assert b"+model = dict(depth=101)" in Path(patch).read_bytes()
     assert [a.path for a in client.list_artifacts(ready.run_id, "trackcfg/lineage")] == [
         "trackcfg/lineage/mlp.py"
     ]
@@ -208,7 +237,7 @@ _TRAINER_KILLED = textwrap.dedent(
     from trackcfg.tracking.journal import MetricJournal, journal_dir
 
     uri, work, snapshot = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
-    agent = TrackingAgent.spawn(uri)
+    agent = TrackingAgent.spawn(uri, project=work)  # not a git work tree: recorded so
     agent.start(experiment="agent-tests", name="killed", tags={}, params={}, truncated=[],
                 snapshot=snapshot, work_dir=work, keep_last=None)
     run_id = agent.wait_ready().run_id
