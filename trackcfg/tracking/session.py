@@ -477,9 +477,11 @@ def _train_tracked(
         )
 
     checkpoint_hook = MlflowCheckpointHook(publish)
-    state: dict[str, object] = {}
+    journal: MetricJournal | None = None
+    run: RunResult | None = None
 
     def begin() -> None:
+        nonlocal journal, run
         waiting = time.perf_counter()
         ready = agent.wait_ready()
         _logger.debug(
@@ -491,7 +493,6 @@ def _train_tracked(
         journal = MetricJournal(
             journal_dir(work, run.run_id), run.run_id, run.tracking_uri, skip=skip
         )
-        state["journal"], state["run"] = journal, run
         logger_hook.attach(journal)
         checkpoint_hook.attach(journal)
         if on_start is not None:
@@ -511,6 +512,8 @@ def _train_tracked(
                     (checkpoint_hook, "LOW"),
                 ],
             )
+            if run is None:  # nothing was left to train (no stage ran): still report it
+                begin()
         status = "FINISHED"
     except KeyboardInterrupt as caught:  # SIGINT, or SIGTERM via RunTerminatedError
         status, error = "KILLED", caught
@@ -520,27 +523,24 @@ def _train_tracked(
         raise
     finally:
         ending = time.perf_counter()
-        journal = state.get("journal")
-        final_seq = journal.close() if isinstance(journal, MetricJournal) else None
-        timeout = DELIVERY_TIMEOUT if status == "FINISHED" else ABORT_TIMEOUT
+        finished = status == "FINISHED"
         done = agent.end(
             status,
             error=None if error is None else f"{type(error).__name__}: {error}",
-            final_seq=final_seq,
-            delivery_timeout=timeout,
-            upload_timeout=UPLOAD_TIMEOUT if status == "FINISHED" else ABORT_TIMEOUT,
+            final_seq=journal.close() if journal is not None else None,
+            delivery_timeout=DELIVERY_TIMEOUT if finished else ABORT_TIMEOUT,
+            upload_timeout=UPLOAD_TIMEOUT if finished else ABORT_TIMEOUT,
         )
         _logger.debug(
             "trackcfg: the tracking agent stored the run's end %.3f s after training ended",
             time.perf_counter() - ending,
         )
-        if done is None and isinstance(journal, MetricJournal):
+        if done is None and journal is not None:
             pending = _leave_to_sync(journal.directory, status)
         else:
             pending = done.pending if done is not None else 0
-    result = state["run"]
-    assert isinstance(result, RunResult)
-    return replace(result, status=status, metrics_pending=pending)
+    assert run is not None  # set by begin(), before the first stage or just above
+    return replace(run, status=status, metrics_pending=pending)
 
 
 def _leave_to_sync(journal: Path, status: str) -> int:
