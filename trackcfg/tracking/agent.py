@@ -78,19 +78,22 @@ def main(argv: list[str] | None = None) -> int:
     replies = _setup_process(args.debug)
     requests = _Requests(os.getppid())
     # While the trainer loads its config: the git state first (what the config was
-    # loaded from), then MLflow's import and the store.
+    # loaded from), then MLflow's import. The store is opened once a run is asked
+    # for: opening can create a database, which a config error must not leave behind.
+    started = time.perf_counter()
     git, git_error = _capture_git(args.git_project)
-    client, store_error = _open_store(args.uri)
+    _import_mlflow()
+    _logger.debug("trackcfg: agent: git state and MLflow import %.3f s", _since(started))
     first = requests.next()
     if first is None:
         return 0  # the trainer stopped before starting a run (e.g. a config error)
     try:
-        if store_error is not None:
-            raise store_error
         if git_error is not None:
             raise git_error
-        assert client is not None
-        run = _TrackedRun.open(client, args.uri, first, git)
+        from trackcfg.tracking.mlflow_run import open_client
+
+        run = _TrackedRun.open(open_client(args.uri), args.uri, first, git)
+        _logger.debug("trackcfg: agent: run %s ready at %.3f s", run.run_id, _since(started))
     except Exception as error:
         message, hint = _describe(error, args.uri)
         _reply(replies, {"op": REPLY_ERROR, "message": message, "hint": hint})
@@ -148,13 +151,14 @@ def _capture_git(project: Path | None) -> tuple[GitState | None, Exception | Non
         )
 
 
-def _open_store(uri: str) -> tuple[MlflowClient | None, Exception | None]:
-    try:
-        from trackcfg.tracking.mlflow_run import open_client
+def _since(start: float) -> float:
+    return time.perf_counter() - start
 
-        return open_client(uri), None
-    except Exception as error:
-        return None, error
+
+def _import_mlflow() -> None:
+    """Import MLflow's client now (about a second); a failure shows when it is used."""
+    with contextlib.suppress(Exception):
+        import mlflow.tracking  # noqa: F401
 
 
 def _describe(error: Exception, uri: str) -> tuple[str, str | None]:
@@ -174,6 +178,7 @@ class _Requests:
         threading.Thread(target=self._read, name="trackcfg-agent-stdin", daemon=True).start()
 
     def _read(self) -> None:
+        received = False
         for line in sys.stdin.buffer:
             try:
                 message = json.loads(line)
@@ -181,7 +186,12 @@ class _Requests:
                 _logger.warning("trackcfg: agent: ignoring a malformed request: %r", line[:200])
                 continue
             if isinstance(message, dict):
+                received = True
                 self._queue.put(message)
+        if not received:
+            # No run is coming (the trainer's config failed): nothing to finish, and
+            # the trainer should not wait for MLflow's import to end.
+            os._exit(0)
         self._queue.put(None)
 
     def next(self) -> dict[str, object] | None:
