@@ -380,3 +380,13 @@ def test_sigterm_marks_the_run_killed_and_exits_143(project: Project) -> None:
         filter_string="tags.`trackcfg.work_dir` LIKE '%work_dirs/term'",
     )
     assert [r.info.status for r in runs] == ["KILLED"]
+
+
+def test_run_with_a_broken_config_fails_alone_and_creates_no_store(tmp_path: Path) -> None:
+    (tmp_path / "broken.py").write_text("model = dict(type='M')\nlr = \n")
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    done = trackcfg("run", "broken.py", env=env, cwd=tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.startswith("broken.py:2: ")
+    # The tracking agent had started; it left no default store (mlflow.db) behind.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.py"]
