@@ -185,6 +185,7 @@ def sync(work_dir: str | None) -> None:
     """Deliver metrics journaled in WORK_DIR that never reached MLflow.
 
     Without WORK_DIR: every work dir under ./work_dirs (the default location).
+    A journal a killed run's tracking agent is still delivering is waited for.
     """
     from trackcfg.tracking import session
 
