@@ -257,6 +257,7 @@ class BaseRunner:
         while position > 0 and get_priority(self._hooks[position - 1].priority) > value:
             position -= 1
         self._hooks.insert(position, hook)
+        hook._attach_runner(self)
         self._rebuild_dispatch()
 
     def register_hook_from_cfg(self, hook_cfg: HookConfig) -> None:
@@ -353,12 +354,18 @@ class BaseRunner:
 
     def _rebuild_dispatch(self) -> None:
         # Only hooks that do something at a stage are called there: the per-iteration
-        # cost is one loop over the hooks that matter (the ≤5%/iteration budget).
+        # cost is one loop over the hooks that matter (the ≤5%/iteration budget). A hook
+        # is also left out where it says it is idle for now (`Hook.idle_stages`); such
+        # a hook calls this again whenever that may change (`Hook._idleness_changed`), also
+        # in the middle of a stage: the stage being run finishes with the table it
+        # started with, and the next one uses the new table.
         table: dict[Stage, list[_HookFn]] = {s: [] for s in Stage}
         for hook in self._hooks:
+            idle = hook.idle_stages()
             for name in hook.get_triggered_stages():
                 stage = Stage(name)
-                table[stage].append(getattr(hook, stage.value))
+                if stage not in idle:
+                    table[stage].append(getattr(hook, stage.value))
         self._dispatch = {s: tuple(fns) for s, fns in table.items()}
         self._before_train_iter = self._dispatch[Stage.BEFORE_TRAIN_ITER]
         self._after_train_iter = self._dispatch[Stage.AFTER_TRAIN_ITER]

@@ -17,7 +17,9 @@ the hooks keep no other state, and their `state_dict` is empty. ``base_lr`` and
 Firing (as mmcv): ``before_run`` records base LRs; with ``by_epoch=True`` the
 regular LR is set in ``before_train_epoch`` and warmup (counted in iterations)
 adjusts it in ``before_train_iter``; with ``by_epoch=False`` both happen in
-``before_train_iter``.
+``before_train_iter``. With ``by_epoch=True`` and no warmup, ``before_train_iter``
+does nothing, and the runner does not call it (`LrUpdaterHook.idle_stages`); setting
+``by_epoch`` or ``warmup`` re-dispatches, effective from the next iteration.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from torch.optim import Optimizer
 from trackcfg.errors import RunnerError
 from trackcfg.registry import HOOKS
 from trackcfg.runner.hooks.hook import Hook
+from trackcfg.runner.stage import Stage
 
 if TYPE_CHECKING:
     from trackcfg.runner.base_runner import BaseRunner
@@ -55,6 +58,11 @@ LrGroups = list[float] | dict[str, list[float]]
 
 WarmupKind = Literal["constant", "linear", "exp"]
 _WARMUPS: tuple[str, ...] = ("constant", "linear", "exp")
+
+
+_IDLE_BEFORE_TRAIN_ITER = frozenset({Stage.BEFORE_TRAIN_ITER})
+# What decides `LrUpdaterHook.idle_stages`: setting one of these re-dispatches.
+_IDLENESS_ATTRS = frozenset({"by_epoch", "warmup", "before_train_iter"})
 
 
 class LrUpdaterArgs(TypedDict, total=False):
@@ -122,6 +130,11 @@ class LrUpdaterHook(Hook):
 
     priority = "VERY_HIGH"  # mmcv's register_lr_hook priority: before the optimizer steps
 
+    def __setattr__(self, name: str, value: object) -> None:
+        super().__setattr__(name, value)
+        if name in _IDLENESS_ATTRS:
+            self._idleness_changed()  # `idle_stages` may have changed: re-dispatch
+
     def __init__(
         self,
         by_epoch: bool = True,
@@ -164,7 +177,13 @@ class LrUpdaterHook(Hook):
             return {
                 name: [self.get_lr(runner, lr) for lr in lrs] for name, lrs in self.base_lr.items()
             }
-        return [self.get_lr(runner, lr) for lr in self.base_lr]
+        # a loop, not a comprehension: in Python 3.11 a comprehension is one more
+        # function call, and this runs at every iteration of a per-iteration schedule
+        get_lr = self.get_lr
+        lrs: list[float] = []
+        for lr in self.base_lr:
+            lrs.append(get_lr(runner, lr))
+        return lrs
 
     def get_warmup_lr(self, cur_iters: int) -> LrGroups:
         """The regular LRs scaled by the warmup factor at iteration ``cur_iters``."""
@@ -185,6 +204,19 @@ class LrUpdaterHook(Hook):
         return scale(self.regular_lr)
 
     # -- stages --------------------------------------------------------------
+
+    def idle_stages(self) -> frozenset[Stage]:
+        """``before_train_iter`` while the LR changes per epoch without warmup."""
+        if (
+            self.by_epoch
+            and self.warmup is None
+            # LrUpdaterHook's own method (not overridden, nor replaced on the instance)
+            and getattr(self.before_train_iter, "__func__", None) is _BEFORE_TRAIN_ITER
+            # and changes are seen (a subclass's __setattr__ might not call ours)
+            and type(self).__setattr__ is LrUpdaterHook.__setattr__
+        ):
+            return _IDLE_BEFORE_TRAIN_ITER
+        return frozenset()
 
     def before_run(self, runner: BaseRunner) -> None:
         # setdefault: after a resume the optimizer state already carries the original
@@ -213,9 +245,13 @@ class LrUpdaterHook(Hook):
         if self.by_epoch and self.warmup is None:
             return  # the LR changes only per epoch: nothing to do each iteration
         cur_iter = runner.iter
-        warmup_iters = self._resolve_warmup_iters(runner)
+        warmup_iters = self.warmup_iters
+        if warmup_iters is None:  # (`_resolve_warmup_iters` inline: runs every iteration)
+            warmup_iters = self._resolve_warmup_iters(runner)
         if not self.by_epoch:
-            self.regular_lr = self.get_regular_lr(runner)
+            # object's own store: `regular_lr` decides no idleness, and this runs at every
+            # iteration (our __setattr__ is a Python call)
+            _set_attr(self, "regular_lr", self.get_regular_lr(runner))
             if self.warmup is None or cur_iter >= warmup_iters:
                 self._set_lr(runner, self.regular_lr)
             else:
@@ -225,7 +261,7 @@ class LrUpdaterHook(Hook):
             return
         # mmcv reuses the regular LR computed in before_train_epoch; we recompute it (a pure
         # function of runner.epoch) because after a mid-epoch resume that stage did not run.
-        self.regular_lr = self.get_regular_lr(runner)
+        _set_attr(self, "regular_lr", self.get_regular_lr(runner))
         if cur_iter == warmup_iters:
             self._set_lr(runner, self.regular_lr)
         else:
@@ -240,7 +276,9 @@ class LrUpdaterHook(Hook):
 
     @staticmethod
     def _set_lr(runner: BaseRunner, lr_groups: LrGroups) -> None:
-        optimizer = _optimizers(runner)
+        optimizer = runner.optimizer
+        if optimizer is None:
+            optimizer = _optimizers(runner)  # raises
         if isinstance(optimizer, dict):
             if not isinstance(lr_groups, dict):
                 raise TypeError("a dict of optimizers needs a dict of LR groups")
@@ -252,6 +290,10 @@ class LrUpdaterHook(Hook):
                 raise TypeError("a single optimizer needs a list of LRs")
             for group, lr in zip(optimizer.param_groups, lr_groups, strict=True):
                 group["lr"] = lr
+
+
+_BEFORE_TRAIN_ITER = LrUpdaterHook.before_train_iter
+_set_attr = object.__setattr__
 
 
 def _progress(hook: LrUpdaterHook, runner: BaseRunner) -> int:
