@@ -37,6 +37,10 @@ class RunnerState:
     phase_repeat: int = 0
     data_epoch: dict[int, int] = field(default_factory=dict)
     data_batch: dict[int, int] = field(default_factory=dict)
+    #: RNG states `BaseRunner.resume` read, applied by the loop at the boundary the
+    #: checkpoint was taken at; None once applied. Not part of `state_dict` (the
+    #: runner checkpoints RNG states itself).
+    pending_rng: dict[str, object] | None = None
 
     def state_dict(self, *, epoch: int, iter: int, inner_iter: int) -> dict[str, object]:
         """Plain-int form for a checkpoint, with the runner's counters."""
