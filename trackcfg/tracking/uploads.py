@@ -153,6 +153,9 @@ class CheckpointUploader:
                 self._upload(request)
                 return
             except Exception as error:  # retried: the pointer must not move early
+                if not request.path.is_file():
+                    self._vanished(request)
+                    return
                 _logger.warning(
                     "trackcfg: uploading checkpoint %s failed (%s); retrying",
                     request.path.name,
@@ -172,7 +175,7 @@ class CheckpointUploader:
         )
 
         if not request.path.is_file():
-            _logger.warning("trackcfg: checkpoint %s vanished before upload", request.path)
+            self._vanished(request)
             return
         # The digest travels inside the file (its trailer) and in the pointer tag.
         self.client.log_artifact(self.run_id, str(request.path), CHECKPOINT_ARTIFACT_DIR)
@@ -201,6 +204,13 @@ class CheckpointUploader:
         if self.keep_last is not None:
             while len(self.uploaded) > self.keep_last:
                 self._prune(self.uploaded.pop(0))
+
+    @staticmethod
+    def _vanished(request: UploadRequest) -> None:
+        # The runner's CheckpointHook (max_keep_ckpts) deleted it because newer ones
+        # exist: when checkpoints come faster than uploads, the newer ones are what
+        # the run's pointer needs. Not worth a warning.
+        _logger.debug("trackcfg: checkpoint %s was deleted before its upload", request.path)
 
     def _earlier_uploads(self, request: UploadRequest) -> list[UploadRequest]:
         """Checkpoints an earlier process of this run uploaded (a resumed run prunes them too).

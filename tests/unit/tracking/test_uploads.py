@@ -147,3 +147,21 @@ def test_checkpoint_hook_publishes_with_a_sequence_number_covering_earlier_metri
         journal.close()
     assert published == [(saved, 3)]
     assert [r.step for r in journaled] == [1, 2, 3]
+
+
+def test_a_checkpoint_deleted_locally_before_its_upload_is_skipped_without_a_warning(
+    work: Path, run: tuple[MlflowClient, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    client, run_id = run
+    deleted = checkpoint(work, 1)
+    deleted.path.unlink()  # the runner's max_keep_ckpts got there first
+    uploader = CheckpointUploader(client, run_id)
+    with caplog.at_level("WARNING", logger="trackcfg"):
+        uploader.put(deleted)
+        uploader.put(checkpoint(work, 2))
+        assert uploader.close(timeout=60)
+    assert remote_checkpoints(client, run_id) == ["checkpoints/epoch_2.pth"]
+    assert client.get_run(run_id).data.tags["trackcfg.latest_checkpoint"] == (
+        "checkpoints/epoch_2.pth"
+    )
+    assert caplog.records == []
