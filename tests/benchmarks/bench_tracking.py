@@ -103,22 +103,15 @@ def bench_wall_time(epochs: int, repeat: int, work: Path) -> dict[str, float]:
         MLFLOW_TRACKING_URI="sqlite:///" + (work / "store.db").as_posix(),
         OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"),
     )
+
+    def tracked_run(option: str, work_dir: Path) -> list[str]:
+        return [
+            *(sys.executable, "-m", "trackcfg", "run", CONFIG),
+            *("--cfg-options", option, "--work-dir", str(work_dir)),
+        ]
+
     # Warm-up (creates and migrates the store; fills the OS file cache).
-    _timed(
-        [
-            sys.executable,
-            "-m",
-            "trackcfg",
-            "run",
-            CONFIG,
-            "--cfg-options",
-            "runner.max_epochs=1",
-            "--work-dir",
-            str(work / "w0"),
-        ],
-        project,
-        env,
-    )
+    _timed(tracked_run("runner.max_epochs=1", work / "w0"), project, env)
     tracked: list[float] = []
     untracked: list[float] = []
     for i in range(repeat):
@@ -127,23 +120,7 @@ def bench_wall_time(epochs: int, repeat: int, work: Path) -> dict[str, float]:
                 [sys.executable, "-c", UNTRACKED, CONFIG, str(work / f"u{i}"), option], project, env
             )
         )
-        tracked.append(
-            _timed(
-                [
-                    sys.executable,
-                    "-m",
-                    "trackcfg",
-                    "run",
-                    CONFIG,
-                    "--cfg-options",
-                    option,
-                    "--work-dir",
-                    str(work / f"t{i}"),
-                ],
-                project,
-                env,
-            )
-        )
+        tracked.append(_timed(tracked_run(option, work / f"t{i}"), project, env))
     # Paired rounds: the median of per-round ratios cancels the machine's slow drifts.
     ratio = statistics.median(t / u for t, u in zip(tracked, untracked, strict=True))
     return {

@@ -43,8 +43,8 @@ def trackcfg(*args: str, cwd: Path, env: dict[str, str]) -> subprocess.Completed
     return run_cli(*args, cwd=cwd, env=env, timeout=300)
 
 
-def start_and_kill(repo: Path, env: dict[str, str], work: Path, uri: str) -> str:
-    """Run the e2e config until the fault hook SIGKILLs it; returns the run id."""
+def run_until_killed(repo: Path, env: dict[str, str], work: Path) -> None:
+    """Run the e2e config until the fault hook SIGKILLs it."""
     done = trackcfg(
         "run",
         E2E_CONFIG_PATH,
@@ -54,6 +54,11 @@ def start_and_kill(repo: Path, env: dict[str, str], work: Path, uri: str) -> str
         env=dict(env, TRACKCFG_E2E_KILL_AT=str(KILL_AT)),
     )
     assert done.returncode == -signal.SIGKILL, done.stderr[-3000:]
+
+
+def start_and_kill(repo: Path, env: dict[str, str], work: Path, uri: str) -> str:
+    """`run_until_killed` in a fresh store; returns the one run's id."""
+    run_until_killed(repo, env, work)
     client = MlflowClient(uri)
     runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
     assert len(runs) == 1
@@ -100,15 +105,7 @@ def test_resume_from_a_real_mlflow_server_alone_matches_the_uninterrupted_run(
     uri = mlflow_server.uri
     before = {r.info.run_id for r in _all_runs(uri)}
     work = git_repo / "work_dirs" / "killed"
-    done = trackcfg(
-        "run",
-        E2E_CONFIG_PATH,
-        "--work-dir",
-        str(work),
-        cwd=git_repo,
-        env=dict(server_env, TRACKCFG_E2E_KILL_AT=str(KILL_AT)),
-    )
-    assert done.returncode == -signal.SIGKILL, done.stderr[-3000:]
+    run_until_killed(git_repo, server_env, work)
     config_hash = (
         MlflowClient(reference_run.uri)
         .get_run(reference_run.run_id)
