@@ -261,19 +261,10 @@ class LogBuffer:
         if type(vars) is not dict and not isinstance(vars, Mapping):
             raise TypeError(f"log_buffer.update expects a dict, got {type(vars).__name__}")
         weight = count if type(count) is int else int(count)
-        tails = self.pending
         for key, var in vars.items():
-            value = var if type(var) is float else _to_float(key, var)
-            tail = tails.get(key)
-            if tail is None:
-                tail = self._add_key(key)
-            values, counts = tail
-            values.append(value)
-            counts.append(weight)
-            if len(values) >= PENDING_LIMIT:
-                self._fold()
+            self.update_scalar(key, var, weight)
 
-    def update_scalar(self, key: str, value: float, count: int = 1) -> None:
+    def update_scalar(self, key: str, value: object, count: int = 1) -> None:
         """``update({key: value}, count)`` without building a dict (for per-iteration hooks).
 
         Raises:
