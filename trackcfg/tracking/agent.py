@@ -394,7 +394,7 @@ def _set_final_status(
         Whether the store took it.
     """
     from trackcfg.tracking import mlflow_run as mr
-    from trackcfg.tracking.journal import read_journal, write_journal_meta
+    from trackcfg.tracking.journal import record_pending_status
 
     end_time = end_time if end_time is not None else int(time.time() * 1000)
     try:
@@ -415,9 +415,7 @@ def _set_final_status(
             status,
             first_line(failure),
         )
-        meta = dict(read_journal(journal).meta)
-        meta.update({"final_status": status, "end_time": end_time})
-        write_journal_meta(journal, meta)
+        record_pending_status(journal, status, end_time)
         return False
 
 

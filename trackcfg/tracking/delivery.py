@@ -34,8 +34,8 @@ from trackcfg.tracking.journal import (
     METRICS_FILE,
     REJECTED_FILE,
     MetricRecord,
-    parse_ranges,
     parse_record,
+    read_done,
     write_ranges,
 )
 
@@ -120,12 +120,7 @@ class JournalDelivery:
         directory.mkdir(parents=True, exist_ok=True)
         self._lock_fd = _acquire(directory / LOCK_FILE, lock_timeout)
 
-        done: set[int] = set()
-        for name in (DELIVERED_FILE, REJECTED_FILE):
-            path = directory / name
-            if path.is_file():
-                done.update(parse_ranges(path.read_bytes()))
-        self._done_before = done
+        self._done_before = read_done(directory)
         self._offset = 0
         self._delivered_file = open(directory / DELIVERED_FILE, "ab")  # noqa: SIM115
 

@@ -57,7 +57,12 @@ __all__ = [
     "journal_dir",
     "parse_ranges",
     "parse_record",
+    "pending_status",
+    "read_done",
     "read_journal",
+    "read_journal_meta",
+    "record_pending_status",
+    "without_pending_status",
     "write_journal_meta",
     "write_ranges",
 ]
@@ -71,6 +76,10 @@ DELIVERED_FILE = "delivered"
 REJECTED_FILE = "rejected"
 META_FILE = "meta.json"
 LOCK_FILE = "deliver.lock"
+
+# meta.json keys of a final status left for `trackcfg sync`.
+_FINAL_STATUS = "final_status"
+_END_TIME = "end_time"
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +156,47 @@ def write_journal_meta(directory: Path, meta: dict[str, object]) -> None:
     os.replace(tmp, directory / META_FILE)
 
 
+def read_journal_meta(directory: Path) -> dict[str, object]:
+    """``meta.json`` of a journal directory (empty when missing)."""
+    meta_path = directory / META_FILE
+    if meta_path.is_file():
+        loaded = json.loads(meta_path.read_text(encoding="utf-8"))
+        if isinstance(loaded, dict):
+            return loaded
+    return {}
+
+
+def read_done(directory: Path) -> set[int]:
+    """Sequence numbers recorded as delivered or set aside as rejected."""
+    done: set[int] = set()
+    for name in (DELIVERED_FILE, REJECTED_FILE):
+        path = directory / name
+        if path.is_file():
+            done.update(parse_ranges(path.read_bytes()))
+    return done
+
+
+def record_pending_status(directory: Path, status: str, end_time: int) -> None:
+    """Leave a run's final status, which the store could not take, for ``trackcfg sync``."""
+    meta = read_journal_meta(directory)
+    meta.update({_FINAL_STATUS: status, _END_TIME: end_time})
+    write_journal_meta(directory, meta)
+
+
+def pending_status(meta: dict[str, object]) -> tuple[str, int | None] | None:
+    """The final status (and end time) `record_pending_status` left in ``meta``, if any."""
+    status = meta.get(_FINAL_STATUS)
+    if not isinstance(status, str):
+        return None
+    end = meta.get(_END_TIME)
+    return status, end if isinstance(end, int) else None
+
+
+def without_pending_status(meta: dict[str, object]) -> dict[str, object]:
+    """``meta`` minus a pending final status (it was set, or the run goes on)."""
+    return {k: v for k, v in meta.items() if k not in (_FINAL_STATUS, _END_TIME)}
+
+
 def read_journal(directory: Path) -> JournalContents:
     """Read a journal directory; tolerates a last line cut short by a crash.
 
@@ -156,12 +206,7 @@ def read_journal(directory: Path) -> JournalContents:
     Returns:
         Its contents; a missing directory reads as an empty journal.
     """
-    meta: dict[str, object] = {}
-    meta_path = directory / META_FILE
-    if meta_path.is_file():
-        loaded = json.loads(meta_path.read_text(encoding="utf-8"))
-        if isinstance(loaded, dict):
-            meta = loaded
+    meta = read_journal_meta(directory)
     records: list[MetricRecord] = []
     valid = 0
     metrics_path = directory / METRICS_FILE
@@ -172,14 +217,12 @@ def read_journal(directory: Path) -> JournalContents:
             record = parse_record(line)
             if record is not None:
                 records.append(record)
-    delivered: set[int] = set()
-    for name in (DELIVERED_FILE, REJECTED_FILE):
-        path = directory / name
-        if path.is_file():
-            delivered.update(parse_ranges(path.read_bytes()))
     records.sort(key=lambda r: r.seq)
     return JournalContents(
-        meta=meta, records=tuple(records), delivered=frozenset(delivered), valid_bytes=valid
+        meta=meta,
+        records=tuple(records),
+        delivered=frozenset(read_done(directory)),
+        valid_bytes=valid,
     )
 
 
@@ -276,11 +319,9 @@ class MetricJournal:
 
         directory.mkdir(parents=True, exist_ok=True)
         contents = read_journal(directory)
-        meta = dict(contents.meta)
-        meta.update({"run_id": run_id, "tracking_uri": tracking_uri})
         # A final status an earlier process left for `sync` is stale: the run goes on.
-        meta.pop("final_status", None)
-        meta.pop("end_time", None)
+        meta = without_pending_status(contents.meta)
+        meta.update({"run_id": run_id, "tracking_uri": tracking_uri})
         write_journal_meta(directory, meta)
         self._skip: frozenset[tuple[str, int]] = frozenset(skip) | frozenset(
             (r.key, r.step) for r in contents.records

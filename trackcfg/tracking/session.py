@@ -380,7 +380,14 @@ def sync(
         What was delivered and what is still pending.
     """
     from trackcfg.tracking.delivery import JournalBusyError, JournalDelivery, mlflow_sender
-    from trackcfg.tracking.journal import find_journals, read_journal, write_journal_meta
+    from trackcfg.tracking.journal import (
+        find_journals,
+        pending_status,
+        read_journal,
+        read_journal_meta,
+        without_pending_status,
+        write_journal_meta,
+    )
 
     _bound_http_retries()
     excluded = set(exclude)
@@ -388,7 +395,7 @@ def sync(
     delivered = pending = statuses = 0
     seen = 0
     for directory in journals:
-        meta = read_journal(directory).meta
+        meta = read_journal_meta(directory)
         run_id = str(meta.get("run_id", directory.name))
         uri = str(meta.get("tracking_uri", ""))
         if run_id in excluded or (only is not None and run_id != only):
@@ -409,24 +416,19 @@ def sync(
             undelivered = delivery.pending_count
             pending += undelivered
             # Read again under the lock: the agent that held it may have left a status.
-            meta = dict(read_journal(directory).meta)
-            final = meta.get("final_status")
+            meta = read_journal_meta(directory)
+            final = pending_status(meta)
             # Only this journal's metrics hold its run's status back: another run's
             # unreachable store must not keep this one RUNNING.
-            if isinstance(final, str) and undelivered == 0:
+            if final is not None and undelivered == 0:
                 try:
                     from trackcfg.tracking.mlflow_run import open_client
 
-                    end = meta.get("end_time")
-                    open_client(uri).set_terminated(
-                        run_id, status=final, end_time=int(end) if isinstance(end, int) else None
-                    )
+                    open_client(uri).set_terminated(run_id, status=final[0], end_time=final[1])
                 except Exception as error:  # the store is still away: try next time
                     _logger.warning("trackcfg: cannot set status of run %s: %s", run_id, error)
                     continue
-                meta.pop("final_status", None)
-                meta.pop("end_time", None)
-                write_journal_meta(directory, meta)
+                write_journal_meta(directory, without_pending_status(meta))
                 statuses += 1
         finally:
             delivery.release()
@@ -545,13 +547,10 @@ def _train_tracked(
 
 def _leave_to_sync(journal: Path, status: str) -> int:
     """The agent is gone: record the final status for `sync`; returns the metrics pending."""
-    from trackcfg.tracking.journal import read_journal, write_journal_meta
+    from trackcfg.tracking.journal import read_journal, record_pending_status
 
-    contents = read_journal(journal)
-    meta = dict(contents.meta)
-    meta.update({"final_status": status, "end_time": int(time.time() * 1000)})
-    write_journal_meta(journal, meta)
-    pending = len(contents.undelivered)
+    record_pending_status(journal, status, int(time.time() * 1000))
+    pending = len(read_journal(journal).undelivered)
     _logger.warning(
         "trackcfg: the tracking agent did not confirm the end of the run; %d metric(s) and "
         "the status %s wait in %s: run `trackcfg sync %s`",
