@@ -6,7 +6,9 @@ Output follows mmcv 1.x so existing log parsers (``analyze_logs.py``) keep worki
   ``Epoch [2][50/200]\\tlr: 1.000e-02, eta: 0:01:40, time: 0.105, data_time: 0.003, loss: 0.4521``
   (``Iter [50/1000]`` when not ``by_epoch``; ``Epoch(val) [2][20]`` for validation);
 - ``{work_dir}/{timestamp}.log.json``: the run's ``meta`` as the first line, then one
-  JSON object per logged interval (floats rounded to 5 decimals; rank 0 only).
+  JSON object per logged interval (floats rounded to 5 decimals; rank 0 only). Lines
+  reach the file within ``flush_interval`` seconds, and before any checkpoint of the
+  run exists (see `trackcfg.runner.hooks.json_log`).
 
 New here: when stderr is a terminal (or ``progress=True``), rank 0 keeps a single updating line
 shows the position, iterations per second and the ETA between log lines; log
@@ -24,11 +26,9 @@ import datetime
 import functools
 import json
 import logging
-import os
 import shutil
 import sys
 import time
-import weakref
 from collections import OrderedDict
 from collections.abc import Sequence, Sized
 from pathlib import Path
@@ -38,6 +38,7 @@ import torch
 
 from trackcfg.errors import RunnerError
 from trackcfg.registry import HOOKS
+from trackcfg.runner.hooks.json_log import JsonLinesFile
 from trackcfg.runner.hooks.logger import LoggerHook
 
 if TYPE_CHECKING:
@@ -155,9 +156,12 @@ class TextLoggerHook(LoggerHook):
         file_client_args: Must be None (mmcv's storage backends are not supported).
         progress: Show the progress line: None (default) when stderr is a terminal,
             True always (on stderr), False never.
+        flush_interval: Seconds a JSON line may wait in memory before it is written
+            (with the others waiting); 0 writes each line as it is logged. Lines are
+            always written before a checkpoint is taken and when the run ends.
 
     Raises:
-        ValueError: ``file_client_args`` is given.
+        ValueError: ``file_client_args`` is given, or ``flush_interval`` is negative.
     """
 
     def __init__(
@@ -172,10 +176,14 @@ class TextLoggerHook(LoggerHook):
         keep_local: bool = True,
         file_client_args: dict[str, object] | None = None,
         progress: bool | None = None,
+        flush_interval: float = 0.25,
     ) -> None:
         super().__init__(interval, ignore_last, reset_flag, by_epoch)
         if file_client_args is not None:
             raise ValueError("file_client_args: storage backends are not supported; use out_dir")
+        if not flush_interval >= 0:
+            raise ValueError(f"flush_interval: must be >= 0 seconds, got {flush_interval!r}")
+        self.flush_interval = flush_interval
         self.interval_exp_name = interval_exp_name
         self.out_dir = out_dir
         self.out_suffix = (out_suffix,) if isinstance(out_suffix, str) else tuple(out_suffix)
@@ -184,17 +192,21 @@ class TextLoggerHook(LoggerHook):
         self.time_sec_tot = 0.0
         self.start_iter: int | None = None  # set in before_run unless restored by a resume
         self.json_log_path: Path | None = None
-        # The JSON log stays open during a run (see `_dump_log`): the path it was opened
-        # for, and the finalizer that closes its descriptor (at after_run, or when the
-        # hook is garbage-collected).
-        self._json_log_file: tuple[Path, int, weakref.finalize[[int], TextLoggerHook]] | None = None
+        self._json_log_file: JsonLinesFile | None = None  # open during a run (`_dump_log`)
         self._progress = _ProgressLine()
         self._show_progress = None  # decided in before_run (see LoggerHook)
 
     # -- state ---------------------------------------------------------------
 
     def state_dict(self) -> dict[str, object]:
-        """The ETA accumulators: total logged seconds and the iteration they count from."""
+        """The ETA accumulators: total logged seconds and the iteration they count from.
+
+        Also writes out the JSON lines still waiting: the runner takes every hook's
+        state for a checkpoint, so no line logged before a checkpoint can be lost with
+        the process once that checkpoint exists.
+        """
+        if self._json_log_file is not None:
+            self._json_log_file.flush()
         return {"time_sec_tot": self.time_sec_tot, "start_iter": self.start_iter}
 
     def load_state_dict(self, state: dict[str, object]) -> None:
@@ -224,6 +236,7 @@ class TextLoggerHook(LoggerHook):
         self._show_progress = wanted and runner.rank == 0
         if runner.meta is not None:
             self._dump_log(runner.meta, runner)
+            self._flush_json_log()  # the run's identity is in the file before it trains
 
     def draw_progress(self, runner: BaseRunner) -> None:
         """Redraw the progress line (called by `LoggerHook.after_train_iter` when shown)."""
@@ -233,10 +246,12 @@ class TextLoggerHook(LoggerHook):
     def after_train_epoch(self, runner: BaseRunner) -> None:
         super().after_train_epoch(runner)
         self._clear_progress()
+        self._flush_json_log()  # an epoch's lines are in the file when it ends
 
     def after_val_epoch(self, runner: BaseRunner) -> None:
         super().after_val_epoch(runner)
         self._progress.reset_clock()  # validation time is not training speed
+        self._flush_json_log()
 
     def after_run(self, runner: BaseRunner) -> None:
         self._close_json_log()
@@ -371,29 +386,21 @@ class TextLoggerHook(LoggerHook):
         except TypeError:
             # meta may hold values JSON has no type for (paths, tuples of classes)
             line = json.dumps(json_log, default=str)
-        # One unbuffered append per line on a descriptor kept open for the run: a line is
-        # in the file (page cache) as soon as it is logged, so a SIGKILL loses nothing,
-        # and logging costs one system call instead of open/fstat/lseek/write/close.
+        # The file stays open for the run: one append (often no system call at all, see
+        # JsonLinesFile) instead of mmcv's open/fstat/lseek/write/close per line.
         opened = self._json_log_file
-        if opened is None or opened[0] is not self.json_log_path:
-            opened = self._open_json_log(self.json_log_path)
-        fd = opened[1]
-        data = (line + "\n").encode("utf-8")
-        written = os.write(fd, data)
-        while written < len(data):  # a short write (full disk, signal): write the rest
-            written += os.write(fd, data[written:])
+        if opened is None or opened.path is not self.json_log_path:
+            self._close_json_log()
+            opened = self._json_log_file = JsonLinesFile(self.json_log_path, self.flush_interval)
+        opened.append(line)
 
-    def _open_json_log(
-        self, path: Path
-    ) -> tuple[Path, int, weakref.finalize[[int], TextLoggerHook]]:
-        self._close_json_log()
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o666)
-        self._json_log_file = (path, fd, weakref.finalize(self, os.close, fd))
-        return self._json_log_file
+    def _flush_json_log(self) -> None:
+        if self._json_log_file is not None:
+            self._json_log_file.flush()
 
     def _close_json_log(self) -> None:
         if self._json_log_file is not None:
-            self._json_log_file[2]()  # closes the descriptor (a finalizer runs once)
+            self._json_log_file.close()  # writes the lines still waiting
             self._json_log_file = None
 
     def _get_max_memory(self, runner: BaseRunner) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import io
 import json
 import logging
@@ -50,6 +51,12 @@ def start(make_runner: Callable[..., object], hook: TextLoggerHook, **kwargs: ob
 def json_lines(runner: object) -> list[dict[str, object]]:
     path = Path(runner.work_dir) / f"{runner.timestamp}.log.json"  # type: ignore[attr-defined]
     return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def json_lines_or_none(runner: object) -> list[dict[str, object]]:
+    """The JSON records written so far; none if the file does not exist yet."""
+    path = Path(runner.work_dir) / f"{runner.timestamp}.log.json"  # type: ignore[attr-defined]
+    return json_lines(runner) if path.exists() else []
 
 
 def test_epoch_based_train_line_matches_mmcv(
@@ -103,6 +110,7 @@ def test_json_log_has_meta_then_one_rounded_record_per_log(
         runner.iter = runner.inner_iter = i  # type: ignore[attr-defined]
         runner.log_buffer.update({"ratio": (1 + 3 * i) / 3, "time": 0.5, "data_time": 0.1})  # type: ignore[attr-defined]
         hook.after_train_iter(runner)  # type: ignore[arg-type]
+    hook.after_run(runner)  # type: ignore[arg-type]
     meta, first, second = json_lines(runner)
     assert meta == {"config_hash": "ab" * 16}
     assert first == {
@@ -222,9 +230,11 @@ def test_log_files_are_copied_to_out_dir_after_the_run(
     assert [p.name for p in Path(runner.work_dir).iterdir()] == ["ignored.bin"]  # type: ignore[attr-defined]
 
 
-def test_json_lines_are_in_the_file_as_soon_as_logged(make_runner: Callable[..., object]) -> None:
+def test_with_flush_interval_zero_json_lines_are_in_the_file_as_soon_as_logged(
+    make_runner: Callable[..., object],
+) -> None:
     # a run killed between two log lines must leave every earlier line in the file
-    hook = TextLoggerHook(interval=1, progress=False)
+    hook = TextLoggerHook(interval=1, progress=False, flush_interval=0)
     runner = start(make_runner, hook, meta={"a": 1}, max_iters=4)
     train_iters(runner, hook, range(2), length=4)
     assert [r.get("iter") for r in json_lines(runner)] == [None, 1, 2]
@@ -233,6 +243,53 @@ def test_json_lines_are_in_the_file_as_soon_as_logged(make_runner: Callable[...,
     train_iters(runner, hook, range(2, 3), length=4)
     hook.after_run(runner)  # type: ignore[arg-type]
     assert [r.get("iter") for r in json_lines(runner)] == [None, 1, 2, None, 3]
+
+
+def test_json_lines_wait_at_most_the_flush_interval(make_runner: Callable[..., object]) -> None:
+    hook = TextLoggerHook(interval=1, progress=False, flush_interval=0.2)
+    runner = start(make_runner, hook, meta={"a": 1}, max_iters=8)
+    assert [r.get("iter") for r in json_lines(runner)] == [None]  # meta: written at once
+    train_iters(runner, hook, range(2), length=8)
+    assert [r.get("iter") for r in json_lines(runner)] == [None]  # still within the interval
+    time.sleep(0.25)
+    train_iters(runner, hook, range(2, 3), length=8)  # the interval has passed: all out
+    assert [r.get("iter") for r in json_lines(runner)] == [None, 1, 2, 3]
+
+
+def test_json_lines_are_written_before_a_checkpoint_and_at_every_end(
+    make_runner: Callable[..., object],
+) -> None:
+    hook = TextLoggerHook(interval=1, progress=False, flush_interval=3600)
+    runner = start(make_runner, hook, max_iters=8)
+    train_iters(runner, hook, range(2), length=8)
+    assert not json_lines_or_none(runner)
+    hook.state_dict()  # what the runner calls to take a checkpoint
+    assert [r["iter"] for r in json_lines(runner)] == [1, 2]
+    train_iters(runner, hook, range(2, 3), length=8)
+    hook.after_train_epoch(runner)  # type: ignore[arg-type]
+    assert [r["iter"] for r in json_lines(runner)] == [1, 2, 3]
+    train_iters(runner, hook, range(3, 4), length=8)
+    hook.after_run(runner)  # type: ignore[arg-type]
+    assert [r["iter"] for r in json_lines(runner)] == [1, 2, 3, 4]
+
+
+def test_json_lines_waiting_when_the_hook_is_dropped_are_written(
+    make_runner: Callable[..., object],
+) -> None:
+    # a run that dies by an exception nobody handles (no after_run) keeps its lines
+    hook = TextLoggerHook(interval=1, progress=False, flush_interval=3600)
+    runner = start(make_runner, hook, max_iters=8)
+    train_iters(runner, hook, range(3), length=8)
+    assert not json_lines_or_none(runner)
+    runner.hooks = []  # type: ignore[attr-defined]
+    del hook
+    gc.collect()
+    assert [r["iter"] for r in json_lines(runner)] == [1, 2, 3]
+
+
+def test_negative_flush_interval_is_rejected() -> None:
+    with pytest.raises(ValueError, match="flush_interval"):
+        TextLoggerHook(flush_interval=-1)
 
 
 def test_disabled_logger_still_advances_the_eta(
