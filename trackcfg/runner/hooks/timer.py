@@ -9,16 +9,23 @@ produce negative durations.
 The hook keeps no state worth checkpointing: after a resume the first interval
 is measured from ``before_run`` (the resumed process did not wait for the
 interrupted one's batch).
+
+Both stages run every iteration, so the hook keeps the values it measures in two
+plain lists and hands them to the log buffer only when somebody reads it: it is
+the buffer's `LogFeed`. Readers see exactly what they saw when each value went
+straight into the buffer (same keys, order, values and weights); an iteration
+costs one list append per stage instead of a lookup and two appends in the
+buffer's pending lists — part of issue 3's overhead budget on a fast loop.
 """
 
 from __future__ import annotations
 
-import time
+from time import perf_counter
 from typing import TYPE_CHECKING
 
 from trackcfg.registry import HOOKS
 from trackcfg.runner.hooks.hook import Hook
-from trackcfg.runner.log_buffer import PENDING_LIMIT
+from trackcfg.runner.log_buffer import PENDING_LIMIT, LogBuffer
 
 if TYPE_CHECKING:
     from trackcfg.runner.base_runner import BaseRunner
@@ -33,7 +40,14 @@ class IterTimerHook(Hook):
     priority = "LOW"  # mmcv's register_timer_hook priority
 
     def __init__(self) -> None:
-        self.t = time.perf_counter()
+        self.t = perf_counter()
+        # Measured values the buffer does not have yet (see the module docstring), and
+        # whether the buffer has each key (then new values may wait here).
+        self._buffer: LogBuffer | None = None
+        self._data_times: list[float] = []
+        self._times: list[float] = []
+        self._data_time_kept = False
+        self._time_kept = False
 
     def __init_subclass__(cls, **kwargs: object) -> None:
         super().__init_subclass__(**kwargs)
@@ -46,44 +60,81 @@ class IterTimerHook(Hook):
             if generic in cls.__dict__ and specific not in cls.__dict__:
                 setattr(cls, specific, cls.__dict__[generic])
 
+    def __getstate__(self) -> dict[str, object]:
+        # A copy (or a pickle) feeds no buffer: it starts afresh at its first value.
+        state = self.__dict__.copy()
+        state.update(_buffer=None, _data_times=[], _times=[])
+        state.update(_data_time_kept=False, _time_kept=False)
+        return state
+
     def before_run(self, runner: BaseRunner) -> None:
+        self._feed(runner.log_buffer)
         # A mid-epoch resume fires no before_epoch; start the clock here too.
-        self.t = time.perf_counter()
+        self.t = perf_counter()
 
     def before_epoch(self, runner: BaseRunner) -> None:
-        self.t = time.perf_counter()
-
-    # Both run every iteration. They append to the buffer's pending lists themselves
-    # (the protocol documented at `LogBuffer.pending`): calling `LogBuffer.update_scalar`
-    # is one more function per call, measured at about 0.3 % of an iteration of the
-    # benchmark's MLP for the two calls (issue 3's overhead budget). A new key, or one
-    # whose pending lists are full, still goes through update_scalar.
+        self.t = perf_counter()
 
     def before_iter(self, runner: BaseRunner) -> None:
-        data_time = time.perf_counter() - self.t
-        buffer = runner.log_buffer
-        pending = buffer.pending.get("data_time")
-        if pending is None or len(pending[0]) >= PENDING_LIMIT:
-            buffer.update_scalar("data_time", data_time)
+        now = perf_counter()
+        data_times = self._data_times
+        if self._data_time_kept and len(data_times) < PENDING_LIMIT:
+            data_times.append(now - self.t)
         else:
-            pending[0].append(data_time)
-            pending[1].append(1)
+            self._record(runner, "data_time", now - self.t)
 
     def after_iter(self, runner: BaseRunner) -> None:
         # One clock read: ``time`` ends where the next ``data_time`` starts, so the
         # intervals tile the run (mmcv read the clock twice and lost the update between).
-        now = time.perf_counter()
-        iter_time = now - self.t
-        self.t = now
-        buffer = runner.log_buffer
-        pending = buffer.pending.get("time")
-        if pending is None or len(pending[0]) >= PENDING_LIMIT:
-            buffer.update_scalar("time", iter_time)
+        now = perf_counter()
+        times = self._times
+        if self._time_kept and len(times) < PENDING_LIMIT:
+            times.append(now - self.t)
         else:
-            pending[0].append(iter_time)
-            pending[1].append(1)
+            self._record(runner, "time", now - self.t)
+        self.t = now
 
     # The specific stages *are* the generic ones (no forwarding call per iteration);
     # val iterations still reach them through Hook.before_val_iter/after_val_iter.
     before_train_iter = before_iter
     after_train_iter = after_iter
+
+    # -- LogFeed --------------------------------------------------------------
+
+    def drain(self, buffer: LogBuffer) -> None:
+        """Hand the kept values to ``buffer`` (the one this hook feeds)."""
+        if buffer is not self._buffer:
+            return
+        if self._data_times:
+            buffer.extend_unit("data_time", self._data_times)
+            self._data_times.clear()
+        if self._times:
+            buffer.extend_unit("time", self._times)
+            self._times.clear()
+
+    def discard(self) -> None:
+        """The buffer forgot its history: drop the kept values; keys must be created anew."""
+        self._data_times.clear()
+        self._times.clear()
+        self._data_time_kept = self._time_kept = False
+
+    def _feed(self, buffer: LogBuffer) -> None:
+        """Feed ``buffer`` from now on (the previous one gets what it is owed first)."""
+        if buffer is self._buffer:
+            return
+        if self._buffer is not None:
+            self._buffer.remove_feed(self)
+        self.discard()
+        self._buffer = buffer
+        buffer.add_feed(self)
+
+    def _record(self, runner: BaseRunner, key: str, value: float) -> None:
+        """Put ``value`` into the buffer directly (a new key, or the kept list is full)."""
+        buffer = runner.log_buffer
+        self._feed(buffer)
+        self.drain(buffer)  # what waits goes first
+        buffer.update_scalar(key, value)
+        if key == "data_time":
+            self._data_time_kept = True
+        else:
+            self._time_kept = True
