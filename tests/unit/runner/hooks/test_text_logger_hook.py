@@ -256,13 +256,19 @@ def test_json_lines_wait_at_most_the_flush_interval(make_runner: Callable[..., o
     assert [r.get("iter") for r in json_lines(runner)] == [None, 1, 2, 3]
 
 
+def lines_waiting(make_runner: Callable[..., object], iters: int) -> tuple[TextLoggerHook, object]:
+    """A hook that logged ``iters`` lines which all still wait in memory (long interval)."""
+    hook = TextLoggerHook(interval=1, progress=False, flush_interval=3600)
+    runner = start(make_runner, hook, max_iters=8)
+    train_iters(runner, hook, range(iters), length=8)
+    assert not json_lines_or_none(runner)
+    return hook, runner
+
+
 def test_json_lines_are_written_before_a_checkpoint_and_at_every_end(
     make_runner: Callable[..., object],
 ) -> None:
-    hook = TextLoggerHook(interval=1, progress=False, flush_interval=3600)
-    runner = start(make_runner, hook, max_iters=8)
-    train_iters(runner, hook, range(2), length=8)
-    assert not json_lines_or_none(runner)
+    hook, runner = lines_waiting(make_runner, iters=2)
     hook.state_dict()  # what the runner calls to take a checkpoint
     assert [r["iter"] for r in json_lines(runner)] == [1, 2]
     train_iters(runner, hook, range(2, 3), length=8)
@@ -277,10 +283,7 @@ def test_json_lines_waiting_when_the_hook_is_dropped_are_written(
     make_runner: Callable[..., object],
 ) -> None:
     # a run that dies by an exception nobody handles (no after_run) keeps its lines
-    hook = TextLoggerHook(interval=1, progress=False, flush_interval=3600)
-    runner = start(make_runner, hook, max_iters=8)
-    train_iters(runner, hook, range(3), length=8)
-    assert not json_lines_or_none(runner)
+    hook, runner = lines_waiting(make_runner, iters=3)
     runner.hooks = []  # type: ignore[attr-defined]
     del hook
     gc.collect()
