@@ -482,16 +482,19 @@ class BaseRunner:
                         # LogBuffer.update written out for float values of keys already
                         # logged (the protocol of LogBuffer.pending); anything else goes
                         # through update_scalar, key by key in the same order.
+                        # (Iterating the keys and indexing is cheaper than items(); a
+                        # missing key is the exception, and `try` costs nothing until then.)
                         pending = buffer.pending
-                        for key, value in log_vars.items():
-                            lists = pending.get(key)
-                            if (
-                                type(value) is float
-                                and lists is not None
-                                and len(lists[0]) < PENDING_LIMIT
-                            ):
-                                lists[0].append(value)
-                                lists[1].append(count)
+                        for key in log_vars:
+                            value = log_vars[key]
+                            try:
+                                values, counts = pending[key]
+                            except KeyError:
+                                buffer.update_scalar(key, value, count)
+                                continue
+                            if type(value) is float and len(values) < PENDING_LIMIT:
+                                values.append(value)
+                                counts.append(count)
                             else:
                                 buffer.update_scalar(key, value, count)
                 self.outputs = outputs

@@ -23,6 +23,8 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
 import torch
+from torch import Tensor
+from torch.autograd import backward
 from torch.nn.utils import clip_grad_norm_
 from torch.optim import Optimizer
 
@@ -118,10 +120,10 @@ class OptimizerHook(Hook):
             # The common case without the list, the Mapping (ABC) check and the `_loss`
             # call: this runs every iteration.
             loss = runner.outputs.get("loss")
-            if not isinstance(loss, torch.Tensor):
+            if not isinstance(loss, Tensor):
                 raise _not_a_loss(loss)
             optimizer.zero_grad()
-            torch.autograd.backward(loss)  # Tensor.backward, but typed for mypy
+            backward(loss)  # Tensor.backward without its frame (and typed for mypy)
             if self.grad_clip is not None:
                 self._clip_and_log(runner)
             optimizer.step()
@@ -129,7 +131,7 @@ class OptimizerHook(Hook):
         optimizers = _optimizer_list(runner)
         for each in optimizers:
             each.zero_grad()
-        torch.autograd.backward(_loss(runner))
+        backward(_loss(runner))
         self._clip_and_log(runner)
         for each in optimizers:
             each.step()
