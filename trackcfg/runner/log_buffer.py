@@ -135,29 +135,31 @@ def _same(x: float, y: float) -> bool:
 _PYTHON_WINDOW = 512 if _numpy_sums_pairwise() else 0
 
 
-def _python_mean(values: Sequence[float], counts: Sequence[int]) -> float | None:
-    """mmcv's ``np.sum(vals * nums) / np.sum(nums)`` over one whole window, in Python.
+def _window_mean(values: Sequence[float], counts: Sequence[int], n: int) -> float | None:
+    """mmcv's ``np.sum(vals * nums) / np.sum(nums)`` over the last ``n`` entries, in Python.
 
-    The very same float64 operations: products are float64 times an exactly converted
-    int, the count total is an exact integer, and `_pairwise_sum` adds in NumPy's
-    order — the result is bitwise NumPy's. None when the counts add up to 0 (NumPy's
-    nan/inf and warning are left to NumPy).
+    ``0 < n <= len(values)``. The very same float64 operations: products are float64
+    times an exactly converted int, the count total is an exact integer, and
+    `_pairwise_sum` adds in NumPy's order — the result is bitwise NumPy's. With all
+    weights 1 (the timer's keys) the values are summed where they are (x * 1 is x
+    exactly), without a copy. None when the counts add up to 0 (NumPy's nan/inf and
+    warning are left to NumPy).
     """
-    window = len(values)
-    count = sum(counts)
-    if not count:
+    lo = len(values) - n
+    weights = counts[lo:] if lo else counts
+    total = sum(weights)
+    if not total:
         return None
-    if count == window and counts.count(1) == window:
-        products = values  # all weights 1 (the timer's keys): x * 1 is x exactly
-    else:
-        products = list(map(mul, values, counts))
-    return (0.0 + _pairwise_sum(products, 0, window)) / count
+    if total == n and weights.count(1) == n:
+        return (0.0 + _pairwise_sum(values, lo, n)) / total
+    products = list(map(mul, values[lo:] if lo else values, weights))
+    return (0.0 + _pairwise_sum(products, 0, n)) / total
 
 
 def _weighted_mean(values: array[float], counts: array[int], n: int) -> float:
     """mmcv's ``np.sum(vals * nums) / np.sum(nums)`` over the last ``n`` entries (0: all).
 
-    Windows up to `_PYTHON_WINDOW` entries go through `_python_mean` (bitwise the
+    Windows up to `_PYTHON_WINDOW` entries go through `_window_mean` (bitwise the
     same). This matters because the first NumPy call after a stretch of training
     runs cold (tens of microseconds on a busy machine), every log interval. Long
     windows (``average()`` of a whole epoch), zero count totals and NumPy versions
@@ -165,7 +167,7 @@ def _weighted_mean(values: array[float], counts: array[int], n: int) -> float:
     """
     window = len(values) if n == 0 else min(n, len(values))
     if 0 < window <= _PYTHON_WINDOW:
-        mean = _python_mean(values[-window:], counts[-window:])
+        mean = _window_mean(values, counts, window)
         if mean is not None:
             return mean
     # Views of the typed history (no copy), dropped before the next append.
@@ -358,7 +360,7 @@ class LogBuffer:
             values, counts = tails[key]
             mean = None
             if 0 < n <= len(values) and n <= _PYTHON_WINDOW:
-                mean = _python_mean(values[-n:], counts[-n:])
+                mean = _window_mean(values, counts, n)
             if mean is None:
                 self._fold()
                 mean = _weighted_mean(history, self._n_history[key], n)
