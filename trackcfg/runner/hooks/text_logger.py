@@ -205,8 +205,7 @@ class TextLoggerHook(LoggerHook):
         state for a checkpoint, so no line logged before a checkpoint can be lost with
         the process once that checkpoint exists.
         """
-        if self._json_log_file is not None:
-            self._json_log_file.flush()
+        self._flush_json_log()
         return {"time_sec_tot": self.time_sec_tot, "start_iter": self.start_iter}
 
     def load_state_dict(self, state: dict[str, object]) -> None:
