@@ -14,6 +14,10 @@ when the runner takes its state (`flush`), before the checkpoint exists. A
 resume from that checkpoint runs, and logs, the lost iterations again. A normal
 end, an exception, garbage collection and interpreter exit write everything.
 ``flush_interval=0`` writes every line as it is logged.
+
+Only the process that opened the file writes what waits: a forked child (a data
+loader worker, say) inherits the waiting lines and the descriptor, and must not
+append the parent's lines a second time when it exits.
 """
 
 from __future__ import annotations
@@ -37,9 +41,10 @@ def _write_all(fd: int, lines: list[str]) -> None:
         written += os.write(fd, data[written:])
 
 
-def _write_and_close(fd: int, lines: list[str]) -> None:
+def _write_and_close(fd: int, lines: list[str], owner: int) -> None:
     try:
-        _write_all(fd, lines)
+        if os.getpid() == owner:
+            _write_all(fd, lines)
     finally:
         os.close(fd)
 
@@ -61,7 +66,7 @@ class JsonLinesFile:
         # collected, or at interpreter exit, even if nobody called `close`.
         self._lines: list[str] = []
         self._fd = fd
-        self._close = weakref.finalize(self, _write_and_close, fd, self._lines)
+        self._close = weakref.finalize(self, _write_and_close, fd, self._lines, os.getpid())
         self._written_at = time.perf_counter()
 
     def append(self, line: str) -> None:

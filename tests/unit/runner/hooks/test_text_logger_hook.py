@@ -6,6 +6,7 @@ import gc
 import io
 import json
 import logging
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -305,3 +306,22 @@ def test_disabled_logger_still_advances_the_eta(
     assert caplog.messages == []
     assert quiet.state_dict() == {"time_sec_tot": 2.0, "start_iter": 0}
     assert len(json_lines(runner)) == 2  # the JSON log does not depend on the level
+
+
+def test_a_forked_child_does_not_write_the_parents_waiting_lines(tmp_path: Path) -> None:
+    # a data loader worker (fork) inherits the waiting lines; its exit must not add them
+    from trackcfg.runner.hooks.json_log import JsonLinesFile
+
+    path = tmp_path / "run.log.json"
+    log_file = JsonLinesFile(path, flush_interval=3600)
+    log_file.append('{"iter": 1}')
+    pid = os.fork()
+    if pid == 0:  # the child: what its interpreter exit would run, then leave at once
+        try:
+            log_file.close()
+        finally:
+            os._exit(0)
+    assert os.waitpid(pid, 0)[1] == 0
+    assert path.read_text() == ""
+    log_file.close()
+    assert path.read_text() == '{"iter": 1}\n'
