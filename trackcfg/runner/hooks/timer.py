@@ -15,7 +15,9 @@ plain lists and hands them to the log buffer only when somebody reads it: it is
 the buffer's `LogFeed`. Readers see exactly what they saw when each value went
 straight into the buffer (same keys, order, values and weights); an iteration
 costs one list append per stage instead of a lookup and two appends in the
-buffer's pending lists — part of issue 3's overhead budget on a fast loop.
+buffer's pending lists — part of issue 3's overhead budget on a fast loop. The
+hook feeds the log buffer of the runner it last ran in (``before_run``); a runner
+keeps one log buffer for its whole life.
 """
 
 from __future__ import annotations
