@@ -262,9 +262,12 @@ class LogBuffer:
 
     def _fold(self) -> None:
         """Take in what the feeds keep, then move every key's pending entries into its arrays."""
+        self._drain_feeds()
+        self._fold_pending()
+
+    def _drain_feeds(self) -> None:
         for feed in self._feeds:
             feed.drain(self)
-        self._fold_pending()
 
     def _fold_pending(self) -> None:
         for key, (values, counts) in self.pending.items():
@@ -351,8 +354,7 @@ class LogBuffer:
         """
         if n < 0:
             raise ValueError(f"log_buffer.average: n must be >= 0, got {n}")
-        for feed in self._feeds:
-            feed.drain(self)
+        self._drain_feeds()
         tails = self.pending
         for key, history in self._val_history.items():
             # A logged window (the last `interval` entries) is usually still in the

@@ -72,10 +72,8 @@ class JsonLinesFile:
     def append(self, line: str) -> None:
         """Add one record (no newline); write the batch if the interval has passed."""
         self._lines.append(line)
-        now = time.perf_counter()
-        if now - self._written_at >= self.flush_interval:
-            self._written_at = now
-            _write_all(self._fd, self._lines)
+        if time.perf_counter() - self._written_at >= self.flush_interval:
+            self.flush()
 
     def flush(self) -> None:
         """Write every waiting line now (to the page cache: a SIGKILL no longer loses it)."""
@@ -86,8 +84,3 @@ class JsonLinesFile:
     def close(self) -> None:
         """Write what waits and close the descriptor (once; later calls do nothing)."""
         self._close()
-
-    @property
-    def closed(self) -> bool:
-        """Whether `close` ran (or the finalizer did)."""
-        return not self._close.alive
