@@ -24,7 +24,8 @@
     └── TrackingError
         ├── RunNotFoundError
         ├── SnapshotError                  a run without (or with a broken) snapshot
-        └── HashMismatchError              resume refused: the config hashes differently
+        ├── HashMismatchError              resume refused: the config hashes differently
+        └── RunLeaseError                  another trainer holds the run's lease
 
 Every error also subclasses the built-in that mmcv/mmengine code would catch, so
 ``except KeyError`` around ``cfg.missing`` keeps working.
@@ -64,6 +65,7 @@ __all__ = [
     "HashMismatchError",
     "HookRegistrationError",
     "RegistryError",
+    "RunLeaseError",
     "RunNotFoundError",
     "RunnerError",
     "SnapshotError",
@@ -224,6 +226,10 @@ class SnapshotError(TrackingError):
 
 class HashMismatchError(TrackingError):
     """Resume refused: the config no longer hashes like the run's tag."""
+
+
+class RunLeaseError(TrackingError):
+    """Another trainer holds the run's lease: a run has one trainer at a time."""
 
 
 def first_line(error: BaseException, limit: int = 200) -> str:

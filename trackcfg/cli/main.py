@@ -171,11 +171,26 @@ def _path(text: str | None) -> Path | None:
 @click.argument("run_id")
 @click.option("--work-dir", type=click.Path(file_okay=False), help="Where to continue.")
 @click.option("--force", is_flag=True, help="Resume even if the config hashes differently.")
-def resume(run_id: str, work_dir: str | None, force: bool) -> None:
-    """Continue RUN_ID from its newest complete checkpoint (same MLflow run)."""
+@click.option(
+    "--checkpoint",
+    metavar="NAME",
+    help="Resume from this stored checkpoint (e.g. epoch_3.pth) instead of the newest.",
+)
+def resume(run_id: str, work_dir: str | None, force: bool, checkpoint: str | None) -> None:
+    """Continue RUN_ID from its newest complete checkpoint (same MLflow run).
+
+    When the newest stored checkpoint does not verify, the newest older one that
+    does is used (with a warning). Refused while another trainer holds the run.
+    """
     from trackcfg.tracking import session
 
-    result = session.resume_run(run_id, work_dir=_path(work_dir), force=force, on_start=_announce)
+    result = session.resume_run(
+        run_id,
+        work_dir=_path(work_dir),
+        force=force,
+        on_start=_announce,
+        checkpoint=checkpoint,
+    )
     _out(render.render_run_finished(result, colour=_colour()))
 
 

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
-from trackcfg.errors import TrackingError, first_line
+from trackcfg.errors import RunLeaseError, TrackingError, first_line
 from trackcfg.tracking.agent_client import (
     OP_ATTACH,
     OP_CHECKPOINT,
@@ -46,6 +46,13 @@ from trackcfg.tracking.agent_client import (
     REPLY_DONE,
     REPLY_ERROR,
     REPLY_READY,
+)
+from trackcfg.tracking.lease import (
+    RENEW_INTERVAL,
+    TAG_LEASE,
+    Lease,
+    release_lease,
+    renew_lease,
 )
 
 if TYPE_CHECKING:
@@ -231,6 +238,7 @@ class _TrackedRun:
         experiment_id: str,
         work_dir: Path,
         keep_last: int | None,
+        lease: Lease,
     ) -> None:
         from trackcfg.tracking.delivery import JournalDelivery, mlflow_sender
         from trackcfg.tracking.journal import journal_dir
@@ -248,6 +256,7 @@ class _TrackedRun:
         self.uploader: CheckpointUploader = CheckpointUploader(
             client, run_id, delivered=self.delivery.wait_delivered, keep_last=keep_last
         )
+        self.lease = _LeaseKeeper(client, run_id, lease)
 
     @classmethod
     def open(
@@ -269,9 +278,16 @@ class _TrackedRun:
         work_dir = Path(str(request["work_dir"]))
         keep = request.get("keep_last")
         keep_last = keep if isinstance(keep, int) else None
+        claim = Lease.from_tag(str(request.get("lease", "")))
+        if claim is None:
+            raise TrackingError(f"tracking agent: a {op} request needs the run's lease")
+        # The agent renews the lease: it outlives a killed trainer until the run is marked.
+        lease = claim.with_pid(os.getpid())
         if op == OP_ATTACH:
             run_id, experiment_id = str(request["run_id"]), str(request["experiment_id"])
-            return cls(client, uri, run_id, experiment_id, work_dir, keep_last)
+            if renew_lease(client, run_id, lease) is None:
+                raise RunLeaseError(f"run {run_id}: another trainer took the run's lease")
+            return cls(client, uri, run_id, experiment_id, work_dir, keep_last, lease)
         if op != OP_START:
             raise TrackingError(f"tracking agent: expected a start request, got {op!r}")
         if git is None:
@@ -279,7 +295,7 @@ class _TrackedRun:
         snapshot = Path(str(request["snapshot"]))
         write_git_state(snapshot, git)
         experiment_id = mr.get_or_create_experiment(client, str(request["experiment"]), uri)
-        tags = {**_str_map(request["tags"]), **mr.git_tags(git)}
+        tags = {**_str_map(request["tags"]), **mr.git_tags(git), TAG_LEASE: lease.to_tag()}
         run_id = mr.create_run(client, experiment_id, name=str(request["name"]), tags=tags)
         try:
             params = mr.FlatParams(_str_map(request["params"]), tuple(_strs(request["truncated"])))
@@ -288,7 +304,7 @@ class _TrackedRun:
         except BaseException as error:
             _set_final_status(client, run_id, "FAILED", f"{type(error).__name__}: {error}")
             raise
-        run = cls(client, uri, run_id, experiment_id, work_dir, keep_last)
+        run = cls(client, uri, run_id, experiment_id, work_dir, keep_last, lease)
         threading.Thread(
             target=_sync_leftovers, args=(work_dir, run_id), name="trackcfg-leftovers", daemon=True
         ).start()
@@ -368,7 +384,44 @@ class _TrackedRun:
         status_set = _set_final_status(
             self.client, self.run_id, status, error, end_time=end_time, journal=self.journal
         )
+        # After the status: a resume waiting for this run sees it ended first.
+        self.lease.release()
         return _Done(pending, status_set)
+
+
+class _LeaseKeeper:
+    """Renews the run's lease from its own thread until `release`."""
+
+    def __init__(self, client: MlflowClient, run_id: str, lease: Lease) -> None:
+        self._client = client
+        self._run_id = run_id
+        self._lease = lease
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="trackcfg-lease", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(RENEW_INTERVAL):
+            try:
+                renewed = renew_lease(self._client, self._run_id, self._lease)
+            except Exception as error:  # the store is away: the TTL leaves room for retries
+                _logger.debug("trackcfg: renewing the lease failed: %s", first_line(error))
+                continue
+            if renewed is None:
+                # A new trainer took over (this run's trainer died, or its machine
+                # looked gone): it waits for what this agent still delivers.
+                _logger.info("trackcfg: the lease of run %s passed to a new trainer", self._run_id)
+                return
+            self._lease = renewed
+
+    def release(self) -> None:
+        """Stop renewing and remove the lease (left to expire if the store is away)."""
+        self._stop.set()
+        self._thread.join(timeout=5.0)
+        try:
+            release_lease(self._client, self._run_id, self._lease)
+        except Exception as error:
+            _logger.debug("trackcfg: releasing the lease failed: %s", first_line(error))
 
 
 def _upload_snapshot(client: MlflowClient, run_id: str, staged: Path) -> None:

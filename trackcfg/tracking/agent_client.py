@@ -12,6 +12,9 @@ Requests, in the order a run sends them::
                 snapshot written to a local directory, with the git state the
                 agent captured when it started                   -> ready | error
     attach      continue an existing run (resume)                -> ready | error
+
+Both carry the run's lease (`trackcfg.tracking.lease`), which the agent renews
+until the run ends and then removes.
     checkpoint  a durably complete checkpoint to upload, with the journal's last
                 sequence number at that moment                    (no reply)
     end         the final status: deliver, upload, set it          -> done
@@ -39,6 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from trackcfg.errors import TrackingError
+from trackcfg.tracking.lease import Lease
 
 __all__ = [
     "OP_ATTACH",
@@ -143,8 +147,9 @@ class TrackingAgent:
         snapshot: Path,
         work_dir: Path,
         keep_last: int | None,
+        lease: Lease,
     ) -> None:
-        """Ask for a new run; `wait_ready` returns it."""
+        """Ask for a new run held by ``lease`` (the agent renews it); `wait_ready` returns it."""
         self._send(
             {
                 "op": OP_START,
@@ -156,13 +161,20 @@ class TrackingAgent:
                 "snapshot": str(snapshot),
                 "work_dir": str(work_dir),
                 "keep_last": keep_last,
+                "lease": lease.to_tag(),
             }
         )
 
     def attach(
-        self, *, run_id: str, experiment_id: str, work_dir: Path, keep_last: int | None
+        self,
+        *,
+        run_id: str,
+        experiment_id: str,
+        work_dir: Path,
+        keep_last: int | None,
+        lease: Lease,
     ) -> None:
-        """Ask the agent to track the existing run ``run_id`` (a resume)."""
+        """Ask the agent to track the existing run ``run_id`` (a resume) under ``lease``."""
         self._send(
             {
                 "op": OP_ATTACH,
@@ -170,6 +182,7 @@ class TrackingAgent:
                 "experiment_id": experiment_id,
                 "work_dir": str(work_dir),
                 "keep_last": keep_last,
+                "lease": lease.to_tag(),
             }
         )
 

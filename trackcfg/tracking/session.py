@@ -48,7 +48,13 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 from trackcfg.config.config import load_config
-from trackcfg.errors import CheckpointCorruptError, HashMismatchError, TrackingError
+from trackcfg.errors import (
+    CheckpointCorruptError,
+    CheckpointError,
+    HashMismatchError,
+    TrackingError,
+    first_line,
+)
 from trackcfg.runner.hooks.hook import Hook
 
 if TYPE_CHECKING:
@@ -180,6 +186,7 @@ def start_run(
     from trackcfg.tracking import mlflow_run as mr
     from trackcfg.tracking.agent_client import TrackingAgent
     from trackcfg.tracking.environment import capture_environment
+    from trackcfg.tracking.lease import new_lease
     from trackcfg.tracking.snapshot import leaf_config_file, write_snapshot
 
     if not _is_rank_zero():
@@ -225,6 +232,7 @@ def start_run(
         snapshot=staged,
         work_dir=work,
         keep_last=_keep_last(cfg),
+        lease=new_lease(),  # a new run: nobody else can hold it yet
     )
 
     def started(ready: AgentReady) -> RunResult:
@@ -242,6 +250,7 @@ def resume_run(
     config_path: str | Path | None = None,
     options: Sequence[str] = (),
     on_start: Callable[[RunResult], None] | None = None,
+    checkpoint: str | None = None,
 ) -> RunResult:
     """Continue run ``run_id`` from its newest complete checkpoint, in the same run.
 
@@ -251,6 +260,11 @@ def resume_run(
     ``options`` instead, and must hash like the run's tag too. When the killed
     process's tracking agent is still delivering on this machine, resume waits
     for it first.
+
+    The newest complete checkpoint is the one the run's pointer names; when its
+    stored bytes do not verify, resume warns and falls back to the newest older
+    stored checkpoint that does. A run has one trainer at a time: resume takes the
+    run's lease (`trackcfg.tracking.lease`) before it changes anything.
 
     Args:
         run_id: The MLflow run to continue.
@@ -263,18 +277,23 @@ def resume_run(
         config_path: Resolve the config from this file instead of the snapshot.
         options: ``--cfg-options`` strings applied to ``config_path``.
         on_start: As in `start_run`: called once the run is RUNNING again.
+        checkpoint: Resume from this stored checkpoint (``epoch_3.pth`` or
+            ``checkpoints/epoch_3.pth``) instead of the newest one.
 
     Returns:
         The finished run.
 
     Raises:
         RunNotFoundError: no such run.
+        RunLeaseError: another trainer holds the run.
         SnapshotError: the run has no usable snapshot.
         HashMismatchError: the config hashes differently and ``force`` is False.
-        CheckpointCorruptError: the downloaded checkpoint does not match its digest.
+        CheckpointError: the chosen checkpoint is not stored.
+        CheckpointCorruptError: no stored checkpoint (or not the chosen one) verifies.
     """
     from trackcfg.tracking import mlflow_run as mr
     from trackcfg.tracking.agent_client import TrackingAgent
+    from trackcfg.tracking.lease import acquire_lease, new_lease, release_lease
     from trackcfg.tracking.snapshot import download_snapshot, read_snapshot
 
     _bound_http_retries()
@@ -282,15 +301,21 @@ def resume_run(
     with _store_errors(uri):
         client = mr.open_client(uri)
         run = mr.get_run(client, run_id)
-    work = _resume_work_dir(work_dir, dict(run.data.tags), run.info.run_name or run_id, run_id)
-    # A killed process's agent may still be delivering its journal and uploads:
-    # wait for it (and deliver what it left) before reading the run's state.
-    old_work = run.data.tags.get(mr.TAG_WORK_DIR)
-    for directory in {work, *([Path(old_work).resolve()] if old_work else [])}:
-        sync(directory, timeout=10.0, only=run_id)
-    run = mr.get_run(client, run_id)
-    tags = dict(run.data.tags)
-    with tempfile.TemporaryDirectory(prefix="trackcfg-resume-") as tmp_text:
+    # First the lease: a second trainer of this run must not even touch its files.
+    lease = acquire_lease(client, run_id, new_lease())
+    with (
+        _releasing(lambda: release_lease(client, run_id, lease)) as hand_over,
+        tempfile.TemporaryDirectory(prefix="trackcfg-resume-") as tmp_text,
+    ):
+        tags = dict(run.data.tags)
+        work = _resume_work_dir(work_dir, tags, run.info.run_name or run_id, run_id)
+        # A killed process's agent may still be delivering its journal and uploads:
+        # wait for it (and deliver what it left) before reading the run's state.
+        old_work = tags.get(mr.TAG_WORK_DIR)
+        for directory in {work, *([Path(old_work).resolve()] if old_work else [])}:
+            sync(directory, timeout=10.0, only=run_id)
+        run = mr.get_run(client, run_id)
+        tags = dict(run.data.tags)
         tmp = Path(tmp_text)
         snap = read_snapshot(download_snapshot(client, run_id, tmp / "download"), run_id=run_id)
         tagged_hash = tags.get(mr.TAG_CONFIG_HASH, snap.config_hash)
@@ -325,7 +350,7 @@ def resume_run(
                 cfg = snap.resolve(tmp / "lineage-import", import_custom_modules=True)
             else:
                 cfg = load_config(config_path, options, import_custom_modules=True)
-        checkpoint = _download_checkpoint(client, run_id, tags, work)
+        resume_from = _download_checkpoint(client, run_id, tags, work, chosen=checkpoint)
         skip = _logged_steps(client, run_id, run.data.metrics.keys())
         count = int(tags.get(mr.TAG_RESUME_COUNT, "0")) + 1
         mr.set_tags(
@@ -333,7 +358,7 @@ def resume_run(
             run_id,
             {
                 mr.TAG_RESUME_COUNT: str(count),
-                mr.TAG_RESUMED_FROM: tags.get(mr.TAG_LATEST_CHECKPOINT, "(start)"),
+                mr.TAG_RESUMED_FROM: _artifact_name(resume_from) or "(start)",
                 mr.TAG_WORK_DIR: str(work),
             },
         )
@@ -344,14 +369,16 @@ def resume_run(
             experiment_id=run.info.experiment_id,
             work_dir=work,
             keep_last=_keep_last(cfg),
+            lease=lease,
         )
+        hand_over()  # the agent renews the lease from now on, and removes it at the end
         name = run.info.run_name or run_id
 
         def started(ready: AgentReady) -> RunResult:
             return RunResult(run_id, name, ready.experiment_id, cfg.hash, uri, work, "RUNNING")
 
         return _train_tracked(
-            cfg, agent, work, started, on_start, resume_from=checkpoint, skip=skip
+            cfg, agent, work, started, on_start, resume_from=resume_from, skip=skip
         )
 
 
@@ -677,33 +704,144 @@ def _describe_changes(recorded: dict[str, object], cfg: Config) -> list[str]:
     ]
 
 
+@contextlib.contextmanager
+def _releasing(release: Callable[[], None]) -> Iterator[Callable[[], None]]:
+    """Call ``release`` if the block fails before it calls the hand-over function it gets."""
+    handed_over = False
+
+    def hand_over() -> None:
+        nonlocal handed_over
+        handed_over = True
+
+    try:
+        yield hand_over
+    except BaseException:
+        if not handed_over:
+            release()
+        raise
+
+
+def _artifact_name(path: Path | None) -> str | None:
+    from trackcfg.tracking.uploads import CHECKPOINT_ARTIFACT_DIR
+
+    return None if path is None else f"{CHECKPOINT_ARTIFACT_DIR}/{path.name}"
+
+
 def _download_checkpoint(
-    client: MlflowClient, run_id: str, tags: dict[str, str], work: Path
+    client: MlflowClient, run_id: str, tags: dict[str, str], work: Path, *, chosen: str | None
 ) -> Path | None:
-    """Download the run's latest complete checkpoint and verify it against the pointer."""
-    import xxhash
+    """Download and verify the checkpoint to resume from (None: start over in the same run).
 
-    from trackcfg.runner.checkpoint import read_checkpoint_record
+    Without ``chosen``: the one the run's pointer names, verified against the
+    pointer's digest; if it does not verify, the newest older stored checkpoint
+    whose own digest does (with a warning naming what was skipped). Checkpoints
+    stored after the pointer's are never picked on their own: the pointer moves
+    only once the metrics before a checkpoint are stored.
+    """
     from trackcfg.tracking.mlflow_run import TAG_LATEST_CHECKPOINT, TAG_LATEST_CHECKPOINT_DIGEST
+    from trackcfg.tracking.uploads import CHECKPOINT_ARTIFACT_DIR, checkpoint_number
 
-    artifact = tags.get(TAG_LATEST_CHECKPOINT)
+    pointer = tags.get(TAG_LATEST_CHECKPOINT)
     expected = tags.get(TAG_LATEST_CHECKPOINT_DIGEST)
-    if not artifact or not expected:
-        return None  # killed before its first checkpoint: start over in the same run
     destination = work / ".trackcfg" / "resume"
+    if chosen is not None:
+        artifact = _chosen_artifact(run_id, chosen)
+        digest = expected if artifact == pointer else None
+        return _fetch_checkpoint(client, run_id, artifact, digest, destination)
+    if not pointer or not expected:
+        return None  # killed before its first checkpoint: start over in the same run
+    newest = checkpoint_number(pointer)
+    older = sorted(
+        (
+            (number, f"{CHECKPOINT_ARTIFACT_DIR}/{name}")
+            for name in _stored_checkpoints(client, run_id)
+            if (number := checkpoint_number(name)) is not None
+            and newest is not None
+            and number < newest
+            and name.split("_")[0] == pointer.rsplit("/", 1)[-1].split("_")[0]
+        ),
+        reverse=True,
+    )
+    failures: list[str] = []
+    for artifact, digest in [(pointer, expected), *((a, None) for _, a in older)]:
+        try:
+            path = _fetch_checkpoint(client, run_id, artifact, digest, destination)
+        except (CheckpointError, TrackingError) as error:
+            failures.append(first_line(error))
+            _logger.warning("trackcfg: skipping stored checkpoint %s: %s", artifact, failures[-1])
+            continue
+        if failures:
+            _logger.warning(
+                "trackcfg: run %s resumes from the older checkpoint %s (the newer one does not "
+                "verify); the steps after it are trained again, identically",
+                run_id,
+                artifact,
+            )
+        return path
+    raise CheckpointCorruptError(
+        f"run {run_id}: no stored checkpoint verifies",
+        details=failures,
+        hint="the artifact store holds damaged files; `trackcfg resume RUN_ID --checkpoint NAME` "
+        "picks one explicitly",
+    )
+
+
+def _chosen_artifact(run_id: str, chosen: str) -> str:
+    """The artifact path of a checkpoint named on the command line (confined to checkpoints/)."""
+    from trackcfg.tracking.uploads import CHECKPOINT_ARTIFACT_DIR
+
+    name = chosen.removeprefix(f"{CHECKPOINT_ARTIFACT_DIR}/")
+    if not name or "/" in name or "\\" in name or name in (".", ".."):
+        raise CheckpointError(
+            f"run {run_id}: {chosen!r} is not the name of a stored checkpoint",
+            hint=f"give a file name from the run's {CHECKPOINT_ARTIFACT_DIR}/ artifacts, "
+            "e.g. epoch_3.pth",
+        )
+    return f"{CHECKPOINT_ARTIFACT_DIR}/{name}"
+
+
+def _stored_checkpoints(client: MlflowClient, run_id: str) -> list[str]:
+    """File names under the run's ``checkpoints/`` artifacts."""
+    from trackcfg.tracking.uploads import CHECKPOINT_ARTIFACT_DIR
+
+    try:
+        infos = client.list_artifacts(run_id, CHECKPOINT_ARTIFACT_DIR)
+    except Exception as error:
+        raise TrackingError(f"run {run_id}: cannot list stored checkpoints: {error}") from error
+    return [i.path.rsplit("/", 1)[-1] for i in infos if not i.is_dir]
+
+
+def _fetch_checkpoint(
+    client: MlflowClient, run_id: str, artifact: str, digest: str | None, destination: Path
+) -> Path:
+    """Download ``artifact`` and verify it: against ``digest`` if given, else its own trailer.
+
+    Raises:
+        CheckpointError: it is not stored (or cannot be downloaded).
+        CheckpointCorruptError: its bytes do not verify.
+    """
+    from trackcfg.runner.checkpoint import read_checkpoint_record, verify_checkpoint_file
+
     destination.mkdir(parents=True, exist_ok=True)
     try:
         path = Path(client.download_artifacts(run_id, artifact, str(destination)))
     except Exception as error:
-        raise TrackingError(
-            f"run {run_id}: cannot download checkpoint {artifact}: {error}"
+        raise CheckpointError(
+            f"run {run_id}: cannot download checkpoint {artifact}: {first_line(error)}"
+        ) from error
+    if not path.is_file():
+        raise CheckpointError(f"run {run_id}: {artifact} is not a stored checkpoint file")
+    try:
+        verify_checkpoint_file(path)  # its bytes against its own trailer
+    except CheckpointCorruptError as error:
+        raise CheckpointCorruptError(
+            f"run {run_id}: stored {artifact} is damaged: {error.message}",
+            hint="the artifact store holds a damaged file",
         ) from error
     record = read_checkpoint_record(path)
-    content = memoryview(path.read_bytes())
-    if record is None or xxhash.xxh3_128(content[: record.size]).hexdigest() != expected:
+    if digest is not None and (record is None or record.digest != digest):
         raise CheckpointCorruptError(
-            f"{artifact}: downloaded checkpoint does not match the digest {expected} "
-            "the run records",
+            f"{artifact}: downloaded checkpoint does not match the digest {digest} the run records",
             hint="the artifact store holds a damaged file",
         )
     return path

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.store.artifact.artifact_repo import ArtifactRepository
 
-__all__ = ["CHECKPOINT_ARTIFACT_DIR", "CheckpointUploader", "UploadRequest"]
+__all__ = ["CHECKPOINT_ARTIFACT_DIR", "CheckpointUploader", "UploadRequest", "checkpoint_number"]
 
 _logger = logging.getLogger(__name__)
 
@@ -38,6 +38,18 @@ CHECKPOINT_ARTIFACT_DIR = "checkpoints"
 
 #: Waits until the journal's records up to a sequence number are delivered; False on timeout.
 DeliveredUpTo = Callable[[int, float], bool]
+
+
+def checkpoint_number(name: str) -> int | None:
+    """The epoch or iteration in a checkpoint's name (``checkpoints/epoch_3.pth`` -> 3).
+
+    Example:
+        >>> checkpoint_number("checkpoints/iter_400.pth"), checkpoint_number("notes.txt")
+        (400, None)
+    """
+    base = name.rsplit("/", 1)[-1]
+    numbers = re.findall(r"\d+", base)
+    return int(numbers[-1]) if numbers and base.endswith(".pth") else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,11 +233,11 @@ class CheckpointUploader:
         found: list[tuple[int, UploadRequest]] = []
         for info in self.client.list_artifacts(self.run_id, CHECKPOINT_ARTIFACT_DIR):
             name = info.path.rsplit("/", 1)[-1]
-            number = re.findall(r"\d+", name)
-            if info.is_dir or not name.endswith(".pth") or not number or name == request.path.name:
+            number = checkpoint_number(name)
+            if info.is_dir or number is None or name == request.path.name:
                 continue
-            earlier = UploadRequest(request.path.with_name(name), "", 0, int(number[-1]))
-            found.append((int(number[-1]), earlier))
+            earlier = UploadRequest(request.path.with_name(name), "", 0, number)
+            found.append((number, earlier))
         return [c for _, c in sorted(found, key=lambda item: item[0])]
 
     def _prune(self, old: UploadRequest) -> None:
