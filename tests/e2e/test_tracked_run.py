@@ -128,9 +128,13 @@ def test_snapshot_holds_every_file_and_the_canonical_bytes_hash_to_the_tag(
             "git.json",
             "git.patch",
             "environment.json",
+            "manifest.json",
         }
         | lineage_files
     )
+    # Every file is covered by the manifest, whose root digest is the run's tag.
+    root = client.get_run(run_id).data.tags["trackcfg.snapshot_digest"]
+    assert load_snapshot(run_id, tracking_uri=store).root_digest == root
     assert xxhash.xxh3_128_hexdigest((local / "config.canonical.json").read_bytes()) == tag
     for entry in cfg.lineage:
         assert (local / "lineage" / entry.path).read_bytes() == (repo / entry.path).read_bytes()

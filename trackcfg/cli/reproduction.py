@@ -6,15 +6,23 @@ to tracked files); write the snapshot's lineage files byte for byte (covers
 config files that were untracked); re-resolve the config there with the
 recorded options, without importing ``custom_imports``; compare its hash with
 the run's ``trackcfg.config_hash`` tag. A mismatch is an error, not a warning.
+
+The snapshot is verified against the run's tags before anything is written.
+Lineage files are written only inside the worktree and never through a
+symbolic link (a recorded patch may add links; ``git apply`` itself refuses to
+write beyond one). Any failure after ``git worktree add`` removes the worktree
+again (``git worktree remove --force``, then ``prune``): a failed reproduce
+leaves neither a directory nor a registered worktree behind.
 """
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from trackcfg.errors import TrackingError
@@ -110,9 +118,13 @@ def reproduce(run_id: str, directory: Path | None = None, cwd: Path | None = Non
 
     Raises:
         RunNotFoundError: No such run.
-        SnapshotError: The run has no snapshot, or it records no git commit.
+        SnapshotError: The run has no snapshot, an altered one, or it records no git
+            commit; or a lineage file would be written through a symbolic link.
         TrackingError: ``directory`` is not empty, the commit is not in this
-            repository, the patch does not apply, or the hash differs.
+            repository, a lineage file lies outside the project root, the patch
+            does not apply, or the hash differs.
+
+    Every failure after the worktree was added removes it again.
     """
     from trackcfg.cli.target import load_run_snapshot
 
@@ -131,18 +143,26 @@ def reproduce(run_id: str, directory: Path | None = None, cwd: Path | None = Non
             f"run {run_id}: commit {commit} is not in the repository at {root}",
             hint="fetch it (`git fetch`), or run `trackcfg reproduce` in a clone that has it",
         )
-    _git(["worktree", "add", "--detach", str(target), commit], root)
-    patch = snap.patch
-    if patch.strip():
-        _git(["apply", "--binary", "--whitespace=nowarn", "-"], target, stdin=patch)
-    _restore_lineage(target, snap)
-    config_hash = snap.load_at(target).hash
-    if config_hash != snap.config_hash:
-        raise TrackingError(
-            f"{target / snap.config_file}: re-resolved config hashes to {config_hash}, "
-            f"the run's tag is {snap.config_hash}",
-            hint=f"compare with `trackcfg diff {run_id} {target / snap.config_file}`",
-        )
+    _check_lineage_paths(snap)
+    existed = target.exists()
+    try:
+        _git(["worktree", "add", "--detach", str(target), commit], root)
+        patch = snap.patch
+        if patch.strip():
+            _git(["apply", "--binary", "--whitespace=nowarn", "-"], target, stdin=patch)
+        _restore_lineage(target, snap)
+        config_hash = snap.load_at(target).hash
+        if config_hash != snap.config_hash:
+            raise TrackingError(
+                f"{snap.config_file}: re-resolved at commit {commit[:12]} with the recorded "
+                f"patch and lineage, the config hashes to {config_hash}, the run's tag is "
+                f"{snap.config_hash}",
+                hint=f"the worktree was removed; `trackcfg diff {run_id} {snap.config_file}` "
+                "compares the run with your files",
+            )
+    except BaseException:
+        _remove_worktree(root, target, existed)
+        raise
     return Reproduction(
         run_id=run_id,
         directory=target,
@@ -167,18 +187,41 @@ def _recorded_commit(snap: Snapshot) -> str:
     return commit
 
 
-def _restore_lineage(root: Path, snap: Snapshot) -> None:
-    # Byte-for-byte: covers config files that were untracked when the run started.
+def _check_lineage_paths(snap: Snapshot) -> None:
+    from trackcfg.tracking.confinement import parse_relative_path
+
     for rel in snap.lineage_files:
-        if PurePosixPath(rel).is_absolute() or ".." in PurePosixPath(rel).parts:
+        if parse_relative_path(rel, allow_climb=True)[0] == "..":
             raise TrackingError(
                 f"run {snap.run_id}: lineage file {rel} lies outside the project root",
                 hint="re-resolve it with `trackcfg blame`/`diff` on the run instead",
             )
+
+
+def _restore_lineage(root: Path, snap: Snapshot) -> None:
+    # Byte-for-byte: covers config files that were untracked when the run started.
+    # Never through a link: the recorded patch may have added one (to anywhere).
+    from trackcfg.tracking.confinement import write_confined
+
     for rel, data in snap.lineage_files.items():
-        dest = root / rel
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        dest.write_bytes(data)
+        write_confined(root, rel, data)
+
+
+def _remove_worktree(repository: Path, target: Path, existed: bool) -> None:
+    """Undo ``git worktree add``: unregister the worktree and delete what it wrote."""
+    for args in (["worktree", "remove", "--force", "--force", str(target)], ["worktree", "prune"]):
+        subprocess.run(["git", *args], cwd=repository, capture_output=True, check=False)
+    if target.is_dir() and not target.is_symlink():
+        if existed:  # the user's empty directory: empty it again, keep it
+            for child in target.iterdir():
+                if child.is_dir() and not child.is_symlink():
+                    shutil.rmtree(child)
+                else:
+                    child.unlink()
+        else:
+            shutil.rmtree(target)
+    elif existed:
+        target.mkdir(parents=True, exist_ok=True)
 
 
 def rerun(rep: Reproduction, env: dict[str, str]) -> int:

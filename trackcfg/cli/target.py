@@ -8,7 +8,9 @@ map in its JSON round-tripped form — so ``blame`` and ``diff`` give the same
 answer for a run as for the files it was made from.
 
 Loading a config file never imports its ``custom_imports`` (no torch). Loading
-a run reads the snapshot artifacts only and executes nothing from the run.
+a run reads the snapshot artifacts only, verified against the run's tags (a
+forged or edited file is refused, naming it; see `trackcfg.tracking.snapshot`),
+and executes nothing from the run.
 """
 
 from __future__ import annotations
@@ -111,7 +113,8 @@ def load_run_snapshot(run_id: str) -> Snapshot:
 
     Raises:
         RunNotFoundError: No such run, or no store at all (none is created).
-        SnapshotError: The run has no (complete) trackcfg snapshot.
+        SnapshotError: The run has no (complete) trackcfg snapshot, or one that was
+            changed since the run started.
     """
     from trackcfg.cli.catalog import store_exists, tracking_uri
     from trackcfg.errors import RunNotFoundError
@@ -135,7 +138,8 @@ def load_view(target: str, options: Sequence[str] = ()) -> ConfigView:
     Raises:
         ConfigError: The config file is wrong.
         RunNotFoundError: No run has that id.
-        SnapshotError: The run has no (complete) trackcfg snapshot.
+        SnapshotError: The run has no (complete) trackcfg snapshot, or one that was
+            changed since the run started.
     """
     if not is_run_id(target):
         return view_of_config(load_config(target, options), target)

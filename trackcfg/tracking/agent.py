@@ -269,10 +269,10 @@ class _TrackedRun:
         """Create the run (``start``) or take over an existing one (``attach``).
 
         For ``start``, ``git`` (captured when the agent started) is added to the
-        run's tags and to the snapshot before it is uploaded.
+        run's tags and to the snapshot; the snapshot is sealed (its manifest's root
+        digest becomes the run's ``trackcfg.snapshot_digest`` tag) and uploaded.
         """
         from trackcfg.tracking import mlflow_run as mr
-        from trackcfg.tracking.snapshot import write_git_state
 
         op = request.get("op")
         work_dir = Path(str(request["work_dir"]))
@@ -293,9 +293,15 @@ class _TrackedRun:
         if git is None:
             raise TrackingError("tracking agent: a start request needs --git-project")
         snapshot = Path(str(request["snapshot"]))
-        write_git_state(snapshot, git)
+        root_digest = _seal_snapshot(snapshot, git)
         experiment_id = mr.get_or_create_experiment(client, str(request["experiment"]), uri)
-        tags = {**_str_map(request["tags"]), **mr.git_tags(git), TAG_LEASE: lease.to_tag()}
+        tags = {
+            **_str_map(request["tags"]),
+            **mr.git_tags(git),
+            # Set with the run itself: no reader ever sees the run without it.
+            mr.TAG_SNAPSHOT_DIGEST: root_digest,
+            TAG_LEASE: lease.to_tag(),
+        }
         run_id = mr.create_run(client, experiment_id, name=str(request["name"]), tags=tags)
         try:
             params = mr.FlatParams(_str_map(request["params"]), tuple(_strs(request["truncated"])))
@@ -422,6 +428,14 @@ class _LeaseKeeper:
             release_lease(self._client, self._run_id, self._lease)
         except Exception as error:
             _logger.debug("trackcfg: releasing the lease failed: %s", first_line(error))
+
+
+def _seal_snapshot(staged: Path, git: GitState) -> str:
+    """Complete the trainer's snapshot with the git state and seal it; returns its root digest."""
+    from trackcfg.tracking.snapshot import seal_snapshot, write_git_state
+
+    write_git_state(staged, git)
+    return seal_snapshot(staged)
 
 
 def _upload_snapshot(client: MlflowClient, run_id: str, staged: Path) -> None:

@@ -59,6 +59,7 @@ __all__ = [
     "TAG_LINEAGE_HASH",
     "TAG_RESUMED_FROM",
     "TAG_RESUME_COUNT",
+    "TAG_SNAPSHOT_DIGEST",
     "TAG_TRUNCATED_PARAMS",
     "TAG_WORK_DIR",
     "FlatParams",
@@ -88,6 +89,8 @@ MAX_TAG_VALUE_LENGTH = 8000
 
 TAG_CONFIG_HASH = "trackcfg.config_hash"
 TAG_LINEAGE_HASH = "trackcfg.lineage_hash"
+#: Root digest (``sha256:<hex>``) of the snapshot's manifest; see `trackcfg.tracking.manifest`.
+TAG_SNAPSHOT_DIGEST = "trackcfg.snapshot_digest"
 TAG_CONFIG_FILE = "trackcfg.config_file"
 TAG_GIT_DIRTY = "trackcfg.git_dirty"
 TAG_WORK_DIR = "trackcfg.work_dir"

@@ -294,7 +294,7 @@ def resume_run(
     from trackcfg.tracking import mlflow_run as mr
     from trackcfg.tracking.agent_client import TrackingAgent
     from trackcfg.tracking.lease import acquire_lease, new_lease, release_lease
-    from trackcfg.tracking.snapshot import download_snapshot, read_snapshot
+    from trackcfg.tracking.snapshot import fetch_snapshot
 
     _bound_http_retries()
     uri = tracking_uri or mr.resolve_tracking_uri()
@@ -317,11 +317,12 @@ def resume_run(
         run = mr.get_run(client, run_id)
         tags = dict(run.data.tags)
         tmp = Path(tmp_text)
-        snap = read_snapshot(download_snapshot(client, run_id, tmp / "download"), run_id=run_id)
+        snap = fetch_snapshot(client, run, tmp / "download")  # verified against the run's tags
         tagged_hash = tags.get(mr.TAG_CONFIG_HASH, snap.config_hash)
         if config_path is None:
-            source = "the config re-resolved from its snapshot"
-            cfg = snap.resolve(tmp / "lineage")
+            # From the verified canonical bytes: no file of the store is executed.
+            source = "the config rebuilt from its snapshot"
+            cfg = snap.to_config()
         else:
             source = f"{config_path}"
             cfg = load_config(config_path, options, import_custom_modules=False)
@@ -347,7 +348,7 @@ def resume_run(
         if "custom_imports" in cfg.to_dict():
             # The hash check ran without importing anything; training needs the modules.
             if config_path is None:
-                cfg = snap.resolve(tmp / "lineage-import", import_custom_modules=True)
+                cfg = snap.to_config(import_custom_modules=True)
             else:
                 cfg = load_config(config_path, options, import_custom_modules=True)
         resume_from = _download_checkpoint(client, run_id, tags, work, chosen=checkpoint)

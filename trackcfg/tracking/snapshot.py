@@ -7,32 +7,56 @@ A snapshot is a directory, uploaded as the run's artifacts under ``trackcfg/``::
     config.py                a readable dump of the resolved config
     lineage/<path>           every lineage file, byte for byte, under its path
                              relative to the project root
+    lineage-above/<n>/<rest> a lineage file ``n`` directories above the project
+                             root (``../shared/base.py``: ``lineage-above/1/shared/base.py``)
     lineage.json             [{path, digest, included_by, order}, ...]
     provenance.json          every key path's assignment history
     options.json             the command-line options: as given, and as parsed
     git.json  git.patch      git state (`GitState.to_json`) and the binary-safe patch
     environment.json         `Environment.to_json`
+    manifest.json            SHA-256 of every other file (`trackcfg.tracking.manifest`)
+
+Nothing read back is trusted. Reading verifies, before anything is used: every
+file against ``manifest.json`` and the manifest against the run's
+``trackcfg.snapshot_digest`` tag (`seal_snapshot` writes it, the tracking agent
+tags the run with its root digest); the canonical bytes against the config hash
+and the lineage entries against the lineage hash (the file and the run's tags);
+every lineage file against its digest. Every path is a normalised relative path
+(`trackcfg.tracking.confinement`), and files are written without following links.
 
 Reading a snapshot executes nothing: the config values come from the canonical
-bytes (classes stay qualified names), and `Snapshot.resolve` loads the restored
-lineage with ``import_custom_modules=False`` — only the config files themselves
-are evaluated, as when the run started.
+bytes (classes stay qualified names), and `Snapshot.to_config` rebuilds the
+run's `Config` from them — what ``trackcfg resume`` trains. Only
+`Snapshot.resolve`/`load_at`, which re-evaluate the config files to check that
+they still hash the same (``reproduce``), run the lineage's ``.py`` files.
+
+A run made before manifests (format 1, no ``trackcfg.snapshot_digest`` tag) is
+still read, with a warning: its provenance, options, git and environment files
+are covered by no digest, but its canonical bytes and lineage are checked
+against the run's tags, and reading it executes and writes nothing, so
+``blame``/``diff`` answers stay useful and ``resume`` stays safe. A run that has
+the tag but no manifest, or a manifest but no tag, is refused.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import posixpath
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from trackcfg.errors import SnapshotError
+from trackcfg.tracking.confinement import climb, parse_relative_path, read_tree, write_confined
 from trackcfg.tracking.gitstate import GitState
+from trackcfg.tracking.manifest import MANIFEST_FILE, verify_manifest, write_manifest
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
+    from mlflow.entities import Run
 
     from trackcfg.config.config import Config, LineageEntry
     from trackcfg.config.provenance import Provenance
@@ -43,18 +67,23 @@ __all__ = [
     "SNAPSHOT_FORMAT",
     "Snapshot",
     "download_snapshot",
+    "fetch_snapshot",
     "leaf_config_file",
     "load_snapshot",
     "read_snapshot",
+    "seal_snapshot",
     "upload_snapshot",
     "write_git_state",
     "write_snapshot",
 ]
 
+_logger = logging.getLogger("trackcfg.snapshot")
+
 #: Artifact directory of the snapshot inside a run.
 SNAPSHOT_ARTIFACT_DIR = "trackcfg"
-#: Version of the snapshot layout (``snapshot.json`` ``format``).
-SNAPSHOT_FORMAT = 1
+#: Version of the snapshot layout (``snapshot.json`` ``format``): 2 adds ``manifest.json``
+#: and ``lineage-above/``; format 1 is still read.
+SNAPSHOT_FORMAT = 2
 
 _REQUIRED = (
     "snapshot.json",
@@ -69,7 +98,7 @@ _REQUIRED = (
 
 @dataclass(frozen=True, slots=True)
 class Snapshot:
-    """A run's snapshot, read back.
+    """A run's snapshot, read back and verified.
 
     Attributes:
         run_id: The run it belongs to (None for a local snapshot directory).
@@ -78,13 +107,16 @@ class Snapshot:
         config: The resolved config decoded from them (classes as qualified names).
         provenance: Every key path's assignment history.
         lineage: The lineage entries, in order.
-        lineage_hash: The lineage hash recorded when the run started.
+        lineage_hash: The lineage hash recorded when the run started (checked).
         lineage_files: Relative posix path -> file bytes, for every lineage entry.
         config_file: The leaf config (relative to the project root).
         options: The parsed command-line options (``merge_from_dict`` input).
         cfg_options: The command-line options as given (``k=v`` strings).
         git: The git state; ``git.patch`` (also `patch`) is the binary-safe diff.
         environment: ``environment.json`` as a dict.
+        root_digest: The manifest's root digest; None for a snapshot made before
+            manifests (format 1), whose files other than the config and the
+            lineage are covered by no digest.
     """
 
     run_id: str | None
@@ -100,35 +132,72 @@ class Snapshot:
     cfg_options: tuple[str, ...]
     git: GitState
     environment: dict[str, object] = field(default_factory=dict)
+    root_digest: str | None = None
 
     @property
     def patch(self) -> bytes:
         """The git patch of uncommitted changes to tracked files (bytes, maybe empty)."""
         return self.git.patch
 
+    def to_config(self, *, import_custom_modules: bool = False) -> Config:
+        """The run's config, rebuilt from the verified canonical bytes alone.
+
+        No file of the snapshot is executed. With ``import_custom_modules`` (training
+        needs it), the modules named by ``custom_imports`` are imported from the
+        installed packages first, then classes and functions are imported by their
+        qualified names; without it they stay `QualifiedName` strings.
+
+        Returns:
+            A `Config` whose ``hash`` is `config_hash`; its ``filename`` is
+            `config_file`. It has no provenance or lineage (those are in the snapshot).
+
+        Raises:
+            ConfigImportError: A module of ``custom_imports`` or a named class fails.
+            SnapshotError: The rebuilt config hashes differently (a canonical form
+                this trackcfg reads back differently).
+        """
+        from trackcfg.config import imports
+        from trackcfg.config.canonical import from_canonical_bytes
+        from trackcfg.config.config import Config
+
+        if import_custom_modules and imports.CUSTOM_IMPORTS_KEY in self.config:
+            imports.import_custom_modules(self.config[imports.CUSTOM_IMPORTS_KEY])
+        data = from_canonical_bytes(self.canonical_bytes, resolve=import_custom_modules)
+        cfg = Config(data, filename=self.config_file, text=self.canonical_bytes.decode("ascii"))
+        rebuilt = cfg.hash
+        if rebuilt != self.config_hash:
+            raise SnapshotError(
+                f"{self._where()}: the config rebuilt from config.canonical.json hashes to "
+                f"{rebuilt}, not {self.config_hash}"
+            )
+        return cfg
+
     def restore_lineage(self, directory: Path) -> Path:
         """Write the lineage files under a project root inside ``directory``.
 
         A lineage path that climbs out of the project root (``../shared/x.py``) is
         kept inside ``directory`` by nesting the root as deep as the paths climb.
+        Nothing is written outside ``directory`` or through a symbolic link.
 
         Returns:
             The project root the lineage paths are relative to.
         """
-        depth = max((_climb(p) for p in self.lineage_files), default=0)
-        root = directory.joinpath(*(["root"] * (depth + 1)))
+        depth = max((climb(tuple(p.split("/"))) for p in self.lineage_files), default=0)
+        nest = ["root"] * (depth + 1)
+        directory.mkdir(parents=True, exist_ok=True)
         for rel, data in self.lineage_files.items():
-            dest = root / rel
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            dest.write_bytes(data)
-        return root
+            # Lineage paths were checked when read: only leading `..`, at most `depth`.
+            write_confined(directory, posixpath.normpath(posixpath.join(*nest, rel)), data)
+        return directory.joinpath(*nest)
 
     def resolve(self, directory: Path, *, import_custom_modules: bool = False) -> Config:
-        """Re-resolve the config from the snapshot alone.
+        """Re-resolve the config by evaluating the restored lineage files.
 
         Restores the lineage under ``directory`` (see `restore_lineage`), loads the
         leaf config with ``import_custom_modules`` (False: nothing but the config
-        files runs) and applies the recorded options.
+        files runs) and applies the recorded options. This runs the lineage's ``.py``
+        files: it checks that the config files still resolve to the recorded hash;
+        use `to_config` for the config itself.
 
         Returns:
             The config; its ``hash`` equals `config_hash` unless the config engine
@@ -141,7 +210,7 @@ class Snapshot:
         """Load the run's leaf config from the project at ``root``, with the recorded options.
 
         ``root`` holds the lineage files at their recorded paths: restored by
-        `restore_lineage`, or a checkout of the recorded commit.
+        `restore_lineage`, or a checkout of the recorded commit. Its ``.py`` files run.
         """
         from trackcfg.config.config import Config
 
@@ -152,15 +221,8 @@ class Snapshot:
             cfg.merge_from_dict(dict(self.options))
         return cfg
 
-
-def _climb(rel: str) -> int:
-    parts = PurePosixPath(rel).parts
-    count = 0
-    for part in parts:
-        if part != "..":
-            break
-        count += 1
-    return count
+    def _where(self) -> str:
+        return f"run {self.run_id}" if self.run_id else "snapshot"
 
 
 def leaf_config_file(lineage: Sequence[LineageEntry]) -> str:
@@ -175,6 +237,31 @@ def leaf_config_file(lineage: Sequence[LineageEntry]) -> str:
     raise SnapshotError("the lineage has no leaf config (an entry included by nothing)")
 
 
+def _stored_lineage_path(path: str, snapshot_format: int) -> str:
+    """Where lineage file ``path`` lies inside the snapshot directory.
+
+    Format 1 wrote ``lineage/<path>`` as is, so a climbing path landed beside the
+    other snapshot files (``lineage/../x`` is ``x``) or outside the directory; format 2
+    keeps it under ``lineage-above/<n>/``.
+    """
+    if snapshot_format == 1:
+        return posixpath.normpath(posixpath.join("lineage", path))
+    parts = tuple(path.split("/"))
+    up = climb(parts)
+    if up == 0:
+        return f"lineage/{path}"
+    return "/".join(("lineage-above", str(up), *parts[up:]))
+
+
+def _lineage_hash(lineage: Sequence[LineageEntry]) -> str:
+    # The formula of `Config.lineage_hash`, over entries read back from lineage.json
+    # (a `Config` cannot be given a lineage). A test keeps the two equal.
+    from trackcfg.config.canonical import digest, to_canonical_bytes
+
+    entries = [[e.path, e.digest, e.included_by, e.order] for e in lineage]
+    return digest(to_canonical_bytes({"lineage": entries}))
+
+
 def write_snapshot(
     directory: Path,
     cfg: Config,
@@ -185,12 +272,16 @@ def write_snapshot(
 ) -> Path:
     """Write the snapshot of ``cfg`` into ``directory`` (created if missing).
 
+    The manifest is not written: `seal_snapshot` does, once the git state is in
+    (the tracking agent captures it beside the trainer).
+
     Args:
-        directory: Where to write; upload it with `upload_snapshot`.
+        directory: Where to write; seal it with `seal_snapshot`, upload it with
+            `upload_snapshot`.
         cfg: The resolved config (options already merged).
         cfg_options: The command-line options as given.
         git: The git state of the project; None leaves ``git.json``/``git.patch`` to
-            `write_git_state` (the tracking agent captures it beside the trainer).
+            `write_git_state`.
         environment: The environment record.
 
     Returns:
@@ -217,17 +308,16 @@ def write_snapshot(
                 f"{entry.path}: file changed after the config was loaded",
                 hint="run again without editing config files while it starts",
             )
-        dest = directory / "lineage" / entry.path
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        dest.write_bytes(data)
-    manifest = {
+        parse_relative_path(entry.path, allow_climb=True)
+        write_confined(directory, _stored_lineage_path(entry.path, SNAPSHOT_FORMAT), data)
+    info = {
         "format": SNAPSHOT_FORMAT,
         "config_hash": cfg.hash,
         "lineage_hash": cfg.lineage_hash,
         "config_file": config_file,
         "canonical_version": CANONICAL_VERSION,
     }
-    _write_json(directory / "snapshot.json", manifest)
+    _write_json(directory / "snapshot.json", info)
     (directory / "config.canonical.json").write_bytes(canonical)
     (directory / "config.py").write_text(cfg.pretty_text, encoding="utf-8")
     _write_json(
@@ -262,50 +352,102 @@ def write_git_state(directory: Path, git: GitState) -> None:
     (directory / "git.patch").write_bytes(git.patch)
 
 
-def read_snapshot(directory: Path, *, run_id: str | None = None) -> Snapshot:
-    """Read and verify a snapshot directory.
+def seal_snapshot(directory: Path) -> str:
+    """Write the manifest of a complete snapshot directory; returns its root digest.
 
-    Checks that every file is present, that the canonical bytes hash to the
-    recorded config hash and that every lineage file matches its digest.
+    The root digest goes into the run's ``trackcfg.snapshot_digest`` tag.
 
     Raises:
-        SnapshotError: a file is missing, unreadable or does not match.
+        SnapshotError: A symbolic link or special file is in ``directory``.
     """
-    from trackcfg.config.canonical import decode_value, digest, from_canonical_bytes
-    from trackcfg.config.config import LineageEntry
-    from trackcfg.config.provenance import Provenance
+    return write_manifest(directory)
 
+
+def read_snapshot(
+    directory: Path, *, run_id: str | None = None, root_digest: str | None = None
+) -> Snapshot:
+    """Read and verify a snapshot directory.
+
+    Reads every file once, then checks, before using any: every file against
+    ``manifest.json`` and the manifest against ``root_digest`` (when either is
+    there); that every required file is present; that lineage paths and the leaf
+    config are normalised relative paths named in ``lineage.json``; that the
+    canonical bytes hash to the recorded config hash, the lineage entries to the
+    recorded lineage hash, and every lineage file to its digest.
+
+    Args:
+        directory: The snapshot directory.
+        run_id: The run it belongs to (for messages, and `Snapshot.run_id`).
+        root_digest: The run's ``trackcfg.snapshot_digest`` tag: the manifest must
+            be there and hash to it.
+
+    Raises:
+        SnapshotError: a file is missing, unreadable, unlisted, or does not match;
+            a path is not a normalised relative path.
+    """
     where = f"run {run_id}" if run_id else str(directory)
-    missing = [name for name in _REQUIRED if not (directory / name).is_file()]
+    files = read_tree(directory)
+    verified_root = None
+    if root_digest is not None or MANIFEST_FILE in files:
+        verified_root = verify_manifest(files, root_digest, where)
+    missing = [name for name in _REQUIRED if name not in files]
     if missing:
         raise SnapshotError(
             f"{where}: incomplete trackcfg snapshot, missing {', '.join(missing)}",
             hint="the run was not started by `trackcfg run`, or its snapshot upload failed",
         )
+    snapshot_format = _format_of(files, where)
+    if verified_root is None and snapshot_format >= 2:
+        raise SnapshotError(f"{where}: snapshot file {MANIFEST_FILE} is missing")
+    return _parse_snapshot(files, snapshot_format, where, run_id, verified_root)
+
+
+def _format_of(files: Mapping[str, bytes], where: str) -> int:
     try:
-        manifest = _read_json(directory / "snapshot.json")
-        canonical = (directory / "config.canonical.json").read_bytes()
-        lineage_obj = _read_json(directory / "lineage.json")
+        value = json.loads(files["snapshot.json"])["format"]
+    except (ValueError, KeyError, TypeError) as error:
+        raise SnapshotError(f"{where}: unreadable trackcfg snapshot: {error}") from error
+    if not isinstance(value, int) or not 1 <= value <= SNAPSHOT_FORMAT:
+        raise SnapshotError(
+            f"{where}: snapshot.json: format {value!r}; this trackcfg reads formats 1 to "
+            f"{SNAPSHOT_FORMAT}",
+            hint="upgrade trackcfg",
+        )
+    return value
+
+
+def _parse_snapshot(
+    files: Mapping[str, bytes],
+    snapshot_format: int,
+    where: str,
+    run_id: str | None,
+    root_digest: str | None,
+) -> Snapshot:
+    from trackcfg.config.canonical import decode_value, digest, from_canonical_bytes
+    from trackcfg.config.config import LineageEntry
+    from trackcfg.config.provenance import Provenance
+
+    try:
+        info = _json(files, "snapshot.json")
+        canonical = files["config.canonical.json"]
         lineage = tuple(
             LineageEntry(
-                path=str(e["path"]),
-                digest=str(e["digest"]),
-                included_by=None if e["included_by"] is None else str(e["included_by"]),
+                path=_str(e["path"]),
+                digest=_str(e["digest"]),
+                included_by=None if e["included_by"] is None else _str(e["included_by"]),
                 order=int(e["order"]),
             )
-            for e in lineage_obj
+            for e in _json(files, "lineage.json")
         )
-        options_obj = _read_json(directory / "options.json")
+        options_obj = _json(files, "options.json")
         options = {str(k): decode_value(v) for k, v in options_obj["options"].items()}
         cfg_options = tuple(str(s) for s in options_obj["cfg_options"])
-        patch_path = directory / "git.patch"
-        patch = patch_path.read_bytes() if patch_path.is_file() else b""
-        git = GitState.from_json(_read_json(directory / "git.json"), patch)
-        environment = _read_json(directory / "environment.json")
-        provenance = Provenance.from_json(_read_json(directory / "provenance.json"))
-        config_hash = str(manifest["config_hash"])
-        lineage_hash = str(manifest["lineage_hash"])
-        config_file = str(manifest["config_file"])
+        git = GitState.from_json(_json(files, "git.json"), files.get("git.patch", b""))
+        environment = _json(files, "environment.json")
+        provenance = Provenance.from_json(_json(files, "provenance.json"))
+        config_hash = _str(info["config_hash"])
+        lineage_hash = _str(info["lineage_hash"])
+        config_file = _str(info["config_file"])
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise SnapshotError(f"{where}: unreadable trackcfg snapshot: {error}") from error
     if digest(canonical) != config_hash:
@@ -313,30 +455,48 @@ def read_snapshot(directory: Path, *, run_id: str | None = None) -> Snapshot:
             f"{where}: config.canonical.json hashes to {digest(canonical)}, "
             f"the snapshot records {config_hash}"
         )
-    files: dict[str, bytes] = {}
+    try:
+        config = from_canonical_bytes(canonical)
+    except ValueError as error:
+        raise SnapshotError(f"{where}: config.canonical.json: {error}") from error
+    if _lineage_hash(lineage) != lineage_hash:
+        raise SnapshotError(
+            f"{where}: lineage.json hashes to {_lineage_hash(lineage)}, "
+            f"the snapshot records {lineage_hash}"
+        )
+    lineage_files: dict[str, bytes] = {}
     for entry in lineage:
-        path = directory / "lineage" / entry.path
         try:
-            data = path.read_bytes()
-        except OSError as error:
-            raise SnapshotError(f"{where}: lineage file {entry.path} is missing") from error
+            parse_relative_path(entry.path, allow_climb=True)
+        except SnapshotError as error:
+            raise SnapshotError(f"{where}: lineage.json: lineage path {error.message}") from error
+        if entry.path in lineage_files:
+            raise SnapshotError(f"{where}: lineage.json: {entry.path} is listed twice")
+        data = files.get(_stored_lineage_path(entry.path, snapshot_format))
+        if data is None:
+            raise SnapshotError(f"{where}: lineage file {entry.path} is missing")
         if digest(data) != entry.digest:
             raise SnapshotError(f"{where}: lineage file {entry.path} does not match its digest")
-        files[entry.path] = data
+        lineage_files[entry.path] = data
+    if config_file not in lineage_files:
+        raise SnapshotError(
+            f"{where}: snapshot.json: the config file {config_file!r} is not in lineage.json"
+        )
     return Snapshot(
         run_id=run_id,
         config_hash=config_hash,
         canonical_bytes=canonical,
-        config=from_canonical_bytes(canonical),
+        config=config,
         provenance=provenance,
         lineage=lineage,
         lineage_hash=lineage_hash,
-        lineage_files=files,
+        lineage_files=lineage_files,
         config_file=config_file,
         options=options,
         cfg_options=cfg_options,
         git=git,
         environment=environment if isinstance(environment, dict) else {},
+        root_digest=root_digest,
     )
 
 
@@ -347,6 +507,9 @@ def upload_snapshot(client: MlflowClient, run_id: str, directory: Path) -> None:
 
 def download_snapshot(client: MlflowClient, run_id: str, destination: Path) -> Path:
     """Download the run's snapshot into ``destination``; returns the snapshot directory.
+
+    The files are not verified: read them with `fetch_snapshot` (or `read_snapshot`
+    given the run's root digest tag).
 
     Raises:
         SnapshotError: the run has no snapshot artifacts.
@@ -366,8 +529,52 @@ def download_snapshot(client: MlflowClient, run_id: str, destination: Path) -> P
     return Path(path)
 
 
+def fetch_snapshot(client: MlflowClient, run: Run, destination: Path) -> Snapshot:
+    """Download run ``run``'s snapshot into ``destination`` and verify it against its tags.
+
+    Checks everything `read_snapshot` does, with the manifest against the run's
+    ``trackcfg.snapshot_digest`` tag, and the config and lineage hashes against
+    the run's ``trackcfg.config_hash`` and ``trackcfg.lineage_hash`` tags. A run
+    without the digest tag and without a manifest predates manifests: it is read
+    with a warning (see the module docstring).
+
+    Raises:
+        SnapshotError: no snapshot, an incomplete or altered one, or one that does
+            not match the run's tags.
+    """
+    from trackcfg.tracking.mlflow_run import TAG_CONFIG_HASH, TAG_LINEAGE_HASH, TAG_SNAPSHOT_DIGEST
+
+    run_id = run.info.run_id
+    tags = run.data.tags
+    root = tags.get(TAG_SNAPSHOT_DIGEST)
+    directory = download_snapshot(client, run_id, destination)
+    snap = read_snapshot(directory, run_id=run_id, root_digest=root)
+    if root is None and snap.root_digest is not None:
+        raise SnapshotError(
+            f"run {run_id}: its snapshot has {MANIFEST_FILE} but the run has no "
+            f"{TAG_SNAPSHOT_DIGEST} tag",
+            hint="the run's tags were changed after it started; do not trust its snapshot",
+        )
+    recorded_hashes = {TAG_CONFIG_HASH: snap.config_hash, TAG_LINEAGE_HASH: snap.lineage_hash}
+    for tag, recorded in recorded_hashes.items():
+        value = tags.get(tag)
+        if value is not None and value != recorded:
+            raise SnapshotError(
+                f"run {run_id}: the snapshot records {recorded}, the run's {tag} tag is {value}"
+            )
+    if root is None:
+        _logger.warning(
+            "trackcfg: run %s predates snapshot manifests (no %s tag): its provenance, "
+            "options, git and environment files are covered by no digest; only its config "
+            "and lineage are checked",
+            run_id,
+            TAG_SNAPSHOT_DIGEST,
+        )
+    return snap
+
+
 def load_snapshot(run_id: str, *, tracking_uri: str | None = None) -> Snapshot:
-    """Download, read and verify the snapshot of run ``run_id``.
+    """Download, read and verify the snapshot of run ``run_id`` (see `fetch_snapshot`).
 
     Args:
         run_id: The MLflow run id.
@@ -375,32 +582,26 @@ def load_snapshot(run_id: str, *, tracking_uri: str | None = None) -> Snapshot:
 
     Raises:
         RunNotFoundError: no such run.
-        SnapshotError: no snapshot, an incomplete one, or its hash differs from the
-            run's ``trackcfg.config_hash`` tag.
+        SnapshotError: no snapshot, an incomplete or altered one, or one that does
+            not match the run's tags.
     """
-    from trackcfg.tracking.mlflow_run import (
-        TAG_CONFIG_HASH,
-        get_run,
-        open_client,
-        resolve_tracking_uri,
-    )
+    from trackcfg.tracking.mlflow_run import get_run, open_client, resolve_tracking_uri
 
     client = open_client(tracking_uri or resolve_tracking_uri())
     run = get_run(client, run_id)
     with tempfile.TemporaryDirectory(prefix="trackcfg-snapshot-") as tmp:
-        snap = read_snapshot(download_snapshot(client, run_id, Path(tmp)), run_id=run_id)
-    tag = run.data.tags.get(TAG_CONFIG_HASH)
-    if tag is not None and tag != snap.config_hash:
-        raise SnapshotError(
-            f"run {run_id}: snapshot hashes to {snap.config_hash}, "
-            f"the run's {TAG_CONFIG_HASH} tag is {tag}"
-        )
-    return snap
+        return fetch_snapshot(client, run, Path(tmp))
 
 
 def _write_json(path: Path, obj: object) -> None:
     path.write_text(json.dumps(obj, indent=1, sort_keys=False) + "\n", encoding="utf-8")
 
 
-def _read_json(path: Path) -> Any:
-    return json.loads(path.read_text(encoding="utf-8"))
+def _json(files: Mapping[str, bytes], name: str) -> Any:
+    return json.loads(files[name].decode("utf-8"))
+
+
+def _str(value: object) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"expected a string, got {type(value).__name__} {value!r}")
+    return value

@@ -7,6 +7,7 @@ store holds afterwards.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import signal
@@ -131,7 +132,12 @@ def test_start_creates_the_run_with_its_tags_params_name_and_snapshot(
         "trackcfg/git.json",
         "trackcfg/git.patch",
         "trackcfg/lineage",
+        "trackcfg/manifest.json",
     ]
+    # Sealed before the run was created: the manifest's root digest is its tag.
+    manifest = client.download_artifacts(ready.run_id, "trackcfg/manifest.json", str(work / "m"))
+    root = "sha256:" + hashlib.sha256(Path(manifest).read_bytes()).hexdigest()
+    assert run.data.tags["trackcfg.snapshot_digest"] == root
     # The git state the agent captured when it started: tags and snapshot files.
     assert run.data.tags["mlflow.source.git.branch"] == "main"
     assert run.data.tags["trackcfg.git_dirty"] == "true"

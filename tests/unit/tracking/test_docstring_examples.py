@@ -8,6 +8,7 @@ import importlib
 import pytest
 
 MODULES = [
+    "trackcfg.tracking.confinement",
     "trackcfg.tracking.gitstate",
     "trackcfg.tracking.journal",
     "trackcfg.tracking.mlflow_run",
