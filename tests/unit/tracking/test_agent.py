@@ -26,6 +26,7 @@ from mlflow.entities import Run
 from trackcfg.errors import TrackingError
 from trackcfg.tracking.agent_client import AgentDone, TrackingAgent
 from trackcfg.tracking.journal import MetricJournal, journal_dir
+from trackcfg.tracking.lease import Lease, new_lease
 
 History = Callable[[str, str, str], list[tuple[int, float]]]
 
@@ -102,6 +103,7 @@ def start(agent: TrackingAgent, snapshot: Path, work: Path) -> None:
         snapshot=snapshot,
         work_dir=work,
         keep_last=None,
+        lease=new_lease(),
     )
 
 
@@ -148,6 +150,9 @@ def test_start_creates_the_run_with_its_tags_params_name_and_snapshot(
         "trackcfg/lineage/mlp.py"
     ]
     assert not snapshot.parent.exists()  # the staging copy is gone once uploaded
+    # The run's lease, held by this trainer and renewed by its agent.
+    lease = Lease.from_tag(run.data.tags["trackcfg.lease"])
+    assert lease is not None and lease.pids == (os.getpid(), agent.pid)
 
 
 def test_end_finished_delivers_metrics_uploads_checkpoints_and_sets_the_status(
@@ -180,6 +185,7 @@ def test_end_finished_delivers_metrics_uploads_checkpoints_and_sets_the_status(
     client = MlflowClient(sqlite_store)
     run = client.get_run(run_id)
     assert run.info.status == "FINISHED"
+    assert "trackcfg.lease" not in run.data.tags  # released once the status was set
     assert metric_history(sqlite_store, run_id, "loss") == [(s, float(s)) for s in range(1, 21)]
     assert [a.path for a in client.list_artifacts(run_id, "checkpoints")] == [
         "checkpoints/epoch_1.pth"
@@ -241,11 +247,12 @@ _TRAINER_KILLED = textwrap.dedent(
     from pathlib import Path
     from trackcfg.tracking.agent_client import TrackingAgent
     from trackcfg.tracking.journal import MetricJournal, journal_dir
+    from trackcfg.tracking.lease import new_lease
 
     uri, work, snapshot = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
     agent = TrackingAgent.spawn(uri, project=work)  # not a git work tree: recorded so
     agent.start(experiment="agent-tests", name="killed", tags={}, params={}, truncated=[],
-                snapshot=snapshot, work_dir=work, keep_last=None)
+                snapshot=snapshot, work_dir=work, keep_last=None, lease=new_lease())
     run_id = agent.wait_ready().run_id
     print(run_id, flush=True)
     journal = MetricJournal(journal_dir(work, run_id), run_id, uri)

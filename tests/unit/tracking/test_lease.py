@@ -92,7 +92,7 @@ def test_of_two_simultaneous_claims_only_the_last_writer_goes_on(
 
     def claim_during_settle() -> None:
         time.sleep(0.1)  # after our write, before our read-back
-        MlflowClient(uri).set_tag(run_id, TAG_LEASE, rival.to_tag())
+        client.set_tag(run_id, TAG_LEASE, rival.to_tag())
 
     thread = threading.Thread(target=claim_during_settle)
     thread.start()
