@@ -34,6 +34,7 @@ __all__ = ["GitRemote", "GitState", "capture_git_state"]
 # repository without commits is taken against.
 _EMPTY_TREE_SHA1 = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
 
+
 @dataclass(frozen=True, slots=True)
 class GitRemote:
     """One remote: its name and URL with credentials removed."""

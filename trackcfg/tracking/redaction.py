@@ -22,11 +22,19 @@ all is handled by the same rule, so whatever looks like credentials goes.
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 from urllib.parse import unquote, unquote_plus
 
-__all__ = ["Credentials", "is_secret_parameter", "redact_text", "redact_url", "split_credentials"]
+__all__ = [
+    "Credentials",
+    "RedactingFormatter",
+    "is_secret_parameter",
+    "redact_text",
+    "redact_url",
+    "split_credentials",
+]
 
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:")
 _WINDOWS_DRIVE = re.compile(r"[A-Za-z]:[\\/]")
@@ -118,6 +126,17 @@ def is_secret_parameter(name: str) -> bool:
         or lowered.startswith(_SECRET_PREFIXES)
         or any(part in lowered for part in _SECRET_PARTS)
     )
+
+
+class RedactingFormatter(logging.Formatter):
+    """A log formatter whose lines pass through `redact_text` (exception text included).
+
+    Our own messages name stores redacted already; this catches a URL quoted in a
+    library's exception that a warning passes on.
+    """
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact_text(super().format(record))
 
 
 def _split_userinfo(url: str) -> tuple[str, str | None]:
