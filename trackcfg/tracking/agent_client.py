@@ -252,6 +252,8 @@ class TrackingAgent:
         except subprocess.TimeoutExpired:
             self._proc.kill()
             self._proc.wait()
+        if self._proc.stdout is not None:
+            self._proc.stdout.close()  # no reply is read any more
 
     # -- replies ---------------------------------------------------------------------
 
