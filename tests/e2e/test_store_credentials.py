@@ -5,8 +5,9 @@ loopback reverse proxy that refuses (401) every request without the right basic
 auth, so the run finishing proves the credentials in the URI reached every request
 (run creation, params, snapshot upload, metrics, checkpoints, final status). Then
 the password is looked for, raw, percent-encoded and base64-encoded, in the
-command's output, in the tracking agent's command line (sampled while it runs),
-in every file of the work dir and in everything the server stored.
+command's output (with ``--debug``: debug and third-party logs too), in the
+tracking agent's command line (sampled while it runs), in every file of the work
+dir and in everything the server stored.
 """
 
 from __future__ import annotations
@@ -161,25 +162,29 @@ def _files_holding_the_password(root: Path) -> list[str]:
 
 
 def test_store_credentials_work_and_appear_nowhere(
-    git_repo: Path, proxy: BasicAuthProxy, mlflow_server: MlflowServer
+    git_repo: Path, tmp_path: Path, proxy: BasicAuthProxy, mlflow_server: MlflowServer
 ) -> None:
     env = run_env(ENCODED.format(port=proxy.port))
     for name in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
         env.pop(name, None)
     work = git_repo / "work_dirs" / "secret"
-    argv = [sys.executable, "-m", "trackcfg", "run", E2E_CONFIG_PATH]
+    # --debug: third-party and debug logs too; output to files, which never fill up
+    # and block the run the way an unread pipe does.
+    argv = [sys.executable, "-m", "trackcfg", "--debug", "run", E2E_CONFIG_PATH]
     argv += ["--cfg-options", "runner.max_epochs=1", "--work-dir", str(work)]
-    proc = subprocess.Popen(
-        argv, cwd=git_repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    )
-    # Sample the command lines of the trainer and its tracking agent while they run
-    # (what `ps` shows every user); the output is read once the run ended (small).
-    cmdlines: list[bytes] = []
-    deadline = time.monotonic() + 240
-    while proc.poll() is None and time.monotonic() < deadline:
-        cmdlines += [Path(f"/proc/{proc.pid}/cmdline").read_bytes(), *_children_cmdlines(proc.pid)]
-        time.sleep(0.05)
-    stdout, stderr = proc.communicate(timeout=30)
+    out_path, err_path = tmp_path / "stdout", tmp_path / "stderr"
+    with out_path.open("wb") as out, err_path.open("wb") as err:
+        proc = subprocess.Popen(argv, cwd=git_repo, env=env, stdout=out, stderr=err)
+        # Sample the command lines of the trainer and its tracking agent while they
+        # run: what `ps` shows every user on the machine.
+        cmdlines: list[bytes] = []
+        deadline = time.monotonic() + 240
+        while proc.poll() is None and time.monotonic() < deadline:
+            cmdlines.append(Path(f"/proc/{proc.pid}/cmdline").read_bytes())
+            cmdlines += _children_cmdlines(proc.pid)
+            time.sleep(0.05)
+        proc.wait(timeout=30)
+    stdout, stderr = out_path.read_bytes(), err_path.read_bytes()
     assert proc.returncode == 0, stderr.decode(errors="replace")[-3000:]
     assert any(b"trackcfg.tracking.agent" in c for c in cmdlines), "never saw the agent"
 

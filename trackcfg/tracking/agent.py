@@ -6,11 +6,10 @@ environment (``MLFLOW_TRACKING_URI``; never on its command line, which every use
 can read). While the trainer imports torch and builds its model, the agent
 imports MLflow and opens the store; then it creates the run, logs its params and
 uploads the snapshot (``start``), or takes over an existing run (``attach``), and
-answers ``ready``.
-From then on it delivers the run's metric journal (`JournalDelivery`) and uploads
-the checkpoints it is told about (`CheckpointUploader`), and at ``end`` it
-finishes both and sets the run's final status. Nothing of this costs the
-training process more than a pipe write.
+answers ``ready``. From then on it delivers the run's metric journal
+(`JournalDelivery`) and uploads the checkpoints it is told about
+(`CheckpointUploader`), and at ``end`` it finishes both and sets the run's final
+status. Nothing of this costs the training process more than a pipe write.
 
 The agent outlives a trainer that is SIGKILLed: it notices (its stdin closes, or
 its parent process changes), delivers everything the journal holds, uploads the
