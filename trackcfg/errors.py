@@ -18,7 +18,8 @@
     │   ├── UnknownTypeError (KeyError)
     │   └── DuplicateRegistrationError (KeyError)
     ├── RunnerError
-    │   └── HookRegistrationError (TypeError)      bad stage name, priority or hook type
+    │   ├── HookRegistrationError (TypeError)      bad stage name, priority or hook type
+    │   └── WorkDirError (OSError)         the work dir cannot be created or written
     ├── CheckpointError
     │   └── CheckpointCorruptError         digest mismatch, torn or unreadable file
     └── TrackingError
@@ -72,6 +73,7 @@ __all__ = [
     "TrackcfgError",
     "TrackingError",
     "UnknownTypeError",
+    "WorkDirError",
     "first_line",
 ]
 
@@ -202,6 +204,10 @@ class RunnerError(TrackcfgError):
 
 class HookRegistrationError(RunnerError, TypeError):
     """A hook is rejected at registration: unknown stage method, bad priority, not a Hook."""
+
+
+class WorkDirError(RunnerError, OSError):
+    """The work dir cannot be created or written (read-only, permissions, a file in the way)."""
 
 
 class CheckpointError(TrackcfgError):

@@ -19,6 +19,7 @@ from trackcfg.errors import (
     HookRegistrationError,
     TrackcfgError,
     UnknownTypeError,
+    WorkDirError,
 )
 
 
@@ -62,6 +63,7 @@ def test_error_renders_like_a_compiler(error: TrackcfgError, text: str) -> None:
         (DuplicateRegistrationError, KeyError),
         (HookRegistrationError, TypeError),
         (CheckpointCorruptError, TrackcfgError),
+        (WorkDirError, OSError),
     ],
 )
 def test_error_is_also_its_builtin(cls: type[TrackcfgError], builtin: type[Exception]) -> None:

@@ -335,22 +335,24 @@ def _absolute_uri(uri: str) -> str:
 def ui(host: str, port: int, config_hash: str | None) -> None:
     """Start the MLflow UI on the store `trackcfg run` writes to."""
     from trackcfg.cli.catalog import hash_filter, tracking_uri
+    from trackcfg.tracking.redaction import redact_url
 
     uri = tracking_uri()
     search = hash_filter(config_hash) if config_hash else None
     if uri.startswith(("http://", "https://")):
-        _out(f"the store is an MLflow server already: open {uri}")
+        _out(f"the store is an MLflow server already: open {redact_url(uri)}")
         if search:
             _out(f"search runs:  {search}")
         return
-    _out(f"MLflow UI:    http://{host}:{port}  (store {uri})")
+    _out(f"MLflow UI:    http://{host}:{port}  (store {redact_url(uri)})")
     if search:
         _out(f"search runs:  {search}")
-    argv = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri"]
-    argv += [_absolute_uri(uri), "--host", host, "--port", str(port)]
+    argv = [sys.executable, "-m", "mlflow", "server", "--host", host, "--port", str(port)]
     # One user on one machine: one worker (mlflow's default of 4 costs seconds and RAM).
     argv += ["--workers", "1"]
-    env = dict(os.environ)
+    # The store (a database URI may hold a password) goes by environment, not argv,
+    # which every user can read (`ps`).
+    env = dict(os.environ, MLFLOW_BACKEND_STORE_URI=_absolute_uri(uri))
     # MLflow 3.x spawns several job-runner processes for GenAI jobs (scorers); browsing
     # runs needs none of them. A user who wants them sets the variable to true.
     env.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
@@ -383,11 +385,14 @@ def _quiet_third_party() -> None:
 def _show_progress_logs(debug: bool) -> None:
     # The library logs to the "trackcfg" logger and leaves handlers to applications:
     # training progress (the text logger hook's lines) goes to stderr, stdout stays
-    # for results.
+    # for results. Lines are redacted: a warning may quote a library's error, and
+    # that may quote a URL with credentials.
     import logging
 
+    from trackcfg.tracking.redaction import RedactingFormatter
+
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+    handler.setFormatter(RedactingFormatter("%(asctime)s %(message)s", "%H:%M:%S"))
     logger = logging.getLogger("trackcfg")
     logger.addHandler(handler)
     logger.setLevel(logging.DEBUG if debug else logging.INFO)
@@ -406,11 +411,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         status = cli.main(args=args, prog_name="trackcfg", standalone_mode=False)
     except TrackcfgError as exc:
         if debug:
-            import traceback
-
-            traceback.print_exc()
+            _print_traceback()
         # Located errors start like a compiler's (`file:line: key: ...`) already.
-        click.echo(str(exc) if exc.location is not None else f"error: {exc}", err=True)
+        text = str(exc) if exc.location is not None else f"error: {exc}"
+        click.echo(_redacted(text), err=True)
         sys.exit(exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
@@ -428,8 +432,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     except Exception:
         # Not ours (user code, a library): keep the traceback, but exit 2, not 1,
         # which `diff` uses for "different".
-        import traceback
-
-        traceback.print_exc()
+        _print_traceback()
         sys.exit(2)
     sys.exit(status if isinstance(status, int) else 0)
+
+
+def _redacted(text: str) -> str:
+    # Errors may quote a store's URI or a library's message holding one.
+    from trackcfg.tracking.redaction import redact_text
+
+    return redact_text(text)
+
+
+def _print_traceback() -> None:
+    import traceback
+
+    sys.stderr.write(_redacted(traceback.format_exc()))

@@ -329,13 +329,19 @@ def render_run_started(result: RunResult, *, colour: bool = False) -> str:
 
 
 def render_run_finished(result: RunResult, *, colour: bool = False) -> str:
-    """What ``trackcfg run``/``resume`` print: run id, hash, status and how to look at the run."""
+    """What ``trackcfg run``/``resume`` print: run id, hash, status and how to look at the run.
+
+    The store is shown redacted, whoever built ``result``: no credential reaches a
+    terminal or a CI log.
+    """
+    from trackcfg.tracking.redaction import redact_url
+
     status_colour = Colour.GREEN if result.status == "FINISHED" else Colour.YELLOW
     lines = [
         f"run id:       {_paint(result.run_id, Colour.CYAN, colour)}  ({result.run_name})",
         f"config hash:  {result.config_hash}",
         f"status:       {_paint(result.status, status_colour, colour)}",
-        f"store:        {result.tracking_uri}",
+        f"store:        {redact_url(result.tracking_uri)}",
         f"open the UI:  trackcfg ui --hash {result.config_hash[:8]}",
     ]
     if result.metrics_pending:

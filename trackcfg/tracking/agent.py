@@ -1,14 +1,15 @@
 """The tracking agent: the child process that does a tracked run's MLflow work.
 
-``python -m trackcfg.tracking.agent --uri URI`` is started by the training
-process (`TrackingAgent.spawn`) before it loads the config. While the trainer
-imports torch and builds its model, the agent imports MLflow and opens the
-store; then it creates the run, logs its params and uploads the snapshot
-(``start``), or takes over an existing run (``attach``), and answers ``ready``.
-From then on it delivers the run's metric journal (`JournalDelivery`) and uploads
-the checkpoints it is told about (`CheckpointUploader`), and at ``end`` it
-finishes both and sets the run's final status. Nothing of this costs the
-training process more than a pipe write.
+``python -m trackcfg.tracking.agent`` is started by the training process
+(`TrackingAgent.spawn`) before it loads the config, with the store in its
+environment (``MLFLOW_TRACKING_URI``; never on its command line, which every user
+can read). While the trainer imports torch and builds its model, the agent
+imports MLflow and opens the store; then it creates the run, logs its params and
+uploads the snapshot (``start``), or takes over an existing run (``attach``), and
+answers ``ready``. From then on it delivers the run's metric journal
+(`JournalDelivery`) and uploads the checkpoints it is told about
+(`CheckpointUploader`), and at ``end`` it finishes both and sets the run's final
+status. Nothing of this costs the training process more than a pipe write.
 
 The agent outlives a trainer that is SIGKILLed: it notices (its stdin closes, or
 its parent process changes), delivers everything the journal holds, uploads the
@@ -54,6 +55,7 @@ from trackcfg.tracking.lease import (
     release_lease,
     renew_lease,
 )
+from trackcfg.tracking.redaction import RedactingFormatter
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -77,11 +79,18 @@ _ORPHAN_UPLOAD_TIMEOUT = 60.0
 
 def main(argv: list[str] | None = None) -> int:
     """Run the agent until the run ends (or no run comes); returns the exit status."""
-    parser = argparse.ArgumentParser(prog="python -m trackcfg.tracking.agent")
-    parser.add_argument("--uri", required=True, help="the tracking store")
+    from trackcfg.tracking.mlflow_run import to_client_uri
+
+    parser = argparse.ArgumentParser(
+        prog="python -m trackcfg.tracking.agent",
+        epilog="The tracking store is MLFLOW_TRACKING_URI in the environment.",
+    )
     parser.add_argument("--git-project", type=Path, help="capture this project's git state")
     parser.add_argument("--debug", action="store_true", help="third-party logs too")
     args = parser.parse_args(argv)
+    if not os.environ.get("MLFLOW_TRACKING_URI"):
+        parser.error("MLFLOW_TRACKING_URI must name the tracking store")
+    uri = to_client_uri(os.environ["MLFLOW_TRACKING_URI"])
     replies = _setup_process(args.debug)
     requests = _Requests(os.getppid())
     # While the trainer loads its config: the git state first (what the config was
@@ -99,10 +108,10 @@ def main(argv: list[str] | None = None) -> int:
             raise git_error
         from trackcfg.tracking.mlflow_run import open_client
 
-        run = _TrackedRun.open(open_client(args.uri), args.uri, first, git)
+        run = _TrackedRun.open(open_client(uri), uri, first, git)
         _logger.debug("trackcfg: agent: run %s ready at %.3f s", run.run_id, _since(started))
     except Exception as error:
-        message, hint = _describe(error, args.uri)
+        message, hint = _describe(error, uri)
         _reply(replies, {"op": REPLY_ERROR, "message": message, "hint": hint})
         return 1
     _reply(replies, {"op": REPLY_READY, "run_id": run.run_id, "experiment_id": run.experiment_id})
@@ -126,7 +135,7 @@ def _setup_process(debug: bool) -> BinaryIO:
     os.dup2(2, 1)  # anything a library prints goes to stderr, never into the protocol
     sys.stdout = sys.stderr
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+    handler.setFormatter(RedactingFormatter("%(asctime)s %(message)s", "%H:%M:%S"))
     logger = logging.getLogger("trackcfg")
     logger.addHandler(handler)
     logger.setLevel(logging.DEBUG if debug else logging.INFO)

@@ -114,6 +114,9 @@ class TrackingAgent:
     ) -> TrackingAgent:
         """Start an agent for ``tracking_uri``; it imports MLflow and opens the store at once.
 
+        The agent gets the store as ``MLFLOW_TRACKING_URI`` in its environment, never
+        on its command line.
+
         Given ``project`` (a path inside the run's git work tree), the agent first
         captures its git state, which a ``start`` request then records (tags and
         ``git.json``/``git.patch`` in the snapshot): git runs beside the trainer's
@@ -121,12 +124,21 @@ class TrackingAgent:
         the user) and ignores SIGINT and SIGTERM: the training process tells it how
         the run ended.
         """
-        argv = [sys.executable, "-m", "trackcfg.tracking.agent", "--uri", tracking_uri]
+        from trackcfg.tracking.mlflow_run import to_client_uri
+
+        argv = [sys.executable, "-m", "trackcfg.tracking.agent"]
         if project is not None:
             argv += ["--git-project", str(project)]
         if debug:
             argv.append("--debug")
-        proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True)
+        # The store travels in the environment, never in argv: every user on the
+        # machine can read a process's command line (`ps`), only its owner its
+        # environment. Basic-auth credentials of an HTTP store go as MLflow's
+        # MLFLOW_TRACKING_USERNAME/PASSWORD (`to_client_uri` put them there).
+        env = dict(os.environ, MLFLOW_TRACKING_URI=to_client_uri(tracking_uri))
+        proc = subprocess.Popen(
+            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True, env=env
+        )
         return cls(proc)
 
     @property
@@ -253,6 +265,8 @@ class TrackingAgent:
         except subprocess.TimeoutExpired:
             self._proc.kill()
             self._proc.wait()
+        if self._proc.stdout is not None:
+            self._proc.stdout.close()  # no reply is read any more
 
     # -- replies ---------------------------------------------------------------------
 

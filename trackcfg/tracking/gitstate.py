@@ -12,29 +12,27 @@ diff against ``commit`` (``git diff --binary HEAD``), so ``git apply`` of it on 
 clean checkout of the commit recreates the work tree's tracked files. Untracked
 files are listed by path only (their contents are not recorded, and they do not
 make the tree "dirty", so that ``mlflow.db``/``work_dirs`` beside the code do not
-mark every run as dirty). Remote URLs are recorded with user and password removed.
+mark every run as dirty). Remote URLs are recorded redacted (`redact_url`: user,
+password and secret query parameters removed).
 """
 
 from __future__ import annotations
 
 import os
-import re
-import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from trackcfg.tracking.redaction import redact_url
+
 if TYPE_CHECKING:
     import git
 
-__all__ = ["GitRemote", "GitState", "capture_git_state", "redact_url"]
+__all__ = ["GitRemote", "GitState", "capture_git_state"]
 
 # The well-known id of git's empty tree (SHA-1 repositories): what a diff of a
 # repository without commits is taken against.
 _EMPTY_TREE_SHA1 = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
-
-# scp-like git syntax: [user@]host:path (no scheme, no "//").
-_SCP_URL = re.compile(r"^(?:(?P<user>[^@/:]+)@)?(?P<host>[^@/:]+):(?P<path>(?!//).*)$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,30 +106,6 @@ class GitState:
             untracked=tuple(str(p) for p in untracked),
             remotes=tuple(GitRemote(name=str(r["name"]), url=str(r["url"])) for r in remotes),
         )
-
-
-def redact_url(url: str) -> str:
-    """Remove user and password from a remote URL.
-
-    Examples:
-        >>> redact_url("https://alice:s3cret@github.com/org/repo.git")
-        'https://github.com/org/repo.git'
-        >>> redact_url("git@github.com:org/repo.git")
-        'github.com:org/repo.git'
-        >>> redact_url("/srv/git/repo.git")
-        '/srv/git/repo.git'
-    """
-    split = urllib.parse.urlsplit(url)
-    if split.scheme and split.netloc:
-        host = split.hostname or ""
-        if ":" in host:  # IPv6 literal
-            host = f"[{host}]"
-        netloc = host if split.port is None else f"{host}:{split.port}"
-        return urllib.parse.urlunsplit(split._replace(netloc=netloc))
-    match = _SCP_URL.match(url)
-    if match and split.scheme.lower() != "file" and "/" not in match["host"]:
-        return f"{match['host']}:{match['path']}"
-    return url
 
 
 def capture_git_state(path: Path | str) -> GitState:

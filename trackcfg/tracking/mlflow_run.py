@@ -12,6 +12,14 @@ experiments trackcfg creates get ``<directory of mlflow.db>/mlruns/<name>``
 instead, so artifacts always sit beside the database whatever directory a run
 starts from. A tracking server decides its artifact location itself.
 
+Credentials never reach MLflow inside a URI it could print: MLflow writes the URI
+it was given into its "View run … at: URI" line, its artifact URLs and its error
+messages. `to_client_uri` moves an http(s) URI's user and password into this
+process's ``MLFLOW_TRACKING_USERNAME``/``MLFLOW_TRACKING_PASSWORD`` (MLflow's own
+basic-auth settings, read at every request and inherited by the tracking agent)
+and MLflow gets the URI without them. A database URI keeps its credentials (its
+driver reads them only there); trackcfg shows any URI through `redact_url`.
+
 Params are the flattened config (dotted key paths, dicts flattened, lists kept
 whole) within MLflow's limits (mlflow.utils.validation in 3.17: 100 params per
 ``log_batch``, keys of at most 250 characters matching ``[/\\w.\\- :]``, values
@@ -33,6 +41,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
 from trackcfg.errors import RunNotFoundError, TrackingError, first_line
+from trackcfg.tracking.redaction import redact_text, redact_url, split_credentials
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -72,9 +81,12 @@ __all__ = [
     "local_sqlite_path",
     "log_params",
     "open_client",
+    "refused_credentials",
+    "resolve_recorded_uri",
     "resolve_tracking_uri",
     "run_name",
     "set_tags",
+    "to_client_uri",
     "unusable_store",
 ]
 
@@ -114,7 +126,7 @@ _TRUNCATION_MARK = "…[truncated]"
 
 
 def resolve_tracking_uri(cwd: Path | None = None) -> str:
-    """The tracking URI a run uses.
+    """The tracking URI a run uses, as MLflow is to get it (see `to_client_uri`).
 
     Args:
         cwd: Directory of the default store; defaults to the current directory.
@@ -124,10 +136,88 @@ def resolve_tracking_uri(cwd: Path | None = None) -> str:
     """
     env = os.environ.get("MLFLOW_TRACKING_URI")
     if env:
-        return env
+        return to_client_uri(env)
     base = (cwd or Path.cwd()).resolve()
     # An absolute posix path after "sqlite:///" gives MLflow's own form "sqlite:////abs".
     return "sqlite:///" + (base / "mlflow.db").as_posix()
+
+
+def to_client_uri(uri: str) -> str:
+    """``uri`` as this process hands it to MLflow: an HTTP store's credentials go to the env.
+
+    For an ``http``/``https`` URI with a user (and password), sets
+    ``MLFLOW_TRACKING_USERNAME`` (and ``MLFLOW_TRACKING_PASSWORD``) in this process's
+    environment, replaces ``MLFLOW_TRACKING_URI`` there when it was ``uri`` (so that
+    child processes inherit no credential in it), and returns ``uri`` without the
+    userinfo. MLflow sends basic auth only with both a user and a password; a user
+    alone takes the password from ``MLFLOW_TRACKING_PASSWORD``. Any other URI is
+    returned as it is. Idempotent.
+
+    Example:
+        >>> to_client_uri("http://127.0.0.1:5000")
+        'http://127.0.0.1:5000'
+    """
+    stripped, credentials = split_credentials(uri)
+    if credentials is None or not uri.lower().startswith(("http://", "https://")):
+        return uri
+    os.environ["MLFLOW_TRACKING_USERNAME"] = credentials.username
+    if credentials.password is not None:
+        os.environ["MLFLOW_TRACKING_PASSWORD"] = credentials.password
+    if os.environ.get("MLFLOW_TRACKING_URI") == uri:
+        os.environ["MLFLOW_TRACKING_URI"] = stripped
+    return stripped
+
+
+def resolve_recorded_uri(recorded: str) -> str:
+    """The URI to reach the store that a journal recorded redacted, with its credentials.
+
+    ``MLFLOW_TRACKING_URI`` when it names the same store (its redacted form is
+    ``recorded``'s): it carries the credentials. Otherwise ``recorded`` itself, for
+    which MLflow takes ``MLFLOW_TRACKING_USERNAME``/``MLFLOW_TRACKING_PASSWORD``
+    from the environment (`refused_credentials` says when they are missing).
+    """
+    env = os.environ.get("MLFLOW_TRACKING_URI")
+    if env and redact_url(env) == redact_url(recorded):
+        return to_client_uri(env)
+    return to_client_uri(recorded)
+
+
+def refused_credentials(uri: str, run_id: str) -> TrackingError | None:
+    """The error to report when the HTTP store at ``uri`` refuses our credentials, else None.
+
+    One request without retries (a store that is away is not a credential problem,
+    and must not hold a `sync` up): reading the run answered 401 or 403.
+    """
+    if not uri.lower().startswith(("http://", "https://")):
+        return None
+    from mlflow.utils.credentials import get_default_host_creds
+    from mlflow.utils.rest_utils import http_request
+
+    try:
+        response = http_request(  # type: ignore[no-untyped-call]
+            get_default_host_creds(uri),  # type: ignore[no-untyped-call]
+            "/api/2.0/mlflow/runs/get",
+            "GET",
+            max_retries=0,
+            timeout=10,
+            params={"run_id": run_id},
+        )
+    except Exception:  # unreachable: the delivery's own retries report that
+        return None
+    if response.status_code not in (401, 403):
+        return None
+    return TrackingError(
+        f"tracking store {redact_url(uri)}: the server refused the request "
+        f"(HTTP {response.status_code}); run {run_id}'s journal records the store "
+        "without its credentials",
+        hint=_CREDENTIALS_HINT,
+    )
+
+
+_CREDENTIALS_HINT = (
+    "set MLFLOW_TRACKING_URI to the store with its credentials (http://user:password@host), "
+    "or MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD"
+)
 
 
 def local_sqlite_path(tracking_uri: str) -> Path | None:
@@ -149,20 +239,28 @@ def local_sqlite_path(tracking_uri: str) -> Path | None:
 
 
 def open_client(tracking_uri: str) -> MlflowClient:
-    """An ``MlflowClient`` bound to ``tracking_uri`` (creating a SQLite store's directory)."""
+    """An ``MlflowClient`` for ``tracking_uri`` (see `to_client_uri`; creates a SQLite
+    store's directory)."""
     from mlflow import MlflowClient
 
-    db = local_sqlite_path(tracking_uri)
+    uri = to_client_uri(tracking_uri)
+    db = local_sqlite_path(uri)
     if db is not None:
         db.parent.mkdir(parents=True, exist_ok=True)
-    return MlflowClient(tracking_uri)
+    return MlflowClient(uri)
 
 
 def unusable_store(tracking_uri: str, error: BaseException) -> TrackingError:
-    """The error to report for a store that cannot be used: its URI and ``error``'s first line."""
+    """The error to report for a store that cannot be used: its URI and ``error``'s first line.
+
+    Both redacted; a store that refused the credentials gets a hint on giving them.
+    """
+    refused = getattr(error, "error_code", "") in ("UNAUTHENTICATED", "PERMISSION_DENIED")
     return TrackingError(
-        f"tracking store {tracking_uri}: {first_line(error, limit=1000)}",
-        hint="check that the server is running, or set MLFLOW_TRACKING_URI to another store",
+        f"tracking store {redact_url(tracking_uri)}: " + redact_text(first_line(error, limit=1000)),
+        hint=_CREDENTIALS_HINT
+        if refused
+        else "check that the server is running, or set MLFLOW_TRACKING_URI to another store",
     )
 
 
@@ -257,7 +355,7 @@ def get_run(client: MlflowClient, run_id: str) -> Run:
             "INVALID_PARAMETER_VALUE",
         ):
             raise RunNotFoundError(
-                f"no run {run_id!r} in the tracking store {client.tracking_uri}",
+                f"no run {run_id!r} in the tracking store {redact_url(client.tracking_uri)}",
                 hint="list runs with `trackcfg runs`; set MLFLOW_TRACKING_URI for another store",
             ) from error
         raise

@@ -53,9 +53,11 @@ from trackcfg.errors import (
     CheckpointError,
     HashMismatchError,
     TrackingError,
+    WorkDirError,
     first_line,
 )
 from trackcfg.runner.hooks.hook import Hook
+from trackcfg.tracking.redaction import redact_url
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -106,7 +108,8 @@ class RunResult:
         run_name: ``<config stem>@<hash[:8]>``.
         experiment_id: The run's experiment.
         config_hash: The resolved config's hash (the run's tag).
-        tracking_uri: The store the run lives in.
+        tracking_uri: The store the run lives in, redacted (no credentials: it is
+            shown to people and recorded in the journal).
         work_dir: Checkpoints, logs and the metric journal.
         status: FINISHED (KILLED/FAILED raise instead of returning).
         metrics_pending: Metrics still only in the journal (``trackcfg sync`` sends them).
@@ -193,7 +196,7 @@ def start_run(
         cfg = load_config(config_path, options, import_custom_modules=True)
         return _train_untracked(cfg, _work_dir(cfg, config_path, work_dir))
     _bound_http_retries()
-    uri = tracking_uri or mr.resolve_tracking_uri()
+    uri = mr.to_client_uri(tracking_uri or mr.resolve_tracking_uri())
     # First of all: the agent's git capture, MLflow import and store opening overlap
     # everything below.
     agent = TrackingAgent.spawn(
@@ -202,6 +205,7 @@ def start_run(
     try:
         cfg = load_config(config_path, options, import_custom_modules=True)
         work = _work_dir(cfg, config_path, work_dir)
+        _prepare_work_dir(work)  # before the agent creates a run that could not train
         config_hash = cfg.hash
         config_file = leaf_config_file(cfg.lineage)
         name = mr.run_name(config_file, config_hash)
@@ -236,7 +240,9 @@ def start_run(
     )
 
     def started(ready: AgentReady) -> RunResult:
-        return RunResult(ready.run_id, name, ready.experiment_id, config_hash, uri, work, "RUNNING")
+        return RunResult(
+            ready.run_id, name, ready.experiment_id, config_hash, redact_url(uri), work, "RUNNING"
+        )
 
     return _train_tracked(cfg, agent, work, started, on_start, resume_from=None)
 
@@ -297,21 +303,21 @@ def resume_run(
     from trackcfg.tracking.snapshot import fetch_snapshot
 
     _bound_http_retries()
-    uri = tracking_uri or mr.resolve_tracking_uri()
+    uri = mr.to_client_uri(tracking_uri or mr.resolve_tracking_uri())
     with _store_errors(uri):
         client = mr.open_client(uri)
         run = mr.get_run(client, run_id)
-    # First the lease: a second trainer of this run must not even touch its files.
+    work = _resume_work_dir(work_dir, dict(run.data.tags), run.info.run_name or run_id, run_id)
+    _prepare_work_dir(work)  # before the run is touched
+    # Then the lease: a second trainer of this run must not even touch its files.
     lease = acquire_lease(client, run_id, new_lease())
     with (
         _releasing(lambda: release_lease(client, run_id, lease)) as hand_over,
         tempfile.TemporaryDirectory(prefix="trackcfg-resume-") as tmp_text,
     ):
-        tags = dict(run.data.tags)
-        work = _resume_work_dir(work_dir, tags, run.info.run_name or run_id, run_id)
         # A killed process's agent may still be delivering its journal and uploads:
         # wait for it (and deliver what it left) before reading the run's state.
-        old_work = tags.get(mr.TAG_WORK_DIR)
+        old_work = run.data.tags.get(mr.TAG_WORK_DIR)
         for directory in {work, *([Path(old_work).resolve()] if old_work else [])}:
             sync(directory, timeout=10.0, only=run_id)
         run = mr.get_run(client, run_id)
@@ -376,7 +382,9 @@ def resume_run(
         name = run.info.run_name or run_id
 
         def started(ready: AgentReady) -> RunResult:
-            return RunResult(run_id, name, ready.experiment_id, cfg.hash, uri, work, "RUNNING")
+            return RunResult(
+                run_id, name, ready.experiment_id, cfg.hash, redact_url(uri), work, "RUNNING"
+            )
 
         return _train_tracked(
             cfg, agent, work, started, on_start, resume_from=resume_from, skip=skip
@@ -416,6 +424,7 @@ def sync(
         without_pending_status,
         write_journal_meta,
     )
+    from trackcfg.tracking.mlflow_run import resolve_recorded_uri
 
     _bound_http_retries()
     excluded = set(exclude)
@@ -425,12 +434,14 @@ def sync(
     for directory in journals:
         meta = read_journal_meta(directory)
         run_id = str(meta.get("run_id", directory.name))
-        uri = str(meta.get("tracking_uri", ""))
+        recorded = str(meta.get("tracking_uri", ""))
         if run_id in excluded or (only is not None and run_id != only):
             continue
         seen += 1
-        if not uri:
+        if not recorded:
             continue
+        # Recorded without credentials: they come from the environment.
+        uri = resolve_recorded_uri(recorded)
         try:
             delivery = JournalDelivery(
                 directory, mlflow_sender(uri, run_id), lock_timeout=lock_timeout
@@ -443,6 +454,8 @@ def sync(
             delivered += delivery.delivered_count
             undelivered = delivery.pending_count
             pending += undelivered
+            if undelivered:
+                _warn_if_refused(uri, run_id)
             # Read again under the lock: the agent that held it may have left a status.
             meta = read_journal_meta(directory)
             final = pending_status(meta)
@@ -634,6 +647,40 @@ def _bound_http_retries() -> None:
     """Apply `HTTP_DEFAULTS` to this process where the user did not set them."""
     for name, value in HTTP_DEFAULTS.items():
         os.environ.setdefault(name, value)
+
+
+def _warn_if_refused(uri: str, run_id: str) -> None:
+    """Say so when metrics stay pending because the store refuses our credentials."""
+    from trackcfg.tracking.mlflow_run import refused_credentials
+
+    refused = refused_credentials(uri, run_id)
+    if refused is not None:
+        _logger.warning("trackcfg: %s", refused)
+
+
+def _prepare_work_dir(work: Path) -> None:
+    """Create ``work`` and its private ``.trackcfg`` (mode 0700), and prove it writable.
+
+    Runs before the run is created or changed: a work dir that cannot hold the
+    snapshot, journal and checkpoints must not leave a run that never trained.
+
+    Raises:
+        WorkDirError: it cannot be created or written (read-only file system,
+            permissions, a file in the way).
+    """
+    private = work / ".trackcfg"  # journals and staged snapshots: the owner's only
+    try:
+        private.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix="write-test-", dir=private)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as error:
+        where = "" if error.filename in (None, str(work)) else f" ({error.filename})"
+        raise WorkDirError(
+            f"work dir {work}: not writable: {error.strerror or error}{where}",
+            hint="pass --work-dir with a writable directory (or set `work_dir` in the "
+            "config), or make this one writable",
+        ) from error
 
 
 def _is_rank_zero() -> bool:

@@ -109,3 +109,22 @@ def test_render_run_finished_points_to_sync_when_metrics_are_pending() -> None:
     assert lines[0] == f"run id:       {'b' * 32}  (cnn@12345678)"
     assert lines[-2] == "open the UI:  trackcfg ui --hash 12345678"
     assert lines[-1].endswith("deliver them with `trackcfg sync work_dirs/cnn`")
+
+
+def test_render_run_finished_shows_the_store_without_credentials() -> None:
+    from pathlib import Path
+
+    from trackcfg.tracking.session import RunResult
+
+    result = RunResult(
+        run_id="b" * 32,
+        run_name="cnn@12345678",
+        experiment_id="1",
+        config_hash="12345678" * 4,
+        tracking_uri="https://alice:p@ss/w#rd@mlflow.example:443/?access_token=t0k",
+        work_dir=Path("work_dirs/cnn"),
+        status="FINISHED",
+    )
+    text = render.render_run_finished(result)
+    assert "store:        https://mlflow.example:443/\n" in text
+    assert "alice" not in text and "p@ss" not in text and "t0k" not in text

@@ -219,9 +219,10 @@ def test_an_agent_abandoned_before_start_exits_0_and_creates_no_run(sqlite_store
     # The agent's documented command line (what `spawn` runs), with our own Popen
     # to read the exit status.
     proc = subprocess.Popen(
-        [sys.executable, "-m", "trackcfg.tracking.agent", "--uri", sqlite_store],
+        [sys.executable, "-m", "trackcfg.tracking.agent"],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
+        env=dict(os.environ, MLFLOW_TRACKING_URI=sqlite_store),
     )
     TrackingAgent(proc).abandon()
     assert proc.returncode == 0
@@ -229,6 +230,25 @@ def test_an_agent_abandoned_before_start_exits_0_and_creates_no_run(sqlite_store
     experiments = client.search_experiments()
     assert [e.name for e in experiments] == ["Default"]
     assert client.search_runs([e.experiment_id for e in experiments]) == []
+
+
+def test_the_agent_command_line_holds_no_store_credentials(
+    unreachable_uri: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `ps` shows every user a process's arguments: the store travels in the environment.
+    for name in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
+        monkeypatch.delenv(name, raising=False)
+    password = "p@ss/w#rd?x@"
+    host = unreachable_uri.removeprefix("http://")
+    agent = TrackingAgent.spawn(f"http://alice:{password}@{host}")
+    try:
+        cmdline = Path(f"/proc/{agent.pid}/cmdline").read_bytes()
+        environ = Path(f"/proc/{agent.pid}/environ").read_bytes().split(b"\0")
+    finally:
+        agent.abandon()
+    assert b"p@ss" not in cmdline and host.encode() not in cmdline
+    assert f"MLFLOW_TRACKING_URI={unreachable_uri}".encode() in environ
+    assert f"MLFLOW_TRACKING_PASSWORD={password}".encode() in environ
 
 
 def test_wait_ready_names_an_unreachable_store(

@@ -12,6 +12,7 @@ MODULES = [
     "trackcfg.tracking.gitstate",
     "trackcfg.tracking.journal",
     "trackcfg.tracking.mlflow_run",
+    "trackcfg.tracking.redaction",
 ]
 
 

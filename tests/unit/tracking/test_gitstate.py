@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from trackcfg.tracking.gitstate import GitState, capture_git_state, redact_url
+from trackcfg.tracking.gitstate import GitState, capture_git_state
 
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "t",
@@ -105,24 +105,6 @@ def test_remote_urls_are_recorded_without_credentials(repo: Path) -> None:
         "backup": "ssh://backup.example.com:2222/repo.git",
     }
     assert state.repo_url == "https://example.com/org/repo.git"
-
-
-@pytest.mark.parametrize(
-    ("url", "expected"),
-    [
-        ("https://alice:s3cret@github.com/org/repo.git", "https://github.com/org/repo.git"),
-        ("https://token@github.com/org/repo.git", "https://github.com/org/repo.git"),
-        ("http://u:p@[::1]:8080/r.git", "http://[::1]:8080/r.git"),
-        ("ssh://git@host:22/r.git", "ssh://host:22/r.git"),
-        ("git@github.com:org/repo.git", "github.com:org/repo.git"),
-        ("github.com:org/repo.git", "github.com:org/repo.git"),
-        ("https://github.com/org/repo.git", "https://github.com/org/repo.git"),
-        ("/srv/git/repo.git", "/srv/git/repo.git"),
-        ("file:///srv/git/repo.git", "file:///srv/git/repo.git"),
-    ],
-)
-def test_redact_url_removes_user_and_password(url: str, expected: str) -> None:
-    assert redact_url(url) == expected
 
 
 def test_git_state_json_round_trips_with_the_patch(repo: Path) -> None:

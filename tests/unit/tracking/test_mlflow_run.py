@@ -112,3 +112,58 @@ def test_get_run_of_an_unknown_id_raises_run_not_found(sqlite_store: str) -> Non
 
 def test_run_name_is_stem_at_short_hash() -> None:
     assert mr.run_name("configs/digits/cnn.py", "abcdef0123456789" * 2) == "cnn@abcdef01"
+
+
+@pytest.fixture
+def no_mlflow_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`to_client_uri` writes MLflow's credential variables: keep that inside the test."""
+    for name in ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.mark.usefixtures("no_mlflow_credentials")
+def test_an_http_store_s_credentials_move_to_mlflow_s_environment_variables() -> None:
+    import os
+
+    from mlflow.utils.credentials import get_default_host_creds
+
+    os.environ["MLFLOW_TRACKING_URI"] = "http://alice:p%40ss%2Fw%23rd@127.0.0.1:5000/"
+    uri = mr.resolve_tracking_uri()
+    assert uri == "http://127.0.0.1:5000/"
+    assert os.environ["MLFLOW_TRACKING_URI"] == uri  # what child processes inherit
+    creds = get_default_host_creds(uri)  # what MLflow sends: basic auth, decoded
+    assert (creds.host, creds.username, creds.password) == (uri, "alice", "p@ss/w#rd")
+    assert mr.to_client_uri(uri) == uri
+
+
+@pytest.mark.usefixtures("no_mlflow_credentials")
+def test_a_database_store_keeps_its_credentials_for_its_driver() -> None:
+    import os
+
+    uri = "postgresql://mlflow:pw@db.internal:5432/mlflow"
+    assert mr.to_client_uri(uri) == uri
+    assert "MLFLOW_TRACKING_PASSWORD" not in os.environ
+
+
+@pytest.mark.usefixtures("no_mlflow_credentials")
+@pytest.mark.parametrize(
+    ("env", "recorded", "expected"),
+    [
+        # the environment names the recorded store: its credentials are used
+        ("postgresql://u:pw@db/mlflow", "postgresql://db/mlflow", "postgresql://u:pw@db/mlflow"),
+        ("http://u:pw@h:5000", "http://h:5000", "http://h:5000"),
+        # another store: the recorded one, credentials from MLFLOW_TRACKING_USERNAME/PASSWORD
+        ("postgresql://u:pw@other/mlflow", "postgresql://db/mlflow", "postgresql://db/mlflow"),
+        (None, "http://h:5000", "http://h:5000"),
+    ],
+)
+def test_a_journal_s_redacted_store_gets_its_credentials_from_the_environment(
+    env: str | None, recorded: str, expected: str
+) -> None:
+    import os
+
+    if env is not None:
+        os.environ["MLFLOW_TRACKING_URI"] = env
+    assert mr.resolve_recorded_uri(recorded) == expected
+    if env is not None and env.startswith("http") and expected == recorded:
+        assert os.environ["MLFLOW_TRACKING_PASSWORD"] == "pw"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from trackcfg.errors import RunNotFoundError, TrackingError
+from trackcfg.errors import RunNotFoundError, TrackingError, WorkDirError
 from trackcfg.tracking.session import HTTP_DEFAULTS, SyncReport, resume_run, start_run
 
 
@@ -31,6 +31,40 @@ def test_start_run_against_an_unreachable_server_is_one_tracking_error(tmp_path:
     with pytest.raises(TrackingError, match=rf"tracking store {uri}: ") as caught:
         start_run(config, work_dir=tmp_path / "work", tracking_uri=uri)
     assert "server is running" in str(caught.value)
+
+
+def test_start_run_error_names_the_store_without_its_credentials(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
+        monkeypatch.delenv(name, raising=False)
+    config = tmp_path / "c.py"
+    config.write_text("model = dict(type='M')\n")
+    port = closed_port()
+    uri = f"http://alice:p%40ss%2Fw@127.0.0.1:{port}"
+    with pytest.raises(TrackingError) as caught:
+        start_run(config, work_dir=tmp_path / "work", tracking_uri=uri)
+    assert str(caught.value).startswith(f"tracking store http://127.0.0.1:{port}: ")
+    assert "alice" not in str(caught.value) and "p%40ss" not in str(caught.value)
+
+
+def test_start_run_in_a_work_dir_that_cannot_be_written_creates_no_run(
+    tmp_path: Path, sqlite_store: str
+) -> None:
+    from mlflow import MlflowClient
+
+    config = tmp_path / "c.py"
+    config.write_text("model = dict(type='M')\n")
+    blocker = tmp_path / "file"
+    blocker.write_text("")  # a file where the work dir's parent should be: writes fail as root too
+    with pytest.raises(WorkDirError) as caught:
+        start_run(config, work_dir=blocker / "work", tracking_uri=sqlite_store)
+    assert str(caught.value).startswith(
+        f"work dir {blocker / 'work'}: not writable: Not a directory"
+    )
+    assert "--work-dir" in str(caught.value)
+    client = MlflowClient(sqlite_store)
+    assert client.search_runs([e.experiment_id for e in client.search_experiments()]) == []
 
 
 def test_resume_of_an_unknown_run_id_is_run_not_found(sqlite_store: str) -> None:
