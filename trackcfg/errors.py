@@ -12,6 +12,7 @@
     │   ├── ConfigImportError (ImportError)        a failed `custom_imports` module
     │   ├── ConfigOptionError (ValueError)         a malformed `--cfg-options` string
     │   ├── CanonicalizationError (TypeError)      a value the hash cannot encode
+    │   ├── ConfigLimitError               nested too deep, YAML aliases expanding too far
     │   └── ConfigKeyError (KeyError)              a missing key
     │       └── ConfigAttributeError (AttributeError)
     ├── RegistryError
@@ -56,6 +57,7 @@ __all__ = [
     "ConfigFileNotFoundError",
     "ConfigImportError",
     "ConfigKeyError",
+    "ConfigLimitError",
     "ConfigMergeError",
     "ConfigOptionError",
     "ConfigSubstitutionError",
@@ -162,6 +164,10 @@ class ConfigOptionError(ConfigError, ValueError):
 
 class CanonicalizationError(ConfigError, TypeError):
     """A resolved config holds a value the content hash cannot encode."""
+
+
+class ConfigLimitError(ConfigError):
+    """A config value past a bound of `trackcfg.config.limits` (depth, alias expansion)."""
 
 
 class ConfigKeyError(ConfigError, KeyError):

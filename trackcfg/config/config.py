@@ -22,6 +22,9 @@ Differences from mmengine, on purpose:
   config's own functions, modules and ``__names`` are not keys;
 * YAML is read safely; every dump (.py/.json/.yaml) reloads to the same hash;
 * a missing attribute suggests close matches;
+* hostile shapes are refused with a located error (``limits``): values nested more than
+  100 key path elements deep, `_base_` chains of more than 64 files, YAML aliases that
+  would add more than 100,000 nodes (mmengine hangs or ends in a ``RecursionError``);
 * ``fromstring`` imports ``custom_imports`` as mmengine's does (it goes through a temp
   file there) but reads no temp file: ``{{ fileDirname }}`` is the current directory.
 
@@ -44,6 +47,7 @@ from pathlib import Path
 from trackcfg.config.canonical import digest, to_canonical_bytes
 from trackcfg.config.inherit import LineageEntry, Resolution, resolve_file, resolve_text
 from trackcfg.config.keypath import KeyParts, KeyPath, suggest
+from trackcfg.config.limits import MAX_DEPTH, find_overflow, short_key_path
 from trackcfg.config.location import OPTION_FILE, Assignment, AssignmentKind, Location
 from trackcfg.config.merge import descend, merge, to_plain
 from trackcfg.config.provenance import Provenance, ProvenanceBuilder
@@ -190,6 +194,23 @@ def _import_custom_modules(resolution: Resolution) -> None:
 
     last = resolution.provenance.last(("custom_imports", "imports"))
     import_custom_modules(resolution.data["custom_imports"], last.location if last else None)
+
+
+def _check_option_shape(parts: KeyParts, value: object) -> None:
+    """Refuse an option that would nest past ``MAX_DEPTH`` (see ``limits``)."""
+    if len(parts) > MAX_DEPTH:
+        raise ConfigOptionError(
+            f"key path has {len(parts):,} elements; at most {MAX_DEPTH} are supported",
+            location=Location(OPTION_FILE, 1),
+            key_path=short_key_path(parts),
+        )
+    overflow = find_overflow(value, len(parts))
+    if overflow is not None:
+        raise ConfigOptionError(
+            overflow.message,
+            location=Location(OPTION_FILE, 1),
+            key_path=short_key_path((*parts, *overflow.parts)),
+        )
 
 
 class _OptionOrigin:
@@ -443,6 +464,7 @@ class Config:
                 ) from None
             if not parts:
                 raise ConfigOptionError("empty key", location=Location(OPTION_FILE, 1))
+            _check_option_shape(parts, value)
             node = tree
             for part in parts[:-1]:
                 # Copy on the way down: the caller's option values are never mutated.

@@ -12,7 +12,8 @@ or not, is an error showing the whole cycle. ``package::path/config.py`` bases a
 read from ``<package>/.mim/configs/`` and their outermost ``dict(type=...)`` get
 ``_scope_`` (mmengine's behaviour); their files are in the lineage like any other.
 A file's ``_deprecation_`` key is dropped with a ``DeprecationWarning`` (mmengine's
-behaviour).
+behaviour). A chain of more than ``limits.MAX_BASE_DEPTH`` files, each including the
+next, is an error (mmengine ends in a ``RecursionError``).
 
 Paths in locations and lineage are relative to the *project root*: the git work tree
 holding the loaded config (found by looking for ``.git`` upwards; gitpython is not
@@ -30,6 +31,7 @@ from pathlib import Path
 
 from trackcfg.config.canonical import digest
 from trackcfg.config.keypath import KeyParts
+from trackcfg.config.limits import MAX_BASE_DEPTH
 from trackcfg.config.location import Assignment, AssignmentKind, Location
 from trackcfg.config.merge import descend, merge
 from trackcfg.config.provenance import ProvenanceBuilder
@@ -260,6 +262,15 @@ class _Resolver:
                 f"expected one of {', '.join(SUFFIXES)}",
                 location=location,
                 key_path="_base_",
+            )
+        if len(stack) >= MAX_BASE_DEPTH:
+            # Resolution recurses once per file; refuse before the stack runs out.
+            shown = [stack[0][1], "…", *[s for _, s in stack[-2:]], display]
+            raise ConfigBaseError(
+                f"_base_ chain is more than {MAX_BASE_DEPTH} files deep: {' -> '.join(shown)}",
+                location=location,
+                key_path="_base_",
+                hint="flatten the chain: a file may list several bases in `_base_ = [...]`",
             )
         real = Path(os.path.realpath(path))
         for index, (seen, _) in enumerate(stack):

@@ -6,7 +6,8 @@ Lines come from the parsers, never from guesses:
   ``x['a'] = ...``), of ``dict(...)`` keywords and of ``{...}`` literal keys. A key
   whose value is computed (a comprehension, a function call) takes the line of the
   nearest key above it that the parser saw.
-* ``.yaml``/``.yml``: PyYAML node marks. The loader is the safe one plus
+* ``.yaml``/``.yml``: PyYAML node marks, composed by ``composer.compose_document``
+  (iterative, and refusing alias bombs: see ``limits``). The loader is the safe one plus
   ``!!python/tuple`` and the tags ``dump.to_yaml_text`` writes (``!class`` etc. become
   ``QualifiedName`` strings: nothing is imported or constructed). mmengine uses the
   full loader, which is not safe.
@@ -24,7 +25,10 @@ from __future__ import annotations
 import ast
 import bisect
 import builtins
+import io
 import json
+import re
+import tokenize
 import types
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -32,7 +36,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from trackcfg.config.canonical import decode_value
+from trackcfg.config.composer import compose_document
 from trackcfg.config.keypath import KeyParts, KeyPath
+from trackcfg.config.limits import MAX_DEPTH, find_overflow, short_key_path
 from trackcfg.config.location import Assignment, Location
 from trackcfg.config.substitute import (
     BASE_CALL,
@@ -53,7 +59,7 @@ from trackcfg.config.substitute import (
     resolve_markers,
     substitute_data_text,
 )
-from trackcfg.errors import ConfigBaseError, ConfigSyntaxError
+from trackcfg.errors import ConfigBaseError, ConfigLimitError, ConfigSyntaxError
 
 if TYPE_CHECKING:
     import yaml
@@ -164,7 +170,16 @@ def parse_config(source: ConfigSource) -> ParsedConfig:
         data = _load_json(substituted.text, source.display)
         origins: dict[KeyParts, KeyOrigin] = {}
         base_lines: dict[int, int] = {}
-        _JsonScanner(substituted.text, origins, base_lines).scan()
+        scanner = _JsonScanner(substituted.text, origins, base_lines)
+        try:
+            scanner.scan()
+        except _TooDeep as exc:
+            overflow = find_overflow(data)
+            raise _too_deep(
+                source.display,
+                scanner.line(exc.pos),
+                overflow.parts if overflow is not None else (),
+            ) from None
         data = _decode_json(data, origins, source.display)
     else:
         data, origins, base_lines = _load_yaml(substituted.text, source.display)
@@ -185,7 +200,10 @@ def evaluate_config(parsed: ParsedConfig, base: Mapping[str, object]) -> Evaluat
             the config.
     """
     if parsed.code is not None:
-        return _evaluate_python(parsed, parsed.code, base)
+        evaluated = _evaluate_python(parsed, parsed.code, base)
+        # A .py config builds its values with code: their shape is known only now.
+        _check_shape(evaluated, parsed.source.display)
+        return evaluated
     raw = parsed.data if parsed.data is not None else {}
     data, uses = resolve_markers(raw, parsed.markers, base, parsed.source.display)
     if not uses:
@@ -195,7 +213,23 @@ def evaluate_config(parsed: ParsedConfig, base: Mapping[str, object]) -> Evaluat
         if use.marker.ref is not None:
             # A substitution is recorded at the line of the placeholder.
             origins[use.parts] = KeyOrigin(use.marker.line, use.marker.ref)
-    return EvaluatedConfig(data, origins)
+    evaluated = EvaluatedConfig(data, origins)
+    # A base value put in at depth may nest deeper than either file did.
+    _check_shape(evaluated, parsed.source.display)
+    return evaluated
+
+
+def _check_shape(evaluated: EvaluatedConfig, display: str) -> None:
+    """Refuse values nested past ``MAX_DEPTH`` or containing themselves (see ``limits``)."""
+    overflow = find_overflow(evaluated.data)
+    if overflow is None:
+        return
+    origin = evaluated.origin(overflow.parts)
+    raise ConfigLimitError(
+        overflow.message,
+        location=Location(display, origin.line if origin is not None else 1),
+        key_path=short_key_path(overflow.parts),
+    )
 
 
 # ---------------------------------------------------------------------------- _base_
@@ -320,13 +354,18 @@ def _reference(node: ast.expr | None) -> KeyParts | None:
 
 def _parse_python(source: ConfigSource) -> ParsedConfig:
     filename = str(source.path) if source.path is not None else source.display
+    text = index_python_placeholders(source.text)
     try:
-        tree = ast.parse(index_python_placeholders(source.text), filename=filename)
+        tree = ast.parse(text, filename=filename)
     except SyntaxError as exc:
         raise ConfigSyntaxError(
             f"invalid Python syntax: {exc.msg}",
             location=Location(source.display, exc.lineno or 1, exc.offset),
         ) from exc
+    except (RecursionError, MemoryError):
+        # CPython's parser gives up on a very deeply nested expression with one of
+        # these (MemoryError: its own stack, not the heap, is exhausted).
+        raise _python_too_deep(source.display, _deep_statement_line(text)) from None
     rewrite = "{{" in source.text or BASE_KEY in source.text
     scanner = _PythonKeyScanner(references=rewrite)
     scanner.scan(tree.body)
@@ -362,12 +401,70 @@ def _parse_python(source: ConfigSource) -> ParsedConfig:
             bases = _python_bases(stmt, transformer, source.display)
             continue
         # Only files that mention placeholders or `_base_` need the (slow) ast rewrite.
-        new = transformer.visit(stmt) if rewrite else stmt
+        try:
+            new = transformer.visit(stmt) if rewrite else stmt
+        except RecursionError:
+            raise _python_too_deep(source.display, stmt.lineno) from None
         # A statement may become several (`del _base_.a, x`).
         body.extend(new if isinstance(new, list) else [new])
     tree.body = body
-    code = compile(tree, filename, "exec")
+    try:
+        code = compile(tree, filename, "exec")
+    except RecursionError:
+        line = next((s.lineno for s in body if _recurses(s, filename)), 1)
+        raise _python_too_deep(source.display, line) from None
     return ParsedConfig(source, bases, scanner.origins, code=code)
+
+
+def _python_too_deep(display: str, line: int) -> ConfigSyntaxError:
+    return ConfigSyntaxError(
+        "expression nested too deeply for Python's parser",
+        location=Location(display, line),
+        hint="build deep values with a loop, or nest less",
+    )
+
+
+def _deep_statement_line(text: str) -> int:
+    """The first line of the first top-level statement that Python cannot parse alone.
+
+    Error path of ``_parse_python``: each top-level statement (split with ``tokenize``,
+    which does not recurse) is parsed on its own; the first that fails the way the whole
+    file did is the one to show.
+    """
+    starts: list[int] = []
+    try:
+        indent, new_line = 0, True
+        for tok in tokenize.generate_tokens(io.StringIO(text).readline):
+            if tok.type == tokenize.INDENT:
+                indent += 1
+            elif tok.type == tokenize.DEDENT:
+                indent -= 1
+            elif tok.type == tokenize.NEWLINE:
+                new_line = True
+            elif new_line and tok.type not in (tokenize.NL, tokenize.COMMENT):
+                new_line = False
+                if indent == 0:
+                    starts.append(tok.start[0])
+    except (tokenize.TokenError, SyntaxError):
+        return 1
+    lines = text.splitlines(keepends=True)
+    for first, end in zip(starts, [*starts[1:], len(lines) + 1], strict=True):
+        try:
+            ast.parse("".join(lines[first - 1 : end - 1]))
+        except (RecursionError, MemoryError):
+            return first
+        except SyntaxError:
+            continue  # `else:` and such, cut from their statement
+    return 1
+
+
+def _recurses(stmt: ast.stmt, filename: str) -> bool:
+    """Whether compiling ``stmt`` alone exhausts the compiler's recursion limit."""
+    try:
+        compile(ast.Module(body=[stmt], type_ignores=[]), filename, "exec")
+    except RecursionError:
+        return True
+    return False
 
 
 def _python_bases(
@@ -455,6 +552,9 @@ def _load_json(text: str, display: str) -> dict[str, object]:
         raise ConfigSyntaxError(
             f"invalid JSON: {exc.msg}", location=Location(display, exc.lineno, exc.colno)
         ) from exc
+    except RecursionError:
+        # The C decoder recurses per level; far past MAX_DEPTH anyway.
+        raise _too_deep(display, _json_too_deep_line(text), ()) from None
     if not isinstance(data, dict):
         raise ConfigSyntaxError(
             f"a config must be a JSON object at the top level, got {type(data).__name__}",
@@ -493,6 +593,40 @@ def _decode_json(
     return decoded  # type: ignore[return-value]
 
 
+class _TooDeep(Exception):
+    """Internal: the JSON scanner passed ``MAX_DEPTH`` at text position ``pos``."""
+
+    def __init__(self, pos: int) -> None:
+        super().__init__(pos)
+        self.pos = pos
+
+
+def _too_deep(display: str, line: int, parts: KeyParts) -> ConfigLimitError:
+    return ConfigLimitError(
+        f"nested more than {MAX_DEPTH} levels deep",
+        location=Location(display, line),
+        key_path=short_key_path(parts) or None,
+    )
+
+
+_JSON_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')
+
+
+def _json_too_deep_line(text: str) -> int:
+    """The line of the first container nested past ``MAX_DEPTH`` (iteratively)."""
+    depth = 0
+    for match in _JSON_TOKEN.finditer(text):
+        token = match.group()
+        if token in "[{":
+            depth += 1
+            # The top-level object is depth 1; a container inside it is key path length 1.
+            if depth > MAX_DEPTH + 1:
+                return text.count("\n", 0, match.start()) + 1
+        elif token in "]}":
+            depth -= 1
+    return 1
+
+
 class _JsonScanner:
     """Record the line of every object key in (already validated) JSON text."""
 
@@ -517,20 +651,23 @@ class _JsonScanner:
         return pos
 
     def scan(self) -> None:
-        self.value(self.skip_ws(0), ())
+        self.value(self.skip_ws(0), (), 0)
 
-    def value(self, pos: int, parts: KeyParts | None) -> int:
+    def value(self, pos: int, parts: KeyParts | None, depth: int) -> int:
+        # `depth`: the key path length of this value (what `limits.MAX_DEPTH` bounds).
+        if depth > MAX_DEPTH:
+            raise _TooDeep(pos)
         text = self.text
         ch = text[pos]
         if ch == "{":
-            return self.obj(pos, parts)
+            return self.obj(pos, parts, depth)
         if ch == "[":
             pos = self.skip_ws(pos + 1)
             index = 0
             while text[pos] != "]":
                 if parts == (BASE_KEY,):
                     self.base_lines[index] = self.line(pos)
-                pos = self.skip_ws(self.value(pos, None))
+                pos = self.skip_ws(self.value(pos, None, depth + 1))
                 index += 1
                 if text[pos] == ",":
                     pos = self.skip_ws(pos + 1)
@@ -541,7 +678,7 @@ class _JsonScanner:
             pos += 1
         return pos
 
-    def obj(self, pos: int, parts: KeyParts | None) -> int:
+    def obj(self, pos: int, parts: KeyParts | None, depth: int) -> int:
         text = self.text
         pos = self.skip_ws(pos + 1)
         while text[pos] != "}":
@@ -550,7 +687,7 @@ class _JsonScanner:
             if child is not None:
                 self.origins[child] = KeyOrigin(self.line(pos))
             pos = self.skip_ws(self.skip_ws(end) + 1)  # past ':'
-            pos = self.skip_ws(self.value(pos, child))
+            pos = self.skip_ws(self.value(pos, child, depth + 1))
             if text[pos] == ",":
                 pos = self.skip_ws(pos + 1)
         return pos + 1
@@ -588,7 +725,7 @@ def _load_yaml(
 
     loader = _yaml_loader()(text)
     try:
-        node = loader.get_single_node()
+        node = compose_document(loader, display)
         data = {} if node is None else loader.construct_document(node)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark

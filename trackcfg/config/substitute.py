@@ -48,9 +48,10 @@ from pathlib import Path
 
 from trackcfg.config.canonical import encode_value
 from trackcfg.config.keypath import KeyParts, KeyPath, suggest
+from trackcfg.config.limits import find_overflow, short_key_path
 from trackcfg.config.location import Assignment, AssignmentKind, Location
 from trackcfg.config.merge import DELETE_KEY, descend, iter_leaves, to_plain
-from trackcfg.errors import ConfigError, ConfigSubstitutionError
+from trackcfg.errors import ConfigError, ConfigLimitError, ConfigSubstitutionError
 
 __all__ = [
     "BASE_CALL",
@@ -599,8 +600,19 @@ class BaseEditor:
                 self.records.append((leaf, Assignment(kind, location, copy.deepcopy(new))))
         return result
 
+    def _check_shape(self, path: KeyParts, line: int, value: object, start: int) -> None:
+        # Before the edit walks `value` (at depth `start`, below `path`) recursively.
+        overflow = find_overflow(value, start)
+        if overflow is not None:
+            raise ConfigLimitError(
+                overflow.message,
+                location=self._location(line),
+                key_path=short_key_path((*path, *overflow.parts)),
+            )
+
     def set(self, path: KeyParts, line: int, value: object) -> None:
         """``_base_.<path> = value``: replace (not merge), as attribute assignment does."""
+        self._check_shape(path, line, value, len(path))
         container = self._container(path[:-1], line, path)
         key = path[-1]
         clean = to_plain(value, drop_key=DELETE_KEY)
@@ -641,6 +653,13 @@ class BaseEditor:
     ) -> object:
         """``_base_.<path>.<method>(...)`` for an in-place method (``update``, ``append``...)."""
         target = self._container(path, line, path)
+        # `update(d)`/`extend(xs)` put the items of their argument one level down,
+        # `append(x)` and the rest put the argument itself there.
+        inner = 0 if method in ("update", "extend") else 1
+        for arg in args:
+            self._check_shape(path, line, arg, len(path) + inner)
+        for key, arg in kwargs.items():
+            self._check_shape((*path, key), line, arg, len(path) + 1)
         # ConfigDicts (from `_base_` reads) as plain dicts: the working copy stays plain.
         args = tuple(to_plain(a) for a in args)
         kwargs = {k: to_plain(v) for k, v in kwargs.items()}

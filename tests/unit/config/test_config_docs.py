@@ -15,6 +15,7 @@ MODULES = [
     "trackcfg.config.readers",
     "trackcfg.config.inherit",
     "trackcfg.config.imports",
+    "trackcfg.config.limits",
 ]
 
 
