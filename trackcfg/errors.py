@@ -27,6 +27,9 @@
         ├── SnapshotError                  a run without (or with a broken) snapshot
         └── HashMismatchError              resume refused: the config hashes differently
 
+``ConfigWarning`` (a ``UserWarning``) is raised for configs that load but probably
+not as meant; its text starts with ``file:line:`` like an error's.
+
 Every error also subclasses the built-in that mmcv/mmengine code would catch, so
 ``except KeyError`` around ``cfg.missing`` keeps working.
 
@@ -62,6 +65,7 @@ __all__ = [
     "ConfigOptionError",
     "ConfigSubstitutionError",
     "ConfigSyntaxError",
+    "ConfigWarning",
     "DuplicateRegistrationError",
     "HashMismatchError",
     "HookRegistrationError",
@@ -168,6 +172,10 @@ class CanonicalizationError(ConfigError, TypeError):
 
 class ConfigLimitError(ConfigError):
     """A config value past a bound of `trackcfg.config.limits` (depth, alias expansion)."""
+
+
+class ConfigWarning(UserWarning):
+    """A config loads, but probably not as its author meant (e.g. a function it drops)."""
 
 
 class ConfigKeyError(ConfigError, KeyError):

@@ -22,6 +22,7 @@ imported on this path), else the current directory.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import os
 import warnings
@@ -89,6 +90,9 @@ class Resolution:
     lineage: tuple[LineageEntry, ...]
     texts: tuple[tuple[str, str], ...]
     root: Path
+    #: Whether some file uses ``{{ fileDirname }}`` / ``__file__``: values may hold the
+    #: root's absolute path, which the hash then leaves out (``canonical.RootedText``).
+    absolute: bool = False
 
 
 def find_root(path: Path) -> Path:
@@ -162,6 +166,7 @@ class _Resolver:
         self.root = root
         self.lineage: list[LineageEntry] = []
         self.texts: list[tuple[str, str]] = []
+        self.absolute = False
 
     def read(self, path: Path) -> tuple[ConfigSource, str]:
         raw = path.read_bytes()
@@ -187,6 +192,7 @@ class _Resolver:
             tuple(self.lineage),
             tuple(self.texts),
             self.root,
+            self.absolute,
         )
 
     def resolve(
@@ -197,6 +203,7 @@ class _Resolver:
         stack: tuple[tuple[Path, str], ...],
     ) -> _Resolved:
         parsed = parse_config(source)
+        self.absolute = self.absolute or parsed.absolute
         # The stack holds real paths: a cycle through a symlink is still a cycle.
         real = Path(os.path.realpath(source.path)) if source.path else Path("<string>")
         stack = (*stack, (real, source.display))
@@ -228,6 +235,9 @@ class _Resolver:
         origin = _FileOrigin(evaluated, source.display, provenance, base_data)
         merged = merge(base_data, evaluated.data, origin, base_location=origin.base_location)
         provenance.extend(merged.records)
+        for name, line, value in evaluated.private:
+            location = Location(source.display, line)
+            provenance.add((name,), Assignment(AssignmentKind.PRIVATE, location, value))
         for key in evaluated.data:
             key_locations[key] = origin.location((key,))
         self.lineage.append(
@@ -404,7 +414,7 @@ def _pop_deprecation(evaluated: EvaluatedConfig, display: str) -> EvaluatedConfi
             message += f" More information can be found at {info['reference']}"
     warnings.warn(message, DeprecationWarning, stacklevel=2)
     data = {k: v for k, v in evaluated.data.items() if k != DEPRECATION_KEY}
-    return EvaluatedConfig(data, evaluated.origins, evaluated.edited_base, evaluated.base_records)
+    return dataclasses.replace(evaluated, data=data)
 
 
 def _has_path(data: object, parts: KeyParts) -> bool:

@@ -133,10 +133,13 @@ def find_overflow(value: object, start: int = 0) -> Overflow | None:
 
 
 def _values(value: object) -> Iterable[object] | None:
-    if isinstance(value, Mapping):
+    # Built-in types first: an ABC check (`Mapping`) costs ten times more.
+    if isinstance(value, dict):
         return value.values()
     if isinstance(value, list | tuple | set | frozenset):
         return value
+    if isinstance(value, Mapping):
+        return value.values()
     return None
 
 

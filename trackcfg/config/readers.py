@@ -30,26 +30,29 @@ import json
 import re
 import tokenize
 import types
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from trackcfg.config.canonical import decode_value
+from trackcfg.config.canonical import decode_value, encode_value
 from trackcfg.config.composer import compose_document
+from trackcfg.config.editor import BaseEditor
 from trackcfg.config.keypath import KeyParts, KeyPath
 from trackcfg.config.limits import MAX_DEPTH, find_overflow, short_key_path
 from trackcfg.config.location import Assignment, Location
 from trackcfg.config.substitute import (
     BASE_CALL,
+    BASE_CHECK,
     BASE_DELETE,
     BASE_KEY,
     BASE_MUTATE,
     BASE_SET,
     FORMAT_CALL,
-    BaseEditor,
     Marker,
     PythonPlaceholderTransformer,
+    add_base_checks,
     base_chain,
     base_reference,
     index_python_placeholders,
@@ -59,7 +62,13 @@ from trackcfg.config.substitute import (
     resolve_markers,
     substitute_data_text,
 )
-from trackcfg.errors import ConfigBaseError, ConfigLimitError, ConfigSyntaxError
+from trackcfg.errors import (
+    ConfigBaseError,
+    ConfigError,
+    ConfigLimitError,
+    ConfigSyntaxError,
+    ConfigWarning,
+)
 
 if TYPE_CHECKING:
     import yaml
@@ -129,6 +138,12 @@ class ParsedConfig:
     code: types.CodeType | None = None
     data: dict[str, object] | None = None
     markers: tuple[Marker, ...] = ()
+    #: Whether its values may hold the project's absolute path: it uses
+    #: ``{{ fileDirname }}`` (or, in a ``.py``, ``__file__``).
+    absolute: bool = False
+    #: Top-level functions (``def``, ``name = lambda``) of a ``.py`` that nothing in it
+    #: uses: name and line (warned about when dropped).
+    unused_functions: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +156,8 @@ class EvaluatedConfig:
     edited_base: Mapping[str, object] | None = None
     #: The assignments those edits made, in order.
     base_records: tuple[tuple[KeyParts, Assignment], ...] = ()
+    #: Top-level ``__names`` the file set, dropped as mmengine drops them: name, line, value.
+    private: tuple[tuple[str, int, object], ...] = ()
 
     def origin(self, parts: KeyParts) -> KeyOrigin | None:
         """The origin of ``parts`` or of its nearest recorded ancestor."""
@@ -184,15 +201,22 @@ def parse_config(source: ConfigSource) -> ParsedConfig:
     else:
         data, origins, base_lines = _load_yaml(substituted.text, source.display)
     bases = _base_entries(data.pop(BASE_KEY, []), origins, base_lines, source.display)
-    return ParsedConfig(source, bases, origins, data=data, markers=substituted.markers)
+    return ParsedConfig(
+        source,
+        bases,
+        origins,
+        data=data,
+        markers=substituted.markers,
+        absolute=substituted.absolute,
+    )
 
 
 def evaluate_config(parsed: ParsedConfig, base: Mapping[str, object]) -> EvaluatedConfig:
     """Evaluate a parsed file against the merged values of its bases.
 
     Returns:
-        The file's own keys: private ``__names``, modules and the config's own functions
-        dropped, base references resolved.
+        The file's own keys: top-level private ``__names`` (in every format, as mmengine),
+        modules and the config's own functions dropped, base references resolved.
 
     Raises:
         ConfigSubstitutionError: A ``_base_`` path that the bases do not define.
@@ -206,14 +230,18 @@ def evaluate_config(parsed: ParsedConfig, base: Mapping[str, object]) -> Evaluat
         return evaluated
     raw = parsed.data if parsed.data is not None else {}
     data, uses = resolve_markers(raw, parsed.markers, base, parsed.source.display)
+    private = tuple(
+        (key, parsed.origins.get((key,), KeyOrigin(1)).line, data.pop(key))
+        for key in [k for k in data if _is_private(k)]
+    )
     if not uses:
-        return EvaluatedConfig(data, parsed.origins)
+        return EvaluatedConfig(data, parsed.origins, private=private)
     origins = dict(parsed.origins)
     for use in uses:
         if use.marker.ref is not None:
             # A substitution is recorded at the line of the placeholder.
             origins[use.parts] = KeyOrigin(use.marker.line, use.marker.ref)
-    evaluated = EvaluatedConfig(data, origins)
+    evaluated = EvaluatedConfig(data, origins, private=private)
     # A base value put in at depth may nest deeper than either file did.
     _check_shape(evaluated, parsed.source.display)
     return evaluated
@@ -407,13 +435,46 @@ def _parse_python(source: ConfigSource) -> ParsedConfig:
             raise _python_too_deep(source.display, stmt.lineno) from None
         # A statement may become several (`del _base_.a, x`).
         body.extend(new if isinstance(new, list) else [new])
+    if BASE_KEY in source.text:
+        # Values read from `_base_` are the inherited ones: record changes made through them.
+        body = add_base_checks(body)
     tree.body = body
     try:
         code = compile(tree, filename, "exec")
     except RecursionError:
         line = next((s.lineno for s in body if _recurses(s, filename)), 1)
         raise _python_too_deep(source.display, line) from None
-    return ParsedConfig(source, bases, scanner.origins, code=code)
+    absolute = transformer.absolute or (
+        "__file__" in source.text
+        and any(isinstance(n, ast.Name) and n.id == "__file__" for n in ast.walk(tree))
+    )
+    return ParsedConfig(
+        source,
+        bases,
+        scanner.origins,
+        code=code,
+        absolute=absolute,
+        unused_functions=_unused_functions(tree),
+    )
+
+
+def _unused_functions(tree: ast.Module) -> tuple[tuple[str, int], ...]:
+    """Top-level functions and lambdas that no expression of the file names."""
+    defined: list[tuple[str, int]] = []
+    for stmt in tree.body:
+        if isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef):
+            defined.append((stmt.name, stmt.lineno))
+        elif (
+            isinstance(stmt, ast.Assign)
+            and isinstance(stmt.value, ast.Lambda)
+            and len(stmt.targets) == 1
+            and isinstance(stmt.targets[0], ast.Name)
+        ):
+            defined.append((stmt.targets[0].id, stmt.lineno))
+    if not defined:
+        return ()
+    used = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+    return tuple((name, line) for name, line in defined if name not in used)
 
 
 def _python_too_deep(display: str, line: int) -> ConfigSyntaxError:
@@ -501,6 +562,7 @@ def _evaluate_python(
         BASE_SET: editor.set,
         BASE_DELETE: editor.delete,
         BASE_MUTATE: editor.mutate,
+        BASE_CHECK: editor.check,
         "__file__": str(source.path) if source.path is not None else display,
         "__name__": CONFIG_MODULE,
     }
@@ -517,17 +579,59 @@ def _evaluate_python(
         for key, value in namespace.items()
         if not key.startswith("__") and not _is_helper(value)
     }
-    if not editor.edited:
-        return EvaluatedConfig(data, parsed.origins)
-    return EvaluatedConfig(data, parsed.origins, editor.current, tuple(editor.records))
+    _warn_dropped_functions(parsed, namespace)
+    # The `__names` the file itself assigned (not ours, nor Python's `__builtins__`).
+    private = tuple(
+        (key, parsed.origins[(key,)].line, _recordable(value))
+        for key, value in namespace.items()
+        if key.startswith("__") and (key,) in parsed.origins
+    )
+    edited = editor.edited
+    if edited is None:
+        return EvaluatedConfig(data, parsed.origins, private=private)
+    return EvaluatedConfig(data, parsed.origins, edited, tuple(editor.records), private)
+
+
+def _warn_dropped_functions(parsed: ParsedConfig, namespace: Mapping[str, object]) -> None:
+    """Warn, at its line, about a function the config defines, never uses, and loses."""
+    for name, line in parsed.unused_functions:
+        if not _is_helper(namespace.get(name)):
+            continue  # rebound to a value later
+        warnings.warn_explicit(
+            # The warning's file and line say where; the text names the key.
+            f"{name}: a function defined in a config is not a config value; it is dropped,"
+            f" as mmengine drops it (hint: use it in a value, e.g. dict(fn={name}), or"
+            " import it from a module)",
+            ConfigWarning,
+            parsed.source.display,
+            line,
+            module=__name__,
+        )
+
+
+def _is_private(key: object) -> bool:
+    """A top-level ``__name``: dropped from every format, as mmengine does."""
+    return isinstance(key, str) and key.startswith("__")
+
+
+def _recordable(value: object) -> object:
+    """``value`` for a provenance entry: itself when the hash can encode it, else its repr."""
+    try:
+        encode_value(value)
+    except ConfigError:
+        return repr(value)
+    return value
 
 
 def _is_helper(value: object) -> bool:
-    """Modules and functions *defined in* the config are helpers, not keys.
+    """Modules and functions (lambdas too) *defined in* the config are helpers, not keys.
 
-    mmengine drops every function, also imported ones (``from os.path import join``);
-    we keep imported functions as values, as the contract says, so that a config holding
-    a function (``act=torch.nn.functional.relu``) survives a ``.py`` dump and reload.
+    As in mmengine (its usual, non-"lazy import" configs drop every top-level function):
+    a config's own function has no import path, so a snapshot could not re-create it and
+    the hash could not tell two apart. One that the file never uses is warned about
+    (`ConfigWarning`, at its line); inside a value (``dict(fn=f)``) it is kept, as in
+    mmengine. Unlike mmengine we keep *imported* functions as values, as the contract
+    says, so that ``act=torch.nn.functional.relu`` survives a ``.py`` dump and reload.
     """
     if isinstance(value, types.ModuleType):
         return True

@@ -16,6 +16,7 @@ MODULES = [
     "trackcfg.config.inherit",
     "trackcfg.config.imports",
     "trackcfg.config.limits",
+    "trackcfg.config.canonical",
 ]
 
 
