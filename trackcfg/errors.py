@@ -12,6 +12,7 @@
     │   ├── ConfigImportError (ImportError)        a failed `custom_imports` module
     │   ├── ConfigOptionError (ValueError)         a malformed `--cfg-options` string
     │   ├── CanonicalizationError (TypeError)      a value the hash cannot encode
+    │   ├── ConfigLimitError               nested too deep, YAML aliases expanding too far
     │   └── ConfigKeyError (KeyError)              a missing key
     │       └── ConfigAttributeError (AttributeError)
     ├── RegistryError
@@ -27,6 +28,9 @@
         ├── SnapshotError                  a run without (or with a broken) snapshot
         ├── HashMismatchError              resume refused: the config hashes differently
         └── RunLeaseError                  another trainer holds the run's lease
+
+``ConfigWarning`` (a ``UserWarning``) is raised for configs that load but probably
+not as meant; its text starts with ``file:line:`` like an error's.
 
 Every error also subclasses the built-in that mmcv/mmengine code would catch, so
 ``except KeyError`` around ``cfg.missing`` keeps working.
@@ -58,10 +62,12 @@ __all__ = [
     "ConfigFileNotFoundError",
     "ConfigImportError",
     "ConfigKeyError",
+    "ConfigLimitError",
     "ConfigMergeError",
     "ConfigOptionError",
     "ConfigSubstitutionError",
     "ConfigSyntaxError",
+    "ConfigWarning",
     "DuplicateRegistrationError",
     "HashMismatchError",
     "HookRegistrationError",
@@ -166,6 +172,14 @@ class ConfigOptionError(ConfigError, ValueError):
 
 class CanonicalizationError(ConfigError, TypeError):
     """A resolved config holds a value the content hash cannot encode."""
+
+
+class ConfigLimitError(ConfigError):
+    """A config value past a bound of `trackcfg.config.limits` (depth, alias expansion)."""
+
+
+class ConfigWarning(UserWarning):
+    """A config loads, but probably not as its author meant (e.g. a function it drops)."""
 
 
 class ConfigKeyError(ConfigError, KeyError):

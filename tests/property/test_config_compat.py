@@ -2,8 +2,9 @@
 
 Only inputs both engines define are generated: `_delete_` where the base has a dict to
 replace (mmengine leaks it elsewhere), whole-value `{{ _base_.x }}` (mmengine cannot
-interpolate inside strings), `_base_.x` expressions that are not mutated through an
-alias, and `_base_.x.y = v` edits of the inherited value.
+interpolate inside strings), `_base_.x` expressions, `_base_.x.y = v` edits of the
+inherited value and changes through a name bound to an inherited dict (issue 16), plus
+private `__` keys in every format and YAML dates.
 """
 
 from __future__ import annotations
@@ -32,6 +33,12 @@ def dict_paths(value: Any, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]
             out.append((*prefix, key))
             out.extend(dict_paths(item, (*prefix, key)))
     return out
+
+
+def lookup(value: Any, path: tuple[str, ...]) -> Any:
+    for key in path:
+        value = value[key]
+    return value
 
 
 def keep_meaningful_deletes(child: Any, base: Any) -> Any:
@@ -83,22 +90,29 @@ def test_random_trees_resolve_like_mmengine(
     paths = dict_paths(base)
     refs = data.draw(st.lists(st.sampled_from(paths), max_size=2)) if paths else []
     edits = data.draw(st.lists(st.sampled_from(paths), max_size=2)) if paths else []
+    dicts = [p for p in paths if isinstance(lookup(base, p), dict)]
+    aliased = data.draw(st.lists(st.sampled_from(dicts), max_size=2)) if dicts else []
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        (root / "base.py").write_text("".join(f"{k} = {v!r}\n" for k, v in base.items()))
+        base_text = "".join(f"{k} = {v!r}\n" for k, v in base.items()) + "__hidden = 1\n"
+        (root / "base.py").write_text(base_text)
         placeholders = [f"{{{{ _base_.{'.'.join(ref)} }}}}" for ref in refs]
         if suffix == ".py":
-            text = "_base_ = './base.py'\n"
+            text = "_base_ = './base.py'\n__private = 2\n"
             # mmengine's in-place edits of the inherited value (before the file's own keys).
             text += "".join(f"_base_.{'.'.join(e)} = {i + 7}\n" for i, e in enumerate(edits))
+            # ... and changes through a name bound to an inherited dict.
+            for i, path in enumerate(aliased):
+                text += f"alias{i} = _base_.{'.'.join(path)}\nalias{i}['z{i}'] = {i + 30}\n"
             text += "".join(f"{k} = {v!r}\n" for k, v in child.items())
             text += "".join(f"ref{i} = {p}\n" for i, p in enumerate(placeholders))
             text += "".join(f"expr{i} = _base_.{'.'.join(r)}\n" for i, r in enumerate(refs))
         elif suffix == ".yaml":
             text = yaml.safe_dump({"_base_": "./base.py", **child}, sort_keys=False)
             text += "".join(f"ref{i}: {p}\n" for i, p in enumerate(placeholders))
+            text += "__private: 2\nday: 2024-01-01\nmoment: 2024-01-01 10:00:00\n"
         else:
-            body = json.dumps({"_base_": "./base.py", **child})[:-1]
+            body = json.dumps({"_base_": "./base.py", "__private": 2, **child})[:-1]
             text = body + "".join(f', "ref{i}": {p}' for i, p in enumerate(placeholders)) + "}"
         path = root / f"child{suffix}"
         path.write_text(text)

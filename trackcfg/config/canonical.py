@@ -30,6 +30,13 @@ class                      ``{"!class":"module:qualname"}``
 function (incl. builtins)  ``{"!function":"module:qualname"}``
 enum member                ``{"!enum":"module:qualname.MEMBER"}``
 ``pathlib`` path           ``{"!path":"<posix form>"}``
+``datetime.date``          ``{"!date":"2024-01-01"}`` (a YAML ``2024-01-01`` loads as one)
+``datetime.datetime``      ``{"!datetime":"2024-01-01T10:00:00+01:00"}`` (``isoformat``)
+text in the project root   ``{"!rooted":["", "/configs/data"]}``: only when hashed with a
+                           ``root`` (``Config.hash`` of a config that uses
+                           ``{{ fileDirname }}`` or ``__file__``), a string holding the
+                           root's absolute path, split at each occurrence; see
+                           ``RootedText``
 =========================  ==============================================================
 
 Rules a reader would not guess:
@@ -40,6 +47,10 @@ Rules a reader would not guess:
   named tuple is a tuple, a ``str`` subclass is a string (except ``QualifiedName``, which
   re-encodes as the class/function/enum it names). NumPy scalars are encoded as the
   Python scalar ``.item()`` returns.
+* The date, datetime and rooted tags were added after version 1 without a version
+  change: they only appear in configs that no earlier trackcfg could hash at all (or,
+  for rooted text, hashed as machine-dependent absolute paths), every earlier document
+  keeps its bytes, and an earlier reader refuses the new tags as unknown.
 * Classes and functions are encoded by name, never imported while decoding:
   ``from_canonical_bytes`` returns them as ``QualifiedName`` strings unless
   ``resolve=True``. Lambdas and local (``<locals>``) objects have no importable name and
@@ -49,11 +60,13 @@ Rules a reader would not guess:
 
 from __future__ import annotations
 
+import datetime
 import enum
 import importlib
 import json
 import math
 import pathlib
+import re
 import types
 from collections.abc import Collection, Mapping
 from typing import Any, Literal
@@ -66,10 +79,12 @@ from trackcfg.errors import CanonicalizationError, ConfigImportError
 __all__ = [
     "CANONICAL_VERSION",
     "QualifiedName",
+    "RootedText",
     "decode_value",
     "digest",
     "encode_value",
     "from_canonical_bytes",
+    "root_parts",
     "to_canonical_bytes",
 ]
 
@@ -141,6 +156,75 @@ class QualifiedName(str):
         return (QualifiedName, (str(self), self.kind))
 
 
+class RootedText(str):
+    """Text that holds the project root's absolute path: hashed without it.
+
+    ``{{ fileDirname }}`` (and ``__file__`` in a ``.py`` config) give absolute paths,
+    so the same config would hash differently in a checkout at another path. When a
+    config uses them, ``to_canonical_bytes(data, root=...)`` encodes every string that
+    holds the root (at path boundaries) as the ``parts`` between its occurrences, and
+    decoding gives a ``RootedText`` whose text joins the parts with the root the reader
+    names (``.`` by default). Encoding a ``RootedText`` gives its parts back, whatever
+    its text, so canonical bytes round-trip exactly.
+
+    Example:
+        >>> text = RootedText(("", "/configs/data"), "/home/me/project")
+        >>> str(text), text.parts
+        ('/home/me/project/configs/data', ('', '/configs/data'))
+        >>> encode_value(text)
+        {'!rooted': ['', '/configs/data']}
+    """
+
+    __slots__ = ("parts", "root")
+    parts: tuple[str, ...]
+    root: str
+
+    def __new__(cls, parts: tuple[str, ...], root: str = ".") -> RootedText:
+        if len(parts) < 2 or not all(type(p) is str for p in parts):
+            raise ValueError("rooted text is two or more strings (around the root)")
+        self = super().__new__(cls, root.join(parts))
+        self.parts = tuple(parts)
+        self.root = root
+        return self
+
+    def __repr__(self) -> str:
+        return f"RootedText({self.parts!r}, {self.root!r})"
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (RootedText, (self.parts, self.root))
+
+
+def root_parts(text: str, root: str) -> tuple[str, ...] | None:
+    """``text`` split at each occurrence of the absolute path ``root``, else None.
+
+    Only whole-path occurrences count: ``root`` not inside a longer name
+    (``/home/me/projector``) nor after another path element (``/x/home/me/project``).
+
+    Example:
+        >>> root_parts("/r/p/configs/../data", "/r/p")
+        ('', '/configs/../data')
+        >>> root_parts("/r/pp/configs", "/r/p") is None
+        True
+    """
+    if root not in text:
+        return None
+    pattern = _root_pattern(root)
+    parts = tuple(pattern.split(text))
+    return parts if len(parts) > 1 else None
+
+
+_ROOT_PATTERNS: dict[str, re.Pattern[str]] = {}
+
+
+def _root_pattern(root: str) -> re.Pattern[str]:
+    pattern = _ROOT_PATTERNS.get(root)
+    if pattern is None:
+        # Not preceded by a path character, not followed by a name character.
+        pattern = re.compile(rf"(?<![\w.\-/]){re.escape(root)}(?![\w.\-])")
+        _ROOT_PATTERNS[root] = pattern
+    return pattern
+
+
 class _Unencodable(Exception):
     """Internal: carries the failing value up the tree, collecting its key path."""
 
@@ -203,6 +287,8 @@ def _encode(value: Any) -> object:
         return _encode_mapping(value)
     if isinstance(value, QualifiedName):
         return {"!" + value.kind: str(value)}
+    if isinstance(value, RootedText):
+        return {"!rooted": list(value.parts)}
     if isinstance(value, enum.Enum):
         if not isinstance(value.name, str):
             raise _Unencodable(value, f"enum value {value!r} has no member name")
@@ -231,6 +317,11 @@ def _encode(value: Any) -> object:
         return {"!bytes": value.hex()}
     if isinstance(value, pathlib.PurePath):
         return {"!path": value.as_posix()}
+    # datetime is a subclass of date: it goes first.
+    if isinstance(value, datetime.datetime):
+        return {"!datetime": value.isoformat()}
+    if isinstance(value, datetime.date):
+        return {"!date": value.isoformat()}
     if t.__module__ == "numpy" and hasattr(value, "item"):
         # NumPy scalars (np.int64, np.float32, np.bool_) hash as the Python scalar they hold;
         # checked by module name so this file never imports numpy.
@@ -325,11 +416,15 @@ def encode_value(value: object) -> object:
         raise _fail(exc) from None
 
 
-def to_canonical_bytes(data: Mapping[str, object]) -> bytes:
+def to_canonical_bytes(data: Mapping[str, object], *, root: str | None = None) -> bytes:
     """Return the canonical bytes of a resolved config (what ``Config.hash`` digests).
 
     Args:
         data: The resolved config: a dict (or ``ConfigDict``) of plain values.
+        root: The project root's absolute path (posix form), for a config whose values
+            hold it because they come from ``{{ fileDirname }}`` or ``__file__``: string
+            values holding it are encoded without it (``RootedText``), so a checkout at
+            another path hashes the same. None for every other config.
 
     Returns:
         ASCII JSON bytes, identical for equal configs whatever their key order.
@@ -341,6 +436,8 @@ def to_canonical_bytes(data: Mapping[str, object]) -> bytes:
         raise CanonicalizationError(
             f"expected a mapping of config keys to values, got {type(data).__name__}"
         )
+    if root is not None:
+        data = _rooted(data, root)  # type: ignore[assignment]
     try:
         encoded = _encode_mapping(data)
     except _Unencodable as exc:
@@ -354,12 +451,27 @@ def to_canonical_bytes(data: Mapping[str, object]) -> bytes:
     return text.encode("ascii")
 
 
-def _decode(obj: object, resolve: bool) -> object:
+def _rooted(value: object, root: str) -> object:
+    """``value`` with every string value that holds ``root`` as a ``RootedText``."""
+    t = type(value)
+    if t is str:
+        parts = root_parts(value, root)  # type: ignore[arg-type]
+        return value if parts is None else RootedText(parts, root)
+    if isinstance(value, Mapping):
+        return {k: _rooted(v, root) for k, v in value.items()}
+    if t is list:
+        return [_rooted(v, root) for v in value]  # type: ignore[attr-defined]
+    if t is tuple:
+        return tuple(_rooted(v, root) for v in value)  # type: ignore[attr-defined]
+    return value
+
+
+def _decode(obj: object, resolve: bool, root: str) -> object:
     t = type(obj)
     if t is str or obj is None or t is bool or t is int or t is float:
         return obj
     if t is list:
-        return [_decode(item, resolve) for item in obj]  # type: ignore[attr-defined]
+        return [_decode(item, resolve, root) for item in obj]  # type: ignore[attr-defined]
     if t is not dict:
         raise ValueError(f"not canonical JSON data: {obj!r}")
     mapping: dict[str, object] = obj  # type: ignore[assignment]
@@ -367,14 +479,14 @@ def _decode(obj: object, resolve: bool) -> object:
         ((key, payload),) = mapping.items()
         if key[:1] == "!":
             if key[1:2] == "!":
-                return {key[1:]: _decode(payload, resolve)}
-            return _decode_tagged(key[1:], payload, resolve)
-    return {key: _decode(item, resolve) for key, item in mapping.items()}
+                return {key[1:]: _decode(payload, resolve, root)}
+            return _decode_tagged(key[1:], payload, resolve, root)
+    return {key: _decode(item, resolve, root) for key, item in mapping.items()}
 
 
-def _decode_tagged(tag: str, payload: object, resolve: bool) -> object:
+def _decode_tagged(tag: str, payload: object, resolve: bool, root: str) -> object:
     if tag == "tuple" and type(payload) is list:
-        return tuple(_decode(item, resolve) for item in payload)
+        return tuple(_decode(item, resolve, root) for item in payload)
     if tag == "float" and payload in ("inf", "-inf", "nan"):
         return float(payload)
     if tag == "dict" and type(payload) is list:
@@ -382,10 +494,10 @@ def _decode_tagged(tag: str, payload: object, resolve: bool) -> object:
         for pair in payload:
             if type(pair) is not list or len(pair) != 2:
                 raise ValueError(f"not canonical JSON data: '!dict' entry {pair!r}")
-            out[_decode(pair[0], resolve)] = _decode(pair[1], resolve)
+            out[_decode(pair[0], resolve, root)] = _decode(pair[1], resolve, root)
         return out
     if tag in ("set", "frozenset") and type(payload) is list:
-        items = [_decode(item, resolve) for item in payload]
+        items = [_decode(item, resolve, root) for item in payload]
         return set(items) if tag == "set" else frozenset(items)
     if tag == "int" and type(payload) is str:
         return int(payload, 16)
@@ -393,6 +505,12 @@ def _decode_tagged(tag: str, payload: object, resolve: bool) -> object:
         return bytes.fromhex(payload)
     if tag == "path" and type(payload) is str:
         return pathlib.Path(payload)
+    if tag == "date" and type(payload) is str:
+        return datetime.date.fromisoformat(payload)
+    if tag == "datetime" and type(payload) is str:
+        return datetime.datetime.fromisoformat(payload)
+    if tag == "rooted" and type(payload) is list:
+        return RootedText(tuple(payload), root)
     if tag in ("class", "function") and type(payload) is str:
         name = QualifiedName(payload, kind=tag)  # type: ignore[arg-type]
         return name.resolve() if resolve else name
@@ -402,13 +520,14 @@ def _decode_tagged(tag: str, payload: object, resolve: bool) -> object:
     raise ValueError(f"not canonical JSON data: unknown tag {'!' + tag!r} with {payload!r}")
 
 
-def decode_value(obj: object, *, resolve: bool = False) -> object:
+def decode_value(obj: object, *, resolve: bool = False, root: str = ".") -> object:
     """Invert ``encode_value``.
 
     Args:
         obj: Data produced by ``encode_value`` (or parsed from canonical JSON).
         resolve: Import classes, functions and enum members instead of returning
             ``QualifiedName`` strings.
+        root: The project root to put back into rooted text (``RootedText``).
 
     Returns:
         The value; ``encode_value(decode_value(obj)) == obj``.
@@ -417,16 +536,20 @@ def decode_value(obj: object, *, resolve: bool = False) -> object:
         ValueError: ``obj`` is not in the canonical encoding.
         ConfigImportError: ``resolve=True`` and a named object cannot be imported.
     """
-    return _decode(obj, resolve)
+    return _decode(obj, resolve, root)
 
 
-def from_canonical_bytes(data: bytes, *, resolve: bool = False) -> dict[str, object]:
+def from_canonical_bytes(
+    data: bytes, *, resolve: bool = False, root: str = "."
+) -> dict[str, object]:
     """Read canonical bytes back into the resolved config they encode.
 
     Args:
         data: Bytes from ``to_canonical_bytes``.
         resolve: Import classes, functions and enum members (by default they come
             back as ``QualifiedName`` strings and nothing is imported).
+        root: The project root to put back into rooted text (``RootedText``): the
+            checkout the config is used in. Relative paths by default.
 
     Returns:
         Plain dicts, lists, tuples and scalars; ``to_canonical_bytes`` of the result
@@ -448,7 +571,7 @@ def from_canonical_bytes(data: bytes, *, resolve: bool = False) -> dict[str, obj
             f"canonical bytes of version {document['version']!r}; "
             f"this trackcfg reads version {CANONICAL_VERSION}"
         )
-    config = _decode(document["config"], resolve)
+    config = _decode(document["config"], resolve, root)
     if type(config) is not dict:
         raise ValueError("not trackcfg canonical bytes: the config is not a mapping")
     return config

@@ -7,21 +7,36 @@ users know: ``Config.fromfile``, ``fromstring``, ``merge_from_dict``, ``to_dict`
 ``hash``, ``canonical_bytes()``, ``lineage``, ``lineage_hash``, ``root``,
 ``provenance(key_path)``, ``provenance_map()`` and ``options``.
 
+Where we follow mmengine although it may surprise (issue 16, "the last mile"):
+
+* ``_base_.x`` is the inherited value itself, so a change through it
+  (``_base_.x.y = v``, or ``m = _base_.model; m.update(...)``) changes what the file
+  inherits; we add that every such change is recorded in provenance at the statement
+  that made it (``editor``), and that the base files' own values never change;
+* top-level ``__names`` are dropped in every format (recorded in provenance as
+  ``private``); a ``.py`` config's own top-level functions and lambdas are dropped
+  (mmengine's usual configs drop them; its "lazy import" ones keep them), with a
+  ``ConfigWarning`` at the line of one the file never uses;
+* a YAML ``2024-01-01`` is a ``datetime.date`` (hashed, dumped and reloaded typed);
+* ``{{ fileDirname }}`` is the absolute directory; the *hash* of a config that uses it
+  (or ``__file__``) leaves the project root out of such paths, so that a checkout at
+  another path, a snapshot's temp dir, ``resume`` and ``reproduce`` all verify. A dump
+  of such a config holds the absolute paths and hashes them as written.
+
 Differences from mmengine, on purpose:
 
-* ``_base_.x`` in a ``.py`` config reads a deep copy (mmengine shares the object);
-  explicit edits (``_base_.x.y = v``, ``del _base_.x``, ``_base_.x.update(...)``) work
-  as in mmengine and are recorded, but a change made through an alias
-  (``m = _base_.model; m.update(...)``) changes only the copy ``m``;
 * ``{{ _base_.x }}`` also works inside a longer string (interpolated), and takes dotted
   list indices (``{{ _base_.pipeline.0 }}``) in every format;
 * ``{{ $ENV:default }}`` placeholders and the lazy-import config style
   (``with read_base():``) are not supported (values would depend on the machine);
 * ``_delete_`` never leaks into the result and must be a bool;
-* functions imported by a ``.py`` config are values (mmengine drops them); the
-  config's own functions, modules and ``__names`` are not keys;
+* functions imported by a ``.py`` config are values (mmengine drops them); modules
+  are not keys;
 * YAML is read safely; every dump (.py/.json/.yaml) reloads to the same hash;
 * a missing attribute suggests close matches;
+* hostile shapes are refused with a located error (``limits``): values nested more than
+  100 key path elements deep, `_base_` chains of more than 64 files, YAML aliases that
+  would add more than 100,000 nodes (mmengine hangs or ends in a ``RecursionError``);
 * ``fromstring`` imports ``custom_imports`` as mmengine's does (it goes through a temp
   file there) but reads no temp file: ``{{ fileDirname }}`` is the current directory.
 
@@ -44,6 +59,7 @@ from pathlib import Path
 from trackcfg.config.canonical import digest, to_canonical_bytes
 from trackcfg.config.inherit import LineageEntry, Resolution, resolve_file, resolve_text
 from trackcfg.config.keypath import KeyParts, KeyPath, suggest
+from trackcfg.config.limits import MAX_DEPTH, find_overflow, short_key_path
 from trackcfg.config.location import OPTION_FILE, Assignment, AssignmentKind, Location
 from trackcfg.config.merge import descend, merge, to_plain
 from trackcfg.config.provenance import Provenance, ProvenanceBuilder
@@ -192,6 +208,23 @@ def _import_custom_modules(resolution: Resolution) -> None:
     import_custom_modules(resolution.data["custom_imports"], last.location if last else None)
 
 
+def _check_option_shape(parts: KeyParts, value: object) -> None:
+    """Refuse an option that would nest past ``MAX_DEPTH`` (see ``limits``)."""
+    if len(parts) > MAX_DEPTH:
+        raise ConfigOptionError(
+            f"key path has {len(parts):,} elements; at most {MAX_DEPTH} are supported",
+            location=Location(OPTION_FILE, 1),
+            key_path=short_key_path(parts),
+        )
+    overflow = find_overflow(value, len(parts))
+    if overflow is not None:
+        raise ConfigOptionError(
+            overflow.message,
+            location=Location(OPTION_FILE, 1),
+            key_path=short_key_path((*parts, *overflow.parts)),
+        )
+
+
 class _OptionOrigin:
     """``merge.ChildOrigin`` for ``merge_from_dict``: everything is an OPTION."""
 
@@ -216,6 +249,7 @@ class Config:
     """
 
     __slots__ = (
+        "_absolute",
         "_cfg_dict",
         "_filename",
         "_lineage",
@@ -224,6 +258,7 @@ class Config:
         "_root",
         "_text",
     )
+    _absolute: bool
     _cfg_dict: ConfigDict
     _filename: str | None
     _lineage: tuple[LineageEntry, ...]
@@ -254,6 +289,7 @@ class Config:
         setattr_(self, "_provenance", ProvenanceBuilder())
         setattr_(self, "_root", Path.cwd())
         setattr_(self, "_options", {})
+        setattr_(self, "_absolute", False)
 
     # ------------------------------------------------------------------ loading
 
@@ -268,6 +304,7 @@ class Config:
         setattr_(cfg, "_provenance", resolution.provenance)
         setattr_(cfg, "_root", resolution.root)
         setattr_(cfg, "_options", {})
+        setattr_(cfg, "_absolute", resolution.absolute)
         return cfg
 
     @classmethod
@@ -443,6 +480,7 @@ class Config:
                 ) from None
             if not parts:
                 raise ConfigOptionError("empty key", location=Location(OPTION_FILE, 1))
+            _check_option_shape(parts, value)
             node = tree
             for part in parts[:-1]:
                 # Copy on the way down: the caller's option values are never mutated.
@@ -493,12 +531,20 @@ class Config:
     def canonical_bytes(self) -> bytes:
         """The canonical bytes of the resolved config (what ``hash`` digests).
 
+        When a file of the config uses ``{{ fileDirname }}`` (or ``__file__``), strings
+        that hold the project root's absolute path are encoded without it
+        (``canonical.RootedText``): values keep the absolute path, as in mmengine, and a
+        checkout of the project at another path hashes the same.
+
         Raises:
             CanonicalizationError: A value cannot be encoded; the error names its key
                 path and where it was set.
         """
+        # A config that uses {{ fileDirname }} holds the checkout's absolute path: hash
+        # it relative to the project root, so that another checkout verifies.
+        root = self._root.as_posix() if self._absolute else None
         try:
-            return to_canonical_bytes(self._cfg_dict)
+            return to_canonical_bytes(self._cfg_dict, root=root)
         except CanonicalizationError as exc:
             location = None
             if exc.key_path:

@@ -11,6 +11,7 @@ our own small formatter (no yapf), in the ``dict(...)`` style of mmengine's
   line, indented by 4, with a trailing comma;
 * ``inf``/``nan`` print as ``float('inf')``/``float('nan')``; tuples, sets,
   frozensets and bytes as Python literals; ``pathlib`` paths as ``pathlib.Path(...)``;
+  dates as ``datetime.date.fromisoformat('2024-01-01')`` (and ``datetime.datetime``);
 * classes, functions and enum members print as import paths
   (``torch.nn.modules.linear.Linear``) with ``import torch.nn.modules.linear`` at
   the top; a ``QualifiedName`` (from a snapshot) prints as the object it names;
@@ -31,6 +32,7 @@ inf / nan              ``.inf`` / ``.nan``                   ``{"!float": "inf"}
 non-str dict keys      native keys (``1: a``)                ``{"!dict": [[1, "a"]]}``
 set / frozenset        ``!!set`` / ``!frozenset [...]``      ``{"!set": [...]}`` ...
 bytes / path           ``!!binary`` / ``!path a/b``          ``{"!bytes": "00ff"}`` ...
+date / datetime        ``2024-01-01`` (YAML's own)           ``{"!date": "2024-01-01"}``
 class, function, enum  ``!class 'collections:OrderedDict'``  ``{"!class": "..."}``
 =====================  ====================================  ==========================
 
@@ -49,6 +51,7 @@ the key path).
 
 from __future__ import annotations
 
+import datetime
 import enum
 import json
 import keyword
@@ -235,6 +238,11 @@ class _PythonWriter:
             return repr(bytes(value))
         if isinstance(value, pathlib.PurePath):
             return f"{self.module('pathlib')}.Path({_python_str(value.as_posix())})"
+        if isinstance(value, datetime.date):
+            # From the text the canonical form holds; a datetime is also a date.
+            kind = "datetime" if isinstance(value, datetime.datetime) else "date"
+            text = _python_str(value.isoformat())
+            return f"{self.module('datetime')}.{kind}.fromisoformat({text})"
         if type(value).__module__ == "numpy" and hasattr(value, "item"):
             return self.flat(value.item())
         raise _Unwritable(f"cannot write a value of type {type(value).__qualname__}: {value!r}")

@@ -12,7 +12,8 @@ or not, is an error showing the whole cycle. ``package::path/config.py`` bases a
 read from ``<package>/.mim/configs/`` and their outermost ``dict(type=...)`` get
 ``_scope_`` (mmengine's behaviour); their files are in the lineage like any other.
 A file's ``_deprecation_`` key is dropped with a ``DeprecationWarning`` (mmengine's
-behaviour).
+behaviour). A chain of more than ``limits.MAX_BASE_DEPTH`` files, each including the
+next, is an error (mmengine ends in a ``RecursionError``).
 
 Paths in locations and lineage are relative to the *project root*: the git work tree
 holding the loaded config (found by looking for ``.git`` upwards; gitpython is not
@@ -21,6 +22,7 @@ imported on this path), else the current directory.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import os
 import warnings
@@ -30,6 +32,7 @@ from pathlib import Path
 
 from trackcfg.config.canonical import digest
 from trackcfg.config.keypath import KeyParts
+from trackcfg.config.limits import MAX_BASE_DEPTH
 from trackcfg.config.location import Assignment, AssignmentKind, Location
 from trackcfg.config.merge import descend, merge
 from trackcfg.config.provenance import ProvenanceBuilder
@@ -87,6 +90,9 @@ class Resolution:
     lineage: tuple[LineageEntry, ...]
     texts: tuple[tuple[str, str], ...]
     root: Path
+    #: Whether some file uses ``{{ fileDirname }}`` / ``__file__``: values may hold the
+    #: root's absolute path, which the hash then leaves out (``canonical.RootedText``).
+    absolute: bool = False
 
 
 def find_root(path: Path) -> Path:
@@ -160,6 +166,7 @@ class _Resolver:
         self.root = root
         self.lineage: list[LineageEntry] = []
         self.texts: list[tuple[str, str]] = []
+        self.absolute = False
 
     def read(self, path: Path) -> tuple[ConfigSource, str]:
         raw = path.read_bytes()
@@ -185,6 +192,7 @@ class _Resolver:
             tuple(self.lineage),
             tuple(self.texts),
             self.root,
+            self.absolute,
         )
 
     def resolve(
@@ -195,6 +203,7 @@ class _Resolver:
         stack: tuple[tuple[Path, str], ...],
     ) -> _Resolved:
         parsed = parse_config(source)
+        self.absolute = self.absolute or parsed.absolute
         # The stack holds real paths: a cycle through a symlink is still a cycle.
         real = Path(os.path.realpath(source.path)) if source.path else Path("<string>")
         stack = (*stack, (real, source.display))
@@ -226,6 +235,9 @@ class _Resolver:
         origin = _FileOrigin(evaluated, source.display, provenance, base_data)
         merged = merge(base_data, evaluated.data, origin, base_location=origin.base_location)
         provenance.extend(merged.records)
+        for name, line, value in evaluated.private:
+            location = Location(source.display, line)
+            provenance.add((name,), Assignment(AssignmentKind.PRIVATE, location, value))
         for key in evaluated.data:
             key_locations[key] = origin.location((key,))
         self.lineage.append(
@@ -260,6 +272,15 @@ class _Resolver:
                 f"expected one of {', '.join(SUFFIXES)}",
                 location=location,
                 key_path="_base_",
+            )
+        if len(stack) >= MAX_BASE_DEPTH:
+            # Resolution recurses once per file; refuse before the stack runs out.
+            shown = [stack[0][1], "…", *[s for _, s in stack[-2:]], display]
+            raise ConfigBaseError(
+                f"_base_ chain is more than {MAX_BASE_DEPTH} files deep: {' -> '.join(shown)}",
+                location=location,
+                key_path="_base_",
+                hint="flatten the chain: a file may list several bases in `_base_ = [...]`",
             )
         real = Path(os.path.realpath(path))
         for index, (seen, _) in enumerate(stack):
@@ -393,7 +414,7 @@ def _pop_deprecation(evaluated: EvaluatedConfig, display: str) -> EvaluatedConfi
             message += f" More information can be found at {info['reference']}"
     warnings.warn(message, DeprecationWarning, stacklevel=2)
     data = {k: v for k, v in evaluated.data.items() if k != DEPRECATION_KEY}
-    return EvaluatedConfig(data, evaluated.origins, evaluated.edited_base, evaluated.base_records)
+    return dataclasses.replace(evaluated, data=data)
 
 
 def _has_path(data: object, parts: KeyParts) -> bool:

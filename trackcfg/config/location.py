@@ -40,6 +40,7 @@ class AssignmentKind(enum.Enum):
     DELETE = "delete"  # removed by `_delete_=True` in a later file
     SUBSTITUTION = "substitution"  # value taken from `{{ _base_.x }}` / `_base_.x`
     OPTION = "option"  # set by `--cfg-options` / `merge_from_dict`
+    PRIVATE = "private"  # a top-level `__name` a file set: not a config key (as in mmengine)
 
 
 @dataclass(frozen=True, slots=True)

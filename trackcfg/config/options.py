@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from trackcfg.config.limits import MAX_DEPTH
 from trackcfg.config.location import OPTION_FILE, Location
 from trackcfg.errors import ConfigOptionError
 
@@ -64,11 +65,12 @@ def _parse_scalar(token: str) -> object:
 class _Parser:
     """A small recursive-descent parser over one option value."""
 
-    __slots__ = ("pos", "text")
+    __slots__ = ("depth", "pos", "text")
 
     def __init__(self, text: str) -> None:
         self.text = text
         self.pos = 0
+        self.depth = 0  # brackets open around `pos`
 
     def skip_spaces(self) -> None:
         text, pos = self.text, self.pos
@@ -127,8 +129,15 @@ class _Parser:
         ch = self.peek()
         if ch in _OPEN_TO_CLOSE:
             open_pos = self.pos
+            if self.depth == MAX_DEPTH:
+                # The parser recurses per bracket; so does everything after it.
+                raise _Malformed(
+                    f"brackets nested more than {MAX_DEPTH} deep at position {open_pos}"
+                )
             self.pos += 1
+            self.depth += 1
             items, _ = self.parse_sequence(_OPEN_TO_CLOSE[ch], open_pos)
+            self.depth -= 1
             return tuple(items) if ch == "(" else items
         if ch in _QUOTES:
             return self.parse_quoted(ch)
@@ -185,6 +194,13 @@ class _Parser:
         raise _Malformed(f"unclosed quote {quote} at position {start}")
 
 
+def _shown(text: str, limit: int = 80) -> str:
+    """``repr(text)``, cut so that an error about a huge value stays one short line."""
+    if len(text) <= limit:
+        return repr(text)
+    return f"{text[: limit - 20]!r}… ({len(text):,} characters)"
+
+
 def parse_option_value(text: str) -> object:
     """Parse the value part of one ``--cfg-options`` item.
 
@@ -212,7 +228,7 @@ def parse_option_value(text: str) -> object:
         return _Parser(text).parse_top()
     except _Malformed as exc:
         raise ConfigOptionError(
-            f"malformed value {text!r}: {exc}", location=Location(OPTION_FILE, 1)
+            f"malformed value {_shown(text)}: {exc}", location=Location(OPTION_FILE, 1)
         ) from None
 
 
@@ -258,7 +274,7 @@ def parse_cfg_options(items: Sequence[str]) -> dict[str, object]:
             options[key] = _Parser(value).parse_top()
         except _Malformed as exc:
             raise ConfigOptionError(
-                f"malformed value {value!r}: {exc}",
+                f"malformed value {_shown(value)}: {exc}",
                 location=Location(OPTION_FILE, 1),
                 key_path=key,
             ) from None

@@ -3,9 +3,13 @@
 A key path's history lists, in the order they were applied, the assignments made to
 it: SET in the file that first wrote it, OVERRIDE by later files, DELETE by
 ``_delete_=True`` (or when a dict was replaced by a plain value), SUBSTITUTION from
-``{{ _base_.x }}`` / ``_base_.x`` and OPTION from ``merge_from_dict``. Histories are
-kept for *leaves* (values that are not non-empty dicts), so the last assignment of a
-leaf that is still in the config is its resolved value.
+``{{ _base_.x }}`` / ``_base_.x``, OPTION from ``merge_from_dict`` and PRIVATE for a
+top-level ``__name`` a file set (dropped, as mmengine drops it; its value, or its repr
+when it is not plain data). An OVERRIDE recorded in a ``.py`` file that includes the
+key path's file marks a change of the inherited value (``_base_.x.y = v``, or through a
+name bound to ``_base_.x``), at the statement that made it. Histories are kept for
+*leaves* (values that are not non-empty dicts), so the last assignment of a leaf that is
+still in the config is its resolved value.
 
 ``Provenance`` is immutable; ``ProvenanceBuilder`` is what the loader appends to.
 ``to_json``/``from_json`` use ``canonical.encode_value`` so tuples, classes and

@@ -6,7 +6,8 @@ Lines come from the parsers, never from guesses:
   ``x['a'] = ...``), of ``dict(...)`` keywords and of ``{...}`` literal keys. A key
   whose value is computed (a comprehension, a function call) takes the line of the
   nearest key above it that the parser saw.
-* ``.yaml``/``.yml``: PyYAML node marks. The loader is the safe one plus
+* ``.yaml``/``.yml``: PyYAML node marks, composed by ``composer.compose_document``
+  (iterative, and refusing alias bombs: see ``limits``). The loader is the safe one plus
   ``!!python/tuple`` and the tags ``dump.to_yaml_text`` writes (``!class`` etc. become
   ``QualifiedName`` strings: nothing is imported or constructed). mmengine uses the
   full loader, which is not safe.
@@ -24,26 +25,34 @@ from __future__ import annotations
 import ast
 import bisect
 import builtins
+import io
 import json
+import re
+import tokenize
 import types
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from trackcfg.config.canonical import decode_value
+from trackcfg.config.canonical import decode_value, encode_value
+from trackcfg.config.composer import compose_document
+from trackcfg.config.editor import BaseEditor
 from trackcfg.config.keypath import KeyParts, KeyPath
+from trackcfg.config.limits import MAX_DEPTH, find_overflow, short_key_path
 from trackcfg.config.location import Assignment, Location
 from trackcfg.config.substitute import (
     BASE_CALL,
+    BASE_CHECK,
     BASE_DELETE,
     BASE_KEY,
     BASE_MUTATE,
     BASE_SET,
     FORMAT_CALL,
-    BaseEditor,
     Marker,
     PythonPlaceholderTransformer,
+    add_base_checks,
     base_chain,
     base_reference,
     index_python_placeholders,
@@ -53,7 +62,13 @@ from trackcfg.config.substitute import (
     resolve_markers,
     substitute_data_text,
 )
-from trackcfg.errors import ConfigBaseError, ConfigSyntaxError
+from trackcfg.errors import (
+    ConfigBaseError,
+    ConfigError,
+    ConfigLimitError,
+    ConfigSyntaxError,
+    ConfigWarning,
+)
 
 if TYPE_CHECKING:
     import yaml
@@ -123,6 +138,12 @@ class ParsedConfig:
     code: types.CodeType | None = None
     data: dict[str, object] | None = None
     markers: tuple[Marker, ...] = ()
+    #: Whether its values may hold the project's absolute path: it uses
+    #: ``{{ fileDirname }}`` (or, in a ``.py``, ``__file__``).
+    absolute: bool = False
+    #: Top-level functions (``def``, ``name = lambda``) of a ``.py`` that nothing in it
+    #: uses: name and line (warned about when dropped).
+    unused_functions: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +156,8 @@ class EvaluatedConfig:
     edited_base: Mapping[str, object] | None = None
     #: The assignments those edits made, in order.
     base_records: tuple[tuple[KeyParts, Assignment], ...] = ()
+    #: Top-level ``__names`` the file set, dropped as mmengine drops them: name, line, value.
+    private: tuple[tuple[str, int, object], ...] = ()
 
     def origin(self, parts: KeyParts) -> KeyOrigin | None:
         """The origin of ``parts`` or of its nearest recorded ancestor."""
@@ -164,20 +187,36 @@ def parse_config(source: ConfigSource) -> ParsedConfig:
         data = _load_json(substituted.text, source.display)
         origins: dict[KeyParts, KeyOrigin] = {}
         base_lines: dict[int, int] = {}
-        _JsonScanner(substituted.text, origins, base_lines).scan()
+        scanner = _JsonScanner(substituted.text, origins, base_lines)
+        try:
+            scanner.scan()
+        except _TooDeep as exc:
+            overflow = find_overflow(data)
+            raise _too_deep(
+                source.display,
+                scanner.line(exc.pos),
+                overflow.parts if overflow is not None else (),
+            ) from None
         data = _decode_json(data, origins, source.display)
     else:
         data, origins, base_lines = _load_yaml(substituted.text, source.display)
     bases = _base_entries(data.pop(BASE_KEY, []), origins, base_lines, source.display)
-    return ParsedConfig(source, bases, origins, data=data, markers=substituted.markers)
+    return ParsedConfig(
+        source,
+        bases,
+        origins,
+        data=data,
+        markers=substituted.markers,
+        absolute=substituted.absolute,
+    )
 
 
 def evaluate_config(parsed: ParsedConfig, base: Mapping[str, object]) -> EvaluatedConfig:
     """Evaluate a parsed file against the merged values of its bases.
 
     Returns:
-        The file's own keys: private ``__names``, modules and the config's own functions
-        dropped, base references resolved.
+        The file's own keys: top-level private ``__names`` (in every format, as mmengine),
+        modules and the config's own functions dropped, base references resolved.
 
     Raises:
         ConfigSubstitutionError: A ``_base_`` path that the bases do not define.
@@ -185,17 +224,40 @@ def evaluate_config(parsed: ParsedConfig, base: Mapping[str, object]) -> Evaluat
             the config.
     """
     if parsed.code is not None:
-        return _evaluate_python(parsed, parsed.code, base)
+        evaluated = _evaluate_python(parsed, parsed.code, base)
+        # A .py config builds its values with code: their shape is known only now.
+        _check_shape(evaluated, parsed.source.display)
+        return evaluated
     raw = parsed.data if parsed.data is not None else {}
     data, uses = resolve_markers(raw, parsed.markers, base, parsed.source.display)
+    private = tuple(
+        (key, parsed.origins.get((key,), KeyOrigin(1)).line, data.pop(key))
+        for key in [k for k in data if _is_private(k)]
+    )
     if not uses:
-        return EvaluatedConfig(data, parsed.origins)
+        return EvaluatedConfig(data, parsed.origins, private=private)
     origins = dict(parsed.origins)
     for use in uses:
         if use.marker.ref is not None:
             # A substitution is recorded at the line of the placeholder.
             origins[use.parts] = KeyOrigin(use.marker.line, use.marker.ref)
-    return EvaluatedConfig(data, origins)
+    evaluated = EvaluatedConfig(data, origins, private=private)
+    # A base value put in at depth may nest deeper than either file did.
+    _check_shape(evaluated, parsed.source.display)
+    return evaluated
+
+
+def _check_shape(evaluated: EvaluatedConfig, display: str) -> None:
+    """Refuse values nested past ``MAX_DEPTH`` or containing themselves (see ``limits``)."""
+    overflow = find_overflow(evaluated.data)
+    if overflow is None:
+        return
+    origin = evaluated.origin(overflow.parts)
+    raise ConfigLimitError(
+        overflow.message,
+        location=Location(display, origin.line if origin is not None else 1),
+        key_path=short_key_path(overflow.parts),
+    )
 
 
 # ---------------------------------------------------------------------------- _base_
@@ -320,13 +382,18 @@ def _reference(node: ast.expr | None) -> KeyParts | None:
 
 def _parse_python(source: ConfigSource) -> ParsedConfig:
     filename = str(source.path) if source.path is not None else source.display
+    text = index_python_placeholders(source.text)
     try:
-        tree = ast.parse(index_python_placeholders(source.text), filename=filename)
+        tree = ast.parse(text, filename=filename)
     except SyntaxError as exc:
         raise ConfigSyntaxError(
             f"invalid Python syntax: {exc.msg}",
             location=Location(source.display, exc.lineno or 1, exc.offset),
         ) from exc
+    except (RecursionError, MemoryError):
+        # CPython's parser gives up on a very deeply nested expression with one of
+        # these (MemoryError: its own stack, not the heap, is exhausted).
+        raise _python_too_deep(source.display, _deep_statement_line(text)) from None
     rewrite = "{{" in source.text or BASE_KEY in source.text
     scanner = _PythonKeyScanner(references=rewrite)
     scanner.scan(tree.body)
@@ -362,12 +429,103 @@ def _parse_python(source: ConfigSource) -> ParsedConfig:
             bases = _python_bases(stmt, transformer, source.display)
             continue
         # Only files that mention placeholders or `_base_` need the (slow) ast rewrite.
-        new = transformer.visit(stmt) if rewrite else stmt
+        try:
+            new = transformer.visit(stmt) if rewrite else stmt
+        except RecursionError:
+            raise _python_too_deep(source.display, stmt.lineno) from None
         # A statement may become several (`del _base_.a, x`).
         body.extend(new if isinstance(new, list) else [new])
+    if BASE_KEY in source.text:
+        # Values read from `_base_` are the inherited ones: record changes made through them.
+        body = add_base_checks(body)
     tree.body = body
-    code = compile(tree, filename, "exec")
-    return ParsedConfig(source, bases, scanner.origins, code=code)
+    try:
+        code = compile(tree, filename, "exec")
+    except RecursionError:
+        line = next((s.lineno for s in body if _recurses(s, filename)), 1)
+        raise _python_too_deep(source.display, line) from None
+    absolute = transformer.absolute or (
+        "__file__" in source.text
+        and any(isinstance(n, ast.Name) and n.id == "__file__" for n in ast.walk(tree))
+    )
+    return ParsedConfig(
+        source,
+        bases,
+        scanner.origins,
+        code=code,
+        absolute=absolute,
+        unused_functions=_unused_functions(tree),
+    )
+
+
+def _unused_functions(tree: ast.Module) -> tuple[tuple[str, int], ...]:
+    """Top-level functions and lambdas that no expression of the file names."""
+    defined: list[tuple[str, int]] = []
+    for stmt in tree.body:
+        if isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef):
+            defined.append((stmt.name, stmt.lineno))
+        elif (
+            isinstance(stmt, ast.Assign)
+            and isinstance(stmt.value, ast.Lambda)
+            and len(stmt.targets) == 1
+            and isinstance(stmt.targets[0], ast.Name)
+        ):
+            defined.append((stmt.targets[0].id, stmt.lineno))
+    if not defined:
+        return ()
+    used = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+    return tuple((name, line) for name, line in defined if name not in used)
+
+
+def _python_too_deep(display: str, line: int) -> ConfigSyntaxError:
+    return ConfigSyntaxError(
+        "expression nested too deeply for Python's parser",
+        location=Location(display, line),
+        hint="build deep values with a loop, or nest less",
+    )
+
+
+def _deep_statement_line(text: str) -> int:
+    """The first line of the first top-level statement that Python cannot parse alone.
+
+    Error path of ``_parse_python``: each top-level statement (split with ``tokenize``,
+    which does not recurse) is parsed on its own; the first that fails the way the whole
+    file did is the one to show.
+    """
+    starts: list[int] = []
+    try:
+        indent, new_line = 0, True
+        for tok in tokenize.generate_tokens(io.StringIO(text).readline):
+            if tok.type == tokenize.INDENT:
+                indent += 1
+            elif tok.type == tokenize.DEDENT:
+                indent -= 1
+            elif tok.type == tokenize.NEWLINE:
+                new_line = True
+            elif new_line and tok.type not in (tokenize.NL, tokenize.COMMENT):
+                new_line = False
+                if indent == 0:
+                    starts.append(tok.start[0])
+    except (tokenize.TokenError, SyntaxError):
+        return 1
+    lines = text.splitlines(keepends=True)
+    for first, end in zip(starts, [*starts[1:], len(lines) + 1], strict=True):
+        try:
+            ast.parse("".join(lines[first - 1 : end - 1]))
+        except (RecursionError, MemoryError):
+            return first
+        except SyntaxError:
+            continue  # `else:` and such, cut from their statement
+    return 1
+
+
+def _recurses(stmt: ast.stmt, filename: str) -> bool:
+    """Whether compiling ``stmt`` alone exhausts the compiler's recursion limit."""
+    try:
+        compile(ast.Module(body=[stmt], type_ignores=[]), filename, "exec")
+    except RecursionError:
+        return True
+    return False
 
 
 def _python_bases(
@@ -404,6 +562,7 @@ def _evaluate_python(
         BASE_SET: editor.set,
         BASE_DELETE: editor.delete,
         BASE_MUTATE: editor.mutate,
+        BASE_CHECK: editor.check,
         "__file__": str(source.path) if source.path is not None else display,
         "__name__": CONFIG_MODULE,
     }
@@ -420,17 +579,59 @@ def _evaluate_python(
         for key, value in namespace.items()
         if not key.startswith("__") and not _is_helper(value)
     }
-    if not editor.edited:
-        return EvaluatedConfig(data, parsed.origins)
-    return EvaluatedConfig(data, parsed.origins, editor.current, tuple(editor.records))
+    _warn_dropped_functions(parsed, namespace)
+    # The `__names` the file itself assigned (not ours, nor Python's `__builtins__`).
+    private = tuple(
+        (key, parsed.origins[(key,)].line, _recordable(value))
+        for key, value in namespace.items()
+        if key.startswith("__") and (key,) in parsed.origins
+    )
+    edited = editor.edited
+    if edited is None:
+        return EvaluatedConfig(data, parsed.origins, private=private)
+    return EvaluatedConfig(data, parsed.origins, edited, tuple(editor.records), private)
+
+
+def _warn_dropped_functions(parsed: ParsedConfig, namespace: Mapping[str, object]) -> None:
+    """Warn, at its line, about a function the config defines, never uses, and loses."""
+    for name, line in parsed.unused_functions:
+        if not _is_helper(namespace.get(name)):
+            continue  # rebound to a value later
+        warnings.warn_explicit(
+            # The warning's file and line say where; the text names the key.
+            f"{name}: a function defined in a config is not a config value; it is dropped,"
+            f" as mmengine drops it (hint: use it in a value, e.g. dict(fn={name}), or"
+            " import it from a module)",
+            ConfigWarning,
+            parsed.source.display,
+            line,
+            module=__name__,
+        )
+
+
+def _is_private(key: object) -> bool:
+    """A top-level ``__name``: dropped from every format, as mmengine does."""
+    return isinstance(key, str) and key.startswith("__")
+
+
+def _recordable(value: object) -> object:
+    """``value`` for a provenance entry: itself when the hash can encode it, else its repr."""
+    try:
+        encode_value(value)
+    except ConfigError:
+        return repr(value)
+    return value
 
 
 def _is_helper(value: object) -> bool:
-    """Modules and functions *defined in* the config are helpers, not keys.
+    """Modules and functions (lambdas too) *defined in* the config are helpers, not keys.
 
-    mmengine drops every function, also imported ones (``from os.path import join``);
-    we keep imported functions as values, as the contract says, so that a config holding
-    a function (``act=torch.nn.functional.relu``) survives a ``.py`` dump and reload.
+    As in mmengine (its usual, non-"lazy import" configs drop every top-level function):
+    a config's own function has no import path, so a snapshot could not re-create it and
+    the hash could not tell two apart. One that the file never uses is warned about
+    (`ConfigWarning`, at its line); inside a value (``dict(fn=f)``) it is kept, as in
+    mmengine. Unlike mmengine we keep *imported* functions as values, as the contract
+    says, so that ``act=torch.nn.functional.relu`` survives a ``.py`` dump and reload.
     """
     if isinstance(value, types.ModuleType):
         return True
@@ -455,6 +656,9 @@ def _load_json(text: str, display: str) -> dict[str, object]:
         raise ConfigSyntaxError(
             f"invalid JSON: {exc.msg}", location=Location(display, exc.lineno, exc.colno)
         ) from exc
+    except RecursionError:
+        # The C decoder recurses per level; far past MAX_DEPTH anyway.
+        raise _too_deep(display, _json_too_deep_line(text), ()) from None
     if not isinstance(data, dict):
         raise ConfigSyntaxError(
             f"a config must be a JSON object at the top level, got {type(data).__name__}",
@@ -493,6 +697,40 @@ def _decode_json(
     return decoded  # type: ignore[return-value]
 
 
+class _TooDeep(Exception):
+    """Internal: the JSON scanner passed ``MAX_DEPTH`` at text position ``pos``."""
+
+    def __init__(self, pos: int) -> None:
+        super().__init__(pos)
+        self.pos = pos
+
+
+def _too_deep(display: str, line: int, parts: KeyParts) -> ConfigLimitError:
+    return ConfigLimitError(
+        f"nested more than {MAX_DEPTH} levels deep",
+        location=Location(display, line),
+        key_path=short_key_path(parts) or None,
+    )
+
+
+_JSON_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')
+
+
+def _json_too_deep_line(text: str) -> int:
+    """The line of the first container nested past ``MAX_DEPTH`` (iteratively)."""
+    depth = 0
+    for match in _JSON_TOKEN.finditer(text):
+        token = match.group()
+        if token in "[{":
+            depth += 1
+            # The top-level object is depth 1; a container inside it is key path length 1.
+            if depth > MAX_DEPTH + 1:
+                return text.count("\n", 0, match.start()) + 1
+        elif token in "]}":
+            depth -= 1
+    return 1
+
+
 class _JsonScanner:
     """Record the line of every object key in (already validated) JSON text."""
 
@@ -517,20 +755,23 @@ class _JsonScanner:
         return pos
 
     def scan(self) -> None:
-        self.value(self.skip_ws(0), ())
+        self.value(self.skip_ws(0), (), 0)
 
-    def value(self, pos: int, parts: KeyParts | None) -> int:
+    def value(self, pos: int, parts: KeyParts | None, depth: int) -> int:
+        # `depth`: the key path length of this value (what `limits.MAX_DEPTH` bounds).
+        if depth > MAX_DEPTH:
+            raise _TooDeep(pos)
         text = self.text
         ch = text[pos]
         if ch == "{":
-            return self.obj(pos, parts)
+            return self.obj(pos, parts, depth)
         if ch == "[":
             pos = self.skip_ws(pos + 1)
             index = 0
             while text[pos] != "]":
                 if parts == (BASE_KEY,):
                     self.base_lines[index] = self.line(pos)
-                pos = self.skip_ws(self.value(pos, None))
+                pos = self.skip_ws(self.value(pos, None, depth + 1))
                 index += 1
                 if text[pos] == ",":
                     pos = self.skip_ws(pos + 1)
@@ -541,7 +782,7 @@ class _JsonScanner:
             pos += 1
         return pos
 
-    def obj(self, pos: int, parts: KeyParts | None) -> int:
+    def obj(self, pos: int, parts: KeyParts | None, depth: int) -> int:
         text = self.text
         pos = self.skip_ws(pos + 1)
         while text[pos] != "}":
@@ -550,7 +791,7 @@ class _JsonScanner:
             if child is not None:
                 self.origins[child] = KeyOrigin(self.line(pos))
             pos = self.skip_ws(self.skip_ws(end) + 1)  # past ':'
-            pos = self.skip_ws(self.value(pos, child))
+            pos = self.skip_ws(self.value(pos, child, depth + 1))
             if text[pos] == ",":
                 pos = self.skip_ws(pos + 1)
         return pos + 1
@@ -588,7 +829,7 @@ def _load_yaml(
 
     loader = _yaml_loader()(text)
     try:
-        node = loader.get_single_node()
+        node = compose_document(loader, display)
         data = {} if node is None else loader.construct_document(node)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark

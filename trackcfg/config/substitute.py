@@ -17,12 +17,11 @@ How each format is handled, always keeping line numbers:
   ``PythonPlaceholderTransformer`` rewrites nodes in place (``copy_location`` keeps
   lines): ``{{ x }}`` parses as a set of a set, which is replaced by the value;
   strings containing placeholders are interpolated; and every ``_base_.a.b`` /
-  ``_base_['a']`` chain (mmengine's expression form) becomes a call that returns a
-  *deep copy* of the inherited value, so changing it in the child never changes the
-  inherited value elsewhere (mmengine hands out the shared object). Statements that
-  edit ``_base_`` itself (``_base_.x.y = v``, ``+=``, ``del``, ``_base_.x.update(...)``)
-  become calls on ``BaseEditor``, which edits this file's working copy of its bases,
-  as mmengine's shared object would be edited, and records each edit at its line.
+  ``_base_['a']`` chain (mmengine's expression form) becomes a call that returns the
+  inherited value itself, as mmengine's does (from ``editor.BaseEditor``'s working copy
+  of the bases). Statements that edit ``_base_`` itself (``_base_.x.y = v``, ``+=``,
+  ``del``, ``_base_.x.update(...)``) become explicit edit calls, and ``add_base_checks``
+  puts a check after every statement that records changes made through a read value.
 * ``.json``/``.yaml``: the text does not parse with placeholders in it, so
   ``substitute_data_text`` replaces predefined variables by their text (as mmengine
   does) and each base reference by a unique marker token on the same line; after
@@ -46,27 +45,30 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from trackcfg.config.canonical import encode_value
 from trackcfg.config.keypath import KeyParts, KeyPath, suggest
-from trackcfg.config.location import Assignment, AssignmentKind, Location
-from trackcfg.config.merge import DELETE_KEY, descend, iter_leaves, to_plain
-from trackcfg.errors import ConfigError, ConfigSubstitutionError
+from trackcfg.config.location import Location
+from trackcfg.config.merge import descend
+from trackcfg.errors import ConfigSubstitutionError
 
 __all__ = [
+    "ABSOLUTE_NAME",
     "BASE_CALL",
+    "BASE_CHECK",
     "BASE_DELETE",
     "BASE_KEY",
     "BASE_MUTATE",
     "BASE_SET",
     "FORMAT_CALL",
     "PREDEFINED_NAMES",
-    "BaseEditor",
     "BaseLookup",
     "Marker",
     "PythonPlaceholderTransformer",
     "SubstitutedText",
+    "add_base_checks",
     "base_chain",
     "base_reference",
+    "copy_base",
+    "find_base",
     "index_python_placeholders",
     "interpolate",
     "lookup_base",
@@ -84,8 +86,11 @@ FORMAT_CALL = "__trackcfg_format__"
 BASE_SET = "__trackcfg_base_set__"
 BASE_DELETE = "__trackcfg_base_delete__"
 BASE_MUTATE = "__trackcfg_base_mutate__"
+BASE_CHECK = "__trackcfg_base_check__"
 
 PREDEFINED_NAMES = ("fileDirname", "fileBasename", "fileBasenameNoExtension", "fileExtname")
+#: The one predefined variable whose value depends on where the project is checked out.
+ABSOLUTE_NAME = "fileDirname"
 
 # One placeholder on one line: `{{ anything-without-braces }}`.
 _PLACEHOLDER = re.compile(r"\{\{\s*([^{}\n]*?)\s*\}\}")
@@ -143,10 +148,10 @@ def lookup_base(base: Mapping[str, object], path: KeyParts, location: Location) 
     Raises:
         ConfigSubstitutionError: ``path`` names nothing in the bases.
     """
-    return _copy(_walk(base, path, location))
+    return copy_base(find_base(base, path, location), path)
 
 
-def _walk(base: Mapping[str, object], path: KeyParts, location: Location) -> object:
+def find_base(base: Mapping[str, object], path: KeyParts, location: Location) -> object:
     """The value at ``path`` itself (not a copy); errors as ``lookup_base``."""
     value: object = base
     for depth, part in enumerate(path):
@@ -172,17 +177,24 @@ def _walk(base: Mapping[str, object], path: KeyParts, location: Location) -> obj
     return value
 
 
-def _copy(value: object) -> object:
-    # Plain data is copied so a child editing it never changes the inherited value;
-    # dicts come back as ConfigDict so `_base_.model.backbone` chains keep working.
+def copy_base(value: object, parts: KeyParts = ()) -> object:
+    """A deep copy of an inherited value at key path ``parts``, dicts as ``ConfigDict``.
+
+    Dicts come back as ``ConfigDict`` (knowing their key path, for error messages) so
+    that ``_base_.model.backbone`` chains and attribute edits keep working.
+    """
     from trackcfg.config.config import ConfigDict
 
     if isinstance(value, Mapping):
-        return ConfigDict({k: _copy(v) for k, v in value.items()})
+        new = ConfigDict()
+        object.__setattr__(new, "_key_path", parts)
+        for k, v in value.items():
+            dict.__setitem__(new, k, copy_base(v, (*parts, k)))
+        return new
     if isinstance(value, list):
-        return [_copy(v) for v in value]
+        return [copy_base(v, (*parts, i)) for i, v in enumerate(value)]
     if type(value) is tuple:
-        return tuple(_copy(v) for v in value)
+        return tuple(copy_base(v, (*parts, i)) for i, v in enumerate(value))
     if isinstance(value, str | int | float | bool | type(None) | type):
         return value
     return copy.deepcopy(value)
@@ -323,6 +335,8 @@ class PythonPlaceholderTransformer(ast.NodeTransformer):
         self.variables = variables
         self.file = file
         self.key_path_at = key_path_at
+        #: Whether ``{{ fileDirname }}`` (an absolute path) was substituted.
+        self.absolute = False
 
     def _call(self, name: str, args: list[ast.expr], like: ast.AST) -> ast.expr:
         # Every new node gets the replaced node's position, so line numbers in
@@ -350,6 +364,7 @@ class PythonPlaceholderTransformer(ast.NodeTransformer):
             return self._base_call(chain, node)
         body = ast.unparse(inner)
         if isinstance(inner, ast.Name) and inner.id in self.variables:
+            self.absolute = self.absolute or inner.id == ABSOLUTE_NAME
             return ast.copy_location(ast.Constant(value=self.variables[inner.id]), node)
         location = Location(self.file, node.lineno, node.col_offset + 1)
         raise _unknown(body, location, self.key_path_at(node.lineno))
@@ -365,6 +380,7 @@ class PythonPlaceholderTransformer(ast.NodeTransformer):
             nonlocal has_ref
             body = m.group(1)
             if body in self.variables:
+                self.absolute = self.absolute or body == ABSOLUTE_NAME
                 return self.variables[body]
             if base_reference(body) is not None:
                 has_ref = True
@@ -379,8 +395,8 @@ class PythonPlaceholderTransformer(ast.NodeTransformer):
         return ast.copy_location(ast.Constant(value=text), node)
 
     def _read_chain(self, node: ast.Attribute | ast.Subscript) -> ast.expr:
-        # A read of `_base_.a['b'].c` becomes one deep-copying lookup; stores and
-        # deletes are edits, handled by the statement visitors below.
+        # A read of `_base_.a['b'].c` becomes one lookup; stores and deletes are
+        # edits, handled by the statement visitors below.
         chain = base_chain(node)
         if chain is not None and isinstance(node.ctx, ast.Load):
             return self._base_call(chain, node)
@@ -400,9 +416,10 @@ class PythonPlaceholderTransformer(ast.NodeTransformer):
 
     # Editing the inherited value. mmengine hands out the bases' own objects, so
     # `_base_.model.backbone = X`, `del _base_.x`, `_base_.x.update(...)` change the base
-    # itself (real configs do this, e.g. mmocr's). Reads are copies here, so these
-    # statements become explicit edits of this file's working copy of the bases
-    # (`BASE_SET` / `BASE_DELETE` / `BASE_MUTATE`), recorded in provenance at their line.
+    # itself (real configs do this, e.g. mmocr's). The editor's reads would let these
+    # statements work as they are; they become explicit edits of the file's working copy
+    # of the bases (`BASE_SET` / `BASE_DELETE` / `BASE_MUTATE`) so that a missing key is
+    # a located error and the edit is recorded at its own line even inside a function.
 
     def _chain_of(self, target: ast.expr) -> KeyParts | None:
         chain = base_chain(target)
@@ -490,6 +507,38 @@ class PythonPlaceholderTransformer(ast.NodeTransformer):
         return node
 
 
+#: Statements that run no code of their own: no check after them.
+_INERT = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Import, ast.ImportFrom, ast.Pass)
+#: Compound statements whose blocks run in the module frame, in their own order.
+_BLOCKS = ("body", "orelse", "finalbody")
+
+
+def add_base_checks(body: list[ast.stmt]) -> list[ast.stmt]:
+    """``body`` with a ``BASE_CHECK(line)`` call after each statement (``editor.BaseEditor.check``).
+
+    Statements inside ``if``/``for``/``while``/``with``/``try`` blocks get one too (a
+    change in a loop body is recorded at the body's line); function bodies do not (a
+    change inside a config's own function is recorded where it is called).
+    """
+    out: list[ast.stmt] = []
+    for stmt in body:
+        for block in _BLOCKS:
+            inner = getattr(stmt, block, None)
+            if isinstance(inner, list) and inner and not isinstance(stmt, _INERT):
+                setattr(stmt, block, add_base_checks(inner))
+        for handler in getattr(stmt, "handlers", []):
+            handler.body = add_base_checks(handler.body)
+        out.append(stmt)
+        if not isinstance(stmt, _INERT):
+            line = ast.Constant(value=stmt.lineno)
+            func = ast.Name(id=BASE_CHECK, ctx=ast.Load())
+            check = ast.Expr(value=ast.Call(func=func, args=[line], keywords=[]))
+            for node in (line, func, check.value, check):
+                ast.copy_location(node, stmt)
+            out.append(check)
+    return out
+
+
 def _constant(path: KeyParts) -> ast.expr:
     # The ast stubs do not list tuples as Constant values; compile() accepts them.
     return ast.Constant(value=path)  # type: ignore[arg-type]
@@ -511,151 +560,6 @@ _MUTATORS = frozenset(
         "reverse",
     }
 )
-
-
-class BaseEditor:
-    """One ``.py`` file's view of its merged bases: copied reads, recorded edits.
-
-    Reads (``_base_.x``) return deep copies. Edits (``_base_.x.y = v``, ``del _base_.x``,
-    ``_base_.x.update(...)``) change a private working copy of the bases, made on the
-    first edit, which the file is then merged into — mmengine's effect (it mutates the
-    shared base objects), without touching the values the bases' own files produced.
-    Every edit appends assignments for the leaves it changed, at the edit's line.
-
-    Args:
-        base: The merged values of the file's bases (never modified).
-        file: Display path for locations.
-        key_path_at: Maps a line to the key path assigned there (for error messages).
-    """
-
-    def __init__(
-        self, base: Mapping[str, object], file: str, key_path_at: Callable[[int], str | None]
-    ) -> None:
-        self._base = base
-        self._work: dict[str, object] | None = None
-        self._file = file
-        self._key_path_at = key_path_at
-        self.records: list[tuple[KeyParts, Assignment]] = []
-
-    @property
-    def current(self) -> Mapping[str, object]:
-        """The bases as this file sees them now (edits applied)."""
-        return self._work if self._work is not None else self._base
-
-    @property
-    def edited(self) -> bool:
-        """Whether any edit was made."""
-        return self._work is not None
-
-    def _location(self, line: int) -> Location:
-        return Location(self._file, line)
-
-    def _fail(
-        self, exc: ConfigSubstitutionError, line: int, path: KeyParts = ()
-    ) -> ConfigSubstitutionError:
-        # An edit names the key path it edits; a read, the key it is assigned to.
-        exc.key_path = str(KeyPath(path)) if path else self._key_path_at(line)
-        return exc
-
-    def read(self, path: KeyParts, line: int) -> object:
-        """``_base_.<path>``: a deep copy of the (edited) inherited value."""
-        try:
-            return lookup_base(self.current, path, self._location(line))
-        except ConfigSubstitutionError as exc:
-            raise self._fail(exc, line) from None
-
-    def format(self, template: str, line: int) -> object:
-        """A string with ``{{ _base_.x }}`` placeholders, interpolated."""
-        try:
-            return interpolate(template, self.current, self._location(line))
-        except ConfigSubstitutionError as exc:
-            raise self._fail(exc, line) from None
-
-    def _container(self, path: KeyParts, line: int, edited: KeyParts) -> object:
-        if self._work is None:
-            self._work = copy.deepcopy(dict(self._base))
-        try:
-            return _walk(self._work, path, self._location(line))
-        except ConfigSubstitutionError as exc:
-            raise self._fail(exc, line, edited) from None
-
-    def _edit(self, path: KeyParts, line: int, change: Callable[[], object]) -> object:
-        # Provenance of an edit: diff the leaves of the top-level key it touches.
-        work: dict[object, object] = self._work if self._work is not None else {}  # type: ignore[assignment]
-        top = path[:1]
-        before = {p: copy.deepcopy(v) for p, v in iter_leaves(work.get(top[0], _ABSENT), top)}
-        result = change()
-        after = dict(iter_leaves(work.get(top[0], _ABSENT), top))
-        location = self._location(line)
-        for leaf, old in before.items():
-            if after.get(leaf, _ABSENT) is _ABSENT and old is not _ABSENT:
-                self.records.append((leaf, Assignment(AssignmentKind.DELETE, location, old)))
-        for leaf, new in after.items():
-            if new is _ABSENT:
-                continue
-            old = before.get(leaf, _ABSENT)
-            if old is _ABSENT or not _same(old, new):
-                kind = AssignmentKind.SET if old is _ABSENT else AssignmentKind.OVERRIDE
-                self.records.append((leaf, Assignment(kind, location, copy.deepcopy(new))))
-        return result
-
-    def set(self, path: KeyParts, line: int, value: object) -> None:
-        """``_base_.<path> = value``: replace (not merge), as attribute assignment does."""
-        container = self._container(path[:-1], line, path)
-        key = path[-1]
-        clean = to_plain(value, drop_key=DELETE_KEY)
-
-        def change() -> object:
-            # Two branches so that each index is typed for its container.
-            if isinstance(container, dict):  # noqa: SIM114
-                container[key] = clean
-            elif isinstance(container, list) and isinstance(key, int) and key < len(container):
-                container[key] = clean
-            else:
-                raise self._fail(
-                    ConfigSubstitutionError(
-                        f"cannot set _base_.{KeyPath(path)}: its parent is a "
-                        f"{type(container).__name__}",
-                        location=self._location(line),
-                    ),
-                    line,
-                    path,
-                )
-            return None
-
-        self._edit(path, line, change)
-
-    def delete(self, path: KeyParts, line: int) -> None:
-        """``del _base_.<path>``."""
-        container = self._container(path[:-1], line, path)
-        self._container(path, line, path)  # the key must exist
-
-        def change() -> object:
-            del container[path[-1]]  # type: ignore[attr-defined]
-            return None
-
-        self._edit(path, line, change)
-
-    def mutate(
-        self, path: KeyParts, line: int, method: str, *args: object, **kwargs: object
-    ) -> object:
-        """``_base_.<path>.<method>(...)`` for an in-place method (``update``, ``append``...)."""
-        target = self._container(path, line, path)
-        # ConfigDicts (from `_base_` reads) as plain dicts: the working copy stays plain.
-        args = tuple(to_plain(a) for a in args)
-        kwargs = {k: to_plain(v) for k, v in kwargs.items()}
-        return self._edit(path, line, lambda: getattr(target, method)(*args, **kwargs))
-
-
-_ABSENT = object()
-
-
-def _same(a: object, b: object) -> bool:
-    # 1 == 1.0 == True, but an edit from one to the other is still an edit.
-    try:
-        return encode_value(a) == encode_value(b)
-    except ConfigError:
-        return a == b
 
 
 # ---------------------------------------------------------------------------- json/yaml
@@ -686,6 +590,8 @@ class SubstitutedText:
 
     text: str
     markers: tuple[Marker, ...]
+    #: Whether ``{{ fileDirname }}`` (an absolute path) was put into the text.
+    absolute: bool = False
 
 
 def substitute_data_text(text: str, suffix: str, variables: Mapping[str, str]) -> SubstitutedText:
@@ -697,6 +603,7 @@ def substitute_data_text(text: str, suffix: str, variables: Mapping[str, str]) -
     """
     if "{{" not in text:
         return SubstitutedText(text, ())
+    absolute = False
     nonce = os.urandom(4).hex()
     markers: list[Marker] = []
     out: list[str] = []
@@ -717,6 +624,7 @@ def substitute_data_text(text: str, suffix: str, variables: Mapping[str, str]) -
         body = m.group(1)
         if body in variables:
             out.append(variables[body])
+            absolute = absolute or body == ABSOLUTE_NAME
         else:
             token = f"__trackcfg_{nonce}_{len(markers)}__"
             markers.append(
@@ -725,7 +633,7 @@ def substitute_data_text(text: str, suffix: str, variables: Mapping[str, str]) -
             out.append(f'"{token}"' if is_json and not in_string else token)
         pos = m.end()
     out.append(text[pos:])
-    return SubstitutedText("".join(out), tuple(markers))
+    return SubstitutedText("".join(out), tuple(markers), absolute)
 
 
 def _json_in_string(chunk: str, in_string: bool) -> bool:

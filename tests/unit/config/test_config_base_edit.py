@@ -1,8 +1,8 @@
 """Editing the inherited value in a .py config: `_base_.x.y = v`, `+=`, `del`, `.append()`.
 
 mmengine hands out the bases' own objects, so these statements change what the file
-inherits; real configs rely on it (mmocr's `_base_.model.backbone = dict(...)`). Reads of
-`_base_.x` stay copies.
+inherits; real configs rely on it (mmocr's `_base_.model.backbone = dict(...)`). So do
+changes through a name bound to `_base_.x` (test_config_alias.py).
 """
 
 from __future__ import annotations

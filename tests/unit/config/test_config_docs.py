@@ -15,6 +15,8 @@ MODULES = [
     "trackcfg.config.readers",
     "trackcfg.config.inherit",
     "trackcfg.config.imports",
+    "trackcfg.config.limits",
+    "trackcfg.config.canonical",
 ]
 
 

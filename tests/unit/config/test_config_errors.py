@@ -17,6 +17,7 @@ from trackcfg.errors import (
     ConfigFileNotFoundError,
     ConfigImportError,
     ConfigKeyError,
+    ConfigLimitError,
     ConfigMergeError,
     ConfigOptionError,
     ConfigSubstitutionError,
@@ -143,6 +144,54 @@ CASES: list[tuple[str, Callable[[], object], type[ConfigError], str | None, str]
         None,
         "errors/unsafe.yaml:1: invalid YAML: could not determine a constructor for the tag"
         " 'tag:yaml.org,2002:python/object/apply:os.system'",
+    ),
+    (
+        "yaml alias bomb, at the alias that expands too far",
+        load("alias_bomb.yaml"),
+        ConfigLimitError,
+        "f.0",
+        "errors/alias_bomb.yaml:7: f.0: alias *e expands the document too far: aliases"
+        " would add more than 100,000 nodes\n"
+        "  hint: every alias is a full copy of its anchor once the config is merged and"
+        " hashed; write the values out, or alias smaller parts",
+    ),
+    (
+        "yaml alias inside its own anchor",
+        load("recursive_alias.yaml"),
+        ConfigLimitError,
+        "loop.1",
+        "errors/recursive_alias.yaml:4: loop.1: alias *loop refers to a node that contains"
+        " it; a config must be a finite tree",
+    ),
+    (
+        "yaml nested too deeply",
+        load("deep.yaml"),
+        ConfigLimitError,
+        "x.0.0.0.0.0.…",
+        "errors/deep.yaml:3: x.0.0.0.0.0.…: nested more than 100 levels deep",
+    ),
+    (
+        "json nested too deeply",
+        load("deep.json"),
+        ConfigLimitError,
+        "x.a.0.0.0.0.…",
+        "errors/deep.json:3: x.a.0.0.0.0.…: nested more than 100 levels deep",
+    ),
+    (
+        "python value built too deep",
+        load("deep_value.py"),
+        ConfigLimitError,
+        "depth.inner.inner.inner.inner.inner.…",
+        "errors/deep_value.py:3: depth.inner.inner.inner.inner.inner.…: nested more than"
+        " 100 levels deep",
+    ),
+    (
+        "python value that contains itself",
+        load("cyclic_value.py"),
+        ConfigLimitError,
+        "loop.1",
+        "errors/cyclic_value.py:2: loop.1: the value contains itself; a config value must"
+        " be a finite tree",
     ),
     (
         "unknown placeholder variable",
@@ -281,6 +330,28 @@ CASES: list[tuple[str, Callable[[], object], type[ConfigError], str | None, str]
         "a",
         "<option>: a: malformed value '[1,2': unclosed '[' at position 0:"
         " expected ']' before the end",
+    ),
+    (
+        "--cfg-options value nested too deeply",
+        lambda: parse_cfg_options(["a=" + "[" * 101 + "]" * 101]),
+        ConfigOptionError,
+        "a",
+        f"<option>: a: malformed value '{'[' * 60}'…"
+        " (202 characters): brackets nested more than 100 deep at position 100",
+    ),
+    (
+        "option key path too long",
+        option({".".join(["a"] * 101): 1}, {}),
+        ConfigOptionError,
+        "a.a.a.a.a.a.…",
+        "<option>: a.a.a.a.a.a.…: key path has 101 elements; at most 100 are supported",
+    ),
+    (
+        "option value nesting past the limit below its key",
+        option({".".join(["a"] * 99): [[1]]}, {}),
+        ConfigOptionError,
+        "a.a.a.a.a.a.…",
+        "<option>: a.a.a.a.a.a.…: nested more than 100 levels deep",
     ),
     (
         "option list index out of range",

@@ -1,0 +1,2 @@
+_base_ = './base.yaml'
+first_stop = _base_.schedule.stops[0]

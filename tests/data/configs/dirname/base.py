@@ -1,0 +1,2 @@
+data_root = '{{ fileDirname }}/../data'
+work_dir = '{{ fileDirname }}/work/{{ fileBasenameNoExtension }}'

@@ -1,0 +1,3 @@
+ok = 1
+loop = [1]
+loop.append(loop)

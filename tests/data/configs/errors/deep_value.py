@@ -1,0 +1,3 @@
+depth = 1
+for _ in range(150):
+    depth = dict(inner=depth)
