@@ -108,7 +108,7 @@ def test_a_snapshot_re_resolves_to_the_hash_of_the_run(tmp_path: Path) -> None:
     # What `resume` checks: the lineage restored in a temp dir hashes like the run.
     from trackcfg.tracking.environment import Environment
     from trackcfg.tracking.gitstate import capture_git_state
-    from trackcfg.tracking.snapshot import read_snapshot, write_snapshot
+    from trackcfg.tracking.snapshot import read_snapshot, seal_snapshot, write_snapshot
 
     project = checkout(tmp_path / "p")
     cfg = Config.fromfile(project / "configs" / "child.yaml")
@@ -119,4 +119,6 @@ def test_a_snapshot_re_resolves_to_the_hash_of_the_run(tmp_path: Path) -> None:
         git=capture_git_state(project),
         environment=Environment("3.11", "CPython", "linux", "x86_64"),  # no torch import
     )
+    seal_snapshot(directory)
     assert read_snapshot(directory).resolve(tmp_path / "restored").hash == cfg.hash
+    assert read_snapshot(directory).to_config().hash == cfg.hash  # what `resume` rebuilds
