@@ -1,4 +1,4 @@
-"""Nothing lost, nothing forged: a full disk, a shared work dir, a killed tracking agent.
+"""Nothing lost, nothing forged: a full disk, a work dir shared by two runs.
 
 Each test runs the real CLI on the e2e project for one to three short epochs:
 
@@ -7,9 +7,10 @@ Each test runs the real CLI on the e2e project for one to three short epochs:
   mounting is not permitted): every metric still reaches the store, and the run
   ends FINISHED without a traceback;
 - two runs share one work dir while the first one's agent is stopped (SIGSTOP):
-  each run's stored checkpoint is the one its own digest names;
-- the agent is SIGKILLed: the run's later checkpoints are uploaded by
-  ``trackcfg sync``, which moves the pointer to the newest and keeps the last K.
+  each run's stored checkpoint is the one its own digest names.
+
+(A SIGKILLed agent's checkpoints, uploaded by ``trackcfg sync``, are checked in
+test_tracked_run.py's dead-agent test.)
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from tests.e2e.conftest import (
 )
 from tests.e2e.conftest import trackcfg as run_cli
 from tests.small_disk import small_disk
-from trackcfg.runner.checkpoint_file import content_digest, read_checkpoint_record
+from trackcfg.runner.checkpoint_file import content_digest
 
 pytestmark = pytest.mark.slow
 
@@ -145,14 +146,14 @@ def test_a_journal_disk_full_for_1_5_s_loses_no_metric(
         stdout = finish(proc)
         journal = next((work / ".trackcfg" / "journal").glob("*/metrics.jsonl")).read_bytes()
     assert proc.returncode == 0, stderr_of(work)[-3000:]
-    assert "cannot write the metric journal" in stderr_of(work)  # it was full, and said so
     run_id = run_id_from(stdout)
-    records = [json.loads(line) for line in journal.splitlines()]
-    assert [r["s"] for r in records] == list(range(1, len(records) + 1))
     history = metric_history(tracking_uri, run_id)
     assert [step for step, _ in history["train/loss"]] == train_steps(2, 1)
+    records = [json.loads(line) for line in journal.splitlines()]
+    assert [r["s"] for r in records] == list(range(1, len(records) + 1))
     assert sum(len(values) for values in history.values()) == len(records)
     assert MlflowClient(tracking_uri).get_run(run_id).info.status == "FINISHED"
+    assert "cannot write the metric journal" in stderr_of(work)  # it was full, and said so
 
 
 def test_a_journal_disk_still_full_at_the_end_hands_the_metrics_to_the_agent(
@@ -217,35 +218,3 @@ def test_runs_sharing_a_work_dir_each_store_their_own_checkpoint(
         assert stored == tags["trackcfg.latest_checkpoint_digest"]
         digests.append(stored)
     assert digests[0] != digests[1]
-
-
-def test_checkpoints_a_killed_agent_never_uploaded_are_uploaded_by_sync(
-    git_repo: Path, tracking_uri: str, tracking_env: dict[str, str], tmp_path: Path
-) -> None:
-    work = git_repo / "work_dirs" / "orphan"
-    proc = start(git_repo, tracking_env, work, 3)
-    wait_for(lambda: "run id:" in stderr_of(work), proc)
-    os.kill(agent_pid(proc.pid), signal.SIGKILL)
-    stdout = finish(proc)
-    assert proc.returncode == 0, stderr_of(work)[-3000:]
-    run_id = run_id_from(stdout)
-    synced = run_cli("sync", str(work), cwd=git_repo, env=tracking_env, timeout=300)
-    assert synced.returncode == 0, synced.stderr[-3000:]
-    # keep-last-2 of epochs 1-3: epoch 1 is superseded, not uploaded.
-    assert "2 checkpoint(s) uploaded, 0 pending" in synced.stdout
-    client = MlflowClient(tracking_uri)
-    assert [a.path for a in client.list_artifacts(run_id, "checkpoints")] == [
-        "checkpoints/epoch_2.pth",
-        "checkpoints/epoch_3.pth",
-    ]
-    run = client.get_run(run_id)
-    assert run.data.tags["trackcfg.latest_checkpoint"] == "checkpoints/epoch_3.pth"
-    newest = read_checkpoint_record(work / "epoch_3.pth")
-    assert newest is not None
-    assert run.data.tags["trackcfg.latest_checkpoint_digest"] == newest.digest
-    assert stored_digest(tracking_uri, run_id, "checkpoints/epoch_3.pth", tmp_path) == (
-        newest.digest
-    )
-    assert run.info.status == "FINISHED"
-    steps = [step for step, _ in metric_history(tracking_uri, run_id)["train/loss"]]
-    assert steps == train_steps(3)

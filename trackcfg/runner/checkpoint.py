@@ -8,12 +8,13 @@ ignore) carries a trailer::
 
 ``xxh3-128`` is the digest of the first ``size`` bytes (everything before the
 comment-length field); `trackcfg.runner.checkpoint_file` reads it without
-torch (for the tracking agent and ``trackcfg sync``). The writer (a background thread) writes a hidden temp
-file in the target directory, fsyncs it, renames it over the final name,
-fsyncs the directory, and only then moves the ``latest.pth`` symlink and calls
-the listeners. A rename is atomic, so a process killed at any moment leaves
-the final name either absent, or holding the previous complete checkpoint, or
-the new complete one; ``latest.pth`` only ever points at a complete file.
+torch (for the tracking agent and ``trackcfg sync``). The writer (a background
+thread) writes a hidden temp file in the target directory, fsyncs it, renames
+it over the final name, fsyncs the directory, and only then moves the
+``latest.pth`` symlink and calls the listeners. A rename is atomic, so a
+process killed at any moment leaves the final name either absent, or holding
+the previous complete checkpoint, or the new complete one; ``latest.pth`` only
+ever points at a complete file.
 Loading recomputes the digest and checks it against the trailer before
 ``torch.load(weights_only=True)``: a torn or altered file raises
 `CheckpointCorruptError`, and a checkpoint from a shared server cannot run code.
