@@ -26,6 +26,7 @@ from tests.e2e.conftest import (
 )
 from trackcfg.config.config import Config
 from trackcfg.config.provenance import Provenance
+from trackcfg.runner.checkpoint_file import content_digest, read_checkpoint_record
 from trackcfg.tracking.snapshot import load_snapshot
 
 Run = Callable[..., subprocess.CompletedProcess[str]]
@@ -286,3 +287,15 @@ def test_a_dead_tracking_agent_never_stops_training_and_sync_completes_the_run(
         (m.key, m.step) for key in run.data.metrics for m in client.get_metric_history(run_id, key)
     }
     assert history == {(r["k"], r["p"]) for r in journaled}
+    # The checkpoints no agent uploaded: sync uploads them, keeping the last 2 of 4.
+    assert "2 checkpoint(s) uploaded, 0 pending" in synced.stdout
+    assert [a.path for a in client.list_artifacts(run_id, "checkpoints")] == [
+        "checkpoints/epoch_3.pth",
+        "checkpoints/epoch_4.pth",
+    ]
+    newest = read_checkpoint_record(work / "epoch_4.pth")
+    assert newest is not None
+    assert run.data.tags["trackcfg.latest_checkpoint"] == "checkpoints/epoch_4.pth"
+    assert run.data.tags["trackcfg.latest_checkpoint_digest"] == newest.digest
+    stored = client.download_artifacts(run_id, "checkpoints/epoch_4.pth", str(work / "dl"))
+    assert content_digest(stored) == newest.digest

@@ -602,9 +602,15 @@ class BaseRunner:
         """The number ``filename_tmpl`` is formatted with (epoch + 1 here, as mmcv)."""
         return self.epoch + 1
 
-    def add_checkpoint_listener(self, listener: Callable[[SavedCheckpoint], None]) -> None:
-        """Call ``listener(SavedCheckpoint)`` (on the writer thread) after each durable write."""
-        self._writer.add_listener(listener)
+    def add_checkpoint_listener(
+        self, listener: Callable[[SavedCheckpoint], None], *, pin_dir: Path | None = None
+    ) -> None:
+        """Call ``listener(SavedCheckpoint)`` (on the writer thread) after each durable write.
+
+        Given ``pin_dir``, the listener also gets a pin of each checkpoint's bytes
+        there (``SavedCheckpoint.pinned``; see `trackcfg.runner.checkpoint`).
+        """
+        self._writer.add_listener(listener, pin_dir=pin_dir)
 
     def wait_for_checkpoints(self) -> None:
         """Block until every requested checkpoint is durably written.

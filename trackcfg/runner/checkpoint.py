@@ -7,12 +7,14 @@ ignore) carries a trailer::
     trackcfg-checkpoint 1 xxh3-128=<32 hex> size=<n> epoch=<e> iter=<i>
 
 ``xxh3-128`` is the digest of the first ``size`` bytes (everything before the
-comment-length field). The writer (a background thread) writes a hidden temp
-file in the target directory, fsyncs it, renames it over the final name,
-fsyncs the directory, and only then moves the ``latest.pth`` symlink and calls
-the listeners. A rename is atomic, so a process killed at any moment leaves
-the final name either absent, or holding the previous complete checkpoint, or
-the new complete one; ``latest.pth`` only ever points at a complete file.
+comment-length field); `trackcfg.runner.checkpoint_file` reads it without
+torch (for the tracking agent and ``trackcfg sync``). The writer (a background
+thread) writes a hidden temp file in the target directory, fsyncs it, renames
+it over the final name, fsyncs the directory, and only then moves the
+``latest.pth`` symlink and calls the listeners. A rename is atomic, so a
+process killed at any moment leaves the final name either absent, or holding
+the previous complete checkpoint, or the new complete one; ``latest.pth`` only
+ever points at a complete file.
 Loading recomputes the digest and checks it against the trailer before
 ``torch.load(weights_only=True)``: a torn or altered file raises
 `CheckpointCorruptError`, and a checkpoint from a shared server cannot run code.
@@ -21,6 +23,18 @@ The training thread only *copies* the state (`copy_state`: tensors cloned to
 CPU, everything validated as plain data); serialisation, fsync and renames
 happen on the writer thread. At most one checkpoint waits behind the one
 being written, which bounds memory to two copies of the state.
+
+A listener may ask for a *pin* (`CheckpointWriter.add_listener` with
+``pin_dir``): a hard link to the fsynced temp file, made in ``pin_dir`` before
+the rename. Whatever later replaces the final name (the next write, or another
+run sharing the directory), the pin still holds exactly the bytes this write's
+digest names; the tracking agent uploads from it. Where the directory cannot
+hold a hard link (another filesystem) the pin is a copy; a pin that cannot be
+made at all (a full disk) is reported and the listener gets none.
+
+The writer holds an exclusive ``flock`` on its temp file while writing it, and
+removes the temp files of dead writers (``.<name>.tmp-<pid>``: their process is
+gone and nobody holds the lock) the first time it writes into a directory.
 
 Test aid: ``TRACKCFG_FAILPOINT=checkpoint-write:N`` makes the process SIGKILL
 itself halfway through writing the N-th checkpoint it writes (1-based; the
@@ -31,15 +45,19 @@ from __future__ import annotations
 
 import atexit
 import collections
+import contextlib
+import fcntl
 import io
+import logging
 import os
 import queue
+import shutil
 import signal
 import struct
 import threading
 import weakref
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, cast
 
@@ -48,11 +66,21 @@ import torch
 import xxhash
 
 from trackcfg.errors import CheckpointCorruptError, CheckpointError
+from trackcfg.runner.checkpoint_file import (
+    TAIL_BYTES,
+    TRAILER_MARKER,
+    CheckpointRecord,
+    content_digest,
+    parse_trailer,
+    read_checkpoint_record,
+    remove_stale_temp_files,
+)
 
 __all__ = [
     "CheckpointRecord",
     "CheckpointWriter",
     "SavedCheckpoint",
+    "content_digest",
     "copy_state",
     "find_latest_checkpoint",
     "list_checkpoints",
@@ -61,6 +89,8 @@ __all__ = [
     "remove_stale_temp_files",
     "verify_checkpoint_file",
 ]
+
+_logger = logging.getLogger(__name__)
 
 _FAILPOINT_ENV = "TRACKCFG_FAILPOINT"
 _FAILPOINT_NAME = "checkpoint-write"
@@ -75,12 +105,16 @@ class SavedCheckpoint:
         digest: xxh3-128 hex digest of the file's bytes.
         epoch: Completed epochs when it was taken (``meta['epoch']``).
         iter: Completed iterations when it was taken (``meta['iter']``).
+        pinned: A hidden hard link (or copy) of these bytes in the listener's
+            ``pin_dir``, made before ``path`` was committed; None when the
+            listener asked for none or it could not be made.
     """
 
     path: Path
     digest: str
     epoch: int
     iter: int
+    pinned: Path | None = None
 
 
 # -- copying state on the training thread -------------------------------------
@@ -143,21 +177,6 @@ def _join(key_path: str, key: object) -> str:
 # -- writing ------------------------------------------------------------------
 
 
-_TRAILER_MARKER = b"trackcfg-checkpoint 1 "
-_EOCD_SIGNATURE = b"PK\x05\x06"
-_EOCD_SIZE = 22  # end-of-central-directory record without its comment
-
-
-@dataclass(frozen=True, slots=True)
-class CheckpointRecord:
-    """What a checkpoint's trailer says about it (read without loading the file)."""
-
-    digest: str
-    size: int
-    epoch: int
-    iter: int
-
-
 class _HashingWriter:
     """File-like wrapper that hashes what torch.save writes, except the last 2 bytes.
 
@@ -217,6 +236,7 @@ def write_checkpoint_file(
     epoch: int,
     iter: int,
     kill_halfway: bool = False,
+    before_commit: Callable[[Path], None] | None = None,
 ) -> SavedCheckpoint:
     """Write one checkpoint atomically and return its record.
 
@@ -226,18 +246,22 @@ def write_checkpoint_file(
         epoch: Completed epochs, recorded in the trailer.
         iter: Completed iterations, recorded in the trailer.
         kill_halfway: Failpoint: truncate the temp file to half and SIGKILL this process.
+        before_commit: Called with the complete, fsynced temp file just before it is
+            renamed to ``path`` (where pins are made).
 
     Raises:
         CheckpointError: torch.save did not produce a zip archive without a comment.
     """
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     with open(tmp, "wb") as raw:
+        # Held until the file is closed: `remove_stale_temp_files` leaves it alone.
+        fcntl.flock(raw.fileno(), fcntl.LOCK_EX)
         writer = _HashingWriter(raw)
         torch.save(dict(state), cast(IO[bytes], writer))
         if writer.tail != b"\x00\x00":
             raise CheckpointError(f"{path}: torch.save wrote an unexpected archive ending")
         digest = writer.hasher.hexdigest()
-        comment = _TRAILER_MARKER + (
+        comment = TRAILER_MARKER + (
             f"xxh3-128={digest} size={writer.size} epoch={epoch} iter={iter}".encode()
         )
         raw.seek(writer.size)
@@ -250,6 +274,8 @@ def write_checkpoint_file(
             os.fsync(raw.fileno())
             os.kill(os.getpid(), signal.SIGKILL)
         os.fsync(raw.fileno())
+        if before_commit is not None:
+            before_commit(tmp)
     os.replace(tmp, path)  # the commit point: the final name now holds a complete file
     _fsync_dir(path.parent)
     return SavedCheckpoint(path=path, digest=digest, epoch=epoch, iter=iter)
@@ -263,6 +289,38 @@ def _point_symlink(link: Path, target: Path) -> None:
     os.symlink(os.path.relpath(target, link.parent), tmp)
     os.replace(tmp, link)
     _fsync_dir(link.parent)
+
+
+def _pin(tmp: Path, pin_dir: Path) -> Path | None:
+    """A hidden hard link (else a copy) of the complete temp file ``tmp`` in ``pin_dir``.
+
+    Returns None (after a warning) when neither can be made, e.g. on a full disk:
+    the checkpoint itself is complete, and losing its pin must not fail training.
+    """
+    pinned = pin_dir / tmp.name
+    try:
+        pin_dir.mkdir(parents=True, exist_ok=True)
+        pinned.unlink(missing_ok=True)
+        try:
+            os.link(tmp, pinned)
+        except OSError:  # another filesystem, or one without hard links
+            with open(tmp, "rb") as src, open(pinned, "wb") as dst:
+                shutil.copyfileobj(src, dst, 1 << 22)
+                dst.flush()
+                os.fsync(dst.fileno())
+        _fsync_dir(pin_dir)
+    except OSError as error:
+        with contextlib.suppress(OSError):
+            pinned.unlink(missing_ok=True)
+        _logger.warning(
+            "trackcfg: cannot pin checkpoint %s in %s for its upload (%s); it is uploaded "
+            "from its own path if its bytes still match its digest then",
+            tmp.name.removeprefix(".").rpartition(".tmp-")[0],
+            pin_dir,
+            error,
+        )
+        return None
+    return pinned
 
 
 @dataclass(frozen=True, slots=True)
@@ -291,15 +349,20 @@ class CheckpointWriter:
 
     def __init__(self) -> None:
         self._queue: queue.Queue[_Job] = queue.Queue(maxsize=1)
-        self._listeners: list[Listener] = []
+        self._listeners: list[tuple[Listener, Path | None]] = []
+        self._cleaned: set[Path] = set()  # directories whose stale temp files are gone
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
         self._lock = threading.Lock()
         self._failpoint = _parse_failpoint()
 
-    def add_listener(self, listener: Listener) -> None:
-        """Call ``listener(SavedCheckpoint)`` on the writer thread after each complete write."""
-        self._listeners.append(listener)
+    def add_listener(self, listener: Listener, *, pin_dir: Path | None = None) -> None:
+        """Call ``listener(SavedCheckpoint)`` on the writer thread after each complete write.
+
+        Given ``pin_dir``, each checkpoint is first pinned there (see the module
+        docstring) and the listener receives the pin as ``SavedCheckpoint.pinned``.
+        """
+        self._listeners.append((listener, pin_dir))
 
     def submit(
         self,
@@ -359,17 +422,29 @@ class CheckpointWriter:
         with _WRITTEN_LOCK:
             _WRITTEN_IN_PROCESS += 1
             number = _WRITTEN_IN_PROCESS
+        pin_dirs = {d for _, d in self._listeners if d is not None}
+        for directory in (job.path.parent, *pin_dirs):
+            if directory not in self._cleaned:
+                remove_stale_temp_files(directory)
+                self._cleaned.add(directory)
+        pins: dict[Path, Path | None] = {}
+
+        def pin(tmp: Path) -> None:
+            for directory in pin_dirs:
+                pins[directory] = _pin(tmp, directory)
+
         saved = write_checkpoint_file(
             job.state,
             job.path,
             epoch=job.epoch,
             iter=job.iter,
             kill_halfway=self._failpoint == number,
+            before_commit=pin if pin_dirs else None,
         )
         if job.link is not None:
             _point_symlink(job.link, job.path)
-        for listener in self._listeners:
-            listener(saved)
+        for listener, pin_dir in self._listeners:
+            listener(saved if pin_dir is None else replace(saved, pinned=pins.get(pin_dir)))
 
 
 def _flush_at_exit(writer_ref: weakref.ref[CheckpointWriter]) -> None:
@@ -379,50 +454,6 @@ def _flush_at_exit(writer_ref: weakref.ref[CheckpointWriter]) -> None:
 
 
 # -- reading ------------------------------------------------------------------
-
-
-def _parse_trailer(tail: bytes, file_size: int) -> CheckpointRecord | None:
-    """The record in a file's last bytes ``tail`` (of a ``file_size``-byte file), if any."""
-    at = tail.rfind(_EOCD_SIGNATURE)
-    if at < 0 or len(tail) - at < _EOCD_SIZE:
-        return None
-    (length,) = struct.unpack("<H", tail[at + 20 : at + 22])
-    comment = tail[at + 22 :]
-    if len(comment) != length or not comment.startswith(_TRAILER_MARKER):
-        return None
-    fields = dict(
-        item.split("=", 1)
-        for item in comment[len(_TRAILER_MARKER) :].decode().split(" ")
-        if "=" in item
-    )
-    try:
-        record = CheckpointRecord(
-            digest=fields["xxh3-128"],
-            size=int(fields["size"]),
-            epoch=int(fields["epoch"]),
-            iter=int(fields["iter"]),
-        )
-    except (KeyError, ValueError):
-        return None
-    # The hashed part ends right where the comment-length field starts.
-    if record.size != file_size - len(tail) + at + 20:
-        return None
-    return record
-
-
-_TAIL_BYTES = _EOCD_SIZE + 256  # EOCD + our comment, with room to spare
-
-
-def read_checkpoint_record(path: str | Path) -> CheckpointRecord | None:
-    """Read a checkpoint's trailer (not its content): None for a file without one.
-
-    A torn file (its end missing) and a foreign ``.pth`` (no trailer) both give None.
-    """
-    with open(path, "rb") as f:
-        size = f.seek(0, os.SEEK_END)
-        f.seek(max(0, size - _TAIL_BYTES))
-        tail = f.read()
-    return _parse_trailer(tail, size)
 
 
 def verify_checkpoint_file(path: str | Path) -> None:
@@ -440,7 +471,7 @@ def _read_verified(path: Path, *, require_digest: bool) -> bytes:
     if not path.exists():
         raise CheckpointError(f"{path}: no such checkpoint")
     data = path.read_bytes()
-    record = _parse_trailer(data[-_TAIL_BYTES:], len(data))
+    record = parse_trailer(data[-TAIL_BYTES:], len(data))
     if record is None:
         if require_digest:
             raise CheckpointCorruptError(
@@ -506,30 +537,6 @@ def list_checkpoints(directory: str | Path) -> list[tuple[Path, CheckpointRecord
             found.append(((record.iter, record.epoch, path.stat().st_mtime_ns), path, record))
     found.sort(key=lambda item: item[0], reverse=True)
     return [(path, record) for _, path, record in found]
-
-
-def remove_stale_temp_files(directory: str | Path) -> list[Path]:
-    """Delete temp files left by writers that were killed mid-write (their process is gone).
-
-    Temp files are named ``.<name>.tmp-<pid>``; one whose pid is still alive may
-    be in use by a concurrent writer and is kept.
-
-    Returns:
-        The removed paths.
-    """
-    removed = []
-    for tmp in Path(directory).glob(".*.tmp-*"):
-        pid_text = tmp.name.rpartition(".tmp-")[2]
-        if not pid_text.isdigit():
-            continue
-        try:
-            os.kill(int(pid_text), 0)
-        except ProcessLookupError:
-            tmp.unlink(missing_ok=True)
-            removed.append(tmp)
-        except PermissionError:  # alive, owned by someone else
-            continue
-    return removed
 
 
 def find_latest_checkpoint(directory: str | Path) -> Path | None:

@@ -11,6 +11,14 @@ answers ``ready``. From then on it delivers the run's metric journal
 (`CheckpointUploader`), and at ``end`` it finishes both and sets the run's final
 status. Nothing of this costs the training process more than a pipe write.
 
+Metric records the trainer's journal could not write to disk (a full disk) come
+with ``end``: the agent journals them if the disk takes them by then, delivers
+them from memory otherwise, and journals what it could not deliver; only what
+neither the disk nor the store took is lost, and then the reply says how many
+and the run carries the error (tags ``trackcfg.error``, ``trackcfg.metrics_lost``).
+A run that ends FINISHED loses the error tag (and note) an earlier failure left:
+a resume finished it.
+
 The agent outlives a trainer that is SIGKILLed: it notices (its stdin closes, or
 its parent process changes), delivers everything the journal holds, uploads the
 checkpoints it was told about and marks the run KILLED. It ignores SIGINT and
@@ -34,6 +42,7 @@ import sys
 import threading
 import time
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
@@ -62,9 +71,10 @@ if TYPE_CHECKING:
 
     from trackcfg.tracking.delivery import JournalDelivery
     from trackcfg.tracking.gitstate import GitState
+    from trackcfg.tracking.journal import MetricRecord
     from trackcfg.tracking.uploads import CheckpointUploader
 
-__all__ = ["main"]
+__all__ = ["TAG_METRICS_LOST", "clear_failure_tags", "main"]
 
 _logger = logging.getLogger("trackcfg.agent")
 
@@ -75,6 +85,11 @@ _NICENESS = 10
 #: Bounds on the last deliveries when the trainer died without saying how the run ended.
 _ORPHAN_DELIVERY_TIMEOUT = 30.0
 _ORPHAN_UPLOAD_TIMEOUT = 60.0
+
+#: Tag: how many metrics of the run were neither journaled nor delivered.
+TAG_METRICS_LOST = "trackcfg.metrics_lost"
+#: How the note of a failed run starts (the one a finishing resume removes).
+_FAILURE_NOTE = "Run failed: "
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -116,7 +131,16 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     _reply(replies, {"op": REPLY_READY, "run_id": run.run_id, "experiment_id": run.experiment_id})
     done = run.serve(requests)
-    _reply(replies, {"op": REPLY_DONE, "pending": done.pending, "status_set": done.status_set})
+    _reply(
+        replies,
+        {
+            "op": REPLY_DONE,
+            "pending": done.pending,
+            "status_set": done.status_set,
+            "lost": done.lost,
+            "checkpoints_pending": done.checkpoints_pending,
+        },
+    )
     return 0
 
 
@@ -234,6 +258,8 @@ class _Requests:
 class _Done:
     pending: int
     status_set: bool
+    lost: int = 0
+    checkpoints_pending: int = 0
 
 
 class _TrackedRun:
@@ -348,6 +374,7 @@ class _TrackedRun:
                 )
             op = request.get("op")
             if op == OP_CHECKPOINT:
+                source = request.get("source")
                 self.uploader.put(
                     UploadRequest(
                         Path(str(request["path"])),
@@ -355,6 +382,8 @@ class _TrackedRun:
                         _int(request["epoch"]),
                         _int(request["iter"]),
                         _int(request["seq"]),
+                        source=Path(source) if isinstance(source, str) else None,
+                        pinned=isinstance(source, str),
                     )
                 )
             elif op == OP_END:
@@ -367,6 +396,7 @@ class _TrackedRun:
                     final_seq=final_seq if isinstance(final_seq, int) else None,
                     delivery_timeout=float(str(request["delivery_timeout"])),
                     upload_timeout=float(str(request["upload_timeout"])),
+                    unjournaled=_records(request.get("unjournaled")),
                 )
             else:
                 _logger.warning("trackcfg: agent: ignoring request %r", op)
@@ -380,13 +410,30 @@ class _TrackedRun:
         final_seq: int | None,
         delivery_timeout: float,
         upload_timeout: float,
+        unjournaled: Sequence[MetricRecord] = (),
     ) -> _Done:
         """Finish uploads and deliveries (bounded), then set the run's final status."""
+        from trackcfg.tracking.uploads import stranded_checkpoints
+
+        if unjournaled:
+            self._take_over(unjournaled)
         # Uploads first: each waits for the metrics before its checkpoint, then moves
         # the pointer; the delivery keeps running meanwhile.
         self.uploader.close(timeout=upload_timeout)
-        delivered = self.delivery.close(timeout=delivery_timeout, final_seq=final_seq)
-        pending = self.delivery.pending_count
+        try:
+            delivered = self.delivery.stop(timeout=delivery_timeout, final_seq=final_seq)
+            lost = self._journal_leftovers()
+            pending = self.delivery.pending_count - lost
+        finally:
+            self.delivery.release()
+        checkpoints_pending = len(stranded_checkpoints(self.journal))
+        if lost:
+            reason = (
+                f"{lost} metric(s) could neither be journaled in {self.journal} nor "
+                "delivered to the tracking store: they are lost"
+            )
+            _logger.error("trackcfg: run %s: %s", self.run_id, reason)
+            error = reason if error is None else f"{error}; {reason}"
         if not delivered:
             _logger.warning(
                 "trackcfg: %d metric(s) of run %s are journaled in %s but not yet delivered; "
@@ -396,12 +443,61 @@ class _TrackedRun:
                 self.journal,
                 self.work_dir,
             )
+        if checkpoints_pending:
+            _logger.warning(
+                "trackcfg: %d checkpoint(s) of run %s are not uploaded yet; run `trackcfg sync "
+                "%s` when the tracking store is reachable",
+                checkpoints_pending,
+                self.run_id,
+                self.work_dir,
+            )
+        extra = {TAG_METRICS_LOST: str(lost)} if lost else {}
         status_set = _set_final_status(
-            self.client, self.run_id, status, error, end_time=end_time, journal=self.journal
+            self.client,
+            self.run_id,
+            status,
+            error,
+            end_time=end_time,
+            journal=self.journal,
+            extra_tags=extra,
         )
         # After the status: a resume waiting for this run sees it ended first.
         self.lease.release()
-        return _Done(pending, status_set)
+        return _Done(pending, status_set, lost, checkpoints_pending)
+
+    def _take_over(self, records: Sequence[MetricRecord]) -> None:
+        """Records the trainer could not journal: journal them now, else deliver from memory."""
+        from trackcfg.tracking.journal import append_records
+
+        try:
+            append_records(self.journal, records)
+            _logger.info(
+                "trackcfg: journaled %d metric record(s) the training process could not",
+                len(records),
+            )
+        except OSError as error:
+            taken = self.delivery.add(records)
+            _logger.warning(
+                "trackcfg: %d metric record(s) of run %s cannot be journaled (%s); delivering "
+                "them from memory",
+                taken,
+                self.run_id,
+                error,
+            )
+
+    def _journal_leftovers(self) -> int:
+        """Journal what was delivered from memory but did not arrive; returns how many are lost."""
+        from trackcfg.tracking.journal import append_records
+
+        left = self.delivery.undelivered_added()
+        if not left:
+            return 0
+        try:
+            append_records(self.journal, left)
+        except OSError as error:
+            _logger.error("trackcfg: cannot journal metrics of run %s: %s", self.run_id, error)
+            return len(left)
+        return 0
 
 
 class _LeaseKeeper:
@@ -463,6 +559,7 @@ def _set_final_status(
     *,
     end_time: int | None = None,
     journal: Path | None = None,
+    extra_tags: dict[str, str] | None = None,
 ) -> bool:
     """Set the run's status (and error tags); if the store is away, leave it to ``sync``.
 
@@ -474,10 +571,14 @@ def _set_final_status(
 
     end_time = end_time if end_time is not None else int(time.time() * 1000)
     try:
+        if status == "FINISHED":
+            clear_failure_tags(client, run_id)
+        tags = dict(extra_tags or {})
         if error is not None:
-            tags = {mr.TAG_ERROR: error}
-            if status == "FAILED":
-                tags[mr.TAG_NOTE] = f"Run failed: {error}"
+            tags[mr.TAG_ERROR] = error
+            if status != "KILLED":
+                tags[mr.TAG_NOTE] = f"{_FAILURE_NOTE}{error}"
+        if tags:
             mr.set_tags(client, run_id, tags)
         client.set_terminated(run_id, status=status, end_time=end_time)
         return True
@@ -485,14 +586,41 @@ def _set_final_status(
         if journal is None:
             _logger.warning("trackcfg: cannot set run %s to %s: %s", run_id, status, failure)
             return False
+        try:
+            record_pending_status(journal, status, end_time)
+        except OSError as error:  # a full disk: say so, never a traceback
+            _logger.error(
+                "trackcfg: cannot set run %s to %s (%s), nor leave the status for "
+                "`trackcfg sync` in %s (%s)",
+                run_id,
+                status,
+                first_line(failure),
+                journal,
+                error,
+            )
+            return False
         _logger.warning(
             "trackcfg: cannot set run %s to %s (%s); `trackcfg sync` will",
             run_id,
             status,
             first_line(failure),
         )
-        record_pending_status(journal, status, end_time)
         return False
+
+
+def clear_failure_tags(client: MlflowClient, run_id: str) -> None:
+    """Delete the error tag, and the failure note, that an earlier end of the run left.
+
+    For a run that now ends FINISHED (a resume finished it). A note that is not a
+    failure note (a forced resume's) stays.
+    """
+    from trackcfg.tracking.mlflow_run import TAG_ERROR, TAG_NOTE
+
+    tags = client.get_run(run_id).data.tags
+    if TAG_ERROR in tags:
+        client.delete_tag(run_id, TAG_ERROR)
+    if tags.get(TAG_NOTE, "").startswith(_FAILURE_NOTE):
+        client.delete_tag(run_id, TAG_NOTE)
 
 
 def _sync_leftovers(work_dir: Path, run_id: str) -> None:
@@ -513,6 +641,20 @@ def _str_map(value: object) -> dict[str, str]:
 
 def _strs(value: object) -> list[str]:
     return [str(v) for v in value] if isinstance(value, list) else []
+
+
+def _records(value: object) -> list[MetricRecord]:
+    from trackcfg.tracking.journal import MetricRecord
+
+    if not isinstance(value, list):
+        return []
+    records = []
+    for item in value:
+        try:
+            records.append(MetricRecord.from_list(item))
+        except (ValueError, TypeError):
+            _logger.warning("trackcfg: agent: ignoring a malformed metric record %r", item)
+    return records
 
 
 def _int(value: object) -> int:

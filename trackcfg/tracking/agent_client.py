@@ -12,15 +12,17 @@ Requests, in the order a run sends them::
                 snapshot written to a local directory, with the git state the
                 agent captured when it started                   -> ready | error
     attach      continue an existing run (resume)                -> ready | error
+    checkpoint  a durably complete checkpoint to upload (its pin, and the file
+                it pins), with the journal's last sequence number  (no reply)
+    end         the final status, and the metric records the journal could
+                not write to disk: deliver, upload, set it         -> done
 
-Both carry the run's lease (`trackcfg.tracking.lease`), which the agent renews
-until the run ends and then removes.
-    checkpoint  a durably complete checkpoint to upload, with the journal's last
-                sequence number at that moment                    (no reply)
-    end         the final status: deliver, upload, set it          -> done
+``start`` and ``attach`` carry the run's lease (`trackcfg.tracking.lease`), which
+the agent renews until the run ends and then removes.
 
 Metrics do not travel through the pipe: the training side journals them to disk
-(`MetricJournal`) and the agent delivers the journal. When the training process
+(`MetricJournal`) and the agent delivers the journal. Only records the disk
+refused until the end (a full disk) come with ``end``. When the training process
 dies without ``end`` (SIGKILL), its end of the pipe closes; the agent still
 delivers everything journaled, uploads the checkpoints it was told about and marks
 the run KILLED.
@@ -40,9 +42,13 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from trackcfg.errors import TrackingError
 from trackcfg.tracking.lease import Lease
+
+if TYPE_CHECKING:
+    from trackcfg.tracking.journal import MetricRecord
 
 __all__ = [
     "OP_ATTACH",
@@ -88,10 +94,15 @@ class AgentDone:
     Attributes:
         pending: Metrics still only in the journal (``trackcfg sync`` sends them).
         status_set: Whether the store took the final status (else ``sync`` sets it).
+        lost: Metrics neither journaled nor delivered (the disk and the store both
+            refused until the end).
+        checkpoints_pending: Checkpoints not uploaded (``trackcfg sync`` uploads them).
     """
 
     pending: int
     status_set: bool
+    lost: int = 0
+    checkpoints_pending: int = 0
 
 
 class TrackingAgent:
@@ -198,12 +209,26 @@ class TrackingAgent:
             }
         )
 
-    def checkpoint(self, *, path: Path, digest: str, epoch: int, iter: int, seq: int) -> None:
-        """Hand over a durably complete checkpoint for upload (never blocks on the store)."""
+    def checkpoint(
+        self,
+        *,
+        path: Path,
+        digest: str,
+        epoch: int,
+        iter: int,
+        seq: int,
+        source: Path | None = None,
+    ) -> None:
+        """Hand over a durably complete checkpoint for upload (never blocks on the store).
+
+        ``path`` is what to upload: a pin of the checkpoint ``source`` (see
+        `trackcfg.tracking.uploads`), or the checkpoint itself (``source`` None).
+        """
         self._send(
             {
                 "op": OP_CHECKPOINT,
                 "path": str(path),
+                "source": None if source is None else str(source),
                 "digest": digest,
                 "epoch": epoch,
                 "iter": iter,
@@ -219,8 +244,13 @@ class TrackingAgent:
         final_seq: int | None,
         delivery_timeout: float,
         upload_timeout: float,
+        unjournaled: Sequence[MetricRecord] = (),
     ) -> AgentDone | None:
         """Report the run's end and wait until the agent has stored it.
+
+        ``unjournaled`` are the records the journal could not write (`MetricJournal.
+        unjournaled`): the agent journals them if the disk takes them now, and
+        delivers them from memory otherwise.
 
         Returns:
             The agent's report; None if it died or did not answer in time (what it
@@ -239,6 +269,7 @@ class TrackingAgent:
                 "final_seq": final_seq,
                 "delivery_timeout": delivery_timeout,
                 "upload_timeout": upload_timeout,
+                "unjournaled": [r.to_list() for r in unjournaled],
             }
         )
         self._close_requests()
@@ -252,9 +283,11 @@ class TrackingAgent:
                 raise _start_error(reply)
             if reply.get("op") == REPLY_DONE:
                 self._proc.wait(timeout=10.0)  # it exits at once (no teardown)
-                pending = reply.get("pending")
                 return AgentDone(
-                    pending if isinstance(pending, int) else 0, bool(reply.get("status_set"))
+                    _count(reply, "pending"),
+                    bool(reply.get("status_set")),
+                    lost=_count(reply, "lost"),
+                    checkpoints_pending=_count(reply, "checkpoints_pending"),
                 )
 
     def abandon(self) -> None:
@@ -332,6 +365,11 @@ class TrackingAgent:
             if self._proc.stdin is not None and not self._proc.stdin.closed:
                 with contextlib.suppress(BrokenPipeError):
                     self._proc.stdin.close()
+
+
+def _count(reply: dict[str, object], key: str) -> int:
+    value = reply.get(key)
+    return value if isinstance(value, int) else 0
 
 
 def _start_error(reply: dict[str, object]) -> TrackingError:

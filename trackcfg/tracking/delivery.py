@@ -9,6 +9,11 @@ is away delays delivery but never loses a metric (what is left stays in the
 journal for the next deliverer). Records the store refuses as invalid are set
 aside in ``rejected`` so the others still go through.
 
+Records the journal's writer could not write to disk (a full disk) reach the
+delivery in memory instead (`JournalDelivery.add`, from the tracking agent). A
+``delivered`` or ``rejected`` file the disk refuses to extend only costs a
+duplicate send later (the store drops identical rows): delivery goes on.
+
 One deliverer per journal at a time: it holds an exclusive ``flock`` on the
 journal's ``deliver.lock`` for its whole life. The tracking agent of a killed
 training process may still be delivering when ``trackcfg resume`` or
@@ -34,6 +39,7 @@ from trackcfg.tracking.journal import (
     METRICS_FILE,
     REJECTED_FILE,
     MetricRecord,
+    RangeLog,
     parse_record,
     read_done,
     write_ranges,
@@ -122,7 +128,10 @@ class JournalDelivery:
 
         self._done_before = read_done(directory)
         self._offset = 0
-        self._delivered_file = open(directory / DELIVERED_FILE, "ab")  # noqa: SIM115
+        self._delivered_log = RangeLog(directory / DELIVERED_FILE)
+        self._record_errors = 0
+        self._added: set[int] = set()  # sequence numbers `add` handed over
+        self._read_lock = threading.Lock()  # one reader of metrics.jsonl at a time
 
         self._cond = threading.Condition()
         self._unsent: list[MetricRecord] = []
@@ -163,7 +172,37 @@ class JournalDelivery:
         with self._cond:
             return len(self._unsent)
 
+    def undelivered_added(self) -> tuple[MetricRecord, ...]:
+        """Records handed over with `add` that are not delivered (they are not journaled)."""
+        with self._cond:
+            return tuple(r for r in self._unsent if r.seq in self._added)
+
     # -- control -------------------------------------------------------------------
+
+    def add(self, records: Sequence[MetricRecord]) -> int:
+        """Deliver ``records``, which the journal's writer could not write, from memory.
+
+        They follow everything journaled (the writer has closed the journal); a
+        record that reached the file all the same is delivered once.
+
+        Returns:
+            How many were taken (the others were in the file already).
+        """
+        with self._read_lock:
+            self._read_new()  # everything journaled first: `_unsent` stays in order
+        with self._cond:
+            fresh = sorted(
+                (r for r in records if r.seq > self._read_seq and r.seq not in self._added),
+                key=lambda r: r.seq,
+            )
+            if fresh:
+                self._added.update(r.seq for r in fresh)
+                self._unsent.extend(fresh)
+                self._read_seq = fresh[-1].seq
+                self._drained = False
+                self._wake.set()
+                self._cond.notify_all()
+            return len(fresh)
 
     def wait_delivered(self, seq: int, timeout: float | None = None) -> bool:
         """Wait until every record up to sequence number ``seq`` is delivered.
@@ -225,7 +264,7 @@ class JournalDelivery:
             self._abandoned = True
             self._give_up = True  # released without `stop`: the thread stops too
             self._wake.set()
-            self._delivered_file.close()
+            self._delivered_log.close()
             os.close(self._lock_fd)  # releases the flock
 
     # -- delivery thread -------------------------------------------------------------
@@ -235,7 +274,8 @@ class JournalDelivery:
         while True:
             with self._cond:
                 closing = self._closing
-            self._read_new()
+            with self._read_lock:
+                self._read_new()
             with self._cond:
                 # Read after close() was called and nothing left: the file holds
                 # nothing more to send.
@@ -288,6 +328,9 @@ class JournalDelivery:
                 data = f.read()
         except FileNotFoundError:
             return
+        except OSError as error:  # unreadable for now (EIO): what is in memory goes on
+            _logger.debug("trackcfg: cannot read %s: %s", self.directory / METRICS_FILE, error)
+            return
         end = data.rfind(b"\n") + 1
         if end == 0:
             return
@@ -299,7 +342,7 @@ class JournalDelivery:
             if record is None:
                 continue
             highest = max(highest, record.seq)
-            if record.seq not in self._done_before:
+            if record.seq not in self._done_before and record.seq not in self._added:
                 fresh.append(record)
         with self._cond:
             if highest > self._read_seq:
@@ -316,11 +359,15 @@ class JournalDelivery:
         with self._cond:
             if self._abandoned:  # closed meanwhile: another deliverer may own the journal
                 return
-            write_ranges(self._delivered_file, [r.seq for r in batch if r.seq not in refused])
+            error = self._delivered_log.append([r.seq for r in batch if r.seq not in refused])
             if rejected:
-                with open(self.directory / REJECTED_FILE, "ab") as f:
-                    f.write(b"".join(r.to_line() for r in rejected))
-                    write_ranges(f, sorted(refused))
+                try:
+                    with open(self.directory / REJECTED_FILE, "ab") as f:
+                        f.write(b"".join(r.to_line() for r in rejected))
+                        write_ranges(f, sorted(refused))
+                except OSError as failure:
+                    error = failure
+            self._record_failed(error)
             del self._unsent[: len(batch)]
             self._delivered_seq = (
                 self._unsent[0].seq - 1 if self._unsent else max(self._read_seq, batch[-1].seq)
@@ -328,6 +375,20 @@ class JournalDelivery:
             self._delivered += len(batch) - len(rejected)
             self._rejected += len(rejected)
             self._cond.notify_all()
+
+    def _record_failed(self, error: OSError | None) -> None:
+        """Log (once per spell) that the journal cannot record what arrived; it goes on."""
+        if error is None:
+            self._record_errors = 0
+        else:
+            self._record_errors += 1
+            if self._record_errors == 1:
+                _logger.warning(
+                    "trackcfg: cannot record delivered metrics in %s (%s); they are in the "
+                    "store, and a later delivery sends them again (the store keeps one copy)",
+                    self.directory,
+                    error,
+                )
 
     def _deliver(self, batch: Sequence[MetricRecord]) -> list[MetricRecord]:
         """Send ``batch``; returns the records the store refuses as invalid."""

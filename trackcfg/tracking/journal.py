@@ -20,13 +20,24 @@ because the newest complete checkpoint is older than what the journal holds
 (the "latest checkpoint" pointer moves only after the metrics logged before the
 checkpoint were delivered, so even a resume without this journal finds them).
 
+A write that fails (a full disk: ``ENOSPC``; ``EIO``) loses nothing either.
+The records keep their sequence numbers and their order in memory, and the
+journaler writes them again, at the same offset, with backoff (up to 2 s) until
+the disk takes them; the first failure is logged once, and `write_error` shows
+it meanwhile. `flush` returns only once everything is durable. `close` retries
+for a bounded time and never raises: what it still could not write is left in
+`unjournaled`, for the caller to hand to the tracking agent, which delivers it
+directly (`trackcfg.tracking.agent`).
+
 Files, under ``<work_dir>/.trackcfg/journal/<run_id>/``::
 
-    meta.json        run id, tracking URI, and a final status still to be set
+    meta.json        run id, tracking URI, keep-last-K, a final status still to be set
     metrics.jsonl    {"s": seq, "k": key, "v": value, "p": step, "t": ms}
     delivered        "first last" inclusive sequence ranges, one per line
     rejected         records the store refused as invalid (kept for inspection)
     deliver.lock     held (flock) by the one process delivering the journal
+    checkpoints/     pins of published checkpoints not yet uploaded
+                     (`trackcfg.tracking.uploads`)
 
 A line cut short by a SIGKILL is ignored (and cut off before appending again).
 """
@@ -34,7 +45,9 @@ A line cut short by a SIGKILL is ignored (and cut off before appending again).
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
+import logging
 import os
 import threading
 import time
@@ -49,10 +62,13 @@ __all__ = [
     "LOCK_FILE",
     "META_FILE",
     "METRICS_FILE",
+    "PINNED_DIR",
     "REJECTED_FILE",
     "JournalContents",
     "MetricJournal",
     "MetricRecord",
+    "RangeLog",
+    "append_records",
     "find_journals",
     "journal_dir",
     "parse_ranges",
@@ -76,10 +92,16 @@ DELIVERED_FILE = "delivered"
 REJECTED_FILE = "rejected"
 META_FILE = "meta.json"
 LOCK_FILE = "deliver.lock"
+PINNED_DIR = "checkpoints"
 
 # meta.json keys of a final status left for `trackcfg sync`.
 _FINAL_STATUS = "final_status"
 _END_TIME = "end_time"
+
+_logger = logging.getLogger(__name__)
+
+#: Longest wait between two attempts to write the journal while the disk refuses.
+_MAX_WRITE_BACKOFF = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +126,22 @@ class MetricRecord:
         """The journal line (JSON, newline-terminated)."""
         obj = {"s": self.seq, "k": self.key, "v": self.value, "p": self.step, "t": self.timestamp}
         return (json.dumps(obj, separators=(",", ":")) + "\n").encode()
+
+    def to_list(self) -> list[object]:
+        """``[seq, key, value, step, timestamp]``: how the tracking agent's protocol carries it."""
+        return [self.seq, self.key, self.value, self.step, self.timestamp]
+
+    @classmethod
+    def from_list(cls, item: object) -> MetricRecord:
+        """The record `to_list` gave.
+
+        Raises:
+            ValueError: ``item`` is not such a list.
+        """
+        if not isinstance(item, list) or len(item) != 5:
+            raise ValueError(f"not a metric record: {item!r}")
+        seq, key, value, step, timestamp = item
+        return cls(int(seq), str(key), float(value), int(step), int(timestamp))
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,9 +309,93 @@ def write_ranges(f: BinaryIO, seqs: Sequence[int]) -> None:
     """Append ``seqs`` as inclusive ranges to an open ``delivered``/``rejected`` file; fsync."""
     if not seqs:
         return
-    f.write(b"".join(f"{a} {b}\n".encode() for a, b in _ranges(sorted(seqs))))
+    f.write(_range_lines(seqs))
     f.flush()
     os.fsync(f.fileno())
+
+
+def _range_lines(seqs: Sequence[int]) -> bytes:
+    return b"".join(f"{a} {b}\n".encode() for a, b in _ranges(sorted(seqs)))
+
+
+class RangeLog:
+    """An append-only ``delivered`` file that a failed write (a full disk) cannot corrupt.
+
+    Sequence numbers whose line could not be written wait, in memory, for the next
+    `append`. After a failed write the next one starts with a newline: a line cut
+    short names fewer numbers than it was meant to (a prefix of a number is not
+    larger than it), never others, so what the file claims stays true.
+
+    Args:
+        path: The file (created if missing).
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        self._waiting: list[int] = []
+        self._torn = False
+
+    def append(self, seqs: Sequence[int]) -> OSError | None:
+        """Write ``seqs`` (and any still waiting) durably; returns the error if that failed."""
+        self._waiting.extend(seqs)
+        if not self._waiting:
+            return None
+        data = (b"\n" if self._torn else b"") + _range_lines(self._waiting)
+        try:
+            _write_fully(self._fd, data, None)
+            os.fsync(self._fd)
+        except OSError as error:
+            self._torn = True
+            return error
+        self._waiting.clear()
+        self._torn = False
+        return None
+
+    def close(self) -> None:
+        """Close the file (what still waits stays unrecorded: it is sent again, harmlessly)."""
+        with contextlib.suppress(OSError):
+            os.close(self._fd)
+
+
+def _write_fully(fd: int, data: bytes, offset: int | None) -> None:
+    """Write all of ``data`` at ``offset`` (None: append); a short write goes on."""
+    view = memoryview(data)
+    while view:
+        if offset is None:
+            written = os.write(fd, view)
+        else:
+            written = os.pwrite(fd, view, offset)
+            offset += written
+        view = view[written:]
+
+
+def append_records(directory: Path, records: Sequence[MetricRecord]) -> int:
+    """Journal ``records`` that ``metrics.jsonl`` does not hold yet (after a torn line is cut).
+
+    For records a `MetricJournal` could not write before it closed: the tracking
+    agent, or the training process when the agent is gone, tries again. Only one
+    process may write the file at a time (the journal's writer has closed it).
+
+    Returns:
+        How many records were appended.
+
+    Raises:
+        OSError: the disk still refuses.
+    """
+    contents = read_journal(directory)
+    held = {r.seq for r in contents.records}
+    missing = [r for r in records if r.seq not in held]
+    if not missing:
+        return 0
+    fd = os.open(directory / METRICS_FILE, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        os.ftruncate(fd, contents.valid_bytes)
+        _write_fully(fd, b"".join(r.to_line() for r in missing), contents.valid_bytes)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return len(missing)
 
 
 class MetricJournal:
@@ -292,6 +414,8 @@ class MetricJournal:
         flush_interval: Seconds between journal writes: what a SIGKILL can lose from
             memory at most. Few wake-ups matter: each one competes with torch's
             OpenMP threads.
+        keep_last: The run's keep-last-K for checkpoints (recorded in ``meta.json``
+            for `trackcfg sync`, which may upload checkpoints for it).
 
     Example:
         >>> import tempfile
@@ -311,6 +435,7 @@ class MetricJournal:
         *,
         skip: Iterable[tuple[str, int]] = (),
         flush_interval: float = 0.25,
+        keep_last: int | None = None,
     ) -> None:
         self.directory = directory
         self.run_id = run_id
@@ -322,25 +447,36 @@ class MetricJournal:
         # A final status an earlier process left for `sync` is stale: the run goes on.
         meta = without_pending_status(contents.meta)
         meta.update({"run_id": run_id, "tracking_uri": tracking_uri})
+        if keep_last is not None:
+            meta["keep_last"] = keep_last
         write_journal_meta(directory, meta)
         self._skip: frozenset[tuple[str, int]] = frozenset(skip) | frozenset(
             (r.key, r.step) for r in contents.records
         )
         self._next_seq = max((r.seq for r in contents.records), default=0) + 1
 
-        metrics_path = directory / METRICS_FILE
-        if metrics_path.exists() and metrics_path.stat().st_size != contents.valid_bytes:
-            # Cut a torn last line so the next record starts on a line of its own.
-            os.truncate(metrics_path, contents.valid_bytes)
-        self._file = open(metrics_path, "ab")  # noqa: SIM115 (closed in close())
+        # Records are written at known offsets (`os.pwrite`), not appended: a failed
+        # write is redone at the same place with the same bytes, so a partial line
+        # it left is overwritten, and a reader that took its complete lines
+        # (delivered them) finds the same lines there afterwards.
+        self._fd = os.open(directory / METRICS_FILE, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        # Cut a torn last line, so the next record starts on a line of its own.
+        os.ftruncate(self._fd, contents.valid_bytes)
+        self._size = contents.valid_bytes
 
         # Training thread -> journaler: deque.append/popleft are atomic under the GIL.
         self._queue: collections.deque[tuple[str, float, int, int]] = collections.deque()
         self._cond = threading.Condition()
+        # Journaler only (and readers after close): records with sequence numbers that
+        # are not durable yet, in order.
+        self._unwritten: list[MetricRecord] = []
+        self._behind = False  # _unwritten is not empty (for other threads)
+        self._error: OSError | None = None
         self._journaled_seq = self._next_seq - 1
         self._started_cycles = 0
         self._journaled_cycles = 0
         self._closing = False
+        self._close_deadline = 0.0
         self._wake = threading.Event()
         self._journaler = threading.Thread(
             target=self._journal_loop, name=f"trackcfg-journal-{run_id[:8]}", daemon=True
@@ -375,58 +511,126 @@ class MetricJournal:
         with self._cond:
             return self._journaled_seq
 
+    @property
+    def last_seq(self) -> int:
+        """The highest sequence number given to a record so far, journaled or not."""
+        with self._cond:
+            return self._next_seq - 1
+
+    @property
+    def write_error(self) -> OSError | None:
+        """The error of the last write attempt, while the journal cannot write (else None)."""
+        with self._cond:
+            return self._error
+
+    def unjournaled(self) -> tuple[MetricRecord, ...]:
+        """Records that have a sequence number but are not durably journaled, in order.
+
+        After `close`, what the disk never took: hand these to the tracking agent.
+        """
+        with self._cond:
+            return tuple(self._unwritten)
+
     def flush(self, timeout: float | None = None) -> int | None:
         """Wait until everything logged before this call is durably journaled.
 
         Returns:
-            The highest sequence number journaled then; None on timeout.
+            The highest sequence number journaled then; None on timeout, or when
+            the write failed (a full disk: the records are numbered and kept, see
+            `last_seq` and `write_error`; waiting for the disk would stall the caller).
         """
         with self._cond:
             target = self._started_cycles + 1
             self._wake.set()
             if not self._cond.wait_for(lambda: self._journaled_cycles >= target, timeout):
                 return None
-            return self._journaled_seq
+            return None if self._behind else self._journaled_seq
 
-    def close(self) -> int:
-        """Journal what is queued and stop; returns the highest sequence number journaled."""
+    def close(self, timeout: float = 5.0) -> int:
+        """Journal what is queued and stop; never raises.
+
+        Args:
+            timeout: Seconds to keep retrying while the disk refuses the last records;
+                what is still not written then stays in `unjournaled`.
+
+        Returns:
+            The highest sequence number given to a record (journaled or not).
+        """
         with self._cond:
             self._closing = True
+            self._close_deadline = time.monotonic() + timeout
         self._wake.set()
         self._journaler.join()
-        self._file.close()
-        return self._journaled_seq
+        with contextlib.suppress(OSError):  # everything written was fsynced already
+            os.close(self._fd)
+        return self._next_seq - 1
 
     # -- journaler thread --------------------------------------------------------
 
     def _journal_loop(self) -> None:
+        backoff = self._flush_interval
         while True:
-            self._wake.wait(self._flush_interval)
-            self._wake.clear()
+            with self._cond:
+                closing, deadline = self._closing, self._close_deadline
+            wait = self._flush_interval if self._error is None else backoff
+            if closing:
+                wait = min(wait, max(0.0, deadline - time.monotonic()))
+            if self._wake.wait(wait):
+                self._wake.clear()
             with self._cond:
                 self._started_cycles += 1
                 closing = self._closing
-            self._journal_queued()
+                deadline = self._close_deadline
+            written = self._journal_queued()
             with self._cond:
                 self._journaled_cycles += 1
+                self._behind = bool(self._unwritten)
                 self._cond.notify_all()
-            if closing:
+            backoff = self._flush_interval if written else min(backoff * 2, _MAX_WRITE_BACKOFF)
+            if closing and (written or time.monotonic() >= deadline):
                 return
 
-    def _journal_queued(self) -> None:
-        records: list[MetricRecord] = []
+    def _journal_queued(self) -> bool:
+        """Give queued records their numbers and write every unwritten one; False on failure."""
+        unwritten = self._unwritten
         queue = self._queue
         while True:
             try:
                 key, value, step, timestamp = queue.popleft()
             except IndexError:
                 break
-            records.append(MetricRecord(self._next_seq, key, value, step, timestamp))
+            unwritten.append(MetricRecord(self._next_seq, key, value, step, timestamp))
             self._next_seq += 1
-        if not records:
-            return
-        self._file.write(b"".join(r.to_line() for r in records))
-        self._file.flush()
-        os.fsync(self._file.fileno())
+        if not unwritten:
+            return True
+        data = b"".join(r.to_line() for r in unwritten)
+        try:
+            _write_fully(self._fd, data, self._size)
+            os.fsync(self._fd)
+        except OSError as error:
+            self._failed(error)
+            return False
+        self._size += len(data)
         with self._cond:
-            self._journaled_seq = records[-1].seq
+            self._journaled_seq = unwritten[-1].seq
+            if self._error is not None:
+                _logger.warning(
+                    "trackcfg: the metric journal %s is written again; nothing was lost",
+                    self.directory,
+                )
+                self._error = None
+            unwritten.clear()
+        return True
+
+    def _failed(self, error: OSError) -> None:
+        with self._cond:
+            first = self._error is None
+            self._error = error
+        if first:  # once per outage: a full disk must not also flood the log
+            _logger.warning(
+                "trackcfg: cannot write the metric journal %s (%s); %d record(s) wait in "
+                "memory, retrying",
+                self.directory,
+                error,
+                len(self._unwritten),
+            )

@@ -21,7 +21,15 @@ store or in a local journal) are not logged again, so the history has every
 step once.
 
 `sync` delivers what journals in a work dir still hold (after a crash or an
-outage) and sets run statuses that could not be set at the time.
+outage), uploads the checkpoints a run published but no tracking agent uploaded
+(its agent was killed; `trackcfg.tracking.uploads`), and sets run statuses that
+could not be set at the time.
+
+A full disk loses no metric silently: the journal keeps what it cannot write
+and retries; what it still cannot write when the run ends goes to the tracking
+agent with the run's end (`MetricJournal.unjournaled`). Metrics that neither
+the disk nor the store took make a run that finished training end with a
+`TrackingError` naming how many were lost (exit 2 at the command line).
 
 Only rank 0 (``RANK`` unset or 0) tracks; other ranks train untracked.
 
@@ -66,6 +74,8 @@ if TYPE_CHECKING:
     from trackcfg.runner.base_runner import BaseRunner
     from trackcfg.runner.checkpoint import SavedCheckpoint
     from trackcfg.tracking.agent_client import AgentReady, TrackingAgent
+    from trackcfg.tracking.journal import MetricRecord
+    from trackcfg.tracking.uploads import StrandedUploads
 
 __all__ = ["RunResult", "RunTerminatedError", "SyncReport", "resume_run", "start_run", "sync"]
 
@@ -113,6 +123,7 @@ class RunResult:
         work_dir: Checkpoints, logs and the metric journal.
         status: FINISHED (KILLED/FAILED raise instead of returning).
         metrics_pending: Metrics still only in the journal (``trackcfg sync`` sends them).
+        checkpoints_pending: Checkpoints not uploaded (``trackcfg sync`` uploads them).
     """
 
     run_id: str
@@ -123,6 +134,7 @@ class RunResult:
     work_dir: Path
     status: str
     metrics_pending: int = 0
+    checkpoints_pending: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,19 +146,29 @@ class SyncReport:
         delivered: Metrics delivered now.
         pending: Metrics still undelivered (the store is away).
         statuses: Run statuses set now.
+        checkpoints: Checkpoints uploaded now (published, but no agent uploaded them).
+        checkpoints_pending: Checkpoints still not uploaded.
+        checkpoints_rejected: Checkpoints whose bytes do not match their digest
+            (never uploaded; set aside as ``<name>.rejected``).
     """
 
     journals: int
     delivered: int
     pending: int
     statuses: int
+    checkpoints: int = 0
+    checkpoints_pending: int = 0
+    checkpoints_rejected: int = 0
 
     def __str__(self) -> str:
         text = (
             f"{self.journals} journal(s): {self.delivered} metric(s) delivered, "
-            f"{self.pending} pending, {self.statuses} run status(es) set"
+            f"{self.pending} pending, {self.statuses} run status(es) set; "
+            f"{self.checkpoints} checkpoint(s) uploaded, {self.checkpoints_pending} pending"
         )
-        if self.pending:
+        if self.checkpoints_rejected:
+            text += f", {self.checkpoints_rejected} rejected (digest mismatch)"
+        if self.pending or self.checkpoints_pending:
             text += " — run `trackcfg sync` again when the tracking store is reachable"
         return text
 
@@ -182,7 +204,8 @@ def start_run(
 
     Raises:
         ConfigError: the config does not load.
-        TrackingError: the store cannot be used.
+        TrackingError: the store cannot be used; or training finished but metrics
+            were lost (neither the work dir's disk nor the store took them).
         RunTerminatedError, KeyboardInterrupt: stopped by a signal (run KILLED).
         Exception: whatever training raised (run FAILED, error recorded).
     """
@@ -296,6 +319,7 @@ def resume_run(
         HashMismatchError: the config hashes differently and ``force`` is False.
         CheckpointError: the chosen checkpoint is not stored.
         CheckpointCorruptError: no stored checkpoint (or not the chosen one) verifies.
+        TrackingError: training finished but metrics were lost (as `start_run`).
     """
     from trackcfg.tracking import mlflow_run as mr
     from trackcfg.tracking.agent_client import TrackingAgent
@@ -399,8 +423,12 @@ def sync(
     only: str | None = None,
     exclude: Iterable[str] = (),
 ) -> SyncReport:
-    """Deliver the metrics journals in ``work_dir`` still hold; set pending run statuses.
+    """Deliver what journals in ``work_dir`` still hold; set pending run statuses.
 
+    What each journal holds: metrics, then the checkpoints its run published but
+    no agent uploaded (uploaded oldest first once the metrics are in the store,
+    moving the run's pointer and honouring its keep-last-K), then a final status
+    (set once nothing else is pending, clearing a stale error tag when FINISHED).
     A journal a tracking agent is still delivering (its run's trainer was killed
     moments ago) is waited for, up to ``lock_timeout`` seconds.
 
@@ -415,6 +443,7 @@ def sync(
     Returns:
         What was delivered and what is still pending.
     """
+    from trackcfg.tracking.agent import clear_failure_tags
     from trackcfg.tracking.delivery import JournalBusyError, JournalDelivery, mlflow_sender
     from trackcfg.tracking.journal import (
         find_journals,
@@ -425,11 +454,13 @@ def sync(
         write_journal_meta,
     )
     from trackcfg.tracking.mlflow_run import resolve_recorded_uri
+    from trackcfg.tracking.uploads import StrandedUploads, stranded_checkpoints
 
     _bound_http_retries()
     excluded = set(exclude)
     journals = find_journals(Path(work_dir))
     delivered = pending = statuses = 0
+    uploads = StrandedUploads(0, 0, 0)
     seen = 0
     for directory in journals:
         meta = read_journal_meta(directory)
@@ -448,6 +479,7 @@ def sync(
             )
         except JournalBusyError:
             pending += len(read_journal(directory).undelivered)
+            uploads = _add(uploads, StrandedUploads(0, len(stranded_checkpoints(directory)), 0))
             continue
         try:
             delivery.stop(timeout=timeout)
@@ -458,14 +490,24 @@ def sync(
                 _warn_if_refused(uri, run_id)
             # Read again under the lock: the agent that held it may have left a status.
             meta = read_journal_meta(directory)
+            # Checkpoints after the metrics: the pointer may move only once the
+            # metrics logged before it are in the store.
+            if undelivered == 0:
+                uploaded = _upload_stranded(directory, uri, run_id, meta, timeout)
+            else:
+                uploaded = StrandedUploads(0, len(stranded_checkpoints(directory)), 0)
+            uploads = _add(uploads, uploaded)
             final = pending_status(meta)
-            # Only this journal's metrics hold its run's status back: another run's
-            # unreachable store must not keep this one RUNNING.
-            if final is not None and undelivered == 0:
+            # Only this journal's metrics and checkpoints hold its run's status back:
+            # another run's unreachable store must not keep this one RUNNING.
+            if final is not None and undelivered == 0 and uploaded.pending == 0:
                 try:
                     from trackcfg.tracking.mlflow_run import open_client
 
-                    open_client(uri).set_terminated(run_id, status=final[0], end_time=final[1])
+                    client = open_client(uri)
+                    if final[0] == "FINISHED":
+                        clear_failure_tags(client, run_id)
+                    client.set_terminated(run_id, status=final[0], end_time=final[1])
                 except Exception as error:  # the store is still away: try next time
                     _logger.warning("trackcfg: cannot set status of run %s: %s", run_id, error)
                     continue
@@ -473,7 +515,45 @@ def sync(
                 statuses += 1
         finally:
             delivery.release()
-    return SyncReport(seen, delivered, pending, statuses)
+    return SyncReport(
+        seen,
+        delivered,
+        pending,
+        statuses,
+        uploads.uploaded,
+        uploads.pending,
+        uploads.rejected,
+    )
+
+
+def _upload_stranded(
+    directory: Path, uri: str, run_id: str, meta: dict[str, object], timeout: float
+) -> StrandedUploads:
+    """`upload_stranded` for one journal; a store that cannot be opened leaves them pending."""
+    from trackcfg.tracking.mlflow_run import open_client
+    from trackcfg.tracking.uploads import StrandedUploads, stranded_checkpoints, upload_stranded
+
+    if not stranded_checkpoints(directory):
+        return StrandedUploads(0, 0, 0)
+    keep = meta.get("keep_last")
+    try:
+        client = open_client(uri)
+    except Exception as error:  # the store is away: next time
+        _logger.warning("trackcfg: cannot upload checkpoints of run %s: %s", run_id, error)
+        return StrandedUploads(0, len(stranded_checkpoints(directory)), 0)
+    return upload_stranded(
+        directory,
+        client,
+        run_id,
+        keep_last=keep if isinstance(keep, int) and keep > 0 else None,
+        timeout=timeout,
+    )
+
+
+def _add(a: StrandedUploads, b: StrandedUploads) -> StrandedUploads:
+    from trackcfg.tracking.uploads import StrandedUploads
+
+    return StrandedUploads(a.uploaded + b.uploaded, a.pending + b.pending, a.rejected + b.rejected)
 
 
 # -- training with the hooks ------------------------------------------------------------
@@ -515,8 +595,22 @@ def _train_tracked(
     logger_hook = MlflowLoggerHook(interval=interval, by_epoch=by_epoch)
 
     def publish(saved: SavedCheckpoint, seq: int) -> None:
+        from trackcfg.tracking.uploads import publish_pin
+
+        path, source = saved.path, None
+        if saved.pinned is not None:
+            try:
+                path, source = publish_pin(saved.pinned, saved.path.name), saved.path
+            except OSError as error:  # a full disk: upload from the hidden pin anyway
+                _logger.warning("trackcfg: cannot publish %s: %s", saved.pinned, error)
+                path, source = saved.pinned, saved.path
         agent.checkpoint(
-            path=saved.path, digest=saved.digest, epoch=saved.epoch, iter=saved.iter, seq=seq
+            path=path,
+            source=source,
+            digest=saved.digest,
+            epoch=saved.epoch,
+            iter=saved.iter,
+            seq=seq,
         )
 
     checkpoint_hook = MlflowCheckpointHook(publish)
@@ -534,7 +628,11 @@ def _train_tracked(
         )
         run = started(ready)
         journal = MetricJournal(
-            journal_dir(work, run.run_id), run.run_id, run.tracking_uri, skip=skip
+            journal_dir(work, run.run_id),
+            run.run_id,
+            run.tracking_uri,
+            skip=skip,
+            keep_last=_keep_last(cfg),
         )
         logger_hook.attach(journal)
         checkpoint_hook.attach(journal)
@@ -567,40 +665,99 @@ def _train_tracked(
     finally:
         ending = time.perf_counter()
         finished = status == "FINISHED"
+        final_seq: int | None = None
+        unjournaled: tuple[MetricRecord, ...] = ()
+        if journal is not None:
+            final_seq = journal.close()  # never raises; a full disk leaves `unjournaled`
+            unjournaled = journal.unjournaled()
+            if unjournaled:
+                _logger.warning(
+                    "trackcfg: %d metric record(s) could not be journaled (%s); handing them "
+                    "to the tracking agent",
+                    len(unjournaled),
+                    journal.write_error,
+                )
         done = agent.end(
             status,
             error=None if error is None else f"{type(error).__name__}: {error}",
-            final_seq=journal.close() if journal is not None else None,
+            final_seq=final_seq,
             delivery_timeout=DELIVERY_TIMEOUT if finished else ABORT_TIMEOUT,
             upload_timeout=UPLOAD_TIMEOUT if finished else ABORT_TIMEOUT,
+            unjournaled=unjournaled,
         )
         _logger.debug(
             "trackcfg: the tracking agent stored the run's end %.3f s after training ended",
             time.perf_counter() - ending,
         )
         if done is None and journal is not None:
-            pending = _leave_to_sync(journal.directory, status)
+            left = _leave_to_sync(journal.directory, status, unjournaled)
         else:
-            pending = done.pending if done is not None else 0
+            left = _Left(0, 0, 0)
+            if done is not None:
+                left = _Left(done.pending, done.lost, done.checkpoints_pending)
     assert run is not None  # set by begin(), before the first stage or just above
-    return replace(run, status=status, metrics_pending=pending)
+    if left.lost:
+        # Training finished (an exception would be on its way instead): the run is
+        # complete but its record is not, and that must not look like success.
+        raise TrackingError(
+            f"run {run.run_id}: training finished, but {left.lost} metric(s) could neither be "
+            f"journaled in {journal_dir(work, run.run_id)} nor delivered to "
+            f"{run.tracking_uri}: they are lost",
+            hint="free space on the work dir's disk; the run's checkpoints are complete",
+        )
+    return replace(
+        run,
+        status=status,
+        metrics_pending=left.pending,
+        checkpoints_pending=left.checkpoints_pending,
+    )
 
 
-def _leave_to_sync(journal: Path, status: str) -> int:
-    """The agent is gone: record the final status for `sync`; returns the metrics pending."""
-    from trackcfg.tracking.journal import read_journal, record_pending_status
+@dataclass(frozen=True, slots=True)
+class _Left:
+    """What the end of a run left undone: metrics pending and lost, checkpoints pending."""
 
-    record_pending_status(journal, status, int(time.time() * 1000))
+    pending: int
+    lost: int
+    checkpoints_pending: int
+
+
+def _leave_to_sync(journal: Path, status: str, unjournaled: Sequence[MetricRecord]) -> _Left:
+    """The agent is gone: leave the final status and every record for `sync`.
+
+    Never raises: on a full disk what cannot be left is reported (and counted as lost).
+    """
+    from trackcfg.tracking.journal import append_records, read_journal, record_pending_status
+    from trackcfg.tracking.uploads import stranded_checkpoints
+
+    lost = 0
+    if unjournaled:
+        try:
+            append_records(journal, unjournaled)
+        except OSError as error:
+            lost = len(unjournaled)
+            _logger.error("trackcfg: cannot journal %d metric record(s): %s", lost, error)
+    try:
+        record_pending_status(journal, status, int(time.time() * 1000))
+    except OSError as error:
+        _logger.error(
+            "trackcfg: cannot leave the run's status %s for `trackcfg sync` in %s: %s",
+            status,
+            journal,
+            error,
+        )
     pending = len(read_journal(journal).undelivered)
+    checkpoints = len(stranded_checkpoints(journal))
     _logger.warning(
-        "trackcfg: the tracking agent did not confirm the end of the run; %d metric(s) and "
-        "the status %s wait in %s: run `trackcfg sync %s`",
+        "trackcfg: the tracking agent did not confirm the end of the run; %d metric(s), "
+        "%d checkpoint(s) and the status %s wait in %s: run `trackcfg sync %s`",
         pending,
+        checkpoints,
         status,
         journal,
         journal.parents[2],
     )
-    return pending
+    return _Left(pending, lost, checkpoints)
 
 
 def _train_untracked(cfg: Config, work: Path) -> RunResult:

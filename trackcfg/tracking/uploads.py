@@ -9,11 +9,26 @@ then does it delete checkpoints beyond the newest ``keep_last``, remotely and
 locally. A failed upload is retried with backoff. When training outpaces the
 uploads, only the newest ``keep_last`` of the queued checkpoints are uploaded
 (the others would be deleted right away).
+
+Only the bytes the checkpoint's digest names are uploaded. The trainer pins each
+checkpoint before it takes its final name (a hard link in the run's journal
+directory, ``checkpoints/``; see `trackcfg.runner.checkpoint`), so another run
+writing the same name in a shared work dir cannot change what is uploaded, and
+the uploader checks the digest of what it sends: a file whose bytes differ is
+never uploaded (it is logged, counted in `CheckpointUploader.rejected` and set
+aside as ``<name>.rejected``).
+
+A pin is published (`publish_pin`: renamed to the checkpoint's own name) after
+the metrics before it are journaled, and removed once uploaded: the published
+pins in a journal directory are the checkpoints no agent uploaded (it was
+killed, or stopped waiting). `trackcfg sync` uploads them (`upload_stranded`),
+moving the pointer and honouring keep-last-K as the agent would have.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import re
 import threading
@@ -24,12 +39,27 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from trackcfg.errors import first_line
+from trackcfg.runner.checkpoint_file import (
+    content_digest,
+    read_checkpoint_record,
+    remove_stale_temp_files,
+)
+from trackcfg.tracking.journal import PINNED_DIR
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.store.artifact.artifact_repo import ArtifactRepository
 
-__all__ = ["CHECKPOINT_ARTIFACT_DIR", "CheckpointUploader", "UploadRequest", "checkpoint_number"]
+__all__ = [
+    "CHECKPOINT_ARTIFACT_DIR",
+    "CheckpointUploader",
+    "StrandedUploads",
+    "UploadRequest",
+    "checkpoint_number",
+    "publish_pin",
+    "stranded_checkpoints",
+    "upload_stranded",
+]
 
 _logger = logging.getLogger(__name__)
 
@@ -63,6 +93,9 @@ class UploadRequest:
         iter: Completed iterations when it was taken.
         seq: The journal's last sequence number when it was written: the metrics
             that must reach the store before the pointer moves to it.
+        source: The checkpoint in its own directory, when ``path`` is a pin of it
+            (what keep-last-K deletes locally).
+        pinned: ``path`` is a pin: removed once uploaded.
     """
 
     path: Path
@@ -70,6 +103,13 @@ class UploadRequest:
     epoch: int
     iter: int
     seq: int = 0
+    source: Path | None = None
+    pinned: bool = False
+
+    @property
+    def local(self) -> Path:
+        """The checkpoint in its own directory (the one the runner wrote)."""
+        return self.source if self.source is not None else self.path
 
 
 class CheckpointUploader:
@@ -99,6 +139,8 @@ class CheckpointUploader:
         self.run_id = run_id
         self.keep_last = keep_last
         self.uploaded: list[UploadRequest] = []
+        self.rejected: list[UploadRequest] = []
+        self.upload_count = 0  # checkpoints this uploader uploaded and pointed to
         self._delivered = delivered
         self._max_backoff = max_backoff
         self._queue: queue.Queue[UploadRequest | None] = queue.Queue()
@@ -146,7 +188,7 @@ class CheckpointUploader:
                 # Older ones would be deleted right after their upload: skip them.
                 skipped, requests = requests[: -self.keep_last], requests[-self.keep_last :]
                 for old in skipped:
-                    old.path.unlink(missing_ok=True)  # keep-last-K locally too
+                    _delete_local(old)  # keep-last-K locally too
                 self._done(len(skipped))
             for request in requests:
                 self._upload_with_retries(request)
@@ -189,8 +231,24 @@ class CheckpointUploader:
         if not request.path.is_file():
             self._vanished(request)
             return
+        # Exactly the bytes the digest names: checked before the upload, and the
+        # file must still be the same one after it (a path the runner does not pin
+        # could be replaced by another run meanwhile; then the next attempt rejects it).
+        before = os.stat(request.path)
+        actual = content_digest(request.path)
+        if actual != request.digest:
+            self._reject(request, actual)
+            return
         # The digest travels inside the file (its trailer) and in the pointer tag.
         self.client.log_artifact(self.run_id, str(request.path), CHECKPOINT_ARTIFACT_DIR)
+        after = os.stat(request.path)
+        if (after.st_ino, after.st_dev, after.st_mtime_ns, after.st_size) != (
+            before.st_ino,
+            before.st_dev,
+            before.st_mtime_ns,
+            before.st_size,
+        ):
+            raise RuntimeError(f"{request.path} was replaced while it was uploaded")
         if self._delivered is not None and not self._delivered(request.seq, 30.0):
             # Every metric logged before this checkpoint should be in the store before
             # a resume can start from it: a resume on another machine (without the
@@ -208,6 +266,9 @@ class CheckpointUploader:
                 TAG_LATEST_CHECKPOINT_TIME: str(int(time.time() * 1000)),
             },
         )
+        self.upload_count += 1
+        if request.pinned:  # uploaded and pointed to: no longer stranded
+            request.path.unlink(missing_ok=True)
         if self.keep_last is not None and not self._seeded:
             self.uploaded = self._earlier_uploads(request)
             self._seeded = True
@@ -216,6 +277,19 @@ class CheckpointUploader:
         if self.keep_last is not None:
             while len(self.uploaded) > self.keep_last:
                 self._prune(self.uploaded.pop(0))
+
+    def _reject(self, request: UploadRequest, actual: str) -> None:
+        _logger.error(
+            "trackcfg: checkpoint %s holds other bytes than the trainer recorded (xxh3-128 %s, "
+            "recorded %s): not uploaded%s",
+            request.path,
+            actual,
+            request.digest,
+            "; set aside as " + request.path.name + ".rejected" if request.pinned else "",
+        )
+        self.rejected.append(request)
+        if request.pinned:
+            request.path.replace(request.path.with_name(request.path.name + ".rejected"))
 
     @staticmethod
     def _vanished(request: UploadRequest) -> None:
@@ -236,7 +310,7 @@ class CheckpointUploader:
             number = checkpoint_number(name)
             if info.is_dir or number is None or name == request.path.name:
                 continue
-            earlier = UploadRequest(request.path.with_name(name), "", 0, number)
+            earlier = UploadRequest(request.local.with_name(name), "", 0, number)
             found.append((number, earlier))
         return [c for _, c in sorted(found, key=lambda item: item[0])]
 
@@ -253,4 +327,116 @@ class CheckpointUploader:
             self._repo.delete_artifacts(f"{CHECKPOINT_ARTIFACT_DIR}/{name}")  # type: ignore[no-untyped-call]
         except Exception as error:  # a leftover remote file is harmless
             _logger.warning("trackcfg: could not delete remote %s: %s", name, first_line(error))
+        _delete_local(old)
+
+
+def _delete_local(old: UploadRequest) -> None:
+    """Delete a checkpoint keep-last-K no longer keeps: its pin, and its own file if it is ours.
+
+    A shared work dir may hold another run's file under the same name by now:
+    the file goes only if it still has this checkpoint's digest (or the digest is
+    not known: an earlier process's upload, found by name).
+    """
+    if old.pinned:
         old.path.unlink(missing_ok=True)
+        if old.source is None:
+            return  # a pin `sync` found: the runner's own directory is the runner's
+    local = old.local
+    if old.digest:
+        try:
+            record = read_checkpoint_record(local)
+            digest = record.digest if record is not None else content_digest(local)
+        except OSError:
+            return  # gone already
+        if digest != old.digest:
+            return
+    local.unlink(missing_ok=True)
+
+
+def publish_pin(pinned: Path, name: str) -> Path:
+    """Publish a pin the checkpoint writer made: rename it to the checkpoint's ``name``.
+
+    Called once the metrics before the checkpoint are journaled; from then on the
+    pin is a checkpoint `trackcfg sync` uploads if no agent does. A pin of the same
+    name (an earlier, never uploaded write of this run) is replaced.
+
+    Returns:
+        The published pin (the path to upload).
+    """
+    published = pinned.with_name(name)
+    os.replace(pinned, published)
+    fd = os.open(published.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return published
+
+
+def stranded_checkpoints(journal: Path) -> list[UploadRequest]:
+    """The published pins in a journal directory (see the module docstring), oldest first.
+
+    Their digest, epoch and iteration come from their trailers; a pin without a
+    trailer is listed with an empty digest (and rejected when uploaded).
+    """
+    directory = journal / PINNED_DIR
+    if not directory.is_dir():
+        return []
+    remove_stale_temp_files(directory)  # hidden pins of writers that died before publishing
+    found: list[tuple[int, str, UploadRequest]] = []
+    for path in directory.glob("*.pth"):
+        if path.name.startswith(".") or not path.is_file():
+            continue
+        record = read_checkpoint_record(path)
+        if record is None:
+            request = UploadRequest(path, "", 0, 0, pinned=True)
+        else:
+            request = UploadRequest(path, record.digest, record.epoch, record.iter, pinned=True)
+        found.append((request.iter, path.name, request))
+    return [request for _, _, request in sorted(found, key=lambda item: item[:2])]
+
+
+@dataclass(frozen=True, slots=True)
+class StrandedUploads:
+    """What `upload_stranded` did.
+
+    Attributes:
+        uploaded: Checkpoints uploaded (the pointer moved to the newest).
+        pending: Checkpoints still waiting (the store is away).
+        rejected: Checkpoints whose bytes do not match their digest (not uploaded).
+    """
+
+    uploaded: int
+    pending: int
+    rejected: int
+
+
+def upload_stranded(
+    journal: Path,
+    client: MlflowClient,
+    run_id: str,
+    *,
+    keep_last: int | None,
+    timeout: float,
+) -> StrandedUploads:
+    """Upload the checkpoints a run published but no agent uploaded (`stranded_checkpoints`).
+
+    The caller holds the journal's delivery lock (no agent of the run is alive)
+    and has delivered its metrics: the pointer may move at once.
+
+    Args:
+        journal: The run's journal directory.
+        client: A client of the run's store.
+        run_id: The run.
+        keep_last: The run's keep-last-K (None: keep all).
+        timeout: Seconds to keep trying while the store is away.
+    """
+    requests = stranded_checkpoints(journal)
+    if not requests:
+        return StrandedUploads(0, 0, 0)
+    uploader = CheckpointUploader(client, run_id, keep_last=keep_last)
+    for request in requests:
+        uploader.put(request)
+    uploader.close(timeout=timeout)
+    pending = len(stranded_checkpoints(journal))
+    return StrandedUploads(uploader.upload_count, pending, len(uploader.rejected))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import random
 import shutil
@@ -20,6 +21,7 @@ from trackcfg.runner.base_runner import BaseRunner
 from trackcfg.runner.checkpoint import (
     CheckpointWriter,
     SavedCheckpoint,
+    content_digest,
     copy_state,
     find_latest_checkpoint,
     list_checkpoints,
@@ -344,6 +346,44 @@ def test_stale_temp_files_of_dead_writers_are_removed(tmp_path: Path) -> None:
     live.write_bytes(b"in progress")
     assert remove_stale_temp_files(tmp_path) == [stale]
     assert live.exists() and not stale.exists()
+
+
+def dead_pid() -> int:
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    return dead.pid
+
+
+def test_saving_removes_temp_files_of_dead_writers_but_never_a_live_ones(tmp_path: Path) -> None:
+    stale = tmp_path / f".epoch_3.pth.tmp-{dead_pid()}"  # a resumed run's killed writer
+    live = tmp_path / f".epoch_4.pth.tmp-{os.getpid()}"
+    elsewhere = tmp_path / f".epoch_5.pth.tmp-{dead_pid()}"  # pid of another machine, locked
+    for path in (stale, live, elsewhere):
+        path.write_bytes(b"torn")
+    with open(elsewhere, "rb") as held:
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX)
+        writer = CheckpointWriter()
+        writer.submit({"w": torch.ones(1)}, tmp_path / "epoch_6.pth", link=None, epoch=6, iter=6)
+        writer.wait()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [live.name, elsewhere.name, "epoch_6.pth"]
+    )
+
+
+def test_a_pin_keeps_the_written_bytes_when_the_file_is_replaced(tmp_path: Path) -> None:
+    saved: list[SavedCheckpoint] = []
+    writer = CheckpointWriter()
+    writer.add_listener(saved.append, pin_dir=tmp_path / "pins")
+    path = tmp_path / "epoch_1.pth"
+    writer.submit({"w": torch.zeros(100)}, path, link=None, epoch=1, iter=45)
+    writer.wait()
+    # Another run sharing the work dir writes the same name.
+    write(tmp_path / "other.pth", {"w": torch.ones(100)})
+    os.replace(tmp_path / "other.pth", path)
+    (ours,) = saved
+    assert ours.pinned is not None and ours.pinned.parent == tmp_path / "pins"
+    assert content_digest(ours.pinned) == ours.digest != content_digest(path)
+    assert torch.equal(load_checkpoint_file(ours.pinned)["w"], torch.zeros(100))  # type: ignore[arg-type]
 
 
 def test_pending_checkpoint_is_finished_at_interpreter_exit(tmp_path: Path) -> None:

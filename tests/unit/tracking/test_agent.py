@@ -25,7 +25,7 @@ from mlflow.entities import Run
 
 from trackcfg.errors import TrackingError
 from trackcfg.tracking.agent_client import AgentDone, TrackingAgent
-from trackcfg.tracking.journal import MetricJournal, journal_dir
+from trackcfg.tracking.journal import MetricJournal, MetricRecord, journal_dir
 from trackcfg.tracking.lease import Lease, new_lease
 
 History = Callable[[str, str, str], list[tuple[int, float]]]
@@ -300,3 +300,72 @@ def test_a_trainer_killed_without_end_has_its_metrics_delivered_and_its_run_kill
     assert run.info.status == "KILLED"
     assert "died without reporting a status" in run.data.tags["trackcfg.error"]
     assert metric_history(sqlite_store, run_id, "loss") == [(s, float(s)) for s in range(1, 21)]
+
+
+def test_end_delivers_the_records_the_journal_could_not_write(
+    sqlite_store: str,
+    work: Path,
+    snapshot: Path,
+    spawn_agent: Callable[[str], TrackingAgent],
+    metric_history: History,
+) -> None:
+    agent = spawn_agent(sqlite_store)
+    start(agent, snapshot, work)
+    run_id = agent.wait_ready().run_id
+    journal = MetricJournal(journal_dir(work, run_id), run_id, sqlite_store)
+    for step in range(1, 6):
+        journal.log("loss", float(step), step)
+    final = journal.close()
+    unjournaled = [MetricRecord(final + i, "loss", float(5 + i), 5 + i, 0) for i in (1, 2, 3)]
+    done = agent.end(
+        "FINISHED",
+        error=None,
+        final_seq=final + 3,
+        delivery_timeout=30,
+        upload_timeout=30,
+        unjournaled=unjournaled,
+    )
+    assert done == AgentDone(pending=0, status_set=True)
+    assert metric_history(sqlite_store, run_id, "loss") == [(s, float(s)) for s in range(1, 9)]
+
+
+def test_records_neither_journaled_nor_delivered_are_reported_lost(
+    unreachable_uri: str, work: Path, spawn_agent: Callable[[str], TrackingAgent]
+) -> None:
+    run_id = "0" * 32
+    directory = journal_dir(work, run_id)
+    directory.mkdir(parents=True)
+    (directory / "metrics.jsonl").mkdir()  # a journal nothing can be written to
+    agent = spawn_agent(unreachable_uri)
+    agent.attach(run_id=run_id, experiment_id="0", work_dir=work, keep_last=None)
+    agent.wait_ready()
+    records = [MetricRecord(seq, "loss", 1.0, seq, 0) for seq in (1, 2)]
+    done = agent.end(
+        "FINISHED",
+        error=None,
+        final_seq=2,
+        delivery_timeout=1,
+        upload_timeout=1,
+        unjournaled=records,
+    )
+    assert done == AgentDone(pending=0, status_set=False, lost=2)
+
+
+def test_a_run_that_ends_finished_loses_the_error_tag_and_note_of_an_earlier_end(
+    sqlite_store: str, work: Path, spawn_agent: Callable[[str], TrackingAgent]
+) -> None:
+    client = MlflowClient(sqlite_store)
+    run = client.create_run(client.create_experiment("resumed"))
+    run_id = run.info.run_id
+    client.set_tag(run_id, "trackcfg.error", "the training process died without reporting")
+    client.set_tag(run_id, "mlflow.note.content", "Run failed: RuntimeError: boom")
+    client.set_terminated(run_id, "FAILED")
+    agent = spawn_agent(sqlite_store)  # what `resume` does next: attach, train, end
+    agent.attach(run_id=run_id, experiment_id=run.info.experiment_id, work_dir=work, keep_last=None)
+    agent.wait_ready()
+    done = agent.end("FINISHED", error=None, final_seq=None, delivery_timeout=5, upload_timeout=5)
+    assert done == AgentDone(pending=0, status_set=True)
+    finished = client.get_run(run_id)
+    assert finished.info.status == "FINISHED"
+    assert "trackcfg.error" not in finished.data.tags
+    assert "mlflow.note.content" not in finished.data.tags

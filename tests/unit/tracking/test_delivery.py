@@ -6,6 +6,8 @@ The journals are written by a real `MetricJournal`; a `Sender` other than
 
 from __future__ import annotations
 
+import errno
+import os
 import subprocess
 import sys
 import textwrap
@@ -57,6 +59,44 @@ class RecordingSender:
         if not self.gate.wait(10):
             raise ConnectionError("gate closed")
         self.seqs.extend(r.seq for r in records)
+
+
+def test_records_handed_over_in_memory_are_delivered_once_after_the_journaled_ones(
+    tmp_path: Path,
+) -> None:
+    directory = journal_dir(tmp_path, "run")
+    journal_losses(directory, "run", "sqlite:///x.db", range(1, 4))  # seqs 1-3 on disk
+    # Records the writer could not journal; one of them reached the file after all.
+    with open(directory / "metrics.jsonl", "ab") as f:
+        f.write(MetricRecord(4, "loss", 4.0, 4, 0).to_line())
+    in_memory = [MetricRecord(seq, "loss", float(seq), seq, 0) for seq in (4, 5, 6)]
+    sender = RecordingSender()
+    sender.gate.set()
+    delivery = JournalDelivery(directory, sender, poll_interval=0.01, send_interval=0.01)
+    assert delivery.add(in_memory) == 2
+    assert delivery.close(timeout=30, final_seq=6)
+    assert sender.seqs == [1, 2, 3, 4, 5, 6]
+
+
+def test_a_delivered_file_the_disk_refuses_does_not_stop_delivery(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    directory = journal_dir(tmp_path, "run")
+    final = journal_losses(directory, "run", "sqlite:///x.db", range(1, 11))
+    real = os.fsync
+
+    def full_disk(fd: int) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fsync", full_disk)
+    sender = RecordingSender()
+    sender.gate.set()
+    delivery = JournalDelivery(directory, sender, poll_interval=0.01, send_interval=0.01)
+    assert delivery.close(timeout=30, final_seq=final)
+    assert sender.seqs == list(range(1, 11))
+    monkeypatch.setattr(os, "fsync", real)
+    # What `delivered` claims is true (here: possibly nothing), never more.
+    assert read_journal(directory).delivered <= set(range(1, 11))
 
 
 # -- delivery ------------------------------------------------------------------------------

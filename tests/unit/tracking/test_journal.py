@@ -6,6 +6,7 @@ appears only where a writer behaviour shows in the store (a torn line, a crash).
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import subprocess
@@ -16,10 +17,13 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import pytest
+
 from trackcfg.tracking.delivery import JournalDelivery, mlflow_sender
 from trackcfg.tracking.journal import (
     MetricJournal,
     MetricRecord,
+    append_records,
     find_journals,
     journal_dir,
     parse_record,
@@ -189,3 +193,83 @@ def test_journals_are_found_in_every_work_dir_below_the_given_one(tmp_path: Path
     found = find_journals(tmp_path / "work_dirs")
     assert [p.relative_to(tmp_path / "work_dirs").parts[0] for p in found] == ["a", "b"]
     assert find_journals(tmp_path / "missing") == []
+
+
+class FailingFsync:
+    """``os.fsync`` that raises ``OSError(ENOSPC)`` while `failing` is set (a full disk)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.failing = threading.Event()
+        self.calls_while_failing = 0
+        real = os.fsync
+
+        def fsync(fd: int) -> None:
+            if self.failing.is_set():
+                self.calls_while_failing += 1
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            real(fd)
+
+        monkeypatch.setattr(os, "fsync", fsync)
+
+
+def test_a_disk_full_for_a_while_loses_no_record_and_keeps_order_and_sequence_numbers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    disk = FailingFsync(monkeypatch)
+    journal = MetricJournal(
+        journal_dir(tmp_path, "run"), "run", "sqlite:///x.db", flush_interval=0.01
+    )
+    with caplog.at_level("WARNING", logger="trackcfg"):
+        for step in range(1, 51):
+            journal.log("loss", float(step), step)
+        assert journal.flush(timeout=10) == 50
+        disk.failing.set()
+        for step in range(51, 151):
+            journal.log("loss", float(step), step)
+            time.sleep(0.001)
+        assert journal.flush(timeout=0.3) is None  # nothing durable while the disk is full
+        assert isinstance(journal.write_error, OSError)
+        assert disk.calls_while_failing >= 2  # retried
+        disk.failing.clear()
+        assert journal.flush(timeout=10) == 150
+        assert journal.write_error is None
+        journal.close()
+    records = read_journal(journal.directory).records
+    assert [(r.seq, r.step, r.value) for r in records] == [(s, s, float(s)) for s in range(1, 151)]
+    failures = [r for r in caplog.records if "cannot write the metric journal" in r.message]
+    assert len(failures) == 1  # logged once, not once per retry
+
+
+def test_close_on_a_full_disk_returns_and_hands_back_what_it_could_not_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    disk = FailingFsync(monkeypatch)
+    journal = MetricJournal(journal_dir(tmp_path, "run"), "run", "sqlite:///x.db")
+    journal.log("loss", 1.0, 1)
+    assert journal.flush(timeout=10) == 1
+    disk.failing.set()
+    journal.log_many({"loss": 2.0, "acc": 0.5}, step=2)
+    journal.log("loss", 3.0, 3)
+    started = time.monotonic()
+    assert journal.close(timeout=0.5) == 4  # no exception
+    assert time.monotonic() - started < 10
+    assert [(r.seq, r.key, r.step) for r in journal.unjournaled()] == [
+        (2, "loss", 2),
+        (3, "acc", 2),
+        (4, "loss", 3),
+    ]
+    assert journal.journaled_seq == 1
+
+
+def test_append_records_journals_only_the_missing_records_after_a_torn_line(
+    tmp_path: Path,
+) -> None:
+    directory = journal_dir(tmp_path, "run")
+    journal = MetricJournal(directory, "run", "sqlite:///x.db")
+    journal.log("loss", 1.0, 1)
+    journal.close()
+    with open(directory / "metrics.jsonl", "ab") as f:
+        f.write(b'{"s":2,"k":"lo')  # a write cut short
+    records = [MetricRecord(1, "loss", 1.0, 1, 0), MetricRecord(2, "loss", 2.0, 2, 0)]
+    assert append_records(directory, records) == 1
+    assert [(r.seq, r.value) for r in read_journal(directory).records] == [(1, 1.0), (2, 2.0)]

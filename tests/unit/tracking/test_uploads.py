@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
 
 import pytest
+import torch
 import xxhash
 from mlflow import MlflowClient
 
-from trackcfg.runner.checkpoint import SavedCheckpoint
+from trackcfg.runner.checkpoint import SavedCheckpoint, write_checkpoint_file
 from trackcfg.runner.hooks.mlflow import MlflowCheckpointHook
 from trackcfg.tracking.journal import MetricJournal, journal_dir, read_journal
+from trackcfg.tracking.session import sync
 from trackcfg.tracking.uploads import CheckpointUploader, UploadRequest
+
+# sync() fills in MLflow's HTTP settings process-wide; keep them inside each test.
+pytestmark = pytest.mark.usefixtures("fail_fast_http")
 
 
 @pytest.fixture
@@ -36,6 +43,12 @@ def checkpoint(work: Path, epoch: int, seq: int = 0) -> UploadRequest:
     data = f"checkpoint {epoch}".encode() * 100
     path.write_bytes(data)
     return UploadRequest(path, xxhash.xxh3_128_hexdigest(data), epoch, epoch * 45, seq)
+
+
+def dead_pid() -> int:
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    return dead.pid
 
 
 def remote_checkpoints(client: MlflowClient, run_id: str) -> list[str]:
@@ -165,3 +178,49 @@ def test_a_checkpoint_deleted_locally_before_its_upload_is_skipped_without_a_war
         "checkpoints/epoch_2.pth"
     )
     assert caplog.records == []
+
+
+def test_a_checkpoint_whose_bytes_differ_from_its_digest_is_never_uploaded(
+    work: Path, run: tuple[MlflowClient, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    client, run_id = run
+    ours = checkpoint(work, 1)
+    ours.path.write_bytes(b"another run's weights" * 100)  # replaced before the upload
+    uploader = CheckpointUploader(client, run_id)
+    with caplog.at_level("ERROR", logger="trackcfg"):
+        uploader.put(ours)
+        assert uploader.close(timeout=60)
+    assert remote_checkpoints(client, run_id) == []
+    assert "trackcfg.latest_checkpoint" not in client.get_run(run_id).data.tags
+    assert uploader.rejected == [ours]
+    assert "holds other bytes than the trainer recorded" in caplog.text
+
+
+def test_sync_uploads_checkpoints_no_agent_uploaded_moves_the_pointer_and_keeps_the_last_k(
+    work: Path, store_run: tuple[str, str]
+) -> None:
+    uri, run_id = store_run
+    directory = journal_dir(work, run_id)
+    MetricJournal(directory, run_id, uri, keep_last=2).close()
+    pins = directory / "checkpoints"
+    pins.mkdir()
+    saved = [
+        write_checkpoint_file(
+            {"w": torch.full((10,), float(e))}, pins / f"epoch_{e}.pth", epoch=e, iter=45 * e
+        )
+        for e in (1, 2, 3)
+    ]
+    unpublished = pins / f".epoch_4.pth.tmp-{dead_pid()}"  # its trainer died before publishing
+    unpublished.write_bytes(b"torn")
+    report = sync(work, timeout=60)
+    assert (report.checkpoints, report.checkpoints_pending) == (2, 0)
+    assert "2 checkpoint(s) uploaded, 0 pending" in str(report)
+    client = MlflowClient(uri)
+    assert remote_checkpoints(client, run_id) == [
+        "checkpoints/epoch_2.pth",
+        "checkpoints/epoch_3.pth",
+    ]
+    tags = client.get_run(run_id).data.tags
+    assert tags["trackcfg.latest_checkpoint"] == "checkpoints/epoch_3.pth"
+    assert tags["trackcfg.latest_checkpoint_digest"] == saved[-1].digest
+    assert list(pins.iterdir()) == []  # uploaded, superseded, or torn: nothing stranded

@@ -9,6 +9,9 @@ run, and nothing they do waits on the store:
   durably complete checkpoint, with the journal's last sequence number at that
   moment, to a publisher — the tracking agent, which uploads it and then moves
   the run's "latest complete checkpoint" pointer (`trackcfg.tracking.uploads`).
+  With a journal attached, the writer pins each checkpoint in the journal's
+  ``checkpoints/`` before committing it, so what is uploaded is exactly what
+  this run wrote, even when another run writes the same name in the same work dir.
 
 The journal may be attached after the hooks are registered (`attach`): a tracked
 run learns its run id only when the tracking agent has created it, just before
@@ -99,12 +102,17 @@ class MlflowCheckpointHook(Hook):
     def before_run(self, runner: BaseRunner) -> None:
         if runner.rank != 0:
             return
-        runner.add_checkpoint_listener(self.on_checkpoint)
+        from trackcfg.tracking.journal import PINNED_DIR
+
+        pin_dir = None if self.journal is None else self.journal.directory / PINNED_DIR
+        runner.add_checkpoint_listener(self.on_checkpoint, pin_dir=pin_dir)
 
     def on_checkpoint(self, saved: SavedCheckpoint) -> None:
         """Publish ``saved`` (called by the runner's writer once it is durable)."""
         seq = 0
         if self.journal is not None:
             flushed = self.journal.flush(timeout=30.0)
-            seq = flushed if flushed is not None else self.journal.journaled_seq
+            # Not flushed in time (a full disk): the records are numbered and kept; the
+            # uploader waits for all of them to be delivered before moving the pointer.
+            seq = flushed if flushed is not None else self.journal.last_seq
         self.publish(saved, seq)
