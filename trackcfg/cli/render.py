@@ -344,9 +344,17 @@ def render_run_finished(result: RunResult, *, colour: bool = False) -> str:
         f"store:        {redact_url(result.tracking_uri)}",
         f"open the UI:  trackcfg ui --hash {result.config_hash[:8]}",
     ]
-    if result.metrics_pending:
+    waiting = [
+        f"{count} {what}"
+        for count, what in (
+            (result.metrics_pending, "metric(s) only in the local journal"),
+            (result.checkpoints_pending, "checkpoint(s) not uploaded"),
+        )
+        if count
+    ]
+    if waiting:
         lines.append(
-            f"pending:      {result.metrics_pending} metric(s) only in the local journal; "
+            f"pending:      {', '.join(waiting)}; "
             f"deliver them with `trackcfg sync {result.work_dir}`"
         )
     return "\n".join(lines)

@@ -111,6 +111,28 @@ def test_render_run_finished_points_to_sync_when_metrics_are_pending() -> None:
     assert lines[-1].endswith("deliver them with `trackcfg sync work_dirs/cnn`")
 
 
+def test_render_run_finished_counts_checkpoints_left_for_sync() -> None:
+    from pathlib import Path
+
+    from trackcfg.tracking.session import RunResult
+
+    result = RunResult(
+        run_id="b" * 32,
+        run_name="cnn@12345678",
+        experiment_id="1",
+        config_hash="12345678" * 4,
+        tracking_uri="sqlite:////tmp/mlflow.db",
+        work_dir=Path("work_dirs/cnn"),
+        status="FINISHED",
+        metrics_pending=3,
+        checkpoints_pending=2,
+    )
+    assert render.render_run_finished(result).splitlines()[-1] == (
+        "pending:      3 metric(s) only in the local journal, 2 checkpoint(s) not uploaded; "
+        "deliver them with `trackcfg sync work_dirs/cnn`"
+    )
+
+
 def test_render_run_finished_shows_the_store_without_credentials() -> None:
     from pathlib import Path
 
