@@ -141,6 +141,7 @@ class Soak:
         self.run_id: str | None = None
         self.faults: dict[str, int] = {}
         self.exits: list[int] = []
+        self.log: list[str] = []  # one line per process, for failure messages
         self.restart: threading.Thread | None = None
 
     def start(self) -> subprocess.Popen[bytes]:
@@ -180,20 +181,26 @@ class Soak:
         elif fault == "enospc":
             fill_disk(self.work.parent, 1.5)
         elif fault == "outage":
-            # Down for 1.5 s, then back as soon as it starts (seconds): training goes on.
-            self.server.stop()
-            time.sleep(1.5)
-            self.restart = threading.Thread(target=self.server.start)
+            # Down for 1.5 s, then back as soon as it starts (seconds), beside training:
+            # the round goes on with its next fault meanwhile.
+            def outage() -> None:
+                self.server.stop()
+                time.sleep(1.5)
+                self.server.start()
+
+            self.restart = threading.Thread(target=outage)
             self.restart.start()
 
     def round(self, faults: tuple[str, ...], max_records: int) -> int:
         """One process with ``faults`` injected after random progress; its exit status."""
         proc = self.start()
+        injected: list[str] = []
         try:
             for fault in faults:
                 if not self.progress(proc, self.rng.randint(3, max_records)):
                     break  # ended on its own (e.g. a checkpoint write hit the full disk)
                 self.inject(fault, proc)
+                injected.append(f"{fault}@{journaled(self.work)}")
             _, err = proc.communicate(timeout=ROUND_TIMEOUT)
         finally:
             if proc.poll() is None:
@@ -205,7 +212,10 @@ class Soak:
         self.server.start()
         if self.run_id is None:
             self.run_id = journal_run_id(self.work)
-        assert b"Traceback" not in err, err.decode(errors="replace")[-3000:]
+        text = err.decode(errors="replace")
+        assert "Traceback" not in text, text[-3000:]
+        last = text.strip().splitlines()[-1] if text.strip() else ""
+        self.log.append(f"{' '.join(injected) or '-'} -> exit {proc.returncode}: {last[:200]}")
         self.exits.append(proc.returncode)
         return proc.returncode
 
@@ -223,19 +233,19 @@ def test_one_run_survives_random_kills_full_disks_and_outages_bit_identically(
     rng.shuffle(rounds)
     with small_tmpfs(tmp_path / "disk") as disk:
         soak = Soak(git_repo, disk / "work", server_env, mlflow_server, rng)
-        # Each killing round makes at most a sixth of the run's records of progress,
-        # so the run is still training when the kill comes.
+        # Each fault comes after at most a sixteenth of the run's records of progress,
+        # so the run is still training when the last kill comes.
         for faults in rounds:
-            code = soak.round(faults, max(4, rows // 12))
+            code = soak.round(faults, max(4, rows // 16))
             # Killed, or failed by a fault (a checkpoint write on the full disk): never
             # finished, or the rounds after it would test nothing.
-            assert code != 0, f"the run finished before its faults: {soak.faults}"
+            assert code != 0, "the run finished before its faults:\n" + "\n".join(soak.log)
         final = (rng.choice(FINAL_FAULTS),)
         for _ in range(MAX_ROUNDS - len(rounds)):
-            if soak.round(final, max(4, rows // 12)) == 0:
+            if soak.round(final, max(4, rows // 16)) == 0:
                 break
             final = ()
-        assert soak.exits[-1] == 0, soak.exits
+        assert soak.exits[-1] == 0, "\n".join(soak.log)
         assert soak.run_id is not None
         synced = subprocess.run(
             [sys.executable, "-m", "trackcfg", "sync", str(soak.work)],
@@ -251,7 +261,7 @@ def test_one_run_survives_random_kills_full_disks_and_outages_bit_identically(
     run = MlflowClient(mlflow_server.uri).get_run(soak.run_id)
     history = metric_history(mlflow_server.uri, soak.run_id)
     print(
-        f"\nsoak seed {SEED}: {len(soak.exits)} processes (exits {soak.exits}), faults "
+        "\n" + "\n".join(soak.log) + f"\nsoak seed {SEED}: {len(soak.exits)} processes, faults "
         f"{soak.faults}, {sum(len(h) for h in history.values())} metric rows checked"
     )
     assert run.info.status == "FINISHED"
