@@ -1,7 +1,8 @@
 """The package's import graph: dependencies point one way, and no module cycle exists.
 
-The layers, lowest first: ``errors``; ``config``; ``registry``; ``runner`` and
-``tracking`` (side by side, neither imports the other); ``session`` (the
+The layers, lowest first: ``errors``; ``config``; ``registry``; ``checkpoint_file``
+(the torch-free checkpoint file format); ``runner`` and ``tracking`` (side by
+side, neither imports the other); ``session`` (the
 application layer, the only package importing both); ``cli`` (thin commands over
 ``session``). ``zoo`` holds example models and datasets and sits on ``runner``.
 
@@ -23,12 +24,13 @@ PACKAGE = Path(__file__).resolve().parents[1] / "trackcfg"
 #: package -> the trackcfg packages it may import (itself always allowed).
 ALLOWED: dict[str, set[str]] = {
     "errors": set(),
+    "checkpoint_file": {"errors"},
     "config": {"errors"},
     "registry": {"errors", "config"},
-    "runner": {"errors", "config", "registry"},
-    "tracking": {"errors", "config"},
+    "runner": {"errors", "config", "registry", "checkpoint_file"},
+    "tracking": {"errors", "config", "checkpoint_file"},
     "zoo": {"errors", "config", "registry", "runner"},
-    "session": {"errors", "config", "registry", "runner", "tracking"},
+    "session": {"errors", "config", "registry", "runner", "tracking", "checkpoint_file"},
     "cli": {"errors", "config", "registry", "session", "tracking"},
     "__main__": {"cli"},
     "__init__": {"errors", "config", "registry", "runner", "session"},

@@ -51,6 +51,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_EXPERIMENT",
+    "FAILURE_NOTE",
     "MAX_PARAMS_PER_BATCH",
     "MAX_PARAM_KEY_LENGTH",
     "MAX_PARAM_VALUE_LENGTH",
@@ -72,6 +73,7 @@ __all__ = [
     "TAG_TRUNCATED_PARAMS",
     "TAG_WORK_DIR",
     "FlatParams",
+    "clear_failure_tags",
     "create_run",
     "find_runs_by_hash",
     "flatten_params",
@@ -471,3 +473,20 @@ def _cut(text: str, limit: int) -> str:
     if len(text) <= limit:
         return text
     return text[: limit - len(_TRUNCATION_MARK)] + _TRUNCATION_MARK
+
+
+#: How the note of a FAILED run starts (`clear_failure_tags` recognises it).
+FAILURE_NOTE = "Run failed: "
+
+
+def clear_failure_tags(client: MlflowClient, run_id: str) -> None:
+    """Delete the error tag, and the failure note, that an earlier end of the run left.
+
+    For a run that now ends FINISHED (a resume finished it). A note that is not a
+    failure note (a forced resume's) stays.
+    """
+    tags = client.get_run(run_id).data.tags
+    if TAG_ERROR in tags:
+        client.delete_tag(run_id, TAG_ERROR)
+    if tags.get(TAG_NOTE, "").startswith(FAILURE_NOTE):
+        client.delete_tag(run_id, TAG_NOTE)

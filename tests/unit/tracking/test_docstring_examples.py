@@ -10,7 +10,7 @@ import pytest
 MODULES = [
     "trackcfg.tracking.confinement",
     "trackcfg.tracking.gitstate",
-    "trackcfg.tracking.journal",
+    "trackcfg.tracking.agent.journal",
     "trackcfg.tracking.mlflow_run",
     "trackcfg.tracking.redaction",
 ]

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from trackcfg.errors import RunNotFoundError, TrackingError, WorkDirError
-from trackcfg.tracking.session import HTTP_DEFAULTS, SyncReport, resume_run, start_run
+from trackcfg.session.runs import resume_run, start_run
+from trackcfg.tracking.sync import HTTP_DEFAULTS, SyncReport
 
 
 @pytest.fixture(autouse=True)

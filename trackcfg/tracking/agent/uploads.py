@@ -38,13 +38,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from trackcfg.errors import first_line
-from trackcfg.runner.checkpoint_file import (
+from trackcfg.checkpoint_file import (
     content_digest,
     read_checkpoint_record,
     remove_stale_temp_files,
 )
-from trackcfg.tracking.journal import PINNED_DIR
+from trackcfg.errors import first_line
+from trackcfg.tracking.agent.journal import PINNED_DIR
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient

@@ -116,8 +116,8 @@ def load_run_snapshot(run_id: str) -> Snapshot:
         SnapshotError: The run has no (complete) trackcfg snapshot, or one that was
             changed since the run started.
     """
-    from trackcfg.cli.catalog import store_exists, tracking_uri
     from trackcfg.errors import RunNotFoundError
+    from trackcfg.session.catalog import store_exists, tracking_uri
     from trackcfg.tracking.snapshot import load_snapshot
 
     if not store_exists():

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from trackcfg.errors import first_line
-from trackcfg.tracking.journal import (
+from trackcfg.tracking.agent.journal import (
     DELIVERED_FILE,
     LOCK_FILE,
     METRICS_FILE,
