@@ -154,10 +154,12 @@ def _resume_target(
 ) -> str | None:
     if resume != "auto":
         return resume
+    from trackcfg.config.config import load_config
     from trackcfg.session.catalog import find_resumable
-    from trackcfg.session.target import load_config
 
-    run_id = find_resumable(load_config(config, options).hash, experiment)
+    run_id = find_resumable(
+        load_config(config, options, import_custom_modules=False).hash, experiment
+    )
     if run_id is None:
         click.echo("no unfinished run with this config hash: starting a new run", err=True)
     return run_id
@@ -229,9 +231,14 @@ def sync(work_dir: str | None) -> None:
 def show(config: str, cfg_options: tuple[str, ...], fmt: str) -> None:
     """Print the resolved CONFIG."""
     from trackcfg.config import dump
-    from trackcfg.session.target import load_config
+    from trackcfg.config.config import load_config
 
-    click.echo(dump.to_text(load_config(config, cfg_options).to_dict(), f".{fmt}"), nl=False)
+    click.echo(
+        dump.to_text(
+            load_config(config, cfg_options, import_custom_modules=False).to_dict(), f".{fmt}"
+        ),
+        nl=False,
+    )
 
 
 @cli.command("hash", cls=_Command)
@@ -240,9 +247,9 @@ def show(config: str, cfg_options: tuple[str, ...], fmt: str) -> None:
 @click.option("--lineage", is_flag=True, help="Also list every file that took part.")
 def hash_(config: str, cfg_options: tuple[str, ...], lineage: bool) -> None:
     """Print the content hash of the resolved CONFIG (digest alone, for scripts)."""
-    from trackcfg.session.target import load_config
+    from trackcfg.config.config import load_config
 
-    cfg = load_config(config, cfg_options)
+    cfg = load_config(config, cfg_options, import_custom_modules=False)
     _out(cfg.hash)
     if lineage:
         _out(render.render_lineage(cfg.lineage, colour=_colour()))
@@ -292,13 +299,13 @@ def runs(
     config_hash: str | None, config: str | None, experiment: str | None, as_json: bool
 ) -> None:
     """List tracked runs, newest first (id, name, status, start, git, latest metrics)."""
+    from trackcfg.config.config import load_config
     from trackcfg.session.catalog import find_runs
-    from trackcfg.session.target import load_config
 
     if config_hash and config:
         raise click.UsageError("give --hash or --config, not both")
     if config:
-        config_hash = load_config(config).hash
+        config_hash = load_config(config, import_custom_modules=False).hash
     rows = find_runs(config_hash, experiment)
     _out(render.render_runs_json(rows) if as_json else render.render_runs(rows, colour=_colour()))
 

@@ -31,7 +31,6 @@ __all__ = [
     "ConfigView",
     "TargetKind",
     "is_run_id",
-    "load_config",
     "load_run_snapshot",
     "load_view",
     "view_of_config",
@@ -78,17 +77,6 @@ class ConfigView:
     values: Mapping[str, object]
     provenance: Provenance
     lineage: tuple[LineageEntry, ...]
-
-
-def load_config(path: str | Path, options: Sequence[str] = ()) -> Config:
-    """Load a config file without importing its ``custom_imports``, then apply ``k=v`` options.
-
-    Raises:
-        ConfigError: The file or an option is wrong (message names file, line and key).
-    """
-    from trackcfg.config.config import load_config as load
-
-    return load(path, options, import_custom_modules=False)
 
 
 def view_of_config(cfg: Config, label: str) -> ConfigView:
@@ -142,7 +130,9 @@ def load_view(target: str, options: Sequence[str] = ()) -> ConfigView:
             changed since the run started.
     """
     if not is_run_id(target):
-        return view_of_config(load_config(target, options), target)
+        from trackcfg.config.config import load_config
+
+        return view_of_config(load_config(target, options, import_custom_modules=False), target)
     from trackcfg.errors import TrackingError
 
     if options:

@@ -34,7 +34,7 @@ import json
 import os
 import posixpath
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -75,7 +75,6 @@ __all__ = [
     "FlatParams",
     "clear_failure_tags",
     "create_run",
-    "find_runs_by_hash",
     "flatten_params",
     "get_or_create_experiment",
     "get_run",
@@ -361,27 +360,6 @@ def get_run(client: MlflowClient, run_id: str) -> Run:
                 hint="list runs with `trackcfg runs`; set MLFLOW_TRACKING_URI for another store",
             ) from error
         raise
-
-
-def find_runs_by_hash(
-    client: MlflowClient, config_hash: str, experiment_ids: Sequence[str] | None = None
-) -> list[Run]:
-    """Runs tagged with ``config_hash``, newest first, across all experiments by default."""
-    from mlflow.entities import ViewType
-
-    if experiment_ids is None:
-        experiment_ids = [
-            e.experiment_id for e in client.search_experiments(view_type=ViewType.ACTIVE_ONLY)
-        ]
-    if not experiment_ids:
-        return []
-    return list(
-        client.search_runs(
-            list(experiment_ids),
-            filter_string=f"tags.`{TAG_CONFIG_HASH}` = '{config_hash}'",
-            order_by=["attributes.start_time DESC"],
-        )
-    )
 
 
 @dataclass(frozen=True, slots=True)
