@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
 from trackcfg.errors import CheckpointCorruptError, ConfigError, RunnerError
+from trackcfg.runner.plan import TrainingPlan
 
 if TYPE_CHECKING:
     from trackcfg.config.config import Config
@@ -147,7 +148,8 @@ def train(
 
     data = _config_dict(cfg)
     config_hash = _config_hash(cfg, data)
-    work_dir = work_dir if work_dir is not None else cast(str | None, data.get("work_dir"))
+    plan = TrainingPlan.from_config(data)
+    work_dir = work_dir if work_dir is not None else plan.work_dir
     if work_dir is None:
         raise ConfigError("no work_dir", key_path="work_dir", hint="set work_dir in the config")
     work_path = Path(work_dir).resolve()
@@ -175,9 +177,7 @@ def train(
     model = MODELS.build(data["model"], key_path="model", location=_location(cfg, "model.type"))
 
     data_cfg = _section(data, "data") or {}
-    workflow = [
-        tuple(entry) for entry in cast(list[Sequence[object]], data.get("workflow", [("train", 1)]))
-    ]
+    workflow = list(plan.workflow)
     samples_per_gpu = cast(int, data_cfg.get("samples_per_gpu", 1))
     workers_per_gpu = cast(int, data_cfg.get("workers_per_gpu", 0))
     persistent = bool(data_cfg.get("persistent_workers", True))
@@ -215,11 +215,7 @@ def train(
 
         ddp_args = _section(data, "ddp") or {}
         model = StepDistributedDataParallel(model, **ddp_args)
-    runner_cfg = _section(data, "runner")
-    if runner_cfg is None:
-        if "total_epochs" not in data:
-            raise ConfigError("missing section", key_path="runner")
-        runner_cfg = {"type": "EpochBasedRunner", "max_epochs": data["total_epochs"]}
+    runner_cfg = dict(plan.runner)
     meta: dict[str, object] = {
         "config_hash": config_hash,
         "seed": seed,

@@ -70,10 +70,11 @@ if TYPE_CHECKING:
     from trackcfg.config.config import Config
     from trackcfg.runner.base_runner import BaseRunner
     from trackcfg.runner.checkpoint import SavedCheckpoint
+    from trackcfg.runner.plan import TrainingPlan
     from trackcfg.tracking.agent.client import AgentReady, TrackingAgent
     from trackcfg.tracking.agent.journal import MetricRecord
 
-__all__ = ["RunResult", "RunTerminatedError", "resume_run", "start_run"]
+__all__ = ["RunResult", "RunTerminatedError", "resume", "resume_run", "run", "start_run"]
 
 _logger = logging.getLogger(__name__)
 
@@ -126,7 +127,7 @@ class RunResult:
 
 
 def start_run(
-    config_path: str | Path,
+    config_path: str | Path | Config,
     options: Sequence[str] = (),
     work_dir: Path | str | None = None,
     experiment: str | None = None,
@@ -134,11 +135,19 @@ def start_run(
     tracking_uri: str | None = None,
     on_start: Callable[[RunResult], None] | None = None,
 ) -> RunResult:
-    """Train ``config_path`` as a new tracked MLflow run.
+    """Train ``config_path`` as a new tracked MLflow run (``trackcfg.run``).
+
+    What ``trackcfg run`` does, callable from a user's own ``tools/train.py``::
+
+        import trackcfg
+        result = trackcfg.run("configs/digits/cnn_sgd_10e.py", ["optimizer.lr=0.05"])
+        trackcfg.resume(result.run_id)  # after a crash: the same run, bit for bit
 
     Args:
-        config_path: The config file.
-        options: ``--cfg-options`` strings (``k=v``), as given on the command line.
+        config_path: The config file, or a `Config` loaded from one
+            (``Config.fromfile``; its lineage is the snapshot's).
+        options: ``--cfg-options`` strings (``k=v``), as given on the command line;
+            applied to a given `Config` too.
         work_dir: Checkpoints and logs; default ``cfg.work_dir``, else
             ``work_dirs/<config stem>``.
         experiment: MLflow experiment name (created when missing); default
@@ -164,9 +173,20 @@ def start_run(
     from trackcfg.tracking.environment import capture_environment
     from trackcfg.tracking.snapshot import leaf_config_file, write_snapshot
 
+    given, config_path = _given_config(config_path)
+
+    def load() -> Config:
+        if given is None:
+            return load_config(config_path, options, import_custom_modules=True)
+        if options:
+            from trackcfg.config.options import parse_cfg_options
+
+            given.merge_from_dict(parse_cfg_options(list(options)))
+        return given
+
     if not _is_rank_zero():
-        cfg = load_config(config_path, options, import_custom_modules=True)
-        return _train_untracked(cfg, _work_dir(cfg, config_path, work_dir))
+        cfg = load()
+        return _train_untracked(cfg, _work_dir(_plan(cfg), config_path, work_dir))
     bound_http_retries()
     uri = mr.to_client_uri(tracking_uri or mr.resolve_tracking_uri())
     # First of all: the agent's git capture, MLflow import and store opening overlap
@@ -175,8 +195,9 @@ def start_run(
         uri, project=Path(config_path).parent, debug=_logger.isEnabledFor(logging.DEBUG)
     )
     try:
-        cfg = load_config(config_path, options, import_custom_modules=True)
-        work = _work_dir(cfg, config_path, work_dir)
+        cfg = load()
+        plan = _plan(cfg)
+        work = _work_dir(plan, config_path, work_dir)
         _prepare_work_dir(work)  # before the agent creates a run that could not train
         config_hash = cfg.hash
         config_file = leaf_config_file(cfg.lineage)
@@ -207,7 +228,7 @@ def start_run(
         truncated=flat.truncated,
         snapshot=staged,
         work_dir=work,
-        keep_last=_keep_last(cfg),
+        keep_last=plan.keep_last,
         lease=new_lease(),  # a new run: nobody else can hold it yet
     )
 
@@ -216,7 +237,7 @@ def start_run(
             ready.run_id, name, ready.experiment_id, config_hash, redact_url(uri), work, "RUNNING"
         )
 
-    return _train_tracked(cfg, agent, work, started, on_start, resume_from=None)
+    return _train_tracked(cfg, plan, agent, work, started, on_start, resume_from=None)
 
 
 def resume_run(
@@ -330,6 +351,7 @@ def resume_run(
                 cfg = snap.to_config(import_custom_modules=True)
             else:
                 cfg = load_config(config_path, options, import_custom_modules=True)
+        plan = _plan(cfg)
         resume_from = download_resume_checkpoint(client, run_id, tags, work, chosen=checkpoint)
         skip = _logged_steps(client, run_id, run.data.metrics.keys())
         count = int(tags.get(mr.TAG_RESUME_COUNT, "0")) + 1
@@ -348,7 +370,7 @@ def resume_run(
             run_id=run_id,
             experiment_id=run.info.experiment_id,
             work_dir=work,
-            keep_last=_keep_last(cfg),
+            keep_last=plan.keep_last,
             lease=lease,
         )
         hand_over()  # the agent renews the lease from now on, and removes it at the end
@@ -360,7 +382,7 @@ def resume_run(
             )
 
         return _train_tracked(
-            cfg, agent, work, started, on_start, resume_from=resume_from, skip=skip
+            cfg, plan, agent, work, started, on_start, resume_from=resume_from, skip=skip
         )
 
 
@@ -386,6 +408,7 @@ class _RunStartedHook(Hook):
 
 def _train_tracked(
     cfg: Config,
+    plan: TrainingPlan,
     agent: TrackingAgent,
     work: Path,
     started: Callable[[AgentReady], RunResult],
@@ -399,8 +422,7 @@ def _train_tracked(
     from trackcfg.session.hooks import MlflowCheckpointHook, MlflowLoggerHook
     from trackcfg.tracking.agent.journal import MetricJournal, journal_dir
 
-    interval, by_epoch = _log_settings(cfg)
-    logger_hook = MlflowLoggerHook(interval=interval, by_epoch=by_epoch)
+    logger_hook = MlflowLoggerHook(interval=plan.log_interval, by_epoch=plan.log_by_epoch)
 
     def publish(saved: SavedCheckpoint, seq: int) -> None:
         from trackcfg.tracking.agent.uploads import publish_pin
@@ -440,7 +462,7 @@ def _train_tracked(
             run.run_id,
             run.tracking_uri,
             skip=skip,
-            keep_last=_keep_last(cfg),
+            keep_last=plan.keep_last,
         )
         logger_hook.attach(journal)
         checkpoint_hook.attach(journal)
@@ -624,12 +646,11 @@ def _is_rank_zero() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
-def _work_dir(cfg: Config, config_path: str | Path, work_dir: Path | str | None) -> Path:
+def _work_dir(plan: TrainingPlan, config_path: str | Path, work_dir: Path | str | None) -> Path:
     if work_dir is not None:
         return Path(work_dir).resolve()
-    configured = cfg.to_dict().get("work_dir")
-    if isinstance(configured, str) and configured:
-        return Path(configured).resolve()
+    if plan.work_dir is not None:
+        return plan.work_dir.resolve()
     return (Path("work_dirs") / Path(config_path).stem).resolve()
 
 
@@ -647,34 +668,22 @@ def _resume_work_dir(
     return (Path("work_dirs") / f"{safe}-{run_id[:8]}").resolve()
 
 
-def _log_settings(cfg: Config) -> tuple[int, bool]:
-    """The logger interval and by_epoch flag the config's log_config uses."""
-    data = cfg.to_dict()
-    log_config = data.get("log_config")
-    interval, by_epoch = 10, True
-    runner = data.get("runner")
-    if isinstance(runner, dict) and runner.get("type") == "IterBasedRunner":
-        by_epoch = False
-    if isinstance(log_config, dict):
-        value = log_config.get("interval")
-        if isinstance(value, int) and value > 0:
-            interval = value
-        hooks = log_config.get("hooks")
-        if isinstance(hooks, (list, tuple)):
-            for hook in hooks:
-                if isinstance(hook, dict) and isinstance(hook.get("by_epoch"), bool):
-                    by_epoch = hook["by_epoch"]
-                    break
-    return interval, by_epoch
+def _given_config(config: str | Path | Config) -> tuple[Config | None, Path]:
+    """A `Config` given to `start_run` (and its file), or None and the path given."""
+    if isinstance(config, (str, Path)):
+        return None, Path(config)
+    if not config.filename or not config.lineage:
+        raise TrackingError(
+            "a tracked run needs its config's files (for the snapshot): pass a path, or a "
+            "Config loaded with Config.fromfile"
+        )
+    return config, Path(config.filename)
 
 
-def _keep_last(cfg: Config) -> int | None:
-    checkpoint_config = cfg.to_dict().get("checkpoint_config")
-    if isinstance(checkpoint_config, dict):
-        keep = checkpoint_config.get("max_keep_ckpts")
-        if isinstance(keep, int) and keep > 0:
-            return keep
-    return None
+def _plan(cfg: Config) -> TrainingPlan:
+    from trackcfg.runner.plan import TrainingPlan
+
+    return TrainingPlan.from_config(cfg.to_dict())
 
 
 def _describe_changes(recorded: dict[str, object], cfg: Config) -> list[str]:
@@ -715,3 +724,9 @@ def _logged_steps(
         for metric in client.get_metric_history(run_id, key):
             steps.add((metric.key, int(metric.step)))
     return frozenset(steps)
+
+
+#: The public Python names (``trackcfg.run``, ``trackcfg.resume``) of what the
+#: ``trackcfg run`` and ``trackcfg resume`` commands do.
+run = start_run
+resume = resume_run
