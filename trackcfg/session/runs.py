@@ -56,6 +56,7 @@ from typing import TYPE_CHECKING
 from trackcfg.config.config import load_config
 from trackcfg.errors import (
     HashMismatchError,
+    RunTerminatedError,
     TrackingError,
     WorkDirError,
 )
@@ -74,7 +75,7 @@ if TYPE_CHECKING:
     from trackcfg.tracking.agent.client import AgentReady, TrackingAgent
     from trackcfg.tracking.agent.journal import MetricRecord
 
-__all__ = ["RunResult", "RunTerminatedError", "resume", "resume_run", "run", "start_run"]
+__all__ = ["RunResult", "resume", "resume_run", "run", "start_run"]
 
 _logger = logging.getLogger(__name__)
 
@@ -85,14 +86,6 @@ DELIVERY_TIMEOUT = 30.0
 UPLOAD_TIMEOUT = 120.0
 #: The same bounds for a run that failed or was killed: report it, do not linger.
 ABORT_TIMEOUT = 10.0
-
-
-class RunTerminatedError(KeyboardInterrupt):
-    """Training stopped by SIGTERM (the run is marked KILLED); ``signum`` says which."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(f"terminated by signal {signum}")
-        self.signum = signum
 
 
 @dataclass(frozen=True, slots=True)

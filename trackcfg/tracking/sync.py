@@ -115,7 +115,8 @@ def sync(
     Returns:
         What was delivered and what is still pending.
     """
-    from trackcfg.tracking.agent.delivery import JournalBusyError, JournalDelivery, mlflow_sender
+    from trackcfg.errors import JournalBusyError
+    from trackcfg.tracking.agent.delivery import JournalDelivery, mlflow_sender
     from trackcfg.tracking.agent.journal import (
         find_journals,
         pending_status,

@@ -20,7 +20,8 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from trackcfg.tracking.agent.delivery import JournalBusyError, JournalDelivery, mlflow_sender
+from trackcfg.errors import JournalBusyError
+from trackcfg.tracking.agent.delivery import JournalDelivery, mlflow_sender
 from trackcfg.tracking.agent.journal import (
     MetricJournal,
     MetricRecord,

@@ -32,7 +32,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from trackcfg.errors import first_line
+from trackcfg.errors import JournalBusyError, first_line
 from trackcfg.tracking.agent.journal import (
     DELIVERED_FILE,
     LOCK_FILE,
@@ -50,7 +50,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MAX_METRICS_PER_BATCH",
-    "JournalBusyError",
     "JournalDelivery",
     "Sender",
     "mlflow_sender",
@@ -66,10 +65,6 @@ Sender = Callable[[Sequence[MetricRecord]], None]
 
 # MLflow error codes after which sending the same request again cannot succeed.
 _PERMANENT_ERRORS = frozenset({"INVALID_PARAMETER_VALUE", "BAD_REQUEST", "INVALID_STATE"})
-
-
-class JournalBusyError(TimeoutError):
-    """Another process kept delivering the journal for longer than we could wait."""
 
 
 def mlflow_sender(tracking_uri: str, run_id: str) -> Sender:
