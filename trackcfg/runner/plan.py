@@ -20,7 +20,7 @@ from pathlib import Path
 
 from trackcfg.errors import ConfigError
 
-__all__ = ["DEFAULT_LOG_INTERVAL", "TrainingPlan"]
+__all__ = ["DEFAULT_LOG_INTERVAL", "TrainingPlan", "config_section"]
 
 #: mmcv's ``log_config.interval`` default.
 DEFAULT_LOG_INTERVAL = 10
@@ -64,7 +64,7 @@ class TrainingPlan:
         Raises:
             ConfigError: a section is not a dict, or no runner budget is given.
         """
-        runner = _section(data, "runner")
+        runner = config_section(data, "runner")
         if runner is None:
             if "total_epochs" not in data:
                 raise ConfigError("missing section", key_path="runner")
@@ -72,7 +72,7 @@ class TrainingPlan:
         work_dir = data.get("work_dir")
         if work_dir is not None and not isinstance(work_dir, (str, Path)):
             raise ConfigError(f"expected a path, got {work_dir!r}", key_path="work_dir")
-        log_config = _section(data, "log_config") or {}
+        log_config = config_section(data, "log_config") or {}
         interval = log_config.get("interval", DEFAULT_LOG_INTERVAL)
         if not isinstance(interval, int) or isinstance(interval, bool) or interval < 1:
             raise ConfigError(
@@ -85,7 +85,7 @@ class TrainingPlan:
                 if isinstance(hook, Mapping) and isinstance(hook.get("by_epoch"), bool):
                     log_by_epoch = bool(hook["by_epoch"])
                     break
-        keep = (_section(data, "checkpoint_config") or {}).get("max_keep_ckpts")
+        keep = (config_section(data, "checkpoint_config") or {}).get("max_keep_ckpts")
         workflow = data.get("workflow", [("train", 1)])
         if not isinstance(workflow, Sequence) or isinstance(workflow, str):
             raise ConfigError(
@@ -103,7 +103,7 @@ class TrainingPlan:
         )
 
 
-def _section(data: Mapping[str, object], key: str) -> dict[str, object] | None:
+def config_section(data: Mapping[str, object], key: str) -> dict[str, object] | None:
     value = data.get(key)
     if value is None:
         return None

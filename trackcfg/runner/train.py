@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
 from trackcfg.errors import CheckpointCorruptError, ConfigError, RunnerError
-from trackcfg.runner.plan import TrainingPlan
+from trackcfg.runner.plan import TrainingPlan, config_section
 
 if TYPE_CHECKING:
     from trackcfg.config.config import Config
@@ -63,15 +63,6 @@ def _config_hash(cfg: object, data: dict[str, object]) -> str:
     from trackcfg.config.canonical import digest, to_canonical_bytes
 
     return digest(to_canonical_bytes(data))
-
-
-def _section(data: Mapping[str, object], key: str) -> dict[str, object] | None:
-    value = data.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, Mapping):
-        raise ConfigError(f"expected a dict, got {type(value).__name__}", key_path=key)
-    return dict(value)
 
 
 def _location(cfg: object, key_path: str) -> Location | None:
@@ -176,7 +167,7 @@ def train(
             raise ConfigError("missing section", key_path=key)
     model = MODELS.build(data["model"], key_path="model", location=_location(cfg, "model.type"))
 
-    data_cfg = _section(data, "data") or {}
+    data_cfg = config_section(data, "data") or {}
     workflow = list(plan.workflow)
     samples_per_gpu = cast(int, data_cfg.get("samples_per_gpu", 1))
     workers_per_gpu = cast(int, data_cfg.get("workers_per_gpu", 0))
@@ -213,7 +204,7 @@ def train(
         # buffers broadcast; the optimizer holds the same Parameter objects.
         from trackcfg.runner.parallel import StepDistributedDataParallel
 
-        ddp_args = _section(data, "ddp") or {}
+        ddp_args = config_section(data, "ddp") or {}
         model = StepDistributedDataParallel(model, **ddp_args)
     runner_cfg = dict(plan.runner)
     meta: dict[str, object] = {
@@ -237,8 +228,8 @@ def train(
             location=_location(cfg, "runner.type"),
         ),
     )
-    optimizer_config = _section(data, "optimizer_config")
-    fp16 = _section(data, "fp16")
+    optimizer_config = config_section(data, "optimizer_config")
+    fp16 = config_section(data, "fp16")
     if fp16 is not None:
         # mmdet 2.x: `fp16=dict(loss_scale=...)` turns the optimizer hook into Fp16OptimizerHook.
         optimizer_config = {**(optimizer_config or {}), **fp16, "type": "Fp16OptimizerHook"}
@@ -250,11 +241,11 @@ def train(
         logger.addHandler(handler)
     try:
         runner.register_training_hooks(
-            _section(data, "lr_config"),
+            config_section(data, "lr_config"),
             optimizer_config,
-            _section(data, "checkpoint_config"),
-            _section(data, "log_config"),
-            momentum_config=_section(data, "momentum_config"),
+            config_section(data, "checkpoint_config"),
+            config_section(data, "log_config"),
+            momentum_config=config_section(data, "momentum_config"),
             custom_hooks_config=cast(
                 "Sequence[Mapping[str, object]] | None", data.get("custom_hooks")
             ),
