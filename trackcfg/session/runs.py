@@ -62,8 +62,9 @@ from trackcfg.errors import (
 )
 from trackcfg.runner.hooks.hook import Hook
 from trackcfg.session.checkpoints import artifact_name, download_resume_checkpoint
+from trackcfg.tracking.mlflow_run import store_errors
 from trackcfg.tracking.redaction import redact_url
-from trackcfg.tracking.sync import bound_http_retries, store_errors, sync
+from trackcfg.tracking.sync import bound_http_retries, sync
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient

@@ -1,5 +1,9 @@
 """MLflow runs for trackcfg: the store, experiments, run tags and config params.
 
+The one seam to MLflow: other modules name MLflow's types for annotations only and
+call the functions here (clients, tags, metric batches, artifact repositories,
+errors).
+
 Everything goes through an explicit ``MlflowClient``; MLflow's process-global
 active run (``mlflow.start_run``) is never used. mlflow is imported inside the
 functions that need it, so ``import trackcfg`` stays fast.
@@ -30,11 +34,12 @@ the complete config is always in the snapshot.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import posixpath
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -46,6 +51,7 @@ from trackcfg.tracking.redaction import redact_text, redact_url, split_credentia
 if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.entities import Run
+    from mlflow.store.artifact.artifact_repo import ArtifactRepository
 
     from trackcfg.tracking.gitstate import GitState
 
@@ -73,13 +79,16 @@ __all__ = [
     "TAG_TRUNCATED_PARAMS",
     "TAG_WORK_DIR",
     "FlatParams",
+    "artifact_repository",
     "clear_failure_tags",
     "create_run",
     "flatten_params",
     "get_or_create_experiment",
     "get_run",
     "git_tags",
+    "is_store_error",
     "local_sqlite_path",
+    "log_metric_batch",
     "log_params",
     "open_client",
     "refused_credentials",
@@ -87,6 +96,7 @@ __all__ = [
     "resolve_tracking_uri",
     "run_name",
     "set_tags",
+    "store_errors",
     "to_client_uri",
     "unusable_store",
 ]
@@ -468,3 +478,39 @@ def clear_failure_tags(client: MlflowClient, run_id: str) -> None:
         client.delete_tag(run_id, TAG_ERROR)
     if tags.get(TAG_NOTE, "").startswith(FAILURE_NOTE):
         client.delete_tag(run_id, TAG_NOTE)
+
+
+@contextlib.contextmanager
+def store_errors(uri: str) -> Iterator[None]:
+    """Report a tracking store that cannot be used as one `TrackingError`."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        yield
+    except MlflowException as error:
+        raise unusable_store(uri, error) from error
+
+
+def is_store_error(error: BaseException) -> bool:
+    """Whether ``error`` is MLflow's own (a refused request, a missing artifact)."""
+    from mlflow.exceptions import MlflowException
+
+    return isinstance(error, MlflowException)
+
+
+def log_metric_batch(
+    client: MlflowClient, run_id: str, metrics: Sequence[tuple[str, float, int, int]]
+) -> None:
+    """Log ``(key, value, timestamp ms, step)`` rows in one synchronous request."""
+    from mlflow.entities import Metric
+
+    rows = [Metric(key, value, timestamp, step) for key, value, timestamp, step in metrics]
+    client.log_batch(run_id, metrics=rows, synchronous=True)
+
+
+def artifact_repository(client: MlflowClient, run_id: str) -> ArtifactRepository:
+    """The artifact repository of run ``run_id`` (to delete artifacts, which the client cannot)."""
+    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+    artifact_uri = client.get_run(run_id).info.artifact_uri
+    return get_artifact_repository(artifact_uri, tracking_uri=client.tracking_uri)

@@ -12,10 +12,9 @@ and by a new run's agent (journals earlier runs left in its work dir).
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -28,7 +27,6 @@ __all__ = [
     "HTTP_DEFAULTS",
     "SyncReport",
     "bound_http_retries",
-    "store_errors",
     "sync",
     "warn_if_refused",
 ]
@@ -230,19 +228,6 @@ def _add(a: StrandedUploads, b: StrandedUploads) -> StrandedUploads:
     from trackcfg.tracking.agent.uploads import StrandedUploads
 
     return StrandedUploads(a.uploaded + b.uploaded, a.pending + b.pending, a.rejected + b.rejected)
-
-
-@contextlib.contextmanager
-def store_errors(uri: str) -> Iterator[None]:
-    """Report a tracking store that cannot be used as one `TrackingError`."""
-    from mlflow.exceptions import MlflowException
-
-    from trackcfg.tracking.mlflow_run import unusable_store
-
-    try:
-        yield
-    except MlflowException as error:
-        raise unusable_store(uri, error) from error
 
 
 def bound_http_retries() -> None:

@@ -73,13 +73,15 @@ def mlflow_sender(tracking_uri: str, run_id: str) -> Sender:
     # nothing left to deliver never imports MLflow
 
     def send(records: Sequence[MetricRecord]) -> None:
-        from mlflow import MlflowClient
-        from mlflow.entities import Metric
+        from trackcfg.tracking.mlflow_run import log_metric_batch, open_client
 
         if not clients:
-            clients.append(MlflowClient(tracking_uri))
-        metrics = [Metric(r.key, r.value, r.timestamp, r.step) for r in records]
-        clients[0].log_batch(run_id, metrics=metrics, synchronous=True)
+            clients.append(open_client(tracking_uri))
+        log_metric_batch(
+            client=clients[0],
+            run_id=run_id,
+            metrics=[(r.key, r.value, r.timestamp, r.step) for r in records],
+        )
 
     return send
 
