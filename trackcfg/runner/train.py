@@ -27,6 +27,7 @@ from __future__ import annotations
 import copy
 import logging
 import secrets
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
@@ -40,11 +41,33 @@ if TYPE_CHECKING:
     from trackcfg.runner.base_runner import BaseRunner
     from trackcfg.runner.hooks.hook import Hook
 
-__all__ = ["resolve_resume_checkpoint", "train"]
+__all__ = ["TextLogFile", "resolve_resume_checkpoint", "train"]
 
 _LOG = "trackcfg.train"
 # mmcv's log line format, for the run's text log in the work dir.
 _LOG_FORMAT = "%(asctime)s - %(name)s - %(levelname)s - %(message)s"
+
+
+class TextLogFile(logging.FileHandler):
+    """The run's text log file: a line it cannot write (a full disk) costs a warning, once.
+
+    `logging` would print a traceback for every line that fails; the run goes on
+    either way (its metrics are journaled elsewhere), so one line on stderr says
+    what the file misses.
+    """
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self._failed = False
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        if not self._failed:
+            self._failed = True
+            error = sys.exc_info()[1]
+            sys.stderr.write(
+                f"trackcfg: cannot write the text log {self.baseFilename} ({error}); lines "
+                "are missing from it while this lasts, the run goes on\n"
+            )
 
 
 def _config_dict(cfg: object) -> dict[str, object]:
@@ -236,7 +259,7 @@ def train(
     # The run's text log, `{timestamp}.log` next to TextLoggerHook's `.log.json` (rank 0).
     handler: logging.Handler | None = None
     if runner.rank == 0:
-        handler = logging.FileHandler(work_path / f"{runner.timestamp}.log")
+        handler = TextLogFile(work_path / f"{runner.timestamp}.log")
         handler.setFormatter(logging.Formatter(_LOG_FORMAT))
         logger.addHandler(handler)
     try:
