@@ -39,6 +39,11 @@ _EXPORTS: dict[str, str] = {
     "EpochBasedRunner": "trackcfg.runner.epoch_based_runner",
     "IterBasedRunner": "trackcfg.runner.iter_based_runner",
     "train": "trackcfg.runner.train",
+    # tracked runs (the application layer)
+    "run": "trackcfg.session.runs",
+    "resume": "trackcfg.session.runs",
+    "RunResult": "trackcfg.session.runs",
+    "sync": "trackcfg.tracking.sync",
     # errors
     "TrackcfgError": "trackcfg.errors",
     "ConfigError": "trackcfg.errors",
@@ -72,6 +77,7 @@ __all__ = [
     "Priority",
     "Registry",
     "RegistryError",
+    "RunResult",
     "RunnerError",
     "Stage",
     "TrackcfgError",
@@ -79,6 +85,9 @@ __all__ = [
     "__version__",
     "build_from_cfg",
     "build_model_from_cfg",
+    "resume",
+    "run",
+    "sync",
     "train",
 ]
 
@@ -127,3 +136,5 @@ if TYPE_CHECKING:
     from trackcfg.runner.priority import Priority
     from trackcfg.runner.stage import Stage
     from trackcfg.runner.train import train
+    from trackcfg.session.runs import RunResult, resume, run
+    from trackcfg.tracking.sync import sync

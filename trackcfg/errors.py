@@ -27,7 +27,15 @@
         ├── RunNotFoundError
         ├── SnapshotError                  a run without (or with a broken) snapshot
         ├── HashMismatchError              resume refused: the config hashes differently
-        └── RunLeaseError                  another trainer holds the run's lease
+        ├── RunLeaseError                  another trainer holds the run's lease
+        └── JournalBusyError (TimeoutError)        another process still delivers a journal
+
+    KeyboardInterrupt
+    └── RunTerminatedError                 SIGTERM while training (run KILLED)
+
+`RunTerminatedError` stays outside `TrackcfgError` (and `Exception`), like the
+Ctrl-C it stands for: ``except Exception`` in user code must not swallow a
+termination.
 
 ``ConfigWarning`` (a ``UserWarning``) is raised for configs that load but probably
 not as meant; its text starts with ``file:line:`` like an error's.
@@ -71,9 +79,11 @@ __all__ = [
     "DuplicateRegistrationError",
     "HashMismatchError",
     "HookRegistrationError",
+    "JournalBusyError",
     "RegistryError",
     "RunLeaseError",
     "RunNotFoundError",
+    "RunTerminatedError",
     "RunnerError",
     "SnapshotError",
     "TrackcfgError",
@@ -250,6 +260,18 @@ class HashMismatchError(TrackingError):
 
 class RunLeaseError(TrackingError):
     """Another trainer holds the run's lease: a run has one trainer at a time."""
+
+
+class JournalBusyError(TrackingError, TimeoutError):
+    """Another process kept delivering a metric journal longer than we could wait."""
+
+
+class RunTerminatedError(KeyboardInterrupt):
+    """Training stopped by SIGTERM (the run is marked KILLED); ``signum`` says which."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"terminated by signal {signum}")
+        self.signum = signum
 
 
 def first_line(error: BaseException, limit: int = 200) -> str:

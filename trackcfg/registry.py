@@ -629,7 +629,6 @@ HOOKS = Registry(
         "trackcfg.runner.hooks.optimizer",
         "trackcfg.runner.hooks.text_logger",
         "trackcfg.runner.hooks.timer",
-        "trackcfg.runner.hooks.mlflow",
     ),
 )
 OPTIMIZERS = Registry("optimizers", scope="trackcfg", populate=_register_torch_optimizers)

@@ -38,8 +38,8 @@ def bench_logged_step(steps: int, sync_steps: int, work: Path) -> dict[str, floa
     from mlflow import MlflowClient
     from mlflow.entities import Metric
 
-    from trackcfg.tracking.delivery import JournalDelivery, mlflow_sender
-    from trackcfg.tracking.journal import MetricJournal, journal_dir
+    from trackcfg.tracking.agent.delivery import JournalDelivery, mlflow_sender
+    from trackcfg.tracking.agent.journal import MetricJournal, journal_dir
 
     uri = "sqlite:///" + (work / "bench-store" / "mlflow.db").as_posix()
     (work / "bench-store").mkdir()
@@ -143,10 +143,11 @@ def bench_training_phase(epochs: int, repeat: int, work: Path) -> dict[str, floa
 
     from trackcfg.config.config import Config
     from trackcfg.runner.checkpoint import SavedCheckpoint
-    from trackcfg.runner.hooks.mlflow import MlflowCheckpointHook, MlflowLoggerHook
     from trackcfg.runner.train import train
-    from trackcfg.tracking.agent_client import TrackingAgent
-    from trackcfg.tracking.journal import MetricJournal, journal_dir
+    from trackcfg.session.hooks import MlflowCheckpointHook, MlflowLoggerHook
+    from trackcfg.tracking.agent.client import TrackingAgent
+    from trackcfg.tracking.agent.journal import MetricJournal, journal_dir
+    from trackcfg.tracking.agent.lease import new_lease
 
     uri = "sqlite:///" + (work / "phase.db").as_posix()
     client = MlflowClient(uri)
@@ -162,7 +163,11 @@ def bench_training_phase(epochs: int, repeat: int, work: Path) -> dict[str, floa
         run_id = client.create_run(experiment).info.run_id
         agent = TrackingAgent.spawn(uri)
         agent.attach(
-            run_id=run_id, experiment_id=experiment, work_dir=work / f"hooked{i}", keep_last=2
+            run_id=run_id,
+            experiment_id=experiment,
+            work_dir=work / f"hooked{i}",
+            keep_last=2,
+            lease=new_lease(),
         )
         agent.wait_ready()
         journal = MetricJournal(journal_dir(work / f"hooked{i}", run_id), run_id, uri)

@@ -223,8 +223,8 @@ def test_sync_takes_the_credentials_from_the_environment_or_says_they_are_missin
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    from trackcfg.tracking.journal import MetricJournal, journal_dir
-    from trackcfg.tracking.session import sync
+    from trackcfg.tracking.agent.journal import MetricJournal, journal_dir
+    from trackcfg.tracking.sync import sync
 
     for name in ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
         monkeypatch.delenv(name, raising=False)

@@ -37,7 +37,7 @@ from tests.e2e.conftest import (
 )
 from tests.e2e.conftest import trackcfg as run_cli
 from tests.small_disk import small_disk
-from trackcfg.runner.checkpoint_file import content_digest
+from trackcfg.checkpoint_file import content_digest
 
 pytestmark = pytest.mark.slow
 

@@ -132,7 +132,7 @@ def test_resume_from_a_real_mlflow_server_alone_matches_the_uninterrupted_run(
 RESUME_WITH_CONFIG = """
 import sys
 from trackcfg.errors import TrackcfgError
-from trackcfg.tracking.session import resume_run
+from trackcfg.session.runs import resume_run
 run_id, config, force, *options = sys.argv[1:]
 try:
     resume_run(run_id, config_path=config, options=options, force=force == "1")

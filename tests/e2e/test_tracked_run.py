@@ -24,9 +24,9 @@ from tests.e2e.conftest import (
     sqlite_uri,
     trackcfg,
 )
+from trackcfg.checkpoint_file import content_digest, read_checkpoint_record
 from trackcfg.config.config import Config
 from trackcfg.config.provenance import Provenance
-from trackcfg.runner.checkpoint_file import content_digest, read_checkpoint_record
 from trackcfg.tracking.snapshot import load_snapshot
 
 Run = Callable[..., subprocess.CompletedProcess[str]]

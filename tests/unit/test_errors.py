@@ -17,6 +17,8 @@ from trackcfg.errors import (
     ConfigOptionError,
     DuplicateRegistrationError,
     HookRegistrationError,
+    JournalBusyError,
+    RunTerminatedError,
     TrackcfgError,
     UnknownTypeError,
     WorkDirError,
@@ -64,6 +66,7 @@ def test_error_renders_like_a_compiler(error: TrackcfgError, text: str) -> None:
         (HookRegistrationError, TypeError),
         (CheckpointCorruptError, TrackcfgError),
         (WorkDirError, OSError),
+        (JournalBusyError, TimeoutError),
     ],
 )
 def test_error_is_also_its_builtin(cls: type[TrackcfgError], builtin: type[Exception]) -> None:
@@ -84,3 +87,37 @@ def test_error_survives_pickling_with_its_fields() -> None:
         Location("f.py", 3),
         "a",
     )
+
+
+def test_a_termination_is_an_interrupt_that_except_exception_does_not_swallow() -> None:
+    assert issubclass(RunTerminatedError, KeyboardInterrupt)
+    assert not issubclass(RunTerminatedError, Exception)
+    assert RunTerminatedError(15).signum == 15
+
+
+def test_every_exception_trackcfg_defines_is_in_the_errors_module() -> None:
+    import importlib
+    import pkgutil
+
+    import trackcfg
+
+    defined: set[type[BaseException]] = set()
+    for info in pkgutil.walk_packages(trackcfg.__path__, "trackcfg."):
+        if info.name.endswith("__main__"):
+            continue  # running them is what they do
+        module = importlib.import_module(info.name)
+        defined.update(
+            value
+            for value in vars(module).values()
+            if isinstance(value, type)
+            and issubclass(value, BaseException)
+            and value.__module__ == info.name
+        )
+    assert defined, "no module was read"
+    outside = sorted(
+        f"{cls.__module__}.{cls.__qualname__}"
+        for cls in defined
+        # A private exception never leaves its module (control flow inside it).
+        if cls.__module__ != "trackcfg.errors" and not cls.__name__.startswith("_")
+    )
+    assert outside == [], "define errors in trackcfg/errors.py, in its tree"

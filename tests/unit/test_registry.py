@@ -395,11 +395,3 @@ def test_repr_names_registry_scope_and_size() -> None:
     fn: Callable[..., object] = make_point
     reg.register_module(module=fn)
     assert repr(reg) == "Registry(name='things', scope='t', items=1)"
-
-
-def test_docstring_examples_run() -> None:
-    import doctest
-
-    import trackcfg.registry
-
-    assert doctest.testmod(trackcfg.registry).failed == 0

@@ -25,7 +25,7 @@ import click
 from trackcfg.cli import render
 
 if TYPE_CHECKING:
-    from trackcfg.tracking.session import RunResult
+    from trackcfg.session.runs import RunResult
 
 __all__ = ["cli", "expand_cfg_options", "main"]
 
@@ -119,7 +119,7 @@ def run(
     force: bool,
 ) -> None:
     """Train CONFIG and track the run on MLflow (prints run id and config hash)."""
-    from trackcfg.tracking import session
+    from trackcfg import session
 
     run_id = None if resume is None else _resume_target(config, cfg_options, experiment, resume)
     if run_id is not None:
@@ -154,10 +154,12 @@ def _resume_target(
 ) -> str | None:
     if resume != "auto":
         return resume
-    from trackcfg.cli.catalog import find_resumable
-    from trackcfg.cli.target import load_config
+    from trackcfg.config.config import load_config
+    from trackcfg.session.catalog import find_resumable
 
-    run_id = find_resumable(load_config(config, options).hash, experiment)
+    run_id = find_resumable(
+        load_config(config, options, import_custom_modules=False).hash, experiment
+    )
     if run_id is None:
         click.echo("no unfinished run with this config hash: starting a new run", err=True)
     return run_id
@@ -182,7 +184,7 @@ def resume(run_id: str, work_dir: str | None, force: bool, checkpoint: str | Non
     When the newest stored checkpoint does not verify, the newest older one that
     does is used (with a warning). Refused while another trainer holds the run.
     """
-    from trackcfg.tracking import session
+    from trackcfg import session
 
     result = session.resume_run(
         run_id,
@@ -202,7 +204,7 @@ def sync(work_dir: str | None) -> None:
     Without WORK_DIR: every work dir under ./work_dirs (the default location).
     A journal a killed run's tracking agent is still delivering is waited for.
     """
-    from trackcfg.tracking import session
+    from trackcfg import session
 
     if work_dir is not None:
         directories = [Path(work_dir)]
@@ -228,10 +230,15 @@ def sync(work_dir: str | None) -> None:
 )
 def show(config: str, cfg_options: tuple[str, ...], fmt: str) -> None:
     """Print the resolved CONFIG."""
-    from trackcfg.cli.target import load_config
     from trackcfg.config import dump
+    from trackcfg.config.config import load_config
 
-    click.echo(dump.to_text(load_config(config, cfg_options).to_dict(), f".{fmt}"), nl=False)
+    click.echo(
+        dump.to_text(
+            load_config(config, cfg_options, import_custom_modules=False).to_dict(), f".{fmt}"
+        ),
+        nl=False,
+    )
 
 
 @cli.command("hash", cls=_Command)
@@ -240,9 +247,9 @@ def show(config: str, cfg_options: tuple[str, ...], fmt: str) -> None:
 @click.option("--lineage", is_flag=True, help="Also list every file that took part.")
 def hash_(config: str, cfg_options: tuple[str, ...], lineage: bool) -> None:
     """Print the content hash of the resolved CONFIG (digest alone, for scripts)."""
-    from trackcfg.cli.target import load_config
+    from trackcfg.config.config import load_config
 
-    cfg = load_config(config, cfg_options)
+    cfg = load_config(config, cfg_options, import_custom_modules=False)
     _out(cfg.hash)
     if lineage:
         _out(render.render_lineage(cfg.lineage, colour=_colour()))
@@ -253,8 +260,8 @@ def hash_(config: str, cfg_options: tuple[str, ...], lineage: bool) -> None:
 @click.argument("key")
 def blame(target: str, key: str) -> None:
     """Show where KEY (or every key under it) was set in TARGET (config file or run id)."""
-    from trackcfg.cli import audit
-    from trackcfg.cli.target import load_view
+    from trackcfg.session import audit
+    from trackcfg.session.target import load_view
 
     with render.progress(f"reading {target}"):
         view = load_view(target)
@@ -267,8 +274,8 @@ def blame(target: str, key: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def diff(a: str, b: str, as_json: bool) -> None:
     """Compare A and B (config files and/or run ids); exit 0 same, 1 different, 2 trouble."""
-    from trackcfg.cli import audit
-    from trackcfg.cli.target import load_view
+    from trackcfg.session import audit
+    from trackcfg.session.target import load_view
 
     with render.progress("reading both sides"):
         comparison = audit.compare(load_view(a), load_view(b))
@@ -292,13 +299,13 @@ def runs(
     config_hash: str | None, config: str | None, experiment: str | None, as_json: bool
 ) -> None:
     """List tracked runs, newest first (id, name, status, start, git, latest metrics)."""
-    from trackcfg.cli.catalog import find_runs
-    from trackcfg.cli.target import load_config
+    from trackcfg.config.config import load_config
+    from trackcfg.session.catalog import find_runs
 
     if config_hash and config:
         raise click.UsageError("give --hash or --config, not both")
     if config:
-        config_hash = load_config(config).hash
+        config_hash = load_config(config, import_custom_modules=False).hash
     rows = find_runs(config_hash, experiment)
     _out(render.render_runs_json(rows) if as_json else render.render_runs(rows, colour=_colour()))
 
@@ -309,8 +316,8 @@ def runs(
 @click.option("--run", "do_run", is_flag=True, help="Then run the printed command there.")
 def reproduce(run_id: str, directory: str | None, do_run: bool) -> None:
     """Re-create RUN_ID's sources in a new git worktree and verify the config hash."""
-    from trackcfg.cli import reproduction
-    from trackcfg.cli.catalog import tracking_uri
+    from trackcfg.session import reproduction
+    from trackcfg.session.catalog import tracking_uri
 
     with render.progress(f"reproducing run {run_id}"):
         rep = reproduction.reproduce(run_id, _path(directory))
@@ -334,7 +341,7 @@ def _absolute_uri(uri: str) -> str:
 @click.option("--hash", "config_hash", metavar="H", help="Print the search string for H.")
 def ui(host: str, port: int, config_hash: str | None) -> None:
     """Start the MLflow UI on the store `trackcfg run` writes to."""
-    from trackcfg.cli.catalog import hash_filter, tracking_uri
+    from trackcfg.session.catalog import hash_filter, tracking_uri
     from trackcfg.tracking.redaction import redact_url
 
     uri = tracking_uri()

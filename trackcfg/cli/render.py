@@ -1,6 +1,6 @@
 """Everything the command line prints for people: tables, blame, diffs, run summaries.
 
-Functions here take plain records (from ``trackcfg.cli.audit``, ``catalog``,
+Functions here take plain records (from ``trackcfg.session.audit``, ``catalog``,
 ``reproduction``) and return strings; they never compute answers. Colour is
 added only when the output stream is a terminal and ``NO_COLOR`` is unset, so
 piped output and files stay plain. Progress messages go to stderr, and only on a
@@ -19,12 +19,12 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, TextIO
 
 if TYPE_CHECKING:
-    from trackcfg.cli.audit import BlameReport, Comparison, KeyDifference, SideLocation
-    from trackcfg.cli.catalog import RunRow
-    from trackcfg.cli.reproduction import Reproduction
     from trackcfg.config.config import LineageEntry
     from trackcfg.config.location import Assignment
-    from trackcfg.tracking.session import RunResult
+    from trackcfg.session.audit import BlameReport, Comparison, KeyDifference, SideLocation
+    from trackcfg.session.catalog import RunRow
+    from trackcfg.session.reproduction import Reproduction
+    from trackcfg.session.runs import RunResult
 
 __all__ = [
     "Colour",
@@ -158,7 +158,7 @@ def render_blame(report: BlameReport, *, colour: bool = False) -> str:
 
 
 def _value_text(value: object) -> str:
-    from trackcfg.cli.audit import MISSING
+    from trackcfg.session.audit import MISSING
 
     return "<deleted>" if value is MISSING else format_value(value)
 

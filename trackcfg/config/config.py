@@ -615,7 +615,7 @@ def load_config(
     path: str | os.PathLike[str],
     cfg_options: Sequence[str] = (),
     *,
-    import_custom_modules: bool = True,
+    import_custom_modules: bool,
 ) -> Config:
     """Load a config file, then apply command-line ``k=v`` options in order.
 

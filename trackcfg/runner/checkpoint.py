@@ -7,7 +7,7 @@ ignore) carries a trailer::
     trackcfg-checkpoint 1 xxh3-128=<32 hex> size=<n> epoch=<e> iter=<i>
 
 ``xxh3-128`` is the digest of the first ``size`` bytes (everything before the
-comment-length field); `trackcfg.runner.checkpoint_file` reads it without
+comment-length field); `trackcfg.checkpoint_file` reads it without
 torch (for the tracking agent and ``trackcfg sync``). The writer (a background
 thread) writes a hidden temp file in the target directory, fsyncs it, renames
 it over the final name, fsyncs the directory, and only then moves the
@@ -65,8 +65,7 @@ import numpy as np
 import torch
 import xxhash
 
-from trackcfg.errors import CheckpointCorruptError, CheckpointError
-from trackcfg.runner.checkpoint_file import (
+from trackcfg.checkpoint_file import (
     TAIL_BYTES,
     TRAILER_MARKER,
     CheckpointRecord,
@@ -75,6 +74,7 @@ from trackcfg.runner.checkpoint_file import (
     read_checkpoint_record,
     remove_stale_temp_files,
 )
+from trackcfg.errors import CheckpointCorruptError, CheckpointError
 
 __all__ = [
     "CheckpointRecord",

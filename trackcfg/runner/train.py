@@ -27,11 +27,13 @@ from __future__ import annotations
 import copy
 import logging
 import secrets
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
 from trackcfg.errors import CheckpointCorruptError, ConfigError, RunnerError
+from trackcfg.runner.plan import TrainingPlan, config_section
 
 if TYPE_CHECKING:
     from trackcfg.config.config import Config
@@ -39,11 +41,33 @@ if TYPE_CHECKING:
     from trackcfg.runner.base_runner import BaseRunner
     from trackcfg.runner.hooks.hook import Hook
 
-__all__ = ["resolve_resume_checkpoint", "train"]
+__all__ = ["TextLogFile", "resolve_resume_checkpoint", "train"]
 
 _LOG = "trackcfg.train"
 # mmcv's log line format, for the run's text log in the work dir.
 _LOG_FORMAT = "%(asctime)s - %(name)s - %(levelname)s - %(message)s"
+
+
+class TextLogFile(logging.FileHandler):
+    """The run's text log file: a line it cannot write (a full disk) costs a warning, once.
+
+    `logging` would print a traceback for every line that fails; the run goes on
+    either way (its metrics are journaled elsewhere), so one line on stderr says
+    what the file misses.
+    """
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self._failed = False
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        if not self._failed:
+            self._failed = True
+            error = sys.exc_info()[1]
+            sys.stderr.write(
+                f"trackcfg: cannot write the text log {self.baseFilename} ({error}); lines "
+                "are missing from it while this lasts, the run goes on\n"
+            )
 
 
 def _config_dict(cfg: object) -> dict[str, object]:
@@ -62,15 +86,6 @@ def _config_hash(cfg: object, data: dict[str, object]) -> str:
     from trackcfg.config.canonical import digest, to_canonical_bytes
 
     return digest(to_canonical_bytes(data))
-
-
-def _section(data: Mapping[str, object], key: str) -> dict[str, object] | None:
-    value = data.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, Mapping):
-        raise ConfigError(f"expected a dict, got {type(value).__name__}", key_path=key)
-    return dict(value)
 
 
 def _location(cfg: object, key_path: str) -> Location | None:
@@ -147,7 +162,8 @@ def train(
 
     data = _config_dict(cfg)
     config_hash = _config_hash(cfg, data)
-    work_dir = work_dir if work_dir is not None else cast(str | None, data.get("work_dir"))
+    plan = TrainingPlan.from_config(data)
+    work_dir = work_dir if work_dir is not None else plan.work_dir
     if work_dir is None:
         raise ConfigError("no work_dir", key_path="work_dir", hint="set work_dir in the config")
     work_path = Path(work_dir).resolve()
@@ -174,10 +190,8 @@ def train(
             raise ConfigError("missing section", key_path=key)
     model = MODELS.build(data["model"], key_path="model", location=_location(cfg, "model.type"))
 
-    data_cfg = _section(data, "data") or {}
-    workflow = [
-        tuple(entry) for entry in cast(list[Sequence[object]], data.get("workflow", [("train", 1)]))
-    ]
+    data_cfg = config_section(data, "data") or {}
+    workflow = list(plan.workflow)
     samples_per_gpu = cast(int, data_cfg.get("samples_per_gpu", 1))
     workers_per_gpu = cast(int, data_cfg.get("workers_per_gpu", 0))
     persistent = bool(data_cfg.get("persistent_workers", True))
@@ -213,13 +227,9 @@ def train(
         # buffers broadcast; the optimizer holds the same Parameter objects.
         from trackcfg.runner.parallel import StepDistributedDataParallel
 
-        ddp_args = _section(data, "ddp") or {}
+        ddp_args = config_section(data, "ddp") or {}
         model = StepDistributedDataParallel(model, **ddp_args)
-    runner_cfg = _section(data, "runner")
-    if runner_cfg is None:
-        if "total_epochs" not in data:
-            raise ConfigError("missing section", key_path="runner")
-        runner_cfg = {"type": "EpochBasedRunner", "max_epochs": data["total_epochs"]}
+    runner_cfg = dict(plan.runner)
     meta: dict[str, object] = {
         "config_hash": config_hash,
         "seed": seed,
@@ -241,24 +251,24 @@ def train(
             location=_location(cfg, "runner.type"),
         ),
     )
-    optimizer_config = _section(data, "optimizer_config")
-    fp16 = _section(data, "fp16")
+    optimizer_config = config_section(data, "optimizer_config")
+    fp16 = config_section(data, "fp16")
     if fp16 is not None:
         # mmdet 2.x: `fp16=dict(loss_scale=...)` turns the optimizer hook into Fp16OptimizerHook.
         optimizer_config = {**(optimizer_config or {}), **fp16, "type": "Fp16OptimizerHook"}
     # The run's text log, `{timestamp}.log` next to TextLoggerHook's `.log.json` (rank 0).
     handler: logging.Handler | None = None
     if runner.rank == 0:
-        handler = logging.FileHandler(work_path / f"{runner.timestamp}.log")
+        handler = TextLogFile(work_path / f"{runner.timestamp}.log")
         handler.setFormatter(logging.Formatter(_LOG_FORMAT))
         logger.addHandler(handler)
     try:
         runner.register_training_hooks(
-            _section(data, "lr_config"),
+            config_section(data, "lr_config"),
             optimizer_config,
-            _section(data, "checkpoint_config"),
-            _section(data, "log_config"),
-            momentum_config=_section(data, "momentum_config"),
+            config_section(data, "checkpoint_config"),
+            config_section(data, "log_config"),
+            momentum_config=config_section(data, "momentum_config"),
             custom_hooks_config=cast(
                 "Sequence[Mapping[str, object]] | None", data.get("custom_hooks")
             ),

@@ -1,5 +1,9 @@
 """MLflow runs for trackcfg: the store, experiments, run tags and config params.
 
+The one seam to MLflow: other modules name MLflow's types for annotations only and
+call the functions here (clients, tags, metric batches, artifact repositories,
+errors).
+
 Everything goes through an explicit ``MlflowClient``; MLflow's process-global
 active run (``mlflow.start_run``) is never used. mlflow is imported inside the
 functions that need it, so ``import trackcfg`` stays fast.
@@ -30,11 +34,12 @@ the complete config is always in the snapshot.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import posixpath
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -46,11 +51,13 @@ from trackcfg.tracking.redaction import redact_text, redact_url, split_credentia
 if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.entities import Run
+    from mlflow.store.artifact.artifact_repo import ArtifactRepository
 
     from trackcfg.tracking.gitstate import GitState
 
 __all__ = [
     "DEFAULT_EXPERIMENT",
+    "FAILURE_NOTE",
     "MAX_PARAMS_PER_BATCH",
     "MAX_PARAM_KEY_LENGTH",
     "MAX_PARAM_VALUE_LENGTH",
@@ -72,13 +79,16 @@ __all__ = [
     "TAG_TRUNCATED_PARAMS",
     "TAG_WORK_DIR",
     "FlatParams",
+    "artifact_repository",
+    "clear_failure_tags",
     "create_run",
-    "find_runs_by_hash",
     "flatten_params",
     "get_or_create_experiment",
     "get_run",
     "git_tags",
+    "is_store_error",
     "local_sqlite_path",
+    "log_metric_batch",
     "log_params",
     "open_client",
     "refused_credentials",
@@ -86,6 +96,7 @@ __all__ = [
     "resolve_tracking_uri",
     "run_name",
     "set_tags",
+    "store_errors",
     "to_client_uri",
     "unusable_store",
 ]
@@ -361,27 +372,6 @@ def get_run(client: MlflowClient, run_id: str) -> Run:
         raise
 
 
-def find_runs_by_hash(
-    client: MlflowClient, config_hash: str, experiment_ids: Sequence[str] | None = None
-) -> list[Run]:
-    """Runs tagged with ``config_hash``, newest first, across all experiments by default."""
-    from mlflow.entities import ViewType
-
-    if experiment_ids is None:
-        experiment_ids = [
-            e.experiment_id for e in client.search_experiments(view_type=ViewType.ACTIVE_ONLY)
-        ]
-    if not experiment_ids:
-        return []
-    return list(
-        client.search_runs(
-            list(experiment_ids),
-            filter_string=f"tags.`{TAG_CONFIG_HASH}` = '{config_hash}'",
-            order_by=["attributes.start_time DESC"],
-        )
-    )
-
-
 @dataclass(frozen=True, slots=True)
 class FlatParams:
     """The config as MLflow params.
@@ -471,3 +461,56 @@ def _cut(text: str, limit: int) -> str:
     if len(text) <= limit:
         return text
     return text[: limit - len(_TRUNCATION_MARK)] + _TRUNCATION_MARK
+
+
+#: How the note of a FAILED run starts (`clear_failure_tags` recognises it).
+FAILURE_NOTE = "Run failed: "
+
+
+def clear_failure_tags(client: MlflowClient, run_id: str) -> None:
+    """Delete the error tag, and the failure note, that an earlier end of the run left.
+
+    For a run that now ends FINISHED (a resume finished it). A note that is not a
+    failure note (a forced resume's) stays.
+    """
+    tags = client.get_run(run_id).data.tags
+    if TAG_ERROR in tags:
+        client.delete_tag(run_id, TAG_ERROR)
+    if tags.get(TAG_NOTE, "").startswith(FAILURE_NOTE):
+        client.delete_tag(run_id, TAG_NOTE)
+
+
+@contextlib.contextmanager
+def store_errors(uri: str) -> Iterator[None]:
+    """Report a tracking store that cannot be used as one `TrackingError`."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        yield
+    except MlflowException as error:
+        raise unusable_store(uri, error) from error
+
+
+def is_store_error(error: BaseException) -> bool:
+    """Whether ``error`` is MLflow's own (a refused request, a missing artifact)."""
+    from mlflow.exceptions import MlflowException
+
+    return isinstance(error, MlflowException)
+
+
+def log_metric_batch(
+    client: MlflowClient, run_id: str, metrics: Sequence[tuple[str, float, int, int]]
+) -> None:
+    """Log ``(key, value, timestamp ms, step)`` rows in one synchronous request."""
+    from mlflow.entities import Metric
+
+    rows = [Metric(key, value, timestamp, step) for key, value, timestamp, step in metrics]
+    client.log_batch(run_id, metrics=rows, synchronous=True)
+
+
+def artifact_repository(client: MlflowClient, run_id: str) -> ArtifactRepository:
+    """The artifact repository of run ``run_id`` (to delete artifacts, which the client cannot)."""
+    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+    artifact_uri = client.get_run(run_id).info.artifact_uri
+    return get_artifact_repository(artifact_uri, tracking_uri=client.tracking_uri)

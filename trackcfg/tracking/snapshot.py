@@ -514,7 +514,7 @@ def download_snapshot(client: MlflowClient, run_id: str, destination: Path) -> P
     Raises:
         SnapshotError: the run has no snapshot artifacts.
     """
-    from mlflow.exceptions import MlflowException
+    from trackcfg.tracking.mlflow_run import is_store_error
 
     destination.mkdir(parents=True, exist_ok=True)
     try:
@@ -524,7 +524,9 @@ def download_snapshot(client: MlflowClient, run_id: str, destination: Path) -> P
                 hint="only runs started with `trackcfg run` have one",
             )
         path = client.download_artifacts(run_id, SNAPSHOT_ARTIFACT_DIR, str(destination))
-    except MlflowException as error:
+    except Exception as error:
+        if not is_store_error(error):
+            raise
         raise SnapshotError(f"run {run_id}: cannot download its snapshot: {error}") from error
     return Path(path)
 

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from trackcfg.cli.catalog import hash_filter
 from trackcfg.cli.main import cli, expand_cfg_options
-from trackcfg.cli.target import is_run_id
 from trackcfg.errors import TrackingError
+from trackcfg.session.catalog import hash_filter
+from trackcfg.session.target import is_run_id
 
 
 @pytest.mark.parametrize(

@@ -7,10 +7,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from trackcfg.cli import audit, render
+from trackcfg.cli import render
 from trackcfg.cli.main import cli
-from trackcfg.cli.target import load_view
 from trackcfg.errors import ConfigKeyError
+from trackcfg.session import audit
+from trackcfg.session.target import load_view
 
 
 @pytest.fixture

@@ -8,8 +8,8 @@ import io
 import pytest
 
 from trackcfg.cli import render
-from trackcfg.cli.catalog import RunRow
 from trackcfg.config.canonical import QualifiedName
+from trackcfg.session.catalog import RunRow
 
 
 def test_render_table_aligns_columns_and_strips_trailing_space() -> None:
@@ -93,7 +93,7 @@ def test_progress_is_silent_off_a_terminal() -> None:
 def test_render_run_finished_points_to_sync_when_metrics_are_pending() -> None:
     from pathlib import Path
 
-    from trackcfg.tracking.session import RunResult
+    from trackcfg.session.runs import RunResult
 
     result = RunResult(
         run_id="b" * 32,
@@ -114,7 +114,7 @@ def test_render_run_finished_points_to_sync_when_metrics_are_pending() -> None:
 def test_render_run_finished_counts_checkpoints_left_for_sync() -> None:
     from pathlib import Path
 
-    from trackcfg.tracking.session import RunResult
+    from trackcfg.session.runs import RunResult
 
     result = RunResult(
         run_id="b" * 32,
@@ -136,7 +136,7 @@ def test_render_run_finished_counts_checkpoints_left_for_sync() -> None:
 def test_render_run_finished_shows_the_store_without_credentials() -> None:
     from pathlib import Path
 
-    from trackcfg.tracking.session import RunResult
+    from trackcfg.session.runs import RunResult
 
     result = RunResult(
         run_id="b" * 32,

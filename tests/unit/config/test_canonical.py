@@ -226,11 +226,3 @@ def test_numpy_scalars_hash_like_python_scalars() -> None:
     assert to_canonical_bytes({"a": np.int64(3), "b": np.float32(0.5)}) == to_canonical_bytes(
         {"a": 3, "b": 0.5}
     )
-
-
-def test_docstring_examples_run() -> None:
-    import doctest
-
-    import trackcfg.config.canonical
-
-    assert doctest.testmod(trackcfg.config.canonical).failed == 0

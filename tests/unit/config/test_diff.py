@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import collections
-import doctest
 import math
 from typing import Any
 
 import pytest
 
-import trackcfg.config.diff
 from trackcfg.config.canonical import QualifiedName
 from trackcfg.config.diff import ABSENT, Change, ChangeKind, apply_changes, diff
 from trackcfg.config.keypath import KeyPath
@@ -146,7 +144,3 @@ def test_absent_is_a_singleton_with_a_readable_repr() -> None:
 
     assert repr(ABSENT) == "ABSENT"
     assert pickle.loads(pickle.dumps(ABSENT)) is ABSENT
-
-
-def test_docstring_examples_run() -> None:
-    assert doctest.testmod(trackcfg.config.diff).failed == 0

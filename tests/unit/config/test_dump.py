@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import collections
-import doctest
 import enum
 import json
 import math
@@ -14,7 +13,6 @@ from typing import Any
 import pytest
 import yaml
 
-import trackcfg.config.dump
 from tests.strategies import run_python
 from trackcfg.config.canonical import QualifiedName, decode_value, to_canonical_bytes
 from trackcfg.config.dump import (
@@ -250,7 +248,3 @@ def test_to_text_of_an_unknown_suffix_is_an_error() -> None:
     with pytest.raises(ConfigError) as info:
         to_text({"a": 1}, ".toml")
     assert str(info.value) == "cannot dump to format '.toml'; use .py, .json or .yaml"
-
-
-def test_docstring_examples_run() -> None:
-    assert doctest.testmod(trackcfg.config.dump).failed == 0

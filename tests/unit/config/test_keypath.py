@@ -73,11 +73,3 @@ def test_keypath_helpers() -> None:
 
 def test_suggest_returns_close_matches_best_first() -> None:
     assert suggest("lr", ["lr_config", "l", "momentum", "lr_"]) == ["lr_", "l"]
-
-
-def test_docstring_examples_run() -> None:
-    import doctest
-
-    import trackcfg.config.keypath
-
-    assert doctest.testmod(trackcfg.config.keypath).failed == 0

@@ -121,11 +121,3 @@ def test_parse_option_value_error_has_no_key() -> None:
     assert str(info.value) == (
         f"{OPTION}: malformed value '[1': unclosed '[' at position 0: expected ']' before the end"
     )
-
-
-def test_docstring_examples_run() -> None:
-    import doctest
-
-    import trackcfg.config.options
-
-    assert doctest.testmod(trackcfg.config.options).failed == 0

@@ -132,3 +132,35 @@ def test_train_writes_a_text_log_in_the_work_dir(tmp_path: Path) -> None:
     runner = train(config(tmp_path, runner={"type": "EpochBasedRunner", "max_epochs": 1}))
     text = (tmp_path / f"{runner.timestamp}.log").read_text()
     assert " - trackcfg.train - INFO - workflow: [('train', 1)], max: 1 epochs" in text
+
+
+def test_a_text_log_line_that_cannot_be_written_costs_one_warning_and_no_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import errno
+    import logging
+
+    from trackcfg.runner.train import TextLogFile
+
+    class FullDisk:
+        def write(self, text: str) -> int:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def flush(self) -> None:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def close(self) -> None:
+            pass
+
+    handler = TextLogFile(tmp_path / "run.log")
+    handler.stream = FullDisk()  # type: ignore[assignment]
+    logger = logging.getLogger("trackcfg.test.textlog")
+    logger.addHandler(handler)
+    try:
+        logger.warning("one")
+        logger.warning("two")
+    finally:
+        logger.removeHandler(handler)
+    err = capsys.readouterr().err
+    assert err.count("cannot write the text log") == 1
+    assert "No space left on device" in err and "Traceback" not in err

@@ -24,9 +24,9 @@ from mlflow import MlflowClient
 from mlflow.entities import Run
 
 from trackcfg.errors import TrackingError
-from trackcfg.tracking.agent_client import AgentDone, TrackingAgent
-from trackcfg.tracking.journal import MetricJournal, MetricRecord, journal_dir
-from trackcfg.tracking.lease import Lease, new_lease
+from trackcfg.tracking.agent.client import AgentDone, TrackingAgent
+from trackcfg.tracking.agent.journal import MetricJournal, MetricRecord, journal_dir
+from trackcfg.tracking.agent.lease import Lease, new_lease
 
 History = Callable[[str, str, str], list[tuple[int, float]]]
 
@@ -265,9 +265,9 @@ _TRAINER_KILLED = textwrap.dedent(
     """
     import os, signal, sys
     from pathlib import Path
-    from trackcfg.tracking.agent_client import TrackingAgent
-    from trackcfg.tracking.journal import MetricJournal, journal_dir
-    from trackcfg.tracking.lease import new_lease
+    from trackcfg.tracking.agent.client import TrackingAgent
+    from trackcfg.tracking.agent.journal import MetricJournal, journal_dir
+    from trackcfg.tracking.agent.lease import new_lease
 
     uri, work, snapshot = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
     agent = TrackingAgent.spawn(uri, project=work)  # not a git work tree: recorded so
@@ -337,7 +337,7 @@ def test_records_neither_journaled_nor_delivered_are_reported_lost(
     directory.mkdir(parents=True)
     (directory / "metrics.jsonl").mkdir()  # a journal nothing can be written to
     agent = spawn_agent(unreachable_uri)
-    agent.attach(run_id=run_id, experiment_id="0", work_dir=work, keep_last=None)
+    agent.attach(run_id=run_id, experiment_id="0", work_dir=work, keep_last=None, lease=new_lease())
     agent.wait_ready()
     records = [MetricRecord(seq, "loss", 1.0, seq, 0) for seq in (1, 2)]
     done = agent.end(
@@ -361,7 +361,13 @@ def test_a_run_that_ends_finished_loses_the_error_tag_and_note_of_an_earlier_end
     client.set_tag(run_id, "mlflow.note.content", "Run failed: RuntimeError: boom")
     client.set_terminated(run_id, "FAILED")
     agent = spawn_agent(sqlite_store)  # what `resume` does next: attach, train, end
-    agent.attach(run_id=run_id, experiment_id=run.info.experiment_id, work_dir=work, keep_last=None)
+    agent.attach(
+        run_id=run_id,
+        experiment_id=run.info.experiment_id,
+        work_dir=work,
+        keep_last=None,
+        lease=new_lease(),
+    )
     agent.wait_ready()
     done = agent.end("FINISHED", error=None, final_seq=None, delivery_timeout=5, upload_timeout=5)
     assert done == AgentDone(pending=0, status_set=True)

@@ -20,15 +20,16 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from trackcfg.tracking.delivery import JournalBusyError, JournalDelivery, mlflow_sender
-from trackcfg.tracking.journal import (
+from trackcfg.errors import JournalBusyError
+from trackcfg.tracking.agent.delivery import JournalDelivery, mlflow_sender
+from trackcfg.tracking.agent.journal import (
     MetricJournal,
     MetricRecord,
     journal_dir,
     read_journal,
     write_journal_meta,
 )
-from trackcfg.tracking.session import sync
+from trackcfg.tracking.sync import sync
 
 History = Callable[[str, str, str], list[tuple[int, float]]]
 
@@ -277,7 +278,7 @@ _LOCK_HOLDER = textwrap.dedent(
     """
     import sys, time
     from pathlib import Path
-    from trackcfg.tracking.delivery import JournalDelivery
+    from trackcfg.tracking.agent.delivery import JournalDelivery
 
     def away(records):
         raise ConnectionError("away")

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from trackcfg.tracking.delivery import JournalDelivery, mlflow_sender
-from trackcfg.tracking.journal import (
+from trackcfg.tracking.agent.delivery import JournalDelivery, mlflow_sender
+from trackcfg.tracking.agent.journal import (
     MetricJournal,
     MetricRecord,
     append_records,
@@ -30,7 +30,7 @@ from trackcfg.tracking.journal import (
     read_journal,
     write_journal_meta,
 )
-from trackcfg.tracking.session import sync
+from trackcfg.tracking.sync import sync
 
 History = Callable[[str, str, str], list[tuple[int, float]]]
 
@@ -140,7 +140,7 @@ _KILLED_WRITER = textwrap.dedent(
     """
     import os, signal, sys
     from pathlib import Path
-    from trackcfg.tracking.journal import MetricJournal, journal_dir
+    from trackcfg.tracking.agent.journal import MetricJournal, journal_dir
     uri, run_id, work = sys.argv[1], sys.argv[2], Path(sys.argv[3])
     journal = MetricJournal(journal_dir(work, run_id), run_id, uri)
     for step in range(1, 151):

@@ -12,7 +12,7 @@ import pytest
 from mlflow import MlflowClient
 
 from trackcfg.errors import RunLeaseError
-from trackcfg.tracking.lease import (
+from trackcfg.tracking.agent.lease import (
     TAG_LEASE,
     Lease,
     acquire_lease,

@@ -92,16 +92,6 @@ def test_new_experiments_of_a_sqlite_store_keep_artifacts_beside_the_database(
     assert mr.get_or_create_experiment(client, "my exp", uri) == experiment_id
 
 
-def test_find_runs_by_hash_returns_only_runs_with_that_tag(sqlite_store: str) -> None:
-    uri = sqlite_store
-    client = mr.open_client(uri)
-    experiment = mr.get_or_create_experiment(client, "e", uri)
-    wanted = mr.create_run(client, experiment, name="a", tags={mr.TAG_CONFIG_HASH: "a" * 32})
-    mr.create_run(client, experiment, name="b", tags={mr.TAG_CONFIG_HASH: "b" * 32})
-    found = mr.find_runs_by_hash(client, "a" * 32)
-    assert [r.info.run_id for r in found] == [wanted]
-
-
 def test_get_run_of_an_unknown_id_raises_run_not_found(sqlite_store: str) -> None:
     from trackcfg.errors import RunNotFoundError
 

@@ -27,14 +27,14 @@ from tests.snapshot_forgery import (
     retag,
     store_snapshot_run,
 )
-from trackcfg.cli import reproduction
-from trackcfg.cli.target import load_view
 from trackcfg.config.config import Config
 from trackcfg.errors import SnapshotError, TrackcfgError
+from trackcfg.session import reproduction
+from trackcfg.session.runs import resume_run
+from trackcfg.session.target import load_view
 from trackcfg.tracking import mlflow_run as mr
 from trackcfg.tracking.environment import capture_environment
 from trackcfg.tracking.gitstate import capture_git_state
-from trackcfg.tracking.session import resume_run
 from trackcfg.tracking.snapshot import load_snapshot, seal_snapshot, write_snapshot
 
 GIT_ENV = {

@@ -14,10 +14,10 @@ import xxhash
 from mlflow import MlflowClient
 
 from trackcfg.runner.checkpoint import SavedCheckpoint, write_checkpoint_file
-from trackcfg.runner.hooks.mlflow import MlflowCheckpointHook
-from trackcfg.tracking.journal import MetricJournal, journal_dir, read_journal
-from trackcfg.tracking.session import sync
-from trackcfg.tracking.uploads import CheckpointUploader, UploadRequest
+from trackcfg.session.hooks import MlflowCheckpointHook
+from trackcfg.tracking.agent.journal import MetricJournal, journal_dir, read_journal
+from trackcfg.tracking.agent.uploads import CheckpointUploader, UploadRequest
+from trackcfg.tracking.sync import sync
 
 # sync() fills in MLflow's HTTP settings process-wide; keep them inside each test.
 pytestmark = pytest.mark.usefixtures("fail_fast_http")

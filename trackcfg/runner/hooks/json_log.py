@@ -8,7 +8,7 @@ evicts from the caches was a measurable share of the runner's overhead (issue 3)
 and logging slower than it writes every line at once.
 
 What a SIGKILL can lose is bounded like the metric journal's
-(`trackcfg.tracking.journal`): the lines of the last ``flush_interval`` seconds, and
+(`trackcfg.tracking.agent.journal`): the lines of the last ``flush_interval`` seconds, and
 never one logged before a checkpoint, because the logger writes its lines out
 when the runner takes its state (`flush`), before the checkpoint exists. A
 resume from that checkpoint runs, and logs, the lost iterations again. A normal

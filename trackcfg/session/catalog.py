@@ -12,12 +12,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from trackcfg.tracking.mlflow_run import TAG_CONFIG_HASH, TAG_GIT_COMMIT, TAG_GIT_DIRTY
+
 if TYPE_CHECKING:
     from mlflow.entities import Run
     from mlflow.tracking import MlflowClient
 
 __all__ = [
-    "CONFIG_HASH_TAG",
     "RunRow",
     "find_resumable",
     "find_runs",
@@ -26,10 +27,6 @@ __all__ = [
     "tracking_uri",
 ]
 
-#: The tag holding a run's full config hash.
-CONFIG_HASH_TAG = "trackcfg.config_hash"
-_GIT_COMMIT_TAG = "mlflow.source.git.commit"
-_GIT_DIRTY_TAG = "trackcfg.git_dirty"
 _SEARCH_PAGE = 1000
 
 
@@ -71,15 +68,15 @@ def hash_filter(config_hash: str | None) -> str:
         "tags.`trackcfg.config_hash` LIKE 'ab12cd34%'"
     """
     if config_hash is None:
-        return f"tags.`{CONFIG_HASH_TAG}` LIKE '%'"
+        return f"tags.`{TAG_CONFIG_HASH}` LIKE '%'"
     if any(c not in "0123456789abcdef" for c in config_hash.lower()):
         from trackcfg.errors import TrackingError
 
         raise TrackingError(f"{config_hash!r} is not a config hash (hexadecimal digits)")
     config_hash = config_hash.lower()
     if len(config_hash) >= 32:
-        return f"tags.`{CONFIG_HASH_TAG}` = '{config_hash}'"
-    return f"tags.`{CONFIG_HASH_TAG}` LIKE '{config_hash}%'"
+        return f"tags.`{TAG_CONFIG_HASH}` = '{config_hash}'"
+    return f"tags.`{TAG_CONFIG_HASH}` LIKE '{config_hash}%'"
 
 
 def _experiments(client: MlflowClient, experiment: str | None) -> dict[str, str]:
@@ -108,9 +105,9 @@ def _row(run: Run, experiments: Mapping[str, str]) -> RunRow:
         experiment=experiments.get(run.info.experiment_id, run.info.experiment_id),
         status=run.info.status,
         start_time_ms=run.info.start_time,
-        config_hash=tags.get(CONFIG_HASH_TAG, ""),
-        git_commit=tags.get(_GIT_COMMIT_TAG),
-        git_dirty=tags.get(_GIT_DIRTY_TAG, "").lower() == "true",
+        config_hash=tags.get(TAG_CONFIG_HASH, ""),
+        git_commit=tags.get(TAG_GIT_COMMIT),
+        git_dirty=tags.get(TAG_GIT_DIRTY, "").lower() == "true",
         metrics=dict(run.data.metrics),
     )
 

@@ -32,8 +32,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from trackcfg.errors import first_line
-from trackcfg.tracking.journal import (
+from trackcfg.errors import JournalBusyError, first_line
+from trackcfg.tracking.agent.journal import (
     DELIVERED_FILE,
     LOCK_FILE,
     METRICS_FILE,
@@ -50,7 +50,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MAX_METRICS_PER_BATCH",
-    "JournalBusyError",
     "JournalDelivery",
     "Sender",
     "mlflow_sender",
@@ -68,23 +67,21 @@ Sender = Callable[[Sequence[MetricRecord]], None]
 _PERMANENT_ERRORS = frozenset({"INVALID_PARAMETER_VALUE", "BAD_REQUEST", "INVALID_STATE"})
 
 
-class JournalBusyError(TimeoutError):
-    """Another process kept delivering the journal for longer than we could wait."""
-
-
 def mlflow_sender(tracking_uri: str, run_id: str) -> Sender:
     """A `Sender` that delivers records with ``MlflowClient.log_batch``."""
     clients: list[MlflowClient] = []  # made at the first send: a journal with
     # nothing left to deliver never imports MLflow
 
     def send(records: Sequence[MetricRecord]) -> None:
-        from mlflow import MlflowClient
-        from mlflow.entities import Metric
+        from trackcfg.tracking.mlflow_run import log_metric_batch, open_client
 
         if not clients:
-            clients.append(MlflowClient(tracking_uri))
-        metrics = [Metric(r.key, r.value, r.timestamp, r.step) for r in records]
-        clients[0].log_batch(run_id, metrics=metrics, synchronous=True)
+            clients.append(open_client(tracking_uri))
+        log_metric_batch(
+            client=clients[0],
+            run_id=run_id,
+            metrics=[(r.key, r.value, r.timestamp, r.step) for r in records],
+        )
 
     return send
 

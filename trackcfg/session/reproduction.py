@@ -126,7 +126,7 @@ def reproduce(run_id: str, directory: Path | None = None, cwd: Path | None = Non
 
     Every failure after the worktree was added removes it again.
     """
-    from trackcfg.cli.target import load_run_snapshot
+    from trackcfg.session.target import load_run_snapshot
 
     cwd = cwd or Path.cwd()
     snap = load_run_snapshot(run_id)

@@ -17,7 +17,7 @@ Requests, in the order a run sends them::
     end         the final status, and the metric records the journal could
                 not write to disk: deliver, upload, set it         -> done
 
-``start`` and ``attach`` carry the run's lease (`trackcfg.tracking.lease`), which
+``start`` and ``attach`` carry the run's lease (`trackcfg.tracking.agent.lease`), which
 the agent renews until the run ends and then removes.
 
 Metrics do not travel through the pipe: the training side journals them to disk
@@ -45,10 +45,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from trackcfg.errors import TrackingError
-from trackcfg.tracking.lease import Lease
+from trackcfg.tracking.agent.lease import Lease
 
 if TYPE_CHECKING:
-    from trackcfg.tracking.journal import MetricRecord
+    from trackcfg.tracking.agent.journal import MetricRecord
 
 __all__ = [
     "OP_ATTACH",
@@ -222,7 +222,7 @@ class TrackingAgent:
         """Hand over a durably complete checkpoint for upload (never blocks on the store).
 
         ``path`` is what to upload: a pin of the checkpoint ``source`` (see
-        `trackcfg.tracking.uploads`), or the checkpoint itself (``source`` None).
+        `trackcfg.tracking.agent.uploads`), or the checkpoint itself (``source`` None).
         """
         self._send(
             {

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from trackcfg.errors import RunNotFoundError, TrackingError, WorkDirError
-from trackcfg.tracking.session import HTTP_DEFAULTS, SyncReport, resume_run, start_run
+from trackcfg.session.runs import resume_run, start_run
+from trackcfg.tracking.sync import HTTP_DEFAULTS, SyncReport
 
 
 @pytest.fixture(autouse=True)
@@ -16,6 +17,10 @@ def _restore_http_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     # The session sets these process-wide when unset; keep that inside the test.
     for name, value in HTTP_DEFAULTS.items():
         monkeypatch.setenv(name, value)
+
+
+#: The least config a run needs before it contacts the store.
+CONFIG = "model = dict(type='M')\nrunner = dict(type='EpochBasedRunner', max_epochs=1)\n"
 
 
 def closed_port() -> int:
@@ -26,7 +31,7 @@ def closed_port() -> int:
 
 def test_start_run_against_an_unreachable_server_is_one_tracking_error(tmp_path: Path) -> None:
     config = tmp_path / "c.py"
-    config.write_text("model = dict(type='M')\n")
+    config.write_text(CONFIG)
     uri = f"http://127.0.0.1:{closed_port()}"
     with pytest.raises(TrackingError, match=rf"tracking store {uri}: ") as caught:
         start_run(config, work_dir=tmp_path / "work", tracking_uri=uri)
@@ -39,7 +44,7 @@ def test_start_run_error_names_the_store_without_its_credentials(
     for name in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
         monkeypatch.delenv(name, raising=False)
     config = tmp_path / "c.py"
-    config.write_text("model = dict(type='M')\n")
+    config.write_text(CONFIG)
     port = closed_port()
     uri = f"http://alice:p%40ss%2Fw@127.0.0.1:{port}"
     with pytest.raises(TrackingError) as caught:
@@ -54,7 +59,7 @@ def test_start_run_in_a_work_dir_that_cannot_be_written_creates_no_run(
     from mlflow import MlflowClient
 
     config = tmp_path / "c.py"
-    config.write_text("model = dict(type='M')\n")
+    config.write_text(CONFIG)
     blocker = tmp_path / "file"
     blocker.write_text("")  # a file where the work dir's parent should be: writes fail as root too
     with pytest.raises(WorkDirError) as caught:

@@ -5,7 +5,7 @@ appends a tuple to an in-memory deque (about a microsecond). A daemon thread,
 the *journaler*, drains the deque every ``flush_interval`` seconds (0.25), gives
 each record the next sequence number, appends it to ``metrics.jsonl`` (one JSON
 line per record) and fsyncs once per batch. Delivering the journal to MLflow is
-another process's job (`trackcfg.tracking.delivery`, run by the tracking agent,
+another process's job (`trackcfg.tracking.agent.delivery`, run by the tracking agent,
 ``trackcfg resume`` or ``trackcfg sync``); it reads the file and records what
 arrived in ``delivered``.
 
@@ -37,7 +37,7 @@ Files, under ``<work_dir>/.trackcfg/journal/<run_id>/``::
     rejected         records the store refused as invalid (kept for inspection)
     deliver.lock     held (flock) by the one process delivering the journal
     checkpoints/     pins of published checkpoints not yet uploaded
-                     (`trackcfg.tracking.uploads`)
+                     (`trackcfg.tracking.agent.uploads`)
 
 A line cut short by a SIGKILL is ignored (and cut off before appending again).
 """

@@ -8,7 +8,7 @@ run, and nothing they do waits on the store:
 - `MlflowCheckpointHook` listens to the runner's checkpoint writer and hands each
   durably complete checkpoint, with the journal's last sequence number at that
   moment, to a publisher — the tracking agent, which uploads it and then moves
-  the run's "latest complete checkpoint" pointer (`trackcfg.tracking.uploads`).
+  the run's "latest complete checkpoint" pointer (`trackcfg.tracking.agent.uploads`).
   With a journal attached, the writer pins each checkpoint in the journal's
   ``checkpoints/`` before committing it, so what is uploaded is exactly what
   this run wrote, even when another run writes the same name in the same work dir.
@@ -30,7 +30,7 @@ from trackcfg.runner.hooks.logger import LoggerHook
 if TYPE_CHECKING:
     from trackcfg.runner.base_runner import BaseRunner
     from trackcfg.runner.checkpoint import SavedCheckpoint
-    from trackcfg.tracking.journal import MetricJournal
+    from trackcfg.tracking.agent.journal import MetricJournal
 
 __all__ = ["CheckpointPublisher", "MlflowCheckpointHook", "MlflowLoggerHook"]
 
@@ -102,7 +102,7 @@ class MlflowCheckpointHook(Hook):
     def before_run(self, runner: BaseRunner) -> None:
         if runner.rank != 0:
             return
-        from trackcfg.tracking.journal import PINNED_DIR
+        from trackcfg.tracking.agent.journal import PINNED_DIR
 
         pin_dir = None if self.journal is None else self.journal.directory / PINNED_DIR
         runner.add_checkpoint_listener(self.on_checkpoint, pin_dir=pin_dir)

@@ -1,4 +1,4 @@
-"""Fixtures for tracking unit tests: fresh SQLite MLflow stores, fast.
+"""Fixtures for unit tests of tracking and sessions: fresh SQLite MLflow stores, fast.
 
 Creating an MLflow SQLite store runs every schema migration (1 s idle, several
 seconds on a loaded 2-core machine). One store is migrated per session and each

@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING, Final
 from trackcfg.config.keypath import KeyPath, suggest
 
 if TYPE_CHECKING:
-    from trackcfg.cli.target import ConfigView
     from trackcfg.config.location import Assignment, Location
     from trackcfg.config.provenance import Provenance
+    from trackcfg.session.target import ConfigView
 
 __all__ = [
     "MISSING",

@@ -38,13 +38,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from trackcfg.errors import first_line
-from trackcfg.runner.checkpoint_file import (
+from trackcfg.checkpoint_file import (
     content_digest,
     read_checkpoint_record,
     remove_stale_temp_files,
 )
-from trackcfg.tracking.journal import PINNED_DIR
+from trackcfg.errors import first_line
+from trackcfg.tracking.agent.journal import PINNED_DIR
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -315,13 +315,10 @@ class CheckpointUploader:
         return [c for _, c in sorted(found, key=lambda item: item[0])]
 
     def _prune(self, old: UploadRequest) -> None:
-        from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+        from trackcfg.tracking.mlflow_run import artifact_repository
 
         if self._repo is None:  # one lookup per run, not per pruned checkpoint
-            artifact_uri = self.client.get_run(self.run_id).info.artifact_uri
-            self._repo = get_artifact_repository(
-                artifact_uri, tracking_uri=self.client.tracking_uri
-            )
+            self._repo = artifact_repository(self.client, self.run_id)
         name = old.path.name
         try:
             self._repo.delete_artifacts(f"{CHECKPOINT_ARTIFACT_DIR}/{name}")  # type: ignore[no-untyped-call]

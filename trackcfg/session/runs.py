@@ -20,10 +20,8 @@ digest and continues the *same* run. Metric steps the run already holds (in the
 store or in a local journal) are not logged again, so the history has every
 step once.
 
-`sync` delivers what journals in a work dir still hold (after a crash or an
-outage), uploads the checkpoints a run published but no tracking agent uploaded
-(its agent was killed; `trackcfg.tracking.uploads`), and sets run statuses that
-could not be set at the time.
+Before it resumes, `resume_run` lets `trackcfg.tracking.sync.sync` deliver what a
+killed run's journal still holds (waiting for the run's agent if it still works).
 
 A full disk loses no metric silently: the journal keeps what it cannot write
 and retries; what it still cannot write when the run ends goes to the tracking
@@ -34,9 +32,9 @@ the disk nor the store took make a run that finished training end with a
 Only rank 0 (``RANK`` unset or 0) tracks; other ranks train untracked.
 
 These functions set MLflow's HTTP retry settings for this process when the user
-has not (see `HTTP_DEFAULTS`): MLflow's own defaults retry one request for
-minutes inside one call, which would hold back trackcfg's own retry-with-backoff
-after an outage.
+has not (`trackcfg.tracking.sync.HTTP_DEFAULTS`): MLflow's own defaults retry one
+request for minutes inside one call, which would hold back trackcfg's own
+retry-with-backoff after an outage.
 """
 
 from __future__ import annotations
@@ -57,15 +55,16 @@ from typing import TYPE_CHECKING
 
 from trackcfg.config.config import load_config
 from trackcfg.errors import (
-    CheckpointCorruptError,
-    CheckpointError,
     HashMismatchError,
+    RunTerminatedError,
     TrackingError,
     WorkDirError,
-    first_line,
 )
 from trackcfg.runner.hooks.hook import Hook
+from trackcfg.session.checkpoints import artifact_name, download_resume_checkpoint
+from trackcfg.tracking.mlflow_run import store_errors
 from trackcfg.tracking.redaction import redact_url
+from trackcfg.tracking.sync import bound_http_retries, sync
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -73,23 +72,14 @@ if TYPE_CHECKING:
     from trackcfg.config.config import Config
     from trackcfg.runner.base_runner import BaseRunner
     from trackcfg.runner.checkpoint import SavedCheckpoint
-    from trackcfg.tracking.agent_client import AgentReady, TrackingAgent
-    from trackcfg.tracking.journal import MetricRecord
-    from trackcfg.tracking.uploads import StrandedUploads
+    from trackcfg.runner.plan import TrainingPlan
+    from trackcfg.tracking.agent.client import AgentReady, TrackingAgent
+    from trackcfg.tracking.agent.journal import MetricRecord
 
-__all__ = ["RunResult", "RunTerminatedError", "SyncReport", "resume_run", "start_run", "sync"]
+__all__ = ["RunResult", "resume", "resume_run", "run", "start_run"]
 
 _logger = logging.getLogger(__name__)
 
-#: MLflow client HTTP settings trackcfg uses unless the user set them: MLflow's
-#: defaults retry one request for ~4 minutes inside a single call; the journal and
-#: the checkpoint uploader retry on their own, so a short client-side retry keeps
-#: their backoff (and recovery after an outage) in charge.
-HTTP_DEFAULTS = {
-    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
-    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
-    "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
-}
 
 #: Seconds a finished run waits for metrics to reach the store before leaving them
 #: to `sync` (the journal keeps them), and for checkpoint uploads.
@@ -97,16 +87,6 @@ DELIVERY_TIMEOUT = 30.0
 UPLOAD_TIMEOUT = 120.0
 #: The same bounds for a run that failed or was killed: report it, do not linger.
 ABORT_TIMEOUT = 10.0
-#: Seconds `resume`/`sync` wait for a killed run's agent to finish delivering.
-AGENT_WAIT = 150.0
-
-
-class RunTerminatedError(KeyboardInterrupt):
-    """Training stopped by SIGTERM (the run is marked KILLED); ``signum`` says which."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(f"terminated by signal {signum}")
-        self.signum = signum
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,47 +117,11 @@ class RunResult:
     checkpoints_pending: int = 0
 
 
-@dataclass(frozen=True, slots=True)
-class SyncReport:
-    """What `sync` did.
-
-    Attributes:
-        journals: Journals found.
-        delivered: Metrics delivered now.
-        pending: Metrics still undelivered (the store is away).
-        statuses: Run statuses set now.
-        checkpoints: Checkpoints uploaded now (published, but no agent uploaded them).
-        checkpoints_pending: Checkpoints still not uploaded.
-        checkpoints_rejected: Checkpoints whose bytes do not match their digest
-            (never uploaded; set aside as ``<name>.rejected``).
-    """
-
-    journals: int
-    delivered: int
-    pending: int
-    statuses: int
-    checkpoints: int = 0
-    checkpoints_pending: int = 0
-    checkpoints_rejected: int = 0
-
-    def __str__(self) -> str:
-        text = (
-            f"{self.journals} journal(s): {self.delivered} metric(s) delivered, "
-            f"{self.pending} pending, {self.statuses} run status(es) set; "
-            f"{self.checkpoints} checkpoint(s) uploaded, {self.checkpoints_pending} pending"
-        )
-        if self.checkpoints_rejected:
-            text += f", {self.checkpoints_rejected} rejected (digest mismatch)"
-        if self.pending or self.checkpoints_pending:
-            text += " — run `trackcfg sync` again when the tracking store is reachable"
-        return text
-
-
 # -- public entry points -----------------------------------------------------------
 
 
 def start_run(
-    config_path: str | Path,
+    config_path: str | Path | Config,
     options: Sequence[str] = (),
     work_dir: Path | str | None = None,
     experiment: str | None = None,
@@ -185,11 +129,19 @@ def start_run(
     tracking_uri: str | None = None,
     on_start: Callable[[RunResult], None] | None = None,
 ) -> RunResult:
-    """Train ``config_path`` as a new tracked MLflow run.
+    """Train ``config_path`` as a new tracked MLflow run (``trackcfg.run``).
+
+    What ``trackcfg run`` does, callable from a user's own ``tools/train.py``::
+
+        import trackcfg
+        result = trackcfg.run("configs/digits/cnn_sgd_10e.py", ["optimizer.lr=0.05"])
+        trackcfg.resume(result.run_id)  # after a crash: the same run, bit for bit
 
     Args:
-        config_path: The config file.
-        options: ``--cfg-options`` strings (``k=v``), as given on the command line.
+        config_path: The config file, or a `Config` loaded from one
+            (``Config.fromfile``; its lineage is the snapshot's).
+        options: ``--cfg-options`` strings (``k=v``), as given on the command line;
+            applied to a given `Config` too.
         work_dir: Checkpoints and logs; default ``cfg.work_dir``, else
             ``work_dirs/<config stem>``.
         experiment: MLflow experiment name (created when missing); default
@@ -210,15 +162,26 @@ def start_run(
         Exception: whatever training raised (run FAILED, error recorded).
     """
     from trackcfg.tracking import mlflow_run as mr
-    from trackcfg.tracking.agent_client import TrackingAgent
+    from trackcfg.tracking.agent.client import TrackingAgent
+    from trackcfg.tracking.agent.lease import new_lease
     from trackcfg.tracking.environment import capture_environment
-    from trackcfg.tracking.lease import new_lease
     from trackcfg.tracking.snapshot import leaf_config_file, write_snapshot
 
+    given, config_path = _given_config(config_path)
+
+    def load() -> Config:
+        if given is None:
+            return load_config(config_path, options, import_custom_modules=True)
+        if options:
+            from trackcfg.config.options import parse_cfg_options
+
+            given.merge_from_dict(parse_cfg_options(list(options)))
+        return given
+
     if not _is_rank_zero():
-        cfg = load_config(config_path, options, import_custom_modules=True)
-        return _train_untracked(cfg, _work_dir(cfg, config_path, work_dir))
-    _bound_http_retries()
+        cfg = load()
+        return _train_untracked(cfg, _work_dir(_plan(cfg), config_path, work_dir))
+    bound_http_retries()
     uri = mr.to_client_uri(tracking_uri or mr.resolve_tracking_uri())
     # First of all: the agent's git capture, MLflow import and store opening overlap
     # everything below.
@@ -226,8 +189,9 @@ def start_run(
         uri, project=Path(config_path).parent, debug=_logger.isEnabledFor(logging.DEBUG)
     )
     try:
-        cfg = load_config(config_path, options, import_custom_modules=True)
-        work = _work_dir(cfg, config_path, work_dir)
+        cfg = load()
+        plan = _plan(cfg)
+        work = _work_dir(plan, config_path, work_dir)
         _prepare_work_dir(work)  # before the agent creates a run that could not train
         config_hash = cfg.hash
         config_file = leaf_config_file(cfg.lineage)
@@ -258,7 +222,7 @@ def start_run(
         truncated=flat.truncated,
         snapshot=staged,
         work_dir=work,
-        keep_last=_keep_last(cfg),
+        keep_last=plan.keep_last,
         lease=new_lease(),  # a new run: nobody else can hold it yet
     )
 
@@ -267,7 +231,7 @@ def start_run(
             ready.run_id, name, ready.experiment_id, config_hash, redact_url(uri), work, "RUNNING"
         )
 
-    return _train_tracked(cfg, agent, work, started, on_start, resume_from=None)
+    return _train_tracked(cfg, plan, agent, work, started, on_start, resume_from=None)
 
 
 def resume_run(
@@ -293,7 +257,7 @@ def resume_run(
     The newest complete checkpoint is the one the run's pointer names; when its
     stored bytes do not verify, resume warns and falls back to the newest older
     stored checkpoint that does. A run has one trainer at a time: resume takes the
-    run's lease (`trackcfg.tracking.lease`) before it changes anything.
+    run's lease (`trackcfg.tracking.agent.lease`) before it changes anything.
 
     Args:
         run_id: The MLflow run to continue.
@@ -322,13 +286,13 @@ def resume_run(
         TrackingError: training finished but metrics were lost (as `start_run`).
     """
     from trackcfg.tracking import mlflow_run as mr
-    from trackcfg.tracking.agent_client import TrackingAgent
-    from trackcfg.tracking.lease import acquire_lease, new_lease, release_lease
+    from trackcfg.tracking.agent.client import TrackingAgent
+    from trackcfg.tracking.agent.lease import acquire_lease, new_lease, release_lease
     from trackcfg.tracking.snapshot import fetch_snapshot
 
-    _bound_http_retries()
+    bound_http_retries()
     uri = mr.to_client_uri(tracking_uri or mr.resolve_tracking_uri())
-    with _store_errors(uri):
+    with store_errors(uri):
         client = mr.open_client(uri)
         run = mr.get_run(client, run_id)
     work = _resume_work_dir(work_dir, dict(run.data.tags), run.info.run_name or run_id, run_id)
@@ -381,7 +345,8 @@ def resume_run(
                 cfg = snap.to_config(import_custom_modules=True)
             else:
                 cfg = load_config(config_path, options, import_custom_modules=True)
-        resume_from = _download_checkpoint(client, run_id, tags, work, chosen=checkpoint)
+        plan = _plan(cfg)
+        resume_from = download_resume_checkpoint(client, run_id, tags, work, chosen=checkpoint)
         skip = _logged_steps(client, run_id, run.data.metrics.keys())
         count = int(tags.get(mr.TAG_RESUME_COUNT, "0")) + 1
         mr.set_tags(
@@ -389,7 +354,7 @@ def resume_run(
             run_id,
             {
                 mr.TAG_RESUME_COUNT: str(count),
-                mr.TAG_RESUMED_FROM: _artifact_name(resume_from) or "(start)",
+                mr.TAG_RESUMED_FROM: artifact_name(resume_from) or "(start)",
                 mr.TAG_WORK_DIR: str(work),
             },
         )
@@ -399,7 +364,7 @@ def resume_run(
             run_id=run_id,
             experiment_id=run.info.experiment_id,
             work_dir=work,
-            keep_last=_keep_last(cfg),
+            keep_last=plan.keep_last,
             lease=lease,
         )
         hand_over()  # the agent renews the lease from now on, and removes it at the end
@@ -411,149 +376,8 @@ def resume_run(
             )
 
         return _train_tracked(
-            cfg, agent, work, started, on_start, resume_from=resume_from, skip=skip
+            cfg, plan, agent, work, started, on_start, resume_from=resume_from, skip=skip
         )
-
-
-def sync(
-    work_dir: Path | str,
-    *,
-    timeout: float = 60.0,
-    lock_timeout: float = AGENT_WAIT,
-    only: str | None = None,
-    exclude: Iterable[str] = (),
-) -> SyncReport:
-    """Deliver what journals in ``work_dir`` still hold; set pending run statuses.
-
-    What each journal holds: metrics, then the checkpoints its run published but
-    no agent uploaded (uploaded oldest first once the metrics are in the store,
-    moving the run's pointer and honouring its keep-last-K), then a final status
-    (set once nothing else is pending, clearing a stale error tag when FINISHED).
-    A journal a tracking agent is still delivering (its run's trainer was killed
-    moments ago) is waited for, up to ``lock_timeout`` seconds.
-
-    Args:
-        work_dir: A work dir (its ``.trackcfg/journal/*`` are read).
-        timeout: Seconds to keep trying per journal while the store is away.
-        lock_timeout: Seconds to wait for another process delivering a journal;
-            a journal still busy then counts as pending.
-        only: Only the journal of this run id.
-        exclude: Run ids whose journals to leave alone.
-
-    Returns:
-        What was delivered and what is still pending.
-    """
-    from trackcfg.tracking.agent import clear_failure_tags
-    from trackcfg.tracking.delivery import JournalBusyError, JournalDelivery, mlflow_sender
-    from trackcfg.tracking.journal import (
-        find_journals,
-        pending_status,
-        read_journal,
-        read_journal_meta,
-        without_pending_status,
-        write_journal_meta,
-    )
-    from trackcfg.tracking.mlflow_run import resolve_recorded_uri
-    from trackcfg.tracking.uploads import StrandedUploads, stranded_checkpoints
-
-    _bound_http_retries()
-    excluded = set(exclude)
-    journals = find_journals(Path(work_dir))
-    delivered = pending = statuses = 0
-    uploads = StrandedUploads(0, 0, 0)
-    seen = 0
-    for directory in journals:
-        meta = read_journal_meta(directory)
-        run_id = str(meta.get("run_id", directory.name))
-        recorded = str(meta.get("tracking_uri", ""))
-        if run_id in excluded or (only is not None and run_id != only):
-            continue
-        seen += 1
-        if not recorded:
-            continue
-        # Recorded without credentials: they come from the environment.
-        uri = resolve_recorded_uri(recorded)
-        try:
-            delivery = JournalDelivery(
-                directory, mlflow_sender(uri, run_id), lock_timeout=lock_timeout
-            )
-        except JournalBusyError:
-            pending += len(read_journal(directory).undelivered)
-            uploads = _add(uploads, StrandedUploads(0, len(stranded_checkpoints(directory)), 0))
-            continue
-        try:
-            delivery.stop(timeout=timeout)
-            delivered += delivery.delivered_count
-            undelivered = delivery.pending_count
-            pending += undelivered
-            if undelivered:
-                _warn_if_refused(uri, run_id)
-            # Read again under the lock: the agent that held it may have left a status.
-            meta = read_journal_meta(directory)
-            # Checkpoints after the metrics: the pointer may move only once the
-            # metrics logged before it are in the store.
-            if undelivered == 0:
-                uploaded = _upload_stranded(directory, uri, run_id, meta, timeout)
-            else:
-                uploaded = StrandedUploads(0, len(stranded_checkpoints(directory)), 0)
-            uploads = _add(uploads, uploaded)
-            final = pending_status(meta)
-            # Only this journal's metrics and checkpoints hold its run's status back:
-            # another run's unreachable store must not keep this one RUNNING.
-            if final is not None and undelivered == 0 and uploaded.pending == 0:
-                try:
-                    from trackcfg.tracking.mlflow_run import open_client
-
-                    client = open_client(uri)
-                    if final[0] == "FINISHED":
-                        clear_failure_tags(client, run_id)
-                    client.set_terminated(run_id, status=final[0], end_time=final[1])
-                except Exception as error:  # the store is still away: try next time
-                    _logger.warning("trackcfg: cannot set status of run %s: %s", run_id, error)
-                    continue
-                write_journal_meta(directory, without_pending_status(meta))
-                statuses += 1
-        finally:
-            delivery.release()
-    return SyncReport(
-        seen,
-        delivered,
-        pending,
-        statuses,
-        uploads.uploaded,
-        uploads.pending,
-        uploads.rejected,
-    )
-
-
-def _upload_stranded(
-    directory: Path, uri: str, run_id: str, meta: dict[str, object], timeout: float
-) -> StrandedUploads:
-    """`upload_stranded` for one journal; a store that cannot be opened leaves them pending."""
-    from trackcfg.tracking.mlflow_run import open_client
-    from trackcfg.tracking.uploads import StrandedUploads, stranded_checkpoints, upload_stranded
-
-    if not stranded_checkpoints(directory):
-        return StrandedUploads(0, 0, 0)
-    keep = meta.get("keep_last")
-    try:
-        client = open_client(uri)
-    except Exception as error:  # the store is away: next time
-        _logger.warning("trackcfg: cannot upload checkpoints of run %s: %s", run_id, error)
-        return StrandedUploads(0, len(stranded_checkpoints(directory)), 0)
-    return upload_stranded(
-        directory,
-        client,
-        run_id,
-        keep_last=keep if isinstance(keep, int) and keep > 0 else None,
-        timeout=timeout,
-    )
-
-
-def _add(a: StrandedUploads, b: StrandedUploads) -> StrandedUploads:
-    from trackcfg.tracking.uploads import StrandedUploads
-
-    return StrandedUploads(a.uploaded + b.uploaded, a.pending + b.pending, a.rejected + b.rejected)
 
 
 # -- training with the hooks ------------------------------------------------------------
@@ -578,6 +402,7 @@ class _RunStartedHook(Hook):
 
 def _train_tracked(
     cfg: Config,
+    plan: TrainingPlan,
     agent: TrackingAgent,
     work: Path,
     started: Callable[[AgentReady], RunResult],
@@ -587,15 +412,14 @@ def _train_tracked(
     skip: frozenset[tuple[str, int]] = frozenset(),
 ) -> RunResult:
     """Train with the MLflow hooks while ``agent`` tracks the run; returns the finished run."""
-    from trackcfg.runner.hooks.mlflow import MlflowCheckpointHook, MlflowLoggerHook
     from trackcfg.runner.train import train
-    from trackcfg.tracking.journal import MetricJournal, journal_dir
+    from trackcfg.session.hooks import MlflowCheckpointHook, MlflowLoggerHook
+    from trackcfg.tracking.agent.journal import MetricJournal, journal_dir
 
-    interval, by_epoch = _log_settings(cfg)
-    logger_hook = MlflowLoggerHook(interval=interval, by_epoch=by_epoch)
+    logger_hook = MlflowLoggerHook(interval=plan.log_interval, by_epoch=plan.log_by_epoch)
 
     def publish(saved: SavedCheckpoint, seq: int) -> None:
-        from trackcfg.tracking.uploads import publish_pin
+        from trackcfg.tracking.agent.uploads import publish_pin
 
         path, source = saved.path, None
         if saved.pinned is not None:
@@ -632,7 +456,7 @@ def _train_tracked(
             run.run_id,
             run.tracking_uri,
             skip=skip,
-            keep_last=_keep_last(cfg),
+            keep_last=plan.keep_last,
         )
         logger_hook.attach(journal)
         checkpoint_hook.attach(journal)
@@ -727,8 +551,8 @@ def _leave_to_sync(journal: Path, status: str, unjournaled: Sequence[MetricRecor
 
     Never raises: on a full disk what cannot be left is reported (and counted as lost).
     """
-    from trackcfg.tracking.journal import append_records, read_journal, record_pending_status
-    from trackcfg.tracking.uploads import stranded_checkpoints
+    from trackcfg.tracking.agent.journal import append_records, read_journal, record_pending_status
+    from trackcfg.tracking.agent.uploads import stranded_checkpoints
 
     lost = 0
     if unjournaled:
@@ -787,34 +611,6 @@ def _terminate_on_sigterm() -> Iterator[None]:
 # -- helpers ------------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def _store_errors(uri: str) -> Iterator[None]:
-    """Report a tracking store that cannot be used as one `TrackingError`."""
-    from mlflow.exceptions import MlflowException
-
-    from trackcfg.tracking.mlflow_run import unusable_store
-
-    try:
-        yield
-    except MlflowException as error:
-        raise unusable_store(uri, error) from error
-
-
-def _bound_http_retries() -> None:
-    """Apply `HTTP_DEFAULTS` to this process where the user did not set them."""
-    for name, value in HTTP_DEFAULTS.items():
-        os.environ.setdefault(name, value)
-
-
-def _warn_if_refused(uri: str, run_id: str) -> None:
-    """Say so when metrics stay pending because the store refuses our credentials."""
-    from trackcfg.tracking.mlflow_run import refused_credentials
-
-    refused = refused_credentials(uri, run_id)
-    if refused is not None:
-        _logger.warning("trackcfg: %s", refused)
-
-
 def _prepare_work_dir(work: Path) -> None:
     """Create ``work`` and its private ``.trackcfg`` (mode 0700), and prove it writable.
 
@@ -844,12 +640,11 @@ def _is_rank_zero() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
-def _work_dir(cfg: Config, config_path: str | Path, work_dir: Path | str | None) -> Path:
+def _work_dir(plan: TrainingPlan, config_path: str | Path, work_dir: Path | str | None) -> Path:
     if work_dir is not None:
         return Path(work_dir).resolve()
-    configured = cfg.to_dict().get("work_dir")
-    if isinstance(configured, str) and configured:
-        return Path(configured).resolve()
+    if plan.work_dir is not None:
+        return plan.work_dir.resolve()
     return (Path("work_dirs") / Path(config_path).stem).resolve()
 
 
@@ -867,34 +662,22 @@ def _resume_work_dir(
     return (Path("work_dirs") / f"{safe}-{run_id[:8]}").resolve()
 
 
-def _log_settings(cfg: Config) -> tuple[int, bool]:
-    """The logger interval and by_epoch flag the config's log_config uses."""
-    data = cfg.to_dict()
-    log_config = data.get("log_config")
-    interval, by_epoch = 10, True
-    runner = data.get("runner")
-    if isinstance(runner, dict) and runner.get("type") == "IterBasedRunner":
-        by_epoch = False
-    if isinstance(log_config, dict):
-        value = log_config.get("interval")
-        if isinstance(value, int) and value > 0:
-            interval = value
-        hooks = log_config.get("hooks")
-        if isinstance(hooks, (list, tuple)):
-            for hook in hooks:
-                if isinstance(hook, dict) and isinstance(hook.get("by_epoch"), bool):
-                    by_epoch = hook["by_epoch"]
-                    break
-    return interval, by_epoch
+def _given_config(config: str | Path | Config) -> tuple[Config | None, Path]:
+    """A `Config` given to `start_run` (and its file), or None and the path given."""
+    if isinstance(config, (str, Path)):
+        return None, Path(config)
+    if not config.filename or not config.lineage:
+        raise TrackingError(
+            "a tracked run needs its config's files (for the snapshot): pass a path, or a "
+            "Config loaded with Config.fromfile"
+        )
+    return config, Path(config.filename)
 
 
-def _keep_last(cfg: Config) -> int | None:
-    checkpoint_config = cfg.to_dict().get("checkpoint_config")
-    if isinstance(checkpoint_config, dict):
-        keep = checkpoint_config.get("max_keep_ckpts")
-        if isinstance(keep, int) and keep > 0:
-            return keep
-    return None
+def _plan(cfg: Config) -> TrainingPlan:
+    from trackcfg.runner.plan import TrainingPlan
+
+    return TrainingPlan.from_config(cfg.to_dict())
 
 
 def _describe_changes(recorded: dict[str, object], cfg: Config) -> list[str]:
@@ -926,132 +709,6 @@ def _releasing(release: Callable[[], None]) -> Iterator[Callable[[], None]]:
         raise
 
 
-def _artifact_name(path: Path | None) -> str | None:
-    from trackcfg.tracking.uploads import CHECKPOINT_ARTIFACT_DIR
-
-    return None if path is None else f"{CHECKPOINT_ARTIFACT_DIR}/{path.name}"
-
-
-def _download_checkpoint(
-    client: MlflowClient, run_id: str, tags: dict[str, str], work: Path, *, chosen: str | None
-) -> Path | None:
-    """Download and verify the checkpoint to resume from (None: start over in the same run).
-
-    Without ``chosen``: the one the run's pointer names, verified against the
-    pointer's digest; if it does not verify, the newest older stored checkpoint
-    whose own digest does (with a warning naming what was skipped). Checkpoints
-    stored after the pointer's are never picked on their own: the pointer moves
-    only once the metrics before a checkpoint are stored.
-    """
-    from trackcfg.tracking.mlflow_run import TAG_LATEST_CHECKPOINT, TAG_LATEST_CHECKPOINT_DIGEST
-    from trackcfg.tracking.uploads import CHECKPOINT_ARTIFACT_DIR, checkpoint_number
-
-    pointer = tags.get(TAG_LATEST_CHECKPOINT)
-    expected = tags.get(TAG_LATEST_CHECKPOINT_DIGEST)
-    destination = work / ".trackcfg" / "resume"
-    if chosen is not None:
-        artifact = _chosen_artifact(run_id, chosen)
-        digest = expected if artifact == pointer else None
-        return _fetch_checkpoint(client, run_id, artifact, digest, destination)
-    if not pointer or not expected:
-        return None  # killed before its first checkpoint: start over in the same run
-    newest = checkpoint_number(pointer)
-    older = sorted(
-        (
-            (number, f"{CHECKPOINT_ARTIFACT_DIR}/{name}")
-            for name in _stored_checkpoints(client, run_id)
-            if (number := checkpoint_number(name)) is not None
-            and newest is not None
-            and number < newest
-            and name.split("_")[0] == pointer.rsplit("/", 1)[-1].split("_")[0]
-        ),
-        reverse=True,
-    )
-    failures: list[str] = []
-    for artifact, digest in [(pointer, expected), *((a, None) for _, a in older)]:
-        try:
-            path = _fetch_checkpoint(client, run_id, artifact, digest, destination)
-        except (CheckpointError, TrackingError) as error:
-            failures.append(first_line(error))
-            _logger.warning("trackcfg: skipping stored checkpoint %s: %s", artifact, failures[-1])
-            continue
-        if failures:
-            _logger.warning(
-                "trackcfg: run %s resumes from the older checkpoint %s (the newer one does not "
-                "verify); the steps after it are trained again, identically",
-                run_id,
-                artifact,
-            )
-        return path
-    raise CheckpointCorruptError(
-        f"run {run_id}: no stored checkpoint verifies",
-        details=failures,
-        hint="the artifact store holds damaged files; `trackcfg resume RUN_ID --checkpoint NAME` "
-        "picks one explicitly",
-    )
-
-
-def _chosen_artifact(run_id: str, chosen: str) -> str:
-    """The artifact path of a checkpoint named on the command line (confined to checkpoints/)."""
-    from trackcfg.tracking.uploads import CHECKPOINT_ARTIFACT_DIR
-
-    name = chosen.removeprefix(f"{CHECKPOINT_ARTIFACT_DIR}/")
-    if not name or "/" in name or "\\" in name or name in (".", ".."):
-        raise CheckpointError(
-            f"run {run_id}: {chosen!r} is not the name of a stored checkpoint",
-            hint=f"give a file name from the run's {CHECKPOINT_ARTIFACT_DIR}/ artifacts, "
-            "e.g. epoch_3.pth",
-        )
-    return f"{CHECKPOINT_ARTIFACT_DIR}/{name}"
-
-
-def _stored_checkpoints(client: MlflowClient, run_id: str) -> list[str]:
-    """File names under the run's ``checkpoints/`` artifacts."""
-    from trackcfg.tracking.uploads import CHECKPOINT_ARTIFACT_DIR
-
-    try:
-        infos = client.list_artifacts(run_id, CHECKPOINT_ARTIFACT_DIR)
-    except Exception as error:
-        raise TrackingError(f"run {run_id}: cannot list stored checkpoints: {error}") from error
-    return [i.path.rsplit("/", 1)[-1] for i in infos if not i.is_dir]
-
-
-def _fetch_checkpoint(
-    client: MlflowClient, run_id: str, artifact: str, digest: str | None, destination: Path
-) -> Path:
-    """Download ``artifact`` and verify it: against ``digest`` if given, else its own trailer.
-
-    Raises:
-        CheckpointError: it is not stored (or cannot be downloaded).
-        CheckpointCorruptError: its bytes do not verify.
-    """
-    from trackcfg.runner.checkpoint import read_checkpoint_record, verify_checkpoint_file
-
-    destination.mkdir(parents=True, exist_ok=True)
-    try:
-        path = Path(client.download_artifacts(run_id, artifact, str(destination)))
-    except Exception as error:
-        raise CheckpointError(
-            f"run {run_id}: cannot download checkpoint {artifact}: {first_line(error)}"
-        ) from error
-    if not path.is_file():
-        raise CheckpointError(f"run {run_id}: {artifact} is not a stored checkpoint file")
-    try:
-        verify_checkpoint_file(path)  # its bytes against its own trailer
-    except CheckpointCorruptError as error:
-        raise CheckpointCorruptError(
-            f"run {run_id}: stored {artifact} is damaged: {error.message}",
-            hint="the artifact store holds a damaged file",
-        ) from error
-    record = read_checkpoint_record(path)
-    if digest is not None and (record is None or record.digest != digest):
-        raise CheckpointCorruptError(
-            f"{artifact}: downloaded checkpoint does not match the digest {digest} the run records",
-            hint="the artifact store holds a damaged file",
-        )
-    return path
-
-
 def _logged_steps(
     client: MlflowClient, run_id: str, keys: Iterable[str]
 ) -> frozenset[tuple[str, int]]:
@@ -1061,3 +718,9 @@ def _logged_steps(
         for metric in client.get_metric_history(run_id, key):
             steps.add((metric.key, int(metric.step)))
     return frozenset(steps)
+
+
+#: The public Python names (``trackcfg.run``, ``trackcfg.resume``) of what the
+#: ``trackcfg run`` and ``trackcfg resume`` commands do.
+run = start_run
+resume = resume_run

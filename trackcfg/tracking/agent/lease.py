@@ -113,7 +113,7 @@ class Lease:
 
         On the holder's host a dead trainer frees the run at once, even while its
         agent still delivers what it left: the next trainer waits for that delivery
-        (`trackcfg.tracking.session.sync`) under its own lease.
+        (`trackcfg.tracking.sync.sync`) under its own lease.
         """
         now = _now_ms() if now_ms is None else now_ms
         if now - self.renewed > self.ttl * 1000:

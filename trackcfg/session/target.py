@@ -31,7 +31,6 @@ __all__ = [
     "ConfigView",
     "TargetKind",
     "is_run_id",
-    "load_config",
     "load_run_snapshot",
     "load_view",
     "view_of_config",
@@ -80,17 +79,6 @@ class ConfigView:
     lineage: tuple[LineageEntry, ...]
 
 
-def load_config(path: str | Path, options: Sequence[str] = ()) -> Config:
-    """Load a config file without importing its ``custom_imports``, then apply ``k=v`` options.
-
-    Raises:
-        ConfigError: The file or an option is wrong (message names file, line and key).
-    """
-    from trackcfg.config.config import load_config as load
-
-    return load(path, options, import_custom_modules=False)
-
-
 def view_of_config(cfg: Config, label: str) -> ConfigView:
     """The `ConfigView` of an already loaded config."""
     from trackcfg.config.canonical import digest, from_canonical_bytes
@@ -116,8 +104,8 @@ def load_run_snapshot(run_id: str) -> Snapshot:
         SnapshotError: The run has no (complete) trackcfg snapshot, or one that was
             changed since the run started.
     """
-    from trackcfg.cli.catalog import store_exists, tracking_uri
     from trackcfg.errors import RunNotFoundError
+    from trackcfg.session.catalog import store_exists, tracking_uri
     from trackcfg.tracking.snapshot import load_snapshot
 
     if not store_exists():
@@ -142,7 +130,9 @@ def load_view(target: str, options: Sequence[str] = ()) -> ConfigView:
             changed since the run started.
     """
     if not is_run_id(target):
-        return view_of_config(load_config(target, options), target)
+        from trackcfg.config.config import load_config
+
+        return view_of_config(load_config(target, options, import_custom_modules=False), target)
     from trackcfg.errors import TrackingError
 
     if options:

@@ -25,7 +25,7 @@ checkpoints it was told about and marks the run KILLED. It ignores SIGINT and
 SIGTERM, which a terminal or a job scheduler sends the whole process group: the
 trainer reports how the run ended, and the agent's own waits are bounded.
 
-Protocol: see `trackcfg.tracking.agent_client`.
+Protocol: see `trackcfg.tracking.agent.client`.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 from trackcfg.errors import RunLeaseError, TrackingError, first_line
-from trackcfg.tracking.agent_client import (
+from trackcfg.tracking.agent.client import (
     OP_ATTACH,
     OP_CHECKPOINT,
     OP_END,
@@ -57,7 +57,7 @@ from trackcfg.tracking.agent_client import (
     REPLY_ERROR,
     REPLY_READY,
 )
-from trackcfg.tracking.lease import (
+from trackcfg.tracking.agent.lease import (
     RENEW_INTERVAL,
     TAG_LEASE,
     Lease,
@@ -69,12 +69,12 @@ from trackcfg.tracking.redaction import RedactingFormatter
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
-    from trackcfg.tracking.delivery import JournalDelivery
+    from trackcfg.tracking.agent.delivery import JournalDelivery
+    from trackcfg.tracking.agent.journal import MetricRecord
+    from trackcfg.tracking.agent.uploads import CheckpointUploader
     from trackcfg.tracking.gitstate import GitState
-    from trackcfg.tracking.journal import MetricRecord
-    from trackcfg.tracking.uploads import CheckpointUploader
 
-__all__ = ["TAG_METRICS_LOST", "clear_failure_tags", "main"]
+__all__ = ["TAG_METRICS_LOST", "main"]
 
 _logger = logging.getLogger("trackcfg.agent")
 
@@ -89,7 +89,6 @@ _ORPHAN_UPLOAD_TIMEOUT = 60.0
 #: Tag: how many metrics of the run were neither journaled nor delivered.
 TAG_METRICS_LOST = "trackcfg.metrics_lost"
 #: How the note of a failed run starts (the one a finishing resume removes).
-_FAILURE_NOTE = "Run failed: "
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -275,9 +274,9 @@ class _TrackedRun:
         keep_last: int | None,
         lease: Lease,
     ) -> None:
-        from trackcfg.tracking.delivery import JournalDelivery, mlflow_sender
-        from trackcfg.tracking.journal import journal_dir
-        from trackcfg.tracking.uploads import CheckpointUploader
+        from trackcfg.tracking.agent.delivery import JournalDelivery, mlflow_sender
+        from trackcfg.tracking.agent.journal import journal_dir
+        from trackcfg.tracking.agent.uploads import CheckpointUploader
 
         self.client = client
         self.uri = uri
@@ -320,8 +319,13 @@ class _TrackedRun:
         lease = claim.with_pid(os.getpid())
         if op == OP_ATTACH:
             run_id, experiment_id = str(request["run_id"]), str(request["experiment_id"])
-            if renew_lease(client, run_id, lease) is None:
-                raise RunLeaseError(f"run {run_id}: another trainer took the run's lease")
+            try:
+                renewed = renew_lease(client, run_id, lease)
+            except Exception as error:  # the store is away: the trainer's claim stands
+                _logger.debug("trackcfg: renewing the lease failed: %s", first_line(error))
+            else:
+                if renewed is None:
+                    raise RunLeaseError(f"run {run_id}: another trainer took the run's lease")
             return cls(client, uri, run_id, experiment_id, work_dir, keep_last, lease)
         if op != OP_START:
             raise TrackingError(f"tracking agent: expected a start request, got {op!r}")
@@ -353,7 +357,7 @@ class _TrackedRun:
 
     def serve(self, requests: _Requests) -> _Done:
         """Handle requests until ``end`` (or the trainer's death); returns the report."""
-        from trackcfg.tracking.uploads import UploadRequest
+        from trackcfg.tracking.agent.uploads import UploadRequest
 
         while True:
             request = requests.next()
@@ -413,7 +417,7 @@ class _TrackedRun:
         unjournaled: Sequence[MetricRecord] = (),
     ) -> _Done:
         """Finish uploads and deliveries (bounded), then set the run's final status."""
-        from trackcfg.tracking.uploads import stranded_checkpoints
+        from trackcfg.tracking.agent.uploads import stranded_checkpoints
 
         if unjournaled:
             self._take_over(unjournaled)
@@ -467,7 +471,7 @@ class _TrackedRun:
 
     def _take_over(self, records: Sequence[MetricRecord]) -> None:
         """Records the trainer could not journal: journal them now, else deliver from memory."""
-        from trackcfg.tracking.journal import append_records
+        from trackcfg.tracking.agent.journal import append_records
 
         try:
             append_records(self.journal, records)
@@ -487,7 +491,7 @@ class _TrackedRun:
 
     def _journal_leftovers(self) -> int:
         """Journal what was delivered from memory but did not arrive; returns how many are lost."""
-        from trackcfg.tracking.journal import append_records
+        from trackcfg.tracking.agent.journal import append_records
 
         left = self.delivery.undelivered_added()
         if not left:
@@ -567,17 +571,17 @@ def _set_final_status(
         Whether the store took it.
     """
     from trackcfg.tracking import mlflow_run as mr
-    from trackcfg.tracking.journal import record_pending_status
+    from trackcfg.tracking.agent.journal import record_pending_status
 
     end_time = end_time if end_time is not None else int(time.time() * 1000)
     try:
         if status == "FINISHED":
-            clear_failure_tags(client, run_id)
+            mr.clear_failure_tags(client, run_id)
         tags = dict(extra_tags or {})
         if error is not None:
             tags[mr.TAG_ERROR] = error
             if status != "KILLED":
-                tags[mr.TAG_NOTE] = f"{_FAILURE_NOTE}{error}"
+                tags[mr.TAG_NOTE] = f"{mr.FAILURE_NOTE}{error}"
         if tags:
             mr.set_tags(client, run_id, tags)
         client.set_terminated(run_id, status=status, end_time=end_time)
@@ -608,24 +612,9 @@ def _set_final_status(
         return False
 
 
-def clear_failure_tags(client: MlflowClient, run_id: str) -> None:
-    """Delete the error tag, and the failure note, that an earlier end of the run left.
-
-    For a run that now ends FINISHED (a resume finished it). A note that is not a
-    failure note (a forced resume's) stays.
-    """
-    from trackcfg.tracking.mlflow_run import TAG_ERROR, TAG_NOTE
-
-    tags = client.get_run(run_id).data.tags
-    if TAG_ERROR in tags:
-        client.delete_tag(run_id, TAG_ERROR)
-    if tags.get(TAG_NOTE, "").startswith(_FAILURE_NOTE):
-        client.delete_tag(run_id, TAG_NOTE)
-
-
 def _sync_leftovers(work_dir: Path, run_id: str) -> None:
     """Deliver journals earlier processes left in ``work_dir`` (not this run's)."""
-    from trackcfg.tracking.session import sync
+    from trackcfg.tracking.sync import sync
 
     try:
         sync(work_dir, timeout=5.0, lock_timeout=0.0, exclude=(run_id,))
@@ -644,7 +633,7 @@ def _strs(value: object) -> list[str]:
 
 
 def _records(value: object) -> list[MetricRecord]:
-    from trackcfg.tracking.journal import MetricRecord
+    from trackcfg.tracking.agent.journal import MetricRecord
 
     if not isinstance(value, list):
         return []
@@ -659,12 +648,3 @@ def _records(value: object) -> list[MetricRecord]:
 
 def _int(value: object) -> int:
     return int(value) if isinstance(value, (int, float, str)) else 0
-
-
-if __name__ == "__main__":
-    status = main()
-    # Everything is stored and every thread has stopped; skip the interpreter's
-    # teardown of MLflow's and SQLAlchemy's modules (a tenth of a second the
-    # trainer would otherwise wait for).
-    sys.stderr.flush()
-    os._exit(status)
