@@ -18,6 +18,7 @@ from trackcfg.tracking.agent.lease import (
     acquire_lease,
     new_lease,
     read_lease,
+    release_dead_lease,
     release_lease,
     renew_lease,
 )
@@ -134,3 +135,14 @@ def test_a_malformed_lease_tag_reads_as_no_lease(text: str) -> None:
 def test_a_lease_round_trips_through_its_tag() -> None:
     lease = new_lease().with_pid(12345)
     assert Lease.from_tag(lease.to_tag()) == lease
+
+
+def test_a_dead_trainers_lease_is_removed_and_a_live_ones_kept(store_run: tuple[str, str]) -> None:
+    uri, run_id = store_run
+    client = MlflowClient(uri)
+    live = acquire_lease(client, run_id, new_lease(), settle=0.0)
+    assert not release_dead_lease(client, run_id)
+    assert read_lease(client, run_id) == live
+    client.set_tag(run_id, TAG_LEASE, new_lease(dead_pid()).to_tag())
+    assert release_dead_lease(client, run_id)
+    assert read_lease(client, run_id) is None

@@ -40,6 +40,7 @@ __all__ = [
     "acquire_lease",
     "new_lease",
     "read_lease",
+    "release_dead_lease",
     "release_lease",
     "renew_lease",
 ]
@@ -197,6 +198,19 @@ def release_lease(client: MlflowClient, run_id: str, lease: Lease) -> None:
     current = read_lease(client, run_id)
     if current is not None and current.token == lease.token:
         client.delete_tag(run_id, TAG_LEASE)
+
+
+def release_dead_lease(client: MlflowClient, run_id: str) -> bool:
+    """Remove the run's lease if it no longer holds (its trainer is gone); True if removed.
+
+    For `sync`, which sets the status a trainer left when its agent died before it
+    could remove the lease itself.
+    """
+    current = read_lease(client, run_id)
+    if current is None or current.is_live():
+        return False
+    client.delete_tag(run_id, TAG_LEASE)
+    return True
 
 
 def _held_error(run_id: str, held: Lease) -> RunLeaseError:
