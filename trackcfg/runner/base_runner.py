@@ -30,13 +30,12 @@ from __future__ import annotations
 import copy
 import difflib
 import logging
-import operator
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Protocol, cast
+from typing import Any, Protocol, TypeVar, cast
 
 import torch
 from torch import nn
@@ -51,10 +50,10 @@ from trackcfg.runner.checkpoint import (
 )
 from trackcfg.runner.dist import all_gather_object, get_dist_info, is_main_process
 from trackcfg.runner.hooks.hook import Hook
-from trackcfg.runner.log_buffer import PENDING_LIMIT
 from trackcfg.runner.priority import Priority, get_priority
 from trackcfg.runner.rng import capture_rng_state, restore_rng_state
 from trackcfg.runner.stage import GENERIC_STAGES, Stage
+from trackcfg.runner.workflow import Workflow, check_workflow
 
 __all__ = ["CHECKPOINT_FORMAT", "BaseRunner"]
 
@@ -69,19 +68,10 @@ _BOUNDARY_STAGES = frozenset(
 )
 
 _ITERATION_STAGES = frozenset({Stage.BEFORE_TRAIN_ITER, Stage.AFTER_TRAIN_ITER})
-_LR = operator.itemgetter("lr")
-_BEFORE_TRAIN_ITER = Stage.BEFORE_TRAIN_ITER
-_AFTER_TRAIN_ITER = Stage.AFTER_TRAIN_ITER
 
 HookConfig = Mapping[str, object]
 _HookFn = Callable[["BaseRunner"], None]
-# CPython 3.11+ keeps an instance's attributes inline (no dict of its own) while its
-# class has at most 29 distinct instance attribute names; from the 30th on every
-# instance gets a real dict, and every `self.x` / `runner.x` of the loops and hooks is
-# a slower dict-hint lookup (~0.2-0.5 % of an iteration of the benchmark's MLP). The
-# runner stays below: rarely used private state lives in `state` or in grouped
-# attributes (tests/unit/runner/test_runner_layout.py checks).
-_MAX_INLINE_ATTRIBUTES = 29
+_C = TypeVar("_C", bound="HookConfig | Hook | None")
 
 # mmcv's default for register_training_hooks(timer_config=...); read-only (copied before use).
 DEFAULT_TIMER_CONFIG: HookConfig = MappingProxyType({"type": "IterTimerHook"})
@@ -123,6 +113,10 @@ class BaseRunner:
 
     #: ``filename_tmpl`` of `save_checkpoint` when none is given.
     default_filename_tmpl = "epoch_{}.pth"
+    #: ``by_epoch`` of the LR, momentum, checkpoint and logger hooks that
+    #: `register_training_hooks` builds from configs that do not say (mmcv: False
+    #: for IterBasedRunner).
+    hooks_by_epoch = True
 
     def __init__(
         self,
@@ -205,13 +199,8 @@ class BaseRunner:
         #: Index of the current iteration within the epoch.
         self.inner_iter = 0
         self._hooks: list[Hook] = []
-        self._dispatch: dict[Stage, tuple[_HookFn, ...]] = {s: () for s in Stage}
-        # The per-iteration stages' tables again, as attributes: the loops read these
-        # (hashing a Stage for the dict runs Enum.__hash__, a Python function).
-        self._before_train_iter: tuple[_HookFn, ...] = ()
-        self._after_train_iter: tuple[_HookFn, ...] = ()
-        # (validation's two in one attribute: see _MAX_INLINE_ATTRIBUTES)
-        self._val_iter_fns: tuple[tuple[_HookFn, ...], tuple[_HookFn, ...]] = ((), ())
+        # Per stage, the bound methods to call, in priority order (see register_hook).
+        self._hooks_at: dict[Stage, tuple[_HookFn, ...]] = {s: () for s in Stage}
         self._writer = CheckpointWriter()
         self._pending: list[_CheckpointRequest] = []
         self._dispatching: Stage | None = None
@@ -263,8 +252,7 @@ class BaseRunner:
         while position > 0 and get_priority(self._hooks[position - 1].priority) > value:
             position -= 1
         self._hooks.insert(position, hook)
-        hook._attach_runner(self)
-        self._rebuild_dispatch()
+        self._hooks_at = _stage_table(self._hooks)
 
     def register_hook_from_cfg(self, hook_cfg: HookConfig) -> None:
         """Build a hook from ``dict(type=..., priority=..., **args)`` in ``HOOKS`` and register it.
@@ -305,17 +293,23 @@ class BaseRunner:
         ``momentum_config`` name a ``policy`` (``'step'`` -> ``StepLrUpdaterHook``,
         ``'CosineAnnealing'`` -> ``CosineAnnealingLrUpdaterHook``).
         ``timer_config`` defaults to ``dict(type='IterTimerHook')``; None registers
-        no timer (as in mmcv). The caller's dicts are never modified.
+        no timer (as in mmcv). The LR, momentum, checkpoint and logger hooks get
+        ``by_epoch=hooks_by_epoch`` unless their config says otherwise. The caller's
+        dicts are never modified.
         """
         self._register_policy_hook(lr_config, "LrUpdaterHook", "VERY_HIGH")
         self._register_policy_hook(momentum_config, "MomentumUpdaterHook", "HIGH")
         self._register_typed_hook(optimizer_config, "OptimizerHook", "ABOVE_NORMAL")
-        self._register_typed_hook(checkpoint_config, "CheckpointHook", "NORMAL")
+        self._register_typed_hook(
+            self._by_epoch_default(checkpoint_config), "CheckpointHook", "NORMAL"
+        )
         self._register_typed_hook(timer_config, "IterTimerHook", "LOW")
         if log_config is not None:
             interval = {"interval": log_config.get("interval", 10)}
             for info in cast(Sequence[HookConfig], log_config.get("hooks", ())):
-                self._build_and_register(info, "VERY_LOW", default_args=interval)
+                self._build_and_register(
+                    self._by_epoch_default(info), "VERY_LOW", default_args=interval
+                )
         if custom_hooks_config is None:
             return
         items = (
@@ -328,6 +322,12 @@ class BaseRunner:
                 self.register_hook(item)
             else:
                 self.register_hook_from_cfg(item)
+
+    def _by_epoch_default(self, config: _C) -> _C:
+        """``config`` with ``by_epoch=hooks_by_epoch`` unless it says (a hook: unchanged)."""
+        if self.hooks_by_epoch or not isinstance(config, Mapping):
+            return config
+        return cast(_C, {"by_epoch": False, **config})
 
     def _register_policy_hook(
         self, config: HookConfig | Hook | None, suffix: str, priority: str
@@ -346,7 +346,7 @@ class BaseRunner:
                 policy = policy.title()
             cfg["type"] = policy + suffix
             config = cfg
-        self._register_typed_hook(config, suffix, priority)
+        self._register_typed_hook(self._by_epoch_default(config), suffix, priority)
 
     def _register_typed_hook(
         self, config: HookConfig | Hook | None, default_type: str, priority: str
@@ -357,28 +357,6 @@ class BaseRunner:
             self.register_hook(config, priority=priority)
             return
         self._build_and_register({"type": default_type, **config}, priority)
-
-    def _rebuild_dispatch(self) -> None:
-        # Only hooks that do something at a stage are called there: the per-iteration
-        # cost is one loop over the hooks that matter (the ≤5%/iteration budget). A hook
-        # is also left out where it says it is idle for now (`Hook.idle_stages`); such
-        # a hook calls this again whenever that may change (`Hook._idleness_changed`), also
-        # in the middle of a stage: the stage being run finishes with the table it
-        # started with, and the next one uses the new table.
-        table: dict[Stage, list[_HookFn]] = {s: [] for s in Stage}
-        for hook in self._hooks:
-            idle = hook.idle_stages()
-            for name in hook.get_triggered_stages():
-                stage = Stage(name)
-                if stage not in idle:
-                    table[stage].append(getattr(hook, stage.value))
-        self._dispatch = {s: tuple(fns) for s, fns in table.items()}
-        self._before_train_iter = self._dispatch[Stage.BEFORE_TRAIN_ITER]
-        self._after_train_iter = self._dispatch[Stage.AFTER_TRAIN_ITER]
-        self._val_iter_fns = (
-            self._dispatch[Stage.BEFORE_VAL_ITER],
-            self._dispatch[Stage.AFTER_VAL_ITER],
-        )
 
     def call_hook(self, stage: Stage) -> None:
         """Call every registered hook's method for ``stage``, in priority order.
@@ -392,10 +370,11 @@ class BaseRunner:
                 f"call_hook expects a Stage, got {type(stage).__name__} {stage!r}",
                 hint=f"use e.g. Stage.{Stage.AFTER_TRAIN_ITER.name}",
             )
-        self._fire(stage, self._dispatch[stage])
+        self._fire(stage)
 
-    def _fire(self, stage: Stage, fns: tuple[_HookFn, ...]) -> None:
-        """`call_hook` with the table already looked up (the loops pass theirs)."""
+    def _fire(self, stage: Stage) -> None:
+        """`call_hook` without the type check (the loops' own calls)."""
+        fns = self._hooks_at[stage]
         if fns:
             previous, self._dispatching = self._dispatching, stage
             fn: _HookFn | None = None
@@ -438,101 +417,21 @@ class BaseRunner:
 
     # -- one iteration -------------------------------------------------------------
 
-    def _train_iter(
-        self, data_batch: object, kwargs: dict[str, object], stock_step: bool = False
-    ) -> None:
-        """One training iteration between its hooks, then ``iter`` moves on (both loops).
-
-        This is the per-iteration path the ≤5 % overhead budget of issue 3 is about, so
-        it is `_fire` written out for the two stages in one frame: the hook tables are
-        attributes read at every iteration (always current, no Stage hashing), and one
-        ``try`` (free in Python 3.11 until something raises) gives a failing hook the
-        same note `_fire` gives it. ``_dispatching`` is set while hooks run, exactly as
-        `_fire` does, so `save_checkpoint` still sees the stage.
-
-        With ``stock_step`` (the caller checked `_has_stock_step`), `run_iter`'s training
-        branch is written out here as well, and so is the usual case of its
-        ``log_buffer.update`` (float values of known keys): function calls less per
-        iteration, each worth a few tenths of a percent of an iteration of the
-        benchmark's MLP.
-        """
+    def _train_iter(self, data_batch: object, kwargs: dict[str, object]) -> None:
+        """One training iteration between its hooks, then ``iter`` moves on (both loops)."""
         self.data_batch = data_batch
-        outer = self._dispatching
-        fn: _HookFn | None = None
-        try:
-            fns = self._before_train_iter
-            if fns:
-                self._dispatching = _BEFORE_TRAIN_ITER
-                for fn in fns:
-                    fn(self)
-                self._dispatching = outer
-            if self._pending:
-                self._commit_checkpoints()  # not a boundary stage: as `_fire` does
-            if stock_step:
-                # BaseRunner.run_iter(data_batch, True) without kwargs or batch_processor
-                outputs = self.model.train_step(data_batch, self.optimizer)  # type: ignore[operator]
-                if not isinstance(outputs, dict):
-                    raise _not_a_dict("train", outputs)
-                if "log_vars" in outputs:
-                    log_vars, count = outputs["log_vars"], outputs["num_samples"]
-                    buffer = self.log_buffer
-                    if type(log_vars) is not dict or type(count) is not int:
-                        buffer.update(log_vars, count)
-                    else:
-                        # LogBuffer.update written out for float values of keys already
-                        # logged (the protocol of LogBuffer.pending); anything else goes
-                        # through update_scalar, key by key in the same order.
-                        # (Iterating the keys and indexing is cheaper than items(); a
-                        # missing key is the exception, and `try` costs nothing until then.)
-                        pending = buffer.pending
-                        for key in log_vars:
-                            value = log_vars[key]
-                            try:
-                                values, counts = pending[key]
-                            except KeyError:
-                                buffer.update_scalar(key, value, count)
-                                continue
-                            if type(value) is float and len(values) < PENDING_LIMIT:
-                                values.append(value)
-                                counts.append(count)
-                            else:
-                                buffer.update_scalar(key, value, count)
-                self.outputs = outputs
-            elif kwargs:
-                self.run_iter(data_batch, train_mode=True, **kwargs)
-            else:
-                self.run_iter(data_batch, True)
-            fns = self._after_train_iter
-            if fns:
-                self._dispatching = _AFTER_TRAIN_ITER
-                for fn in fns:
-                    fn(self)
-                self._dispatching = outer
-        except BaseException as exc:
-            stage = self._dispatching
-            if stage is not outer and stage is not None:  # a hook raised (not the step)
-                self._note_hook_failure(exc, stage, fn)
-                self._dispatching = outer
-            raise
+        self._fire(Stage.BEFORE_TRAIN_ITER)
+        self.run_iter(data_batch, True, **kwargs)
+        self._fire(Stage.AFTER_TRAIN_ITER)
         self.data_batch = None
         self.iter += 1
-
-    def _has_stock_step(self, kwargs: dict[str, object]) -> bool:
-        """Whether a training iteration is `run_iter`'s plain ``train_step`` call.
-
-        False when `run_iter` is overridden (by a subclass or on the instance), a
-        ``batch_processor`` is used, or the loop passes kwargs: then `_train_iter` calls
-        `run_iter` itself.
-        """
-        run_iter = getattr(self.run_iter, "__func__", None)
-        return run_iter is BaseRunner.run_iter and self.batch_processor is None and not kwargs
 
     def _val_iter(self, data_batch: object, kwargs: dict[str, object]) -> None:
         """One validation iteration between its hooks (both loops)."""
         self.data_batch = data_batch
-        self._fire(Stage.BEFORE_VAL_ITER, self._val_iter_fns[0])
-        self.run_iter(data_batch, train_mode=False, **kwargs)
-        self._fire(Stage.AFTER_VAL_ITER, self._val_iter_fns[1])
+        self._fire(Stage.BEFORE_VAL_ITER)
+        self.run_iter(data_batch, False, **kwargs)
+        self._fire(Stage.AFTER_VAL_ITER)
         self.data_batch = None
 
     def run_iter(self, data_batch: object, train_mode: bool, **kwargs: object) -> None:
@@ -541,20 +440,20 @@ class BaseRunner:
         Raises:
             TypeError: the step returned something other than a dict.
         """
+        outputs: object  # checked below: the step is user code
         if self.batch_processor is not None:
             outputs = self.batch_processor(self.model, data_batch, train_mode=train_mode, **kwargs)
         elif train_mode:
-            if kwargs:
-                outputs = self.model.train_step(data_batch, self.optimizer, **kwargs)  # type: ignore[operator]
-            else:  # a plain call: `**{}` still takes the generic (tuple-building) call path
-                outputs = self.model.train_step(data_batch, self.optimizer)  # type: ignore[operator]
+            outputs = self.model.train_step(data_batch, self.optimizer, **kwargs)  # type: ignore[operator]
         else:
             outputs = self.model.val_step(data_batch, self.optimizer, **kwargs)  # type: ignore[operator]
         if not isinstance(outputs, dict):
-            raise _not_a_dict("train" if train_mode else "val", outputs)
+            mode = "train" if train_mode else "val"
+            raise TypeError(f"{mode}_step must return a dict, got {type(outputs).__name__}")
         if "log_vars" in outputs:
-            # Typed by ignores, not cast(): this runs every iteration.
-            self.log_buffer.update(outputs["log_vars"], outputs["num_samples"])  # type: ignore[arg-type]
+            self.log_buffer.update(
+                cast(Mapping[str, object], outputs["log_vars"]), cast(int, outputs["num_samples"])
+            )
         self.outputs = outputs
 
     # -- learning rate / momentum ----------------------------------------------------
@@ -565,11 +464,6 @@ class BaseRunner:
         Raises:
             RunnerError: the runner has no optimizer.
         """
-        optimizer = self.optimizer
-        if isinstance(optimizer, Optimizer):
-            # Asked at every log line: the one-optimizer case without _map_groups' frames
-            # (and without a list comprehension, a function of its own in Python 3.11).
-            return list(map(float, map(_LR, optimizer.param_groups)))
         return self._group_values("lr")
 
     def current_momentum(self) -> list[float] | dict[str, list[float]]:
@@ -872,6 +766,60 @@ class BaseRunner:
 
     # -- running ----------------------------------------------------------------------
 
+    def _start(
+        self,
+        data_loaders: Sequence[object],
+        workflow: Workflow,
+        budget_name: str,
+        budget: int | None,
+    ) -> int:
+        """Check a `run` call's workflow and training budget; log them; return the budget.
+
+        Raises:
+            RunnerError: a bad workflow, or no budget (``budget_name``, e.g.
+                ``max_epochs``) given to the constructor or to `run`.
+        """
+        check_workflow(workflow, data_loaders)
+        if budget is None:
+            raise RunnerError(f"{budget_name} must be given (constructor or run())")
+        unit = budget_name.removeprefix("max_")
+        self.logger.info("workflow: %s, max: %d %s", list(workflow), budget, unit)
+        return budget
+
+    def _run_workflow(
+        self,
+        workflow: Workflow,
+        run_once: Callable[[str, int], None],
+        training_done: Callable[[], bool],
+    ) -> None:
+        """Cycle through ``workflow`` until ``training_done()`` (both runners' loop).
+
+        ``run_once(mode, phase)`` runs one unit (an epoch, or an iteration) of entry
+        ``phase``; a ``train`` entry stops early once training is done, and
+        checkpoints requested during a unit are committed right after it. The
+        workflow position (entry ``state.phase``, repetition ``state.phase_repeat``)
+        lives in `RunnerState`, so a resumed run starts from the restored position
+        instead of (0, 0); one resumed in the middle of the workflow (e.g. before the
+        'val' that follows the last training epoch) finishes that pass first, as the
+        interrupted run would have.
+        """
+        state = self.state
+        mid_workflow = state.phase != 0 or state.phase_repeat != 0
+        while not training_done() or mid_workflow:
+            mid_workflow = False
+            while state.phase < len(workflow):
+                mode, repeats = workflow[state.phase]
+                while state.phase_repeat < repeats:
+                    if mode == "train" and training_done():
+                        break
+                    run_once(mode, state.phase)
+                    state.phase_repeat += 1
+                    # Unit boundary: commit checkpoints requested in after_*_epoch/iter.
+                    self._commit_checkpoints()
+                state.phase += 1
+                state.phase_repeat = 0
+            state.phase = 0
+
     def _run_with_hooks(self, loop: Callable[[], None]) -> None:
         """``before_run``, the loop, ``after_run`` (also on failure, with ``self.error`` set)."""
         self.error = None
@@ -890,15 +838,20 @@ class BaseRunner:
         self.wait_for_checkpoints()
 
 
-def _not_a_dict(mode: str, outputs: object) -> TypeError:
-    return TypeError(f"{mode}_step must return a dict, got {type(outputs).__name__}")
-
-
 def _unwrap(model: nn.Module) -> nn.Module:
     """The module inside DataParallel/DistributedDataParallel wrappers."""
     from trackcfg.runner.parallel import unwrap_model
 
     return unwrap_model(model)
+
+
+def _stage_table(hooks: Sequence[Hook]) -> dict[Stage, tuple[_HookFn, ...]]:
+    """For every stage, the bound methods of the ``hooks`` (in order) that act there."""
+    table: dict[Stage, list[_HookFn]] = {s: [] for s in Stage}
+    for hook in hooks:
+        for name in hook.get_triggered_stages():
+            table[Stage(name)].append(getattr(hook, name))
+    return {stage: tuple(fns) for stage, fns in table.items()}
 
 
 def _check_stage_methods(hook: Hook) -> None:

@@ -29,7 +29,6 @@ import torch.distributed as dist
 from trackcfg.errors import RunnerError
 from trackcfg.registry import HOOKS
 from trackcfg.runner.hooks.hook import Hook
-from trackcfg.runner.stage import Stage
 
 if TYPE_CHECKING:
     from trackcfg.runner.base_runner import BaseRunner
@@ -39,9 +38,6 @@ __all__ = ["CheckpointHook"]
 
 # The keywords mmcv's CheckpointHook forwards to runner.save_checkpoint.
 _SAVE_ARGS = frozenset({"filename_tmpl", "meta", "create_symlink"})
-_IDLE_AFTER_TRAIN_ITER = frozenset({Stage.AFTER_TRAIN_ITER})
-# What decides `CheckpointHook.idle_stages`: setting one of these re-dispatches.
-_IDLENESS_ATTRS = frozenset({"by_epoch", "after_train_iter"})
 
 
 def _name_pattern(filename_tmpl: str) -> re.Pattern[str]:
@@ -90,11 +86,6 @@ class CheckpointHook(Hook):
 
     priority = "NORMAL"  # mmcv's register_checkpoint_hook priority
 
-    def __setattr__(self, name: str, value: object) -> None:
-        super().__setattr__(name, value)
-        if name in _IDLENESS_ATTRS:
-            self._idleness_changed()  # `idle_stages` may have changed: re-dispatch
-
     def __init__(
         self,
         interval: int = -1,
@@ -141,18 +132,6 @@ class CheckpointHook(Hook):
         self._out_dir_resolved = False
 
     # -- stages --------------------------------------------------------------
-
-    def idle_stages(self) -> frozenset[Stage]:
-        """``after_train_iter`` while counting epochs (saving is in after_train_epoch)."""
-        if (
-            self.by_epoch
-            # CheckpointHook's own method (not overridden, nor replaced on the instance)
-            and getattr(self.after_train_iter, "__func__", None) is _AFTER_TRAIN_ITER
-            # and changes are seen (a subclass's __setattr__ might not call ours)
-            and type(self).__setattr__ is CheckpointHook.__setattr__
-        ):
-            return _IDLE_AFTER_TRAIN_ITER
-        return frozenset()
 
     def before_run(self, runner: BaseRunner) -> None:
         if runner.work_dir is None:
@@ -244,9 +223,6 @@ class CheckpointHook(Hook):
             found.sort()
             for _step, stale in found[: -self.max_keep_ckpts]:
                 stale.unlink(missing_ok=True)
-
-
-_AFTER_TRAIN_ITER = CheckpointHook.after_train_iter
 
 
 def _allreduce_buffers(runner: BaseRunner) -> None:

@@ -18,8 +18,7 @@ Firing (as mmcv): ``before_run`` records base LRs; with ``by_epoch=True`` the
 regular LR is set in ``before_train_epoch`` and warmup (counted in iterations)
 adjusts it in ``before_train_iter``; with ``by_epoch=False`` both happen in
 ``before_train_iter``. With ``by_epoch=True`` and no warmup, ``before_train_iter``
-does nothing, and the runner does not call it (`LrUpdaterHook.idle_stages`); setting
-``by_epoch`` or ``warmup`` re-dispatches, effective from the next iteration.
+returns at once.
 """
 
 from __future__ import annotations
@@ -33,7 +32,6 @@ from torch.optim import Optimizer
 from trackcfg.errors import RunnerError
 from trackcfg.registry import HOOKS
 from trackcfg.runner.hooks.hook import Hook
-from trackcfg.runner.stage import Stage
 
 if TYPE_CHECKING:
     from trackcfg.runner.base_runner import BaseRunner
@@ -58,11 +56,6 @@ LrGroups = list[float] | dict[str, list[float]]
 
 WarmupKind = Literal["constant", "linear", "exp"]
 _WARMUPS: tuple[str, ...] = ("constant", "linear", "exp")
-
-
-_IDLE_BEFORE_TRAIN_ITER = frozenset({Stage.BEFORE_TRAIN_ITER})
-# What decides `LrUpdaterHook.idle_stages`: setting one of these re-dispatches.
-_IDLENESS_ATTRS = frozenset({"by_epoch", "warmup", "before_train_iter"})
 
 
 class LrUpdaterArgs(TypedDict, total=False):
@@ -129,11 +122,6 @@ class LrUpdaterHook(Hook):
     """
 
     priority = "VERY_HIGH"  # mmcv's register_lr_hook priority: before the optimizer steps
-
-    def __setattr__(self, name: str, value: object) -> None:
-        super().__setattr__(name, value)
-        if name in _IDLENESS_ATTRS:
-            self._idleness_changed()  # `idle_stages` may have changed: re-dispatch
 
     def __init__(
         self,
@@ -205,19 +193,6 @@ class LrUpdaterHook(Hook):
 
     # -- stages --------------------------------------------------------------
 
-    def idle_stages(self) -> frozenset[Stage]:
-        """``before_train_iter`` while the LR changes per epoch without warmup."""
-        if (
-            self.by_epoch
-            and self.warmup is None
-            # LrUpdaterHook's own method (not overridden, nor replaced on the instance)
-            and getattr(self.before_train_iter, "__func__", None) is _BEFORE_TRAIN_ITER
-            # and changes are seen (a subclass's __setattr__ might not call ours)
-            and type(self).__setattr__ is LrUpdaterHook.__setattr__
-        ):
-            return _IDLE_BEFORE_TRAIN_ITER
-        return frozenset()
-
     def before_run(self, runner: BaseRunner) -> None:
         # setdefault: after a resume the optimizer state already carries the original
         # initial_lr, and the base LR must come from it, not from the current (decayed) lr.
@@ -249,9 +224,7 @@ class LrUpdaterHook(Hook):
         if warmup_iters is None:  # (`_resolve_warmup_iters` inline: runs every iteration)
             warmup_iters = self._resolve_warmup_iters(runner)
         if not self.by_epoch:
-            # object's own store: `regular_lr` decides no idleness, and this runs at every
-            # iteration (our __setattr__ is a Python call)
-            _set_attr(self, "regular_lr", self.get_regular_lr(runner))
+            self.regular_lr = self.get_regular_lr(runner)
             if self.warmup is None or cur_iter >= warmup_iters:
                 self._set_lr(runner, self.regular_lr)
             else:
@@ -261,7 +234,7 @@ class LrUpdaterHook(Hook):
             return
         # mmcv reuses the regular LR computed in before_train_epoch; we recompute it (a pure
         # function of runner.epoch) because after a mid-epoch resume that stage did not run.
-        _set_attr(self, "regular_lr", self.get_regular_lr(runner))
+        self.regular_lr = self.get_regular_lr(runner)
         if cur_iter == warmup_iters:
             self._set_lr(runner, self.regular_lr)
         else:
@@ -290,10 +263,6 @@ class LrUpdaterHook(Hook):
                 raise TypeError("a single optimizer needs a list of LRs")
             for group, lr in zip(optimizer.param_groups, lr_groups, strict=True):
                 group["lr"] = lr
-
-
-_BEFORE_TRAIN_ITER = LrUpdaterHook.before_train_iter
-_set_attr = object.__setattr__
 
 
 def _progress(hook: LrUpdaterHook, runner: BaseRunner) -> int:
