@@ -26,8 +26,9 @@ Names and behaviour follow mmcv 1.x / mmengine (``Registry``, ``register_module`
   ``LR_SCHEDULERS``, ``RUNNERS`` (scope ``trackcfg``). ``OPTIMIZERS`` holds every
   ``torch.optim`` optimizer and ``LR_SCHEDULERS`` every ``torch.optim.lr_scheduler``
   scheduler; ``HOOKS`` and ``RUNNERS`` hold trackcfg's built-in hooks and runners.
-  Those are registered on the registry's first use, so importing this module never
-  imports torch.
+  Those are registered on the registry's first use by importing their package
+  (``trackcfg.runner.hooks``, ``trackcfg.runner``), whose ``__init__`` imports
+  every module defining one, so importing this module never imports torch.
 """
 
 from __future__ import annotations
@@ -602,40 +603,18 @@ def _register_torch_lr_schedulers(registry: Registry) -> None:
             registry.register_module(module=obj, name=name)
 
 
-def _importer(*modules: str) -> Callable[[Registry], None]:
-    """A populate function importing modules whose import registers built-ins."""
+def _importer(package: str) -> Callable[[Registry], None]:
+    """A populate function importing ``package``, whose import registers the built-ins."""
 
     def populate(registry: Registry) -> None:
-        for module in modules:
-            try:
-                importlib.import_module(module)
-            except ModuleNotFoundError as exc:
-                # Only a module of this list that does not exist in this build is skipped;
-                # a missing dependency *inside* it still fails loudly.
-                if exc.name != module:
-                    raise
+        importlib.import_module(package)
 
     return populate
 
 
 MODELS = Registry("models", scope="trackcfg")
 DATASETS = Registry("datasets", scope="trackcfg")
-HOOKS = Registry(
-    "hooks",
-    scope="trackcfg",
-    populate=_importer(
-        "trackcfg.runner.hooks.checkpoint",
-        "trackcfg.runner.hooks.lr_updater",
-        "trackcfg.runner.hooks.optimizer",
-        "trackcfg.runner.hooks.text_logger",
-        "trackcfg.runner.hooks.timer",
-        "trackcfg.runner.hooks.mlflow",
-    ),
-)
+HOOKS = Registry("hooks", scope="trackcfg", populate=_importer("trackcfg.runner.hooks"))
 OPTIMIZERS = Registry("optimizers", scope="trackcfg", populate=_register_torch_optimizers)
 LR_SCHEDULERS = Registry("lr_schedulers", scope="trackcfg", populate=_register_torch_lr_schedulers)
-RUNNERS = Registry(
-    "runners",
-    scope="trackcfg",
-    populate=_importer("trackcfg.runner.epoch_based_runner", "trackcfg.runner.iter_based_runner"),
-)
+RUNNERS = Registry("runners", scope="trackcfg", populate=_importer("trackcfg.runner"))

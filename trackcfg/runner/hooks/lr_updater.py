@@ -24,6 +24,7 @@ returns at once.
 from __future__ import annotations
 
 import math
+from abc import ABCMeta, abstractmethod
 from collections.abc import Callable, Mapping, Sequence, Sized
 from typing import TYPE_CHECKING, Literal, TypedDict, Unpack
 
@@ -102,7 +103,7 @@ def _epoch_length(runner: BaseRunner) -> int:
     return len(data_loader)
 
 
-class LrUpdaterHook(Hook):
+class LrUpdaterHook(Hook, metaclass=ABCMeta):
     """Base class of the LR schedules: warmup, per-epoch or per-iteration updates.
 
     Subclasses implement `get_lr` (the LR of one param group, without warmup).
@@ -155,9 +156,9 @@ class LrUpdaterHook(Hook):
 
     # -- the schedule --------------------------------------------------------
 
+    @abstractmethod
     def get_lr(self, runner: BaseRunner, base_lr: float) -> float:
         """The LR of a param group whose base LR is ``base_lr`` at the runner's counters."""
-        raise NotImplementedError
 
     def get_regular_lr(self, runner: BaseRunner) -> LrGroups:
         """`get_lr` for every param group (of every optimizer)."""

@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from trackcfg.registry import HOOKS
 from trackcfg.runner.hooks.hook import Hook
 from trackcfg.runner.hooks.logger import LoggerHook
 
@@ -35,6 +36,7 @@ __all__ = ["CheckpointPublisher", "MlflowCheckpointHook", "MlflowLoggerHook"]
 CheckpointPublisher = Callable[["SavedCheckpoint", int], None]
 
 
+@HOOKS.register_module()
 class MlflowLoggerHook(LoggerHook):
     """Log every scalar the runner logs to an MLflow run, via a `MetricJournal`.
 
@@ -73,6 +75,7 @@ class MlflowLoggerHook(LoggerHook):
         self.journal.log_many(self.get_loggable_tags(runner), step=self.get_iter(runner))
 
 
+@HOOKS.register_module()
 class MlflowCheckpointHook(Hook):
     """Hand every durably complete checkpoint to ``publish``, after the metrics before it.
 
