@@ -21,7 +21,9 @@ Names and behaviour follow mmcv 1.x / mmengine (``Registry``, ``register_module`
   calls it with the rest as keyword arguments. An unknown type is an
   ``UnknownTypeError`` naming the registry, the config location and key path when the
   caller passes them, and close matches. An exception raised by the constructor
-  keeps its type and traceback and gains a note naming the key path and type.
+  keeps its type and traceback and gains a note naming the key path and type; an
+  ``ArgumentError`` (an argument the constructor rejects) also gets the key path
+  put in front of its own (``lr_config.warmup_iters``) and the location.
 * **Default registries.** ``MODELS``, ``DATASETS``, ``HOOKS``, ``OPTIMIZERS``,
   ``LR_SCHEDULERS``, ``RUNNERS`` (scope ``trackcfg``). ``OPTIMIZERS`` holds every
   ``torch.optim`` optimizer and ``LR_SCHEDULERS`` every ``torch.optim.lr_scheduler``
@@ -42,7 +44,12 @@ from typing import Any, TypeVar
 
 from trackcfg.config.keypath import KeyPath, suggest
 from trackcfg.config.location import Location
-from trackcfg.errors import DuplicateRegistrationError, RegistryError, UnknownTypeError
+from trackcfg.errors import (
+    ArgumentError,
+    DuplicateRegistrationError,
+    RegistryError,
+    UnknownTypeError,
+)
 
 __all__ = [
     "DATASETS",
@@ -478,6 +485,8 @@ def build_from_cfg(
     Raises:
         UnknownTypeError: ``cfg`` is not a mapping, has no ``type``, or its ``type``
             names nothing in ``registry``.
+        ArgumentError: The constructor rejects an argument; its key path is put
+            under ``key_path`` and it gets ``location`` if it has none.
         Exception: Whatever the constructor raises, unchanged but with a note
             ``while building <key path> (type=...)``.
 
@@ -526,6 +535,8 @@ def build_from_cfg(
     try:
         return target(**args)
     except Exception as exc:
+        if isinstance(exc, ArgumentError):
+            exc.locate(path, location)
         # Keep the user's exception (type, traceback); only add where it happened.
         where = f"while building {path} " if path else "while building "
         note = f"{where}(type={_type_label(obj_type)}) from registry {registry.name!r}"

@@ -27,11 +27,12 @@ ranks are gathered into rank 0's file); only rank 0 writes.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import difflib
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -41,7 +42,13 @@ import torch
 from torch import nn
 from torch.optim import Optimizer
 
-from trackcfg.errors import CheckpointError, HookRegistrationError, RunnerError
+from trackcfg.errors import (
+    ArgumentError,
+    CheckpointError,
+    CheckpointFormatError,
+    HookRegistrationError,
+    RunnerError,
+)
 from trackcfg.runner.checkpoint import (
     CheckpointWriter,
     SavedCheckpoint,
@@ -51,7 +58,7 @@ from trackcfg.runner.checkpoint import (
 from trackcfg.runner.dist import all_gather_object, get_dist_info, is_main_process
 from trackcfg.runner.hooks.hook import Hook
 from trackcfg.runner.priority import Priority, get_priority
-from trackcfg.runner.rng import capture_rng_state, restore_rng_state
+from trackcfg.runner.rng import capture_rng_state, check_rng_state, restore_rng_state
 from trackcfg.runner.stage import GENERIC_STAGES, Stage
 from trackcfg.runner.workflow import Workflow, check_workflow
 
@@ -201,6 +208,8 @@ class BaseRunner:
         self._hooks: list[Hook] = []
         # Per stage, the bound methods to call, in priority order (see register_hook).
         self._hooks_at: dict[Stage, tuple[_HookFn, ...]] = {s: () for s in Stage}
+        # id(hook) -> the config key path it was built from (`_note_hook_failure`).
+        self._hook_key_paths: dict[int, str] = {}
         self._writer = CheckpointWriter()
         self._pending: list[_CheckpointRequest] = []
         self._dispatching: Stage | None = None
@@ -254,26 +263,35 @@ class BaseRunner:
         self._hooks.insert(position, hook)
         self._hooks_at = _stage_table(self._hooks)
 
-    def register_hook_from_cfg(self, hook_cfg: HookConfig) -> None:
+    def register_hook_from_cfg(self, hook_cfg: HookConfig, key_path: str | None = None) -> None:
         """Build a hook from ``dict(type=..., priority=..., **args)`` in ``HOOKS`` and register it.
 
         The caller's dict is not modified (mmcv pops ``priority`` out of it).
+
+        Args:
+            hook_cfg: The hook's config.
+            key_path: Where ``hook_cfg`` sits in the config (``custom_hooks.0``), for
+                errors: an `ArgumentError` of the hook, raised when it is built or
+                at any stage, names ``<key_path>.<argument>``.
         """
-        self._build_and_register(hook_cfg, "NORMAL")
+        self._build_and_register(hook_cfg, "NORMAL", key_path=key_path)
 
     def _build_and_register(
         self,
         hook_cfg: HookConfig,
         priority: int | str,
         default_args: HookConfig | None = None,
+        key_path: str | None = None,
     ) -> None:
         """Build ``hook_cfg`` from HOOKS and register it; its own ``priority`` wins."""
         from trackcfg.registry import HOOKS
 
         cfg = dict(copy.deepcopy(hook_cfg))
         hook_priority = cast(int | str, cfg.pop("priority", priority))
-        hook = HOOKS.build(cfg, default_args=default_args)
-        self.register_hook(cast(Hook, hook), priority=hook_priority)
+        hook = cast(Hook, HOOKS.build(cfg, default_args=default_args, key_path=key_path))
+        self.register_hook(hook, priority=hook_priority)
+        if key_path is not None:
+            self._hook_key_paths[id(hook)] = key_path
 
     def register_training_hooks(
         self,
@@ -296,32 +314,41 @@ class BaseRunner:
         no timer (as in mmcv). The LR, momentum, checkpoint and logger hooks get
         ``by_epoch=hooks_by_epoch`` unless their config says otherwise. The caller's
         dicts are never modified.
+
+        The parameters are named like the config's keys, and errors name them:
+        a hook that rejects an argument raises an `ArgumentError` with the key
+        path ``lr_config.warmup_iters`` (``log_config.hooks.0.interval``,
+        ``custom_hooks.1.x``).
         """
-        self._register_policy_hook(lr_config, "LrUpdaterHook", "VERY_HIGH")
-        self._register_policy_hook(momentum_config, "MomentumUpdaterHook", "HIGH")
-        self._register_typed_hook(optimizer_config, "OptimizerHook", "ABOVE_NORMAL")
-        self._register_typed_hook(
-            self._by_epoch_default(checkpoint_config), "CheckpointHook", "NORMAL"
+        self._register_policy_hook(lr_config, "LrUpdaterHook", "VERY_HIGH", "lr_config")
+        self._register_policy_hook(
+            momentum_config, "MomentumUpdaterHook", "HIGH", "momentum_config"
         )
-        self._register_typed_hook(timer_config, "IterTimerHook", "LOW")
+        self._register_typed_hook(
+            optimizer_config, "OptimizerHook", "ABOVE_NORMAL", "optimizer_config"
+        )
+        self._register_typed_hook(
+            self._by_epoch_default(checkpoint_config),
+            "CheckpointHook",
+            "NORMAL",
+            "checkpoint_config",
+        )
+        self._register_typed_hook(timer_config, "IterTimerHook", "LOW", "timer_config")
         if log_config is not None:
             interval = {"interval": log_config.get("interval", 10)}
-            for info in cast(Sequence[HookConfig], log_config.get("hooks", ())):
+            for i, info in enumerate(cast(Sequence[HookConfig], log_config.get("hooks", ()))):
                 self._build_and_register(
-                    self._by_epoch_default(info), "VERY_LOW", default_args=interval
+                    self._by_epoch_default(info), "VERY_LOW", interval, f"log_config.hooks.{i}"
                 )
         if custom_hooks_config is None:
             return
-        items = (
-            [custom_hooks_config]
-            if isinstance(custom_hooks_config, Hook | Mapping)
-            else list(custom_hooks_config)
-        )
-        for item in items:
+        if isinstance(custom_hooks_config, Hook | Mapping):
+            custom_hooks_config = [custom_hooks_config]
+        for i, item in enumerate(custom_hooks_config):
             if isinstance(item, Hook):
                 self.register_hook(item)
             else:
-                self.register_hook_from_cfg(item)
+                self.register_hook_from_cfg(item, key_path=f"custom_hooks.{i}")
 
     def _by_epoch_default(self, config: _C) -> _C:
         """``config`` with ``by_epoch=hooks_by_epoch`` unless it says (a hook: unchanged)."""
@@ -330,7 +357,7 @@ class BaseRunner:
         return cast(_C, {"by_epoch": False, **config})
 
     def _register_policy_hook(
-        self, config: HookConfig | Hook | None, suffix: str, priority: str
+        self, config: HookConfig | Hook | None, suffix: str, priority: str, key_path: str
     ) -> None:
         if isinstance(config, Mapping) and "type" not in config:
             cfg = dict(config)  # a shallow copy is enough: only `policy`/`type` change here
@@ -338,7 +365,7 @@ class BaseRunner:
             if not isinstance(policy, str):
                 raise HookRegistrationError(
                     f"expected a 'policy' name, got {policy!r}",
-                    key_path="lr_config" if suffix == "LrUpdaterHook" else "momentum_config",
+                    key_path=key_path,
                     hint="e.g. policy='step' or policy='CosineAnnealing'",
                 )
             # mmcv: an all-lowercase policy is title-cased ('step' -> 'Step'); others verbatim.
@@ -346,17 +373,17 @@ class BaseRunner:
                 policy = policy.title()
             cfg["type"] = policy + suffix
             config = cfg
-        self._register_typed_hook(self._by_epoch_default(config), suffix, priority)
+        self._register_typed_hook(self._by_epoch_default(config), suffix, priority, key_path)
 
     def _register_typed_hook(
-        self, config: HookConfig | Hook | None, default_type: str, priority: str
+        self, config: HookConfig | Hook | None, default_type: str, priority: str, key_path: str
     ) -> None:
         if config is None:
             return
         if isinstance(config, Hook):
             self.register_hook(config, priority=priority)
             return
-        self._build_and_register({"type": default_type, **config}, priority)
+        self._build_and_register({"type": default_type, **config}, priority, key_path=key_path)
 
     def call_hook(self, stage: Stage) -> None:
         """Call every registered hook's method for ``stage``, in priority order.
@@ -390,8 +417,14 @@ class BaseRunner:
             self._commit_checkpoints()
 
     def _note_hook_failure(self, exc: BaseException, stage: Stage, fn: _HookFn | None) -> None:
-        """Name the hook, the stage and the counters on an exception raised by a hook."""
+        """Name the hook, the stage and the counters on an exception raised by a hook.
+
+        An `ArgumentError` of a hook built from a config section gets the section's
+        key path (``lr_config.total_steps``), as when it is raised while building.
+        """
         owner = getattr(fn, "__self__", None)
+        if isinstance(exc, ArgumentError):
+            exc.locate(self._hook_key_paths.get(id(owner)))
         exc.add_note(
             f"in {type(owner).__name__}.{stage.value} "
             f"(epoch={self.epoch}, iter={self.iter}, inner_iter={self.inner_iter})"
@@ -652,7 +685,7 @@ class BaseRunner:
         checkpoint = load_checkpoint_file(filename, require_digest=False)
         weights = checkpoint.get("state_dict", checkpoint)
         if not isinstance(weights, dict):
-            raise CheckpointError(f"{filename}: 'state_dict' is not a dict")
+            raise CheckpointFormatError(f"{filename}: malformed 'state_dict' entry: not a dict")
         for pattern, replacement in revise_keys:
             weights = {re.sub(pattern, replacement, str(k)): v for k, v in weights.items()}
         incompatible = _unwrap(self.model).load_state_dict(weights, strict=strict)
@@ -685,7 +718,9 @@ class BaseRunner:
 
         Raises:
             CheckpointCorruptError: the file is incomplete or fails its digest.
-            CheckpointError: the checkpoint lacks trackcfg's keys or does not fit the run.
+            CheckpointFormatError: the checkpoint lacks trackcfg's keys, or its runner
+                counters, log buffer or RNG states are malformed.
+            CheckpointError: the checkpoint does not fit the run.
         """
         del map_location
         path = Path(checkpoint)
@@ -697,7 +732,7 @@ class BaseRunner:
             )
         missing = [k for k in ("meta", "state_dict", "runner", "rng") if k not in data]
         if missing:
-            raise CheckpointError(f"{path}: malformed trackcfg checkpoint, missing {missing}")
+            raise CheckpointFormatError(f"{path}: malformed trackcfg checkpoint, missing {missing}")
         saved_type = data.get("runner_type", type(self).__name__)
         if saved_type != type(self).__name__:
             # The counters and data positions of one loop mean nothing to the other.
@@ -723,23 +758,30 @@ class BaseRunner:
             scheduler.load_state_dict(sched_state)  # type: ignore[attr-defined]
         if self.scaler is not None and data.get("amp_scaler") is not None:
             self.scaler.load_state_dict(data["amp_scaler"])  # type: ignore[attr-defined]
-        self.epoch, self.iter, self.inner_iter = self.state.load_state_dict(
-            cast(dict[str, object], data["runner"])
-        )
+        with _reading(path, "runner"):
+            self.epoch, self.iter, self.inner_iter = self.state.load_state_dict(
+                cast(dict[str, object], data["runner"])
+            )
         saved_meta = cast(dict[str, object], data.get("meta", {}))
         if self.meta is None:
             self.meta = {}
         hook_msgs = cast(dict[str, object], self.meta.setdefault("hook_msgs", {}))
         hook_msgs.update(cast(dict[str, object], saved_meta.get("hook_msgs", {})))
         if "log_buffer" in data:
-            self.log_buffer.load_state_dict(cast(dict[str, object], data["log_buffer"]))
+            with _reading(path, "log_buffer"):
+                self.log_buffer.load_state_dict(cast(dict[str, object], data["log_buffer"]))
         hook_states = cast(dict[str, dict[str, object]], data.get("hook_states", {}))
         for key, hook in self._keyed_hooks():
             if key in hook_states:
                 hook.load_state_dict(hook_states[key])
             elif hook.state_dict():
                 self.logger.info("resume: no saved state for hook %s, it starts fresh", key)
-        rng = cast(list[dict[str, object]], data["rng"])
+        rng = data["rng"]
+        if not isinstance(rng, list) or not all(isinstance(r, dict) for r in rng):
+            raise CheckpointFormatError(
+                f"{path}: malformed 'rng' entry: expected a list of dicts (one per rank), "
+                f"got {type(rng).__name__}"
+            )
         if len(rng) != self.world_size:
             raise CheckpointError(
                 f"{path}: holds RNG states of {len(rng)} rank(s), this run has {self.world_size}",
@@ -753,6 +795,8 @@ class BaseRunner:
                 f"device(s), this process sees {cuda_seen}",
                 hint="resume on the same number of GPUs for a bit-identical result",
             )
+        with _reading(path, "rng"):
+            check_rng_state(rng[self.rank])
         # Applied by the loop at the boundary the checkpoint was taken at (module docstring).
         self.state.pending_rng = rng[self.rank]
         self.logger.info("resumed from %s: epoch %d, iter %d", path, self.epoch, self.iter)
@@ -836,6 +880,21 @@ class BaseRunner:
             raise
         self.call_hook(Stage.AFTER_RUN)
         self.wait_for_checkpoints()
+
+
+@contextlib.contextmanager
+def _reading(path: Path, key: str) -> Iterator[None]:
+    """Report a malformed entry ``key`` of checkpoint ``path`` as a `CheckpointFormatError`.
+
+    Only around trackcfg's own readers (counters, log buffer, RNG states), whose
+    built-in errors mean "not shaped like what we write"; errors of hooks and
+    torch's ``load_state_dict`` keep their type.
+    """
+    try:
+        yield
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
+        detail = f"missing key {exc}" if isinstance(exc, KeyError) else str(exc)
+        raise CheckpointFormatError(f"{path}: malformed {key!r} entry: {detail}") from exc
 
 
 def _unwrap(model: nn.Module) -> nn.Module:

@@ -26,7 +26,8 @@ from typing import TYPE_CHECKING, cast
 
 import torch.distributed as dist
 
-from trackcfg.errors import RunnerError
+from trackcfg.config.keypath import suggest
+from trackcfg.errors import ArgumentValueError, RunnerError
 from trackcfg.registry import HOOKS
 from trackcfg.runner.hooks.hook import Hook
 
@@ -38,13 +39,24 @@ __all__ = ["CheckpointHook"]
 
 # The keywords mmcv's CheckpointHook forwards to runner.save_checkpoint.
 _SAVE_ARGS = frozenset({"filename_tmpl", "meta", "create_symlink"})
+# Its own arguments (for "did you mean" on a misspelled one).
+_OWN_ARGS = (
+    "interval",
+    "by_epoch",
+    "save_optimizer",
+    "out_dir",
+    "max_keep_ckpts",
+    "save_last",
+    "sync_buffer",
+    "file_client_args",
+)
 
 
 def _name_pattern(filename_tmpl: str) -> re.Pattern[str]:
     """A regex matching the names ``filename_tmpl.format(n)`` produces, capturing ``n``.
 
     Raises:
-        ValueError: the template does not have exactly one ``{}`` field.
+        ArgumentValueError: the template does not have exactly one ``{}`` field.
     """
     parts: list[str] = []
     fields = 0
@@ -54,8 +66,9 @@ def _name_pattern(filename_tmpl: str) -> re.Pattern[str]:
             fields += 1
             parts.append(r"(\d+)")
     if fields != 1:
-        raise ValueError(
-            f"filename_tmpl: must contain exactly one '{{}}' field, got {filename_tmpl!r}"
+        raise ArgumentValueError(
+            f"must contain exactly one '{{}}' field, got {filename_tmpl!r}",
+            key_path="filename_tmpl",
         )
     return re.compile("".join(parts))
 
@@ -80,8 +93,9 @@ class CheckpointHook(Hook):
             ``create_symlink``).
 
     Raises:
-        ValueError: ``file_client_args`` given, or (with ``max_keep_ckpts > 0``) a
-            ``filename_tmpl`` without exactly one ``{}`` field.
+        ArgumentValueError: ``file_client_args`` or an unknown keyword given, a
+            ``filename_tmpl`` that is not a str (or, with ``max_keep_ckpts > 0``, has
+            not exactly one ``{}`` field), or a ``meta`` that is not a dict.
     """
 
     priority = "NORMAL"  # mmcv's register_checkpoint_hook priority
@@ -99,7 +113,11 @@ class CheckpointHook(Hook):
         **kwargs: object,
     ) -> None:
         if file_client_args is not None:
-            raise ValueError("file_client_args: storage backends are not supported; use out_dir")
+            raise ArgumentValueError(
+                "storage backends are not supported",
+                key_path="file_client_args",
+                hint="use out_dir",
+            )
         self.interval = interval
         self.by_epoch = by_epoch
         self.save_optimizer = save_optimizer
@@ -109,17 +127,22 @@ class CheckpointHook(Hook):
         self.sync_buffer = sync_buffer
         unknown = sorted(set(kwargs) - _SAVE_ARGS)
         if unknown:
-            raise ValueError(
-                f"CheckpointHook: unknown argument(s) {', '.join(unknown)}; extra keywords go to "
-                f"runner.save_checkpoint, which takes {', '.join(sorted(_SAVE_ARGS))}"
+            close = suggest(unknown[0], [*_SAVE_ARGS, *_OWN_ARGS])
+            raise ArgumentValueError(
+                f"unknown argument(s) {', '.join(unknown)} of CheckpointHook; extra keywords "
+                f"go to runner.save_checkpoint, which takes {', '.join(sorted(_SAVE_ARGS))}",
+                key_path=unknown[0],
+                hint=f"did you mean {close[0]!r}?" if close else None,
             )
         self.args: dict[str, object] = dict(kwargs)
         tmpl = self.args.get("filename_tmpl")
         meta = self.args.get("meta")
         if tmpl is not None and not isinstance(tmpl, str):
-            raise ValueError(f"filename_tmpl: must be a str, got {type(tmpl).__name__}")
+            raise ArgumentValueError(
+                f"must be a str, got {type(tmpl).__name__}", key_path="filename_tmpl"
+            )
         if meta is not None and not isinstance(meta, dict):
-            raise ValueError(f"meta: must be a dict, got {type(meta).__name__}")
+            raise ArgumentValueError(f"must be a dict, got {type(meta).__name__}", key_path="meta")
         self._meta: dict[str, object] | None = meta
         self._create_symlink = bool(self.args.get("create_symlink", True))
         # The runner's own default when not given (known in before_run); mmcv guessed it

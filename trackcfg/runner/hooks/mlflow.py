@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from trackcfg.errors import RunnerError
 from trackcfg.registry import HOOKS
 from trackcfg.runner.hooks.hook import Hook
 from trackcfg.runner.hooks.logger import LoggerHook
@@ -71,7 +72,11 @@ class MlflowLoggerHook(LoggerHook):
         if runner.rank != 0:
             return
         if self.journal is None:
-            raise RuntimeError("MlflowLoggerHook: no journal attached before the first log")
+            raise RunnerError(
+                "MlflowLoggerHook has no journal to log into",
+                hint="`trackcfg run` attaches one; in Python, call attach(journal) before "
+                "the run starts",
+            )
         self.journal.log_many(self.get_loggable_tags(runner), step=self.get_iter(runner))
 
 
