@@ -13,8 +13,12 @@
     │   ├── ConfigOptionError (ValueError)         a malformed `--cfg-options` string
     │   ├── CanonicalizationError (TypeError)      a value the hash cannot encode
     │   ├── ConfigLimitError               nested too deep, YAML aliases expanding too far
-    │   └── ConfigKeyError (KeyError)              a missing key
-    │       └── ConfigAttributeError (AttributeError)
+    │   ├── ConfigKeyError (KeyError)              a missing key
+    │   │   └── ConfigAttributeError (AttributeError)
+    │   └── ArgumentError                  a value a built object (a hook) rejects
+    │       ├── ArgumentValueError (ValueError)
+    │       ├── ArgumentTypeError (TypeError)
+    │       └── ArgumentKeyError (KeyError)
     ├── RegistryError
     │   ├── UnknownTypeError (KeyError)
     │   └── DuplicateRegistrationError (KeyError)
@@ -23,6 +27,7 @@
     │   └── WorkDirError (OSError)         the work dir cannot be created or written
     ├── CheckpointError
     │   └── CheckpointCorruptError         digest mismatch, torn or unreadable file
+    │       └── CheckpointFormatError (ValueError)   loads, but a part is malformed
     └── TrackingError
         ├── RunNotFoundError
         ├── SnapshotError                  a run without (or with a broken) snapshot
@@ -61,9 +66,14 @@ if TYPE_CHECKING:
     from trackcfg.config.location import Location
 
 __all__ = [
+    "ArgumentError",
+    "ArgumentKeyError",
+    "ArgumentTypeError",
+    "ArgumentValueError",
     "CanonicalizationError",
     "CheckpointCorruptError",
     "CheckpointError",
+    "CheckpointFormatError",
     "ConfigAttributeError",
     "ConfigBaseError",
     "ConfigError",
@@ -204,6 +214,51 @@ class ConfigAttributeError(ConfigKeyError, AttributeError):
     """Attribute access to a missing key of a `ConfigDict`."""
 
 
+class ArgumentError(ConfigError):
+    """An object built from a config (a hook) rejects one of its arguments.
+
+    Raised by the constructor (or a later method) with the argument's key path
+    relative to the object's own config (``warmup_iters``). Whoever knows where
+    that config sits makes it absolute once, with `locate`: `build_from_cfg` and
+    the runner's hook registration (``lr_config.warmup_iters``), and the code
+    holding the config adds the file and line the same way.
+    """
+
+    #: Whether `locate` has prefixed the key path (it does so once).
+    located: bool = False
+
+    def locate(self, key_path: str | None = None, location: Location | None = None) -> None:
+        """Put the key path under ``key_path`` (once) and set ``location`` if none is known.
+
+        Example:
+            >>> err = ArgumentValueError("must be positive, got 0", key_path="warmup_iters")
+            >>> err.locate("lr_config")
+            >>> err.locate("runner")  # already located: unchanged
+            >>> str(err)
+            'lr_config.warmup_iters: must be positive, got 0'
+        """
+        if key_path is not None and not self.located:
+            self.key_path = f"{key_path}.{self.key_path}" if self.key_path else key_path
+            self.located = True
+        if self.location is None:
+            self.location = location
+
+
+class ArgumentValueError(ArgumentError, ValueError):
+    """An argument has the right type but a value the object cannot take."""
+
+
+class ArgumentTypeError(ArgumentError, TypeError):
+    """An argument has a type the object cannot take."""
+
+
+class ArgumentKeyError(ArgumentError, KeyError):
+    """A dict argument lacks an entry the object needs."""
+
+    def __str__(self) -> str:
+        return TrackcfgError.__str__(self)
+
+
 class RegistryError(TrackcfgError):
     """A registry lookup or registration failed."""
 
@@ -240,6 +295,10 @@ class CheckpointError(TrackcfgError):
 
 class CheckpointCorruptError(CheckpointError):
     """A checkpoint's bytes do not match its recorded digest, or it is torn."""
+
+
+class CheckpointFormatError(CheckpointCorruptError, ValueError):
+    """A checkpoint loads, but a part trackcfg wrote (counters, RNG, log buffer) is malformed."""
 
 
 class TrackingError(TrackcfgError):

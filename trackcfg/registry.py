@@ -21,13 +21,16 @@ Names and behaviour follow mmcv 1.x / mmengine (``Registry``, ``register_module`
   calls it with the rest as keyword arguments. An unknown type is an
   ``UnknownTypeError`` naming the registry, the config location and key path when the
   caller passes them, and close matches. An exception raised by the constructor
-  keeps its type and traceback and gains a note naming the key path and type.
+  keeps its type and traceback and gains a note naming the key path and type; an
+  ``ArgumentError`` (an argument the constructor rejects) also gets the key path
+  put in front of its own (``lr_config.warmup_iters``) and the location.
 * **Default registries.** ``MODELS``, ``DATASETS``, ``HOOKS``, ``OPTIMIZERS``,
   ``LR_SCHEDULERS``, ``RUNNERS`` (scope ``trackcfg``). ``OPTIMIZERS`` holds every
   ``torch.optim`` optimizer and ``LR_SCHEDULERS`` every ``torch.optim.lr_scheduler``
   scheduler; ``HOOKS`` and ``RUNNERS`` hold trackcfg's built-in hooks and runners.
-  Those are registered on the registry's first use, so importing this module never
-  imports torch.
+  Those are registered on the registry's first use by importing their package
+  (``trackcfg.runner.hooks``, ``trackcfg.runner``), whose ``__init__`` imports
+  every module defining one, so importing this module never imports torch.
 """
 
 from __future__ import annotations
@@ -41,7 +44,12 @@ from typing import Any, TypeVar
 
 from trackcfg.config.keypath import KeyPath, suggest
 from trackcfg.config.location import Location
-from trackcfg.errors import DuplicateRegistrationError, RegistryError, UnknownTypeError
+from trackcfg.errors import (
+    ArgumentError,
+    DuplicateRegistrationError,
+    RegistryError,
+    UnknownTypeError,
+)
 
 __all__ = [
     "DATASETS",
@@ -477,6 +485,8 @@ def build_from_cfg(
     Raises:
         UnknownTypeError: ``cfg`` is not a mapping, has no ``type``, or its ``type``
             names nothing in ``registry``.
+        ArgumentError: The constructor rejects an argument; its key path is put
+            under ``key_path`` and it gets ``location`` if it has none.
         Exception: Whatever the constructor raises, unchanged but with a note
             ``while building <key path> (type=...)``.
 
@@ -525,6 +535,8 @@ def build_from_cfg(
     try:
         return target(**args)
     except Exception as exc:
+        if isinstance(exc, ArgumentError):
+            exc.locate(path, location)
         # Keep the user's exception (type, traceback); only add where it happened.
         where = f"while building {path} " if path else "while building "
         note = f"{where}(type={_type_label(obj_type)}) from registry {registry.name!r}"
@@ -602,39 +614,18 @@ def _register_torch_lr_schedulers(registry: Registry) -> None:
             registry.register_module(module=obj, name=name)
 
 
-def _importer(*modules: str) -> Callable[[Registry], None]:
-    """A populate function importing modules whose import registers built-ins."""
+def _importer(package: str) -> Callable[[Registry], None]:
+    """A populate function importing ``package``, whose import registers the built-ins."""
 
     def populate(registry: Registry) -> None:
-        for module in modules:
-            try:
-                importlib.import_module(module)
-            except ModuleNotFoundError as exc:
-                # Only a module of this list that does not exist in this build is skipped;
-                # a missing dependency *inside* it still fails loudly.
-                if exc.name != module:
-                    raise
+        importlib.import_module(package)
 
     return populate
 
 
 MODELS = Registry("models", scope="trackcfg")
 DATASETS = Registry("datasets", scope="trackcfg")
-HOOKS = Registry(
-    "hooks",
-    scope="trackcfg",
-    populate=_importer(
-        "trackcfg.runner.hooks.checkpoint",
-        "trackcfg.runner.hooks.lr_updater",
-        "trackcfg.runner.hooks.optimizer",
-        "trackcfg.runner.hooks.text_logger",
-        "trackcfg.runner.hooks.timer",
-    ),
-)
+HOOKS = Registry("hooks", scope="trackcfg", populate=_importer("trackcfg.runner.hooks"))
 OPTIMIZERS = Registry("optimizers", scope="trackcfg", populate=_register_torch_optimizers)
 LR_SCHEDULERS = Registry("lr_schedulers", scope="trackcfg", populate=_register_torch_lr_schedulers)
-RUNNERS = Registry(
-    "runners",
-    scope="trackcfg",
-    populate=_importer("trackcfg.runner.epoch_based_runner", "trackcfg.runner.iter_based_runner"),
-)
+RUNNERS = Registry("runners", scope="trackcfg", populate=_importer("trackcfg.runner"))

@@ -27,22 +27,28 @@ ranks are gathered into rank 0's file); only rank 0 writes.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import difflib
 import logging
-import operator
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Protocol, cast
+from typing import Any, Protocol, TypeVar, cast
 
 import torch
 from torch import nn
 from torch.optim import Optimizer
 
-from trackcfg.errors import CheckpointError, HookRegistrationError, RunnerError
+from trackcfg.errors import (
+    ArgumentError,
+    CheckpointError,
+    CheckpointFormatError,
+    HookRegistrationError,
+    RunnerError,
+)
 from trackcfg.runner.checkpoint import (
     CheckpointWriter,
     SavedCheckpoint,
@@ -51,10 +57,10 @@ from trackcfg.runner.checkpoint import (
 )
 from trackcfg.runner.dist import all_gather_object, get_dist_info, is_main_process
 from trackcfg.runner.hooks.hook import Hook
-from trackcfg.runner.log_buffer import PENDING_LIMIT
 from trackcfg.runner.priority import Priority, get_priority
-from trackcfg.runner.rng import capture_rng_state, restore_rng_state
+from trackcfg.runner.rng import capture_rng_state, check_rng_state, restore_rng_state
 from trackcfg.runner.stage import GENERIC_STAGES, Stage
+from trackcfg.runner.workflow import Workflow, check_workflow
 
 __all__ = ["CHECKPOINT_FORMAT", "BaseRunner"]
 
@@ -69,19 +75,10 @@ _BOUNDARY_STAGES = frozenset(
 )
 
 _ITERATION_STAGES = frozenset({Stage.BEFORE_TRAIN_ITER, Stage.AFTER_TRAIN_ITER})
-_LR = operator.itemgetter("lr")
-_BEFORE_TRAIN_ITER = Stage.BEFORE_TRAIN_ITER
-_AFTER_TRAIN_ITER = Stage.AFTER_TRAIN_ITER
 
 HookConfig = Mapping[str, object]
 _HookFn = Callable[["BaseRunner"], None]
-# CPython 3.11+ keeps an instance's attributes inline (no dict of its own) while its
-# class has at most 29 distinct instance attribute names; from the 30th on every
-# instance gets a real dict, and every `self.x` / `runner.x` of the loops and hooks is
-# a slower dict-hint lookup (~0.2-0.5 % of an iteration of the benchmark's MLP). The
-# runner stays below: rarely used private state lives in `state` or in grouped
-# attributes (tests/unit/runner/test_runner_layout.py checks).
-_MAX_INLINE_ATTRIBUTES = 29
+_C = TypeVar("_C", bound="HookConfig | Hook | None")
 
 # mmcv's default for register_training_hooks(timer_config=...); read-only (copied before use).
 DEFAULT_TIMER_CONFIG: HookConfig = MappingProxyType({"type": "IterTimerHook"})
@@ -123,6 +120,10 @@ class BaseRunner:
 
     #: ``filename_tmpl`` of `save_checkpoint` when none is given.
     default_filename_tmpl = "epoch_{}.pth"
+    #: ``by_epoch`` of the LR, momentum, checkpoint and logger hooks that
+    #: `register_training_hooks` builds from configs that do not say (mmcv: False
+    #: for IterBasedRunner).
+    hooks_by_epoch = True
 
     def __init__(
         self,
@@ -205,13 +206,10 @@ class BaseRunner:
         #: Index of the current iteration within the epoch.
         self.inner_iter = 0
         self._hooks: list[Hook] = []
-        self._dispatch: dict[Stage, tuple[_HookFn, ...]] = {s: () for s in Stage}
-        # The per-iteration stages' tables again, as attributes: the loops read these
-        # (hashing a Stage for the dict runs Enum.__hash__, a Python function).
-        self._before_train_iter: tuple[_HookFn, ...] = ()
-        self._after_train_iter: tuple[_HookFn, ...] = ()
-        # (validation's two in one attribute: see _MAX_INLINE_ATTRIBUTES)
-        self._val_iter_fns: tuple[tuple[_HookFn, ...], tuple[_HookFn, ...]] = ((), ())
+        # Per stage, the bound methods to call, in priority order (see register_hook).
+        self._hooks_at: dict[Stage, tuple[_HookFn, ...]] = {s: () for s in Stage}
+        # id(hook) -> the config key path it was built from (`_note_hook_failure`).
+        self._hook_key_paths: dict[int, str] = {}
         self._writer = CheckpointWriter()
         self._pending: list[_CheckpointRequest] = []
         self._dispatching: Stage | None = None
@@ -263,29 +261,37 @@ class BaseRunner:
         while position > 0 and get_priority(self._hooks[position - 1].priority) > value:
             position -= 1
         self._hooks.insert(position, hook)
-        hook._attach_runner(self)
-        self._rebuild_dispatch()
+        self._hooks_at = _stage_table(self._hooks)
 
-    def register_hook_from_cfg(self, hook_cfg: HookConfig) -> None:
+    def register_hook_from_cfg(self, hook_cfg: HookConfig, key_path: str | None = None) -> None:
         """Build a hook from ``dict(type=..., priority=..., **args)`` in ``HOOKS`` and register it.
 
         The caller's dict is not modified (mmcv pops ``priority`` out of it).
+
+        Args:
+            hook_cfg: The hook's config.
+            key_path: Where ``hook_cfg`` sits in the config (``custom_hooks.0``), for
+                errors: an `ArgumentError` of the hook, raised when it is built or
+                at any stage, names ``<key_path>.<argument>``.
         """
-        self._build_and_register(hook_cfg, "NORMAL")
+        self._build_and_register(hook_cfg, "NORMAL", key_path=key_path)
 
     def _build_and_register(
         self,
         hook_cfg: HookConfig,
         priority: int | str,
         default_args: HookConfig | None = None,
+        key_path: str | None = None,
     ) -> None:
         """Build ``hook_cfg`` from HOOKS and register it; its own ``priority`` wins."""
         from trackcfg.registry import HOOKS
 
         cfg = dict(copy.deepcopy(hook_cfg))
         hook_priority = cast(int | str, cfg.pop("priority", priority))
-        hook = HOOKS.build(cfg, default_args=default_args)
-        self.register_hook(cast(Hook, hook), priority=hook_priority)
+        hook = cast(Hook, HOOKS.build(cfg, default_args=default_args, key_path=key_path))
+        self.register_hook(hook, priority=hook_priority)
+        if key_path is not None:
+            self._hook_key_paths[id(hook)] = key_path
 
     def register_training_hooks(
         self,
@@ -305,32 +311,53 @@ class BaseRunner:
         ``momentum_config`` name a ``policy`` (``'step'`` -> ``StepLrUpdaterHook``,
         ``'CosineAnnealing'`` -> ``CosineAnnealingLrUpdaterHook``).
         ``timer_config`` defaults to ``dict(type='IterTimerHook')``; None registers
-        no timer (as in mmcv). The caller's dicts are never modified.
+        no timer (as in mmcv). The LR, momentum, checkpoint and logger hooks get
+        ``by_epoch=hooks_by_epoch`` unless their config says otherwise. The caller's
+        dicts are never modified.
+
+        The parameters are named like the config's keys, and errors name them:
+        a hook that rejects an argument raises an `ArgumentError` with the key
+        path ``lr_config.warmup_iters`` (``log_config.hooks.0.interval``,
+        ``custom_hooks.1.x``).
         """
-        self._register_policy_hook(lr_config, "LrUpdaterHook", "VERY_HIGH")
-        self._register_policy_hook(momentum_config, "MomentumUpdaterHook", "HIGH")
-        self._register_typed_hook(optimizer_config, "OptimizerHook", "ABOVE_NORMAL")
-        self._register_typed_hook(checkpoint_config, "CheckpointHook", "NORMAL")
-        self._register_typed_hook(timer_config, "IterTimerHook", "LOW")
+        self._register_policy_hook(lr_config, "LrUpdaterHook", "VERY_HIGH", "lr_config")
+        self._register_policy_hook(
+            momentum_config, "MomentumUpdaterHook", "HIGH", "momentum_config"
+        )
+        self._register_typed_hook(
+            optimizer_config, "OptimizerHook", "ABOVE_NORMAL", "optimizer_config"
+        )
+        self._register_typed_hook(
+            self._by_epoch_default(checkpoint_config),
+            "CheckpointHook",
+            "NORMAL",
+            "checkpoint_config",
+        )
+        self._register_typed_hook(timer_config, "IterTimerHook", "LOW", "timer_config")
         if log_config is not None:
             interval = {"interval": log_config.get("interval", 10)}
-            for info in cast(Sequence[HookConfig], log_config.get("hooks", ())):
-                self._build_and_register(info, "VERY_LOW", default_args=interval)
+            for i, info in enumerate(cast(Sequence[HookConfig], log_config.get("hooks", ()))):
+                self._build_and_register(
+                    self._by_epoch_default(info), "VERY_LOW", interval, f"log_config.hooks.{i}"
+                )
         if custom_hooks_config is None:
             return
-        items = (
-            [custom_hooks_config]
-            if isinstance(custom_hooks_config, Hook | Mapping)
-            else list(custom_hooks_config)
-        )
-        for item in items:
+        if isinstance(custom_hooks_config, Hook | Mapping):
+            custom_hooks_config = [custom_hooks_config]
+        for i, item in enumerate(custom_hooks_config):
             if isinstance(item, Hook):
                 self.register_hook(item)
             else:
-                self.register_hook_from_cfg(item)
+                self.register_hook_from_cfg(item, key_path=f"custom_hooks.{i}")
+
+    def _by_epoch_default(self, config: _C) -> _C:
+        """``config`` with ``by_epoch=hooks_by_epoch`` unless it says (a hook: unchanged)."""
+        if self.hooks_by_epoch or not isinstance(config, Mapping):
+            return config
+        return cast(_C, {"by_epoch": False, **config})
 
     def _register_policy_hook(
-        self, config: HookConfig | Hook | None, suffix: str, priority: str
+        self, config: HookConfig | Hook | None, suffix: str, priority: str, key_path: str
     ) -> None:
         if isinstance(config, Mapping) and "type" not in config:
             cfg = dict(config)  # a shallow copy is enough: only `policy`/`type` change here
@@ -338,7 +365,7 @@ class BaseRunner:
             if not isinstance(policy, str):
                 raise HookRegistrationError(
                     f"expected a 'policy' name, got {policy!r}",
-                    key_path="lr_config" if suffix == "LrUpdaterHook" else "momentum_config",
+                    key_path=key_path,
                     hint="e.g. policy='step' or policy='CosineAnnealing'",
                 )
             # mmcv: an all-lowercase policy is title-cased ('step' -> 'Step'); others verbatim.
@@ -346,39 +373,17 @@ class BaseRunner:
                 policy = policy.title()
             cfg["type"] = policy + suffix
             config = cfg
-        self._register_typed_hook(config, suffix, priority)
+        self._register_typed_hook(self._by_epoch_default(config), suffix, priority, key_path)
 
     def _register_typed_hook(
-        self, config: HookConfig | Hook | None, default_type: str, priority: str
+        self, config: HookConfig | Hook | None, default_type: str, priority: str, key_path: str
     ) -> None:
         if config is None:
             return
         if isinstance(config, Hook):
             self.register_hook(config, priority=priority)
             return
-        self._build_and_register({"type": default_type, **config}, priority)
-
-    def _rebuild_dispatch(self) -> None:
-        # Only hooks that do something at a stage are called there: the per-iteration
-        # cost is one loop over the hooks that matter (the ≤5%/iteration budget). A hook
-        # is also left out where it says it is idle for now (`Hook.idle_stages`); such
-        # a hook calls this again whenever that may change (`Hook._idleness_changed`), also
-        # in the middle of a stage: the stage being run finishes with the table it
-        # started with, and the next one uses the new table.
-        table: dict[Stage, list[_HookFn]] = {s: [] for s in Stage}
-        for hook in self._hooks:
-            idle = hook.idle_stages()
-            for name in hook.get_triggered_stages():
-                stage = Stage(name)
-                if stage not in idle:
-                    table[stage].append(getattr(hook, stage.value))
-        self._dispatch = {s: tuple(fns) for s, fns in table.items()}
-        self._before_train_iter = self._dispatch[Stage.BEFORE_TRAIN_ITER]
-        self._after_train_iter = self._dispatch[Stage.AFTER_TRAIN_ITER]
-        self._val_iter_fns = (
-            self._dispatch[Stage.BEFORE_VAL_ITER],
-            self._dispatch[Stage.AFTER_VAL_ITER],
-        )
+        self._build_and_register({"type": default_type, **config}, priority, key_path=key_path)
 
     def call_hook(self, stage: Stage) -> None:
         """Call every registered hook's method for ``stage``, in priority order.
@@ -392,10 +397,11 @@ class BaseRunner:
                 f"call_hook expects a Stage, got {type(stage).__name__} {stage!r}",
                 hint=f"use e.g. Stage.{Stage.AFTER_TRAIN_ITER.name}",
             )
-        self._fire(stage, self._dispatch[stage])
+        self._fire(stage)
 
-    def _fire(self, stage: Stage, fns: tuple[_HookFn, ...]) -> None:
-        """`call_hook` with the table already looked up (the loops pass theirs)."""
+    def _fire(self, stage: Stage) -> None:
+        """`call_hook` without the type check (the loops' own calls)."""
+        fns = self._hooks_at[stage]
         if fns:
             previous, self._dispatching = self._dispatching, stage
             fn: _HookFn | None = None
@@ -411,8 +417,14 @@ class BaseRunner:
             self._commit_checkpoints()
 
     def _note_hook_failure(self, exc: BaseException, stage: Stage, fn: _HookFn | None) -> None:
-        """Name the hook, the stage and the counters on an exception raised by a hook."""
+        """Name the hook, the stage and the counters on an exception raised by a hook.
+
+        An `ArgumentError` of a hook built from a config section gets the section's
+        key path (``lr_config.total_steps``), as when it is raised while building.
+        """
         owner = getattr(fn, "__self__", None)
+        if isinstance(exc, ArgumentError):
+            exc.locate(self._hook_key_paths.get(id(owner)))
         exc.add_note(
             f"in {type(owner).__name__}.{stage.value} "
             f"(epoch={self.epoch}, iter={self.iter}, inner_iter={self.inner_iter})"
@@ -438,101 +450,21 @@ class BaseRunner:
 
     # -- one iteration -------------------------------------------------------------
 
-    def _train_iter(
-        self, data_batch: object, kwargs: dict[str, object], stock_step: bool = False
-    ) -> None:
-        """One training iteration between its hooks, then ``iter`` moves on (both loops).
-
-        This is the per-iteration path the ≤5 % overhead budget of issue 3 is about, so
-        it is `_fire` written out for the two stages in one frame: the hook tables are
-        attributes read at every iteration (always current, no Stage hashing), and one
-        ``try`` (free in Python 3.11 until something raises) gives a failing hook the
-        same note `_fire` gives it. ``_dispatching`` is set while hooks run, exactly as
-        `_fire` does, so `save_checkpoint` still sees the stage.
-
-        With ``stock_step`` (the caller checked `_has_stock_step`), `run_iter`'s training
-        branch is written out here as well, and so is the usual case of its
-        ``log_buffer.update`` (float values of known keys): function calls less per
-        iteration, each worth a few tenths of a percent of an iteration of the
-        benchmark's MLP.
-        """
+    def _train_iter(self, data_batch: object, kwargs: dict[str, object]) -> None:
+        """One training iteration between its hooks, then ``iter`` moves on (both loops)."""
         self.data_batch = data_batch
-        outer = self._dispatching
-        fn: _HookFn | None = None
-        try:
-            fns = self._before_train_iter
-            if fns:
-                self._dispatching = _BEFORE_TRAIN_ITER
-                for fn in fns:
-                    fn(self)
-                self._dispatching = outer
-            if self._pending:
-                self._commit_checkpoints()  # not a boundary stage: as `_fire` does
-            if stock_step:
-                # BaseRunner.run_iter(data_batch, True) without kwargs or batch_processor
-                outputs = self.model.train_step(data_batch, self.optimizer)  # type: ignore[operator]
-                if not isinstance(outputs, dict):
-                    raise _not_a_dict("train", outputs)
-                if "log_vars" in outputs:
-                    log_vars, count = outputs["log_vars"], outputs["num_samples"]
-                    buffer = self.log_buffer
-                    if type(log_vars) is not dict or type(count) is not int:
-                        buffer.update(log_vars, count)
-                    else:
-                        # LogBuffer.update written out for float values of keys already
-                        # logged (the protocol of LogBuffer.pending); anything else goes
-                        # through update_scalar, key by key in the same order.
-                        # (Iterating the keys and indexing is cheaper than items(); a
-                        # missing key is the exception, and `try` costs nothing until then.)
-                        pending = buffer.pending
-                        for key in log_vars:
-                            value = log_vars[key]
-                            try:
-                                values, counts = pending[key]
-                            except KeyError:
-                                buffer.update_scalar(key, value, count)
-                                continue
-                            if type(value) is float and len(values) < PENDING_LIMIT:
-                                values.append(value)
-                                counts.append(count)
-                            else:
-                                buffer.update_scalar(key, value, count)
-                self.outputs = outputs
-            elif kwargs:
-                self.run_iter(data_batch, train_mode=True, **kwargs)
-            else:
-                self.run_iter(data_batch, True)
-            fns = self._after_train_iter
-            if fns:
-                self._dispatching = _AFTER_TRAIN_ITER
-                for fn in fns:
-                    fn(self)
-                self._dispatching = outer
-        except BaseException as exc:
-            stage = self._dispatching
-            if stage is not outer and stage is not None:  # a hook raised (not the step)
-                self._note_hook_failure(exc, stage, fn)
-                self._dispatching = outer
-            raise
+        self._fire(Stage.BEFORE_TRAIN_ITER)
+        self.run_iter(data_batch, True, **kwargs)
+        self._fire(Stage.AFTER_TRAIN_ITER)
         self.data_batch = None
         self.iter += 1
-
-    def _has_stock_step(self, kwargs: dict[str, object]) -> bool:
-        """Whether a training iteration is `run_iter`'s plain ``train_step`` call.
-
-        False when `run_iter` is overridden (by a subclass or on the instance), a
-        ``batch_processor`` is used, or the loop passes kwargs: then `_train_iter` calls
-        `run_iter` itself.
-        """
-        run_iter = getattr(self.run_iter, "__func__", None)
-        return run_iter is BaseRunner.run_iter and self.batch_processor is None and not kwargs
 
     def _val_iter(self, data_batch: object, kwargs: dict[str, object]) -> None:
         """One validation iteration between its hooks (both loops)."""
         self.data_batch = data_batch
-        self._fire(Stage.BEFORE_VAL_ITER, self._val_iter_fns[0])
-        self.run_iter(data_batch, train_mode=False, **kwargs)
-        self._fire(Stage.AFTER_VAL_ITER, self._val_iter_fns[1])
+        self._fire(Stage.BEFORE_VAL_ITER)
+        self.run_iter(data_batch, False, **kwargs)
+        self._fire(Stage.AFTER_VAL_ITER)
         self.data_batch = None
 
     def run_iter(self, data_batch: object, train_mode: bool, **kwargs: object) -> None:
@@ -541,20 +473,20 @@ class BaseRunner:
         Raises:
             TypeError: the step returned something other than a dict.
         """
+        outputs: object  # checked below: the step is user code
         if self.batch_processor is not None:
             outputs = self.batch_processor(self.model, data_batch, train_mode=train_mode, **kwargs)
         elif train_mode:
-            if kwargs:
-                outputs = self.model.train_step(data_batch, self.optimizer, **kwargs)  # type: ignore[operator]
-            else:  # a plain call: `**{}` still takes the generic (tuple-building) call path
-                outputs = self.model.train_step(data_batch, self.optimizer)  # type: ignore[operator]
+            outputs = self.model.train_step(data_batch, self.optimizer, **kwargs)  # type: ignore[operator]
         else:
             outputs = self.model.val_step(data_batch, self.optimizer, **kwargs)  # type: ignore[operator]
         if not isinstance(outputs, dict):
-            raise _not_a_dict("train" if train_mode else "val", outputs)
+            mode = "train" if train_mode else "val"
+            raise TypeError(f"{mode}_step must return a dict, got {type(outputs).__name__}")
         if "log_vars" in outputs:
-            # Typed by ignores, not cast(): this runs every iteration.
-            self.log_buffer.update(outputs["log_vars"], outputs["num_samples"])  # type: ignore[arg-type]
+            self.log_buffer.update(
+                cast(Mapping[str, object], outputs["log_vars"]), cast(int, outputs["num_samples"])
+            )
         self.outputs = outputs
 
     # -- learning rate / momentum ----------------------------------------------------
@@ -565,11 +497,6 @@ class BaseRunner:
         Raises:
             RunnerError: the runner has no optimizer.
         """
-        optimizer = self.optimizer
-        if isinstance(optimizer, Optimizer):
-            # Asked at every log line: the one-optimizer case without _map_groups' frames
-            # (and without a list comprehension, a function of its own in Python 3.11).
-            return list(map(float, map(_LR, optimizer.param_groups)))
         return self._group_values("lr")
 
     def current_momentum(self) -> list[float] | dict[str, list[float]]:
@@ -764,7 +691,7 @@ class BaseRunner:
         checkpoint = load_checkpoint_file(filename, require_digest=False)
         weights = checkpoint.get("state_dict", checkpoint)
         if not isinstance(weights, dict):
-            raise CheckpointError(f"{filename}: 'state_dict' is not a dict")
+            raise CheckpointFormatError(f"{filename}: malformed 'state_dict' entry: not a dict")
         for pattern, replacement in revise_keys:
             weights = {re.sub(pattern, replacement, str(k)): v for k, v in weights.items()}
         incompatible = _unwrap(self.model).load_state_dict(weights, strict=strict)
@@ -797,7 +724,9 @@ class BaseRunner:
 
         Raises:
             CheckpointCorruptError: the file is incomplete or fails its digest.
-            CheckpointError: the checkpoint lacks trackcfg's keys or does not fit the run.
+            CheckpointFormatError: the checkpoint lacks trackcfg's keys, or its runner
+                counters, log buffer or RNG states are malformed.
+            CheckpointError: the checkpoint does not fit the run.
         """
         del map_location
         path = Path(checkpoint)
@@ -809,7 +738,7 @@ class BaseRunner:
             )
         missing = [k for k in ("meta", "state_dict", "runner", "rng") if k not in data]
         if missing:
-            raise CheckpointError(f"{path}: malformed trackcfg checkpoint, missing {missing}")
+            raise CheckpointFormatError(f"{path}: malformed trackcfg checkpoint, missing {missing}")
         saved_type = data.get("runner_type", type(self).__name__)
         if saved_type != type(self).__name__:
             # The counters and data positions of one loop mean nothing to the other.
@@ -835,23 +764,30 @@ class BaseRunner:
             scheduler.load_state_dict(sched_state)  # type: ignore[attr-defined]
         if self.scaler is not None and data.get("amp_scaler") is not None:
             self.scaler.load_state_dict(data["amp_scaler"])  # type: ignore[attr-defined]
-        self.epoch, self.iter, self.inner_iter = self.state.load_state_dict(
-            cast(dict[str, object], data["runner"])
-        )
+        with _reading(path, "runner"):
+            self.epoch, self.iter, self.inner_iter = self.state.load_state_dict(
+                cast(dict[str, object], data["runner"])
+            )
         saved_meta = cast(dict[str, object], data.get("meta", {}))
         if self.meta is None:
             self.meta = {}
         hook_msgs = cast(dict[str, object], self.meta.setdefault("hook_msgs", {}))
         hook_msgs.update(cast(dict[str, object], saved_meta.get("hook_msgs", {})))
         if "log_buffer" in data:
-            self.log_buffer.load_state_dict(cast(dict[str, object], data["log_buffer"]))
+            with _reading(path, "log_buffer"):
+                self.log_buffer.load_state_dict(cast(dict[str, object], data["log_buffer"]))
         hook_states = cast(dict[str, dict[str, object]], data.get("hook_states", {}))
         for key, hook in self._keyed_hooks():
             if key in hook_states:
                 hook.load_state_dict(hook_states[key])
             elif hook.state_dict():
                 self.logger.info("resume: no saved state for hook %s, it starts fresh", key)
-        rng = cast(list[dict[str, object]], data["rng"])
+        rng = data["rng"]
+        if not isinstance(rng, list) or not all(isinstance(r, dict) for r in rng):
+            raise CheckpointFormatError(
+                f"{path}: malformed 'rng' entry: expected a list of dicts (one per rank), "
+                f"got {type(rng).__name__}"
+            )
         if len(rng) != self.world_size:
             raise CheckpointError(
                 f"{path}: holds RNG states of {len(rng)} rank(s), this run has {self.world_size}",
@@ -865,6 +801,8 @@ class BaseRunner:
                 f"device(s), this process sees {cuda_seen}",
                 hint="resume on the same number of GPUs for a bit-identical result",
             )
+        with _reading(path, "rng"):
+            check_rng_state(rng[self.rank])
         # Applied by the loop at the boundary the checkpoint was taken at (module docstring).
         self.state.pending_rng = rng[self.rank]
         self.logger.info("resumed from %s: epoch %d, iter %d", path, self.epoch, self.iter)
@@ -877,6 +815,60 @@ class BaseRunner:
             restore_rng_state(pending)
 
     # -- running ----------------------------------------------------------------------
+
+    def _start(
+        self,
+        data_loaders: Sequence[object],
+        workflow: Workflow,
+        budget_name: str,
+        budget: int | None,
+    ) -> int:
+        """Check a `run` call's workflow and training budget; log them; return the budget.
+
+        Raises:
+            RunnerError: a bad workflow, or no budget (``budget_name``, e.g.
+                ``max_epochs``) given to the constructor or to `run`.
+        """
+        check_workflow(workflow, data_loaders)
+        if budget is None:
+            raise RunnerError(f"{budget_name} must be given (constructor or run())")
+        unit = budget_name.removeprefix("max_")
+        self.logger.info("workflow: %s, max: %d %s", list(workflow), budget, unit)
+        return budget
+
+    def _run_workflow(
+        self,
+        workflow: Workflow,
+        run_once: Callable[[str, int], None],
+        training_done: Callable[[], bool],
+    ) -> None:
+        """Cycle through ``workflow`` until ``training_done()`` (both runners' loop).
+
+        ``run_once(mode, phase)`` runs one unit (an epoch, or an iteration) of entry
+        ``phase``; a ``train`` entry stops early once training is done, and
+        checkpoints requested during a unit are committed right after it. The
+        workflow position (entry ``state.phase``, repetition ``state.phase_repeat``)
+        lives in `RunnerState`, so a resumed run starts from the restored position
+        instead of (0, 0); one resumed in the middle of the workflow (e.g. before the
+        'val' that follows the last training epoch) finishes that pass first, as the
+        interrupted run would have.
+        """
+        state = self.state
+        mid_workflow = state.phase != 0 or state.phase_repeat != 0
+        while not training_done() or mid_workflow:
+            mid_workflow = False
+            while state.phase < len(workflow):
+                mode, repeats = workflow[state.phase]
+                while state.phase_repeat < repeats:
+                    if mode == "train" and training_done():
+                        break
+                    run_once(mode, state.phase)
+                    state.phase_repeat += 1
+                    # Unit boundary: commit checkpoints requested in after_*_epoch/iter.
+                    self._commit_checkpoints()
+                state.phase += 1
+                state.phase_repeat = 0
+            state.phase = 0
 
     def _run_with_hooks(self, loop: Callable[[], None]) -> None:
         """``before_run``, the loop, ``after_run`` (also on failure, with ``self.error`` set)."""
@@ -896,8 +888,19 @@ class BaseRunner:
         self.wait_for_checkpoints()
 
 
-def _not_a_dict(mode: str, outputs: object) -> TypeError:
-    return TypeError(f"{mode}_step must return a dict, got {type(outputs).__name__}")
+@contextlib.contextmanager
+def _reading(path: Path, key: str) -> Iterator[None]:
+    """Report a malformed entry ``key`` of checkpoint ``path`` as a `CheckpointFormatError`.
+
+    Only around trackcfg's own readers (counters, log buffer, RNG states), whose
+    built-in errors mean "not shaped like what we write"; errors of hooks and
+    torch's ``load_state_dict`` keep their type.
+    """
+    try:
+        yield
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
+        detail = f"missing key {exc}" if isinstance(exc, KeyError) else str(exc)
+        raise CheckpointFormatError(f"{path}: malformed {key!r} entry: {detail}") from exc
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
@@ -905,6 +908,15 @@ def _unwrap(model: nn.Module) -> nn.Module:
     from trackcfg.runner.parallel import unwrap_model
 
     return unwrap_model(model)
+
+
+def _stage_table(hooks: Sequence[Hook]) -> dict[Stage, tuple[_HookFn, ...]]:
+    """For every stage, the bound methods of the ``hooks`` (in order) that act there."""
+    table: dict[Stage, list[_HookFn]] = {s: [] for s in Stage}
+    for hook in hooks:
+        for name in hook.get_triggered_stages():
+            table[Stage(name)].append(getattr(hook, name))
+    return {stage: tuple(fns) for stage, fns in table.items()}
 
 
 def _check_stage_methods(hook: Hook) -> None:

@@ -21,47 +21,13 @@ from typing import cast
 
 import torch
 
-from trackcfg.errors import RunnerError
 from trackcfg.registry import RUNNERS
 from trackcfg.runner.base_runner import BaseRunner
-from trackcfg.runner.sampler import resumable_batch_sampler
+from trackcfg.runner.sampler import iter_from, resumable_batch_sampler
 from trackcfg.runner.stage import Stage
+from trackcfg.runner.workflow import Workflow
 
-__all__ = ["EpochBasedRunner", "Workflow", "check_workflow"]
-
-Workflow = Sequence[tuple[str, int]]
-
-
-def check_workflow(workflow: Workflow, data_loaders: Sequence[object]) -> None:
-    """Validate a workflow against its data loaders (one loader per entry).
-
-    Raises:
-        RunnerError: length mismatch, an unknown mode, or a non-positive count.
-    """
-    if len(workflow) != len(data_loaders):
-        raise RunnerError(
-            f"workflow has {len(workflow)} entries but {len(data_loaders)} data loader(s) "
-            "were given",
-            hint="pass one data loader per workflow entry, e.g. [train_loader, val_loader]",
-        )
-    for i, entry in enumerate(workflow):
-        if (
-            not isinstance(entry, tuple | list)
-            or len(entry) != 2
-            or entry[0] not in ("train", "val")
-            or not isinstance(entry[1], int)
-            or entry[1] < 1
-        ):
-            raise RunnerError(
-                f"workflow[{i}] must be ('train'|'val', count >= 1), got {entry!r}",
-                key_path=f"workflow.{i}",
-            )
-    if not any(mode == "train" for mode, _ in workflow):
-        raise RunnerError("workflow has no 'train' entry, so the run would never end")
-
-
-def _len(data_loader: object) -> int:
-    return len(cast(Sized, data_loader))
+__all__ = ["EpochBasedRunner"]
 
 
 @RUNNERS.register_module()
@@ -88,69 +54,32 @@ class EpochBasedRunner(BaseRunner):
         Raises:
             RunnerError: a bad workflow, or no ``max_epochs``.
         """
-        check_workflow(workflow, data_loaders)
         if max_epochs is not None:
             self.state.max_epochs = max_epochs
-        if self.state.max_epochs is None:
-            raise RunnerError("max_epochs must be given (constructor or run())")
-        total_epochs = self.state.max_epochs
-        for i, (mode, _) in enumerate(workflow):
+        total_epochs = self._start(data_loaders, workflow, "max_epochs", self.state.max_epochs)
+        # mmcv: the iteration budget is the epochs times the first training loader's length
+        first_train = next(i for i, (mode, _) in enumerate(workflow) if mode == "train")
+        self.state.max_iters = total_epochs * len(cast(Sized, data_loaders[first_train]))
+
+        def run_epoch(mode: str, phase: int) -> None:
             if mode == "train":
-                self.state.max_iters = total_epochs * _len(data_loaders[i])
-                break
-        self.logger.info("workflow: %s, max: %d epochs", list(workflow), total_epochs)
+                self.train(data_loaders[phase], **kwargs)
+            else:
+                self.val(data_loaders[phase], **kwargs)
+            self.state.data_batch.pop(phase, None)  # the entry's next epoch starts afresh
 
-        def loop() -> None:
-            state = self.state
-            # A run resumed in the middle of the workflow (e.g. before the 'val' that
-            # follows the last training epoch) finishes that pass first, as the
-            # interrupted run would have.
-            mid_workflow = state.phase != 0 or state.phase_repeat != 0
-            while self.epoch < total_epochs or mid_workflow:
-                mid_workflow = False
-                # state.phase / phase_repeat are the workflow position; a resumed run
-                # starts from the restored values instead of (0, 0).
-                while state.phase < len(workflow):
-                    mode, repeats = workflow[state.phase]
-                    while state.phase_repeat < repeats:
-                        if mode == "train" and self.epoch >= total_epochs:
-                            break
-                        loader = data_loaders[state.phase]
-                        if mode == "train":
-                            self.train(loader, **kwargs)
-                        else:
-                            self.val(loader, **kwargs)
-                        state.phase_repeat += 1
-                        state.data_batch.pop(state.phase, None)
-                        # Epoch boundary: commit checkpoints requested in after_*_epoch.
-                        self._commit_checkpoints()
-                    state.phase += 1
-                    state.phase_repeat = 0
-                state.phase = 0
-
-        self._run_with_hooks(loop)
+        self._run_with_hooks(
+            lambda: self._run_workflow(workflow, run_epoch, lambda: self.epoch >= total_epochs)
+        )
 
     def _epoch_batches(
         self, data_loader: Iterable[object], epoch: int
     ) -> tuple[int, Iterator[object]]:
         """Position the loader at the recorded batch of ``epoch`` and return (start, iterator)."""
-        state = self.state
-        start = state.data_batch.get(state.phase, 0)
-        sampler = resumable_batch_sampler(data_loader)
-        if sampler is not None:
-            sampler.set_epoch(epoch)
-            sampler.set_start(start)  # skip by index: the consumed samples are not loaded
-            return start, iter(data_loader)
-        set_epoch = getattr(getattr(data_loader, "sampler", None), "set_epoch", None)
-        if callable(set_epoch):
-            set_epoch(epoch)
-        iterator = iter(data_loader)
-        if start:
-            # A loader without ResumableBatchSampler can only skip by fetching (mmengine's way).
+        start = self.state.data_batch.get(self.state.phase, 0)
+        if start and resumable_batch_sampler(data_loader) is None:
             self.logger.info("resume: re-reading %d batches to reach the data position", start)
-            for _ in range(start):
-                next(iterator)
-        return start, iterator
+        return start, iter_from(data_loader, epoch, start)
 
     def train(self, data_loader: Iterable[object], **kwargs: object) -> None:
         """One training epoch (or the rest of one, after a mid-epoch resume)."""
@@ -165,12 +94,9 @@ class EpochBasedRunner(BaseRunner):
         self.call_hook(Stage.BEFORE_TRAIN_EPOCH)
         start, batches = self._epoch_batches(data_loader, self.epoch)
         self._apply_pending_rng()  # mid-epoch: after the re-fired before_train_epoch
-        # The per-iteration path is kept lean (the <=5 % overhead budget of issue 3):
-        # hooks, step and the ``iter`` count are one call (see BaseRunner._train_iter).
-        stock_step = self._has_stock_step(kwargs)
         for i, data_batch in enumerate(batches, start):
             self.inner_iter = i
-            self._train_iter(data_batch, kwargs, stock_step)
+            self._train_iter(data_batch, kwargs)
             state.data_batch[state.phase] = i + 1
             # Iteration boundary: counters and data position now describe "next".
             if self._pending:

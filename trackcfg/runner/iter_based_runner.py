@@ -22,13 +22,11 @@ from typing import cast
 
 import torch
 
-from trackcfg.errors import RunnerError
 from trackcfg.registry import RUNNERS
-from trackcfg.runner.base_runner import DEFAULT_TIMER_CONFIG, BaseRunner, HookConfig
-from trackcfg.runner.epoch_based_runner import Workflow, check_workflow
-from trackcfg.runner.hooks.hook import Hook
-from trackcfg.runner.sampler import resumable_batch_sampler
+from trackcfg.runner.base_runner import BaseRunner
+from trackcfg.runner.sampler import iter_from
 from trackcfg.runner.stage import Stage
+from trackcfg.runner.workflow import Workflow
 
 __all__ = ["IterBasedRunner", "IterLoader"]
 
@@ -72,18 +70,7 @@ class IterLoader:
         return batch
 
     def _open(self) -> Iterator[object]:
-        sampler = resumable_batch_sampler(self._dataloader)
-        if sampler is not None:
-            sampler.set_epoch(self.epoch)
-            sampler.set_start(self.position)  # skip by index, nothing is loaded
-            return iter(self._dataloader)
-        set_epoch = getattr(getattr(self._dataloader, "sampler", None), "set_epoch", None)
-        if callable(set_epoch):
-            set_epoch(self.epoch)
-        iterator = iter(self._dataloader)
-        for _ in range(self.position):  # a plain loader can only skip by fetching
-            next(iterator)
-        return iterator
+        return iter_from(self._dataloader, self.epoch, self.position)
 
 
 @RUNNERS.register_module()
@@ -91,44 +78,10 @@ class IterBasedRunner(BaseRunner):
     """Iteration-based runner (mmcv 1.x ``IterBasedRunner``)."""
 
     default_filename_tmpl = "iter_{}.pth"
+    hooks_by_epoch = False
 
     def _checkpoint_number(self) -> int:
         return self.iter + 1
-
-    def register_training_hooks(
-        self,
-        lr_config: HookConfig | Hook | None,
-        optimizer_config: HookConfig | Hook | None = None,
-        checkpoint_config: HookConfig | Hook | None = None,
-        log_config: HookConfig | None = None,
-        momentum_config: HookConfig | Hook | None = None,
-        timer_config: HookConfig | Hook | None = DEFAULT_TIMER_CONFIG,
-        custom_hooks_config: Sequence[HookConfig | Hook] | HookConfig | Hook | None = None,
-    ) -> None:
-        """As `BaseRunner.register_training_hooks`, with ``by_epoch=False`` by default.
-
-        mmcv's IterBasedRunner does the same: LR, momentum, checkpoint and logger hooks
-        count iterations unless their config says ``by_epoch=True``. (The caller's dicts
-        are copied, not modified.)
-        """
-
-        def per_iter(config: HookConfig | Hook | None) -> HookConfig | Hook | None:
-            if config is None or isinstance(config, Hook):
-                return config
-            return {"by_epoch": False, **config}
-
-        if log_config is not None:
-            hooks = cast(Sequence[HookConfig], log_config.get("hooks", ()))
-            log_config = {**log_config, "hooks": [per_iter(h) for h in hooks]}
-        super().register_training_hooks(
-            per_iter(lr_config),
-            optimizer_config,
-            per_iter(checkpoint_config),
-            log_config,
-            momentum_config=per_iter(momentum_config),
-            timer_config=timer_config,
-            custom_hooks_config=custom_hooks_config,
-        )
 
     def run(
         self,
@@ -148,46 +101,31 @@ class IterBasedRunner(BaseRunner):
         Raises:
             RunnerError: a bad workflow, or no ``max_iters``.
         """
-        check_workflow(workflow, data_loaders)
         if max_iters is not None:
             self.state.max_iters = max_iters
-        if self.state.max_iters is None:
-            raise RunnerError("max_iters must be given (constructor or run())")
-        total_iters = self.state.max_iters
+        total_iters = self._start(data_loaders, workflow, "max_iters", self.state.max_iters)
         state = self.state
         loaders = [
             IterLoader(dl, state.data_epoch.get(i, 0), state.data_batch.get(i, 0))
             for i, dl in enumerate(data_loaders)
         ]
-        self.logger.info("workflow: %s, max: %d iters", list(workflow), total_iters)
+
+        def run_iteration(mode: str, phase: int) -> None:
+            self.inner_iter = state.phase_repeat
+            loader = loaders[phase]
+            if mode == "train":
+                self.train(loader, **kwargs)
+            else:
+                self.val(loader, **kwargs)
+            state.data_epoch[phase] = loader.epoch
+            state.data_batch[phase] = loader.position
 
         def loop() -> None:
             self.call_hook(Stage.BEFORE_TRAIN_EPOCH)
             # Iteration boundary the checkpoint was taken at: nothing random happened
             # since, in the checkpointed process (before_train_epoch fired long before).
             self._apply_pending_rng()
-            mid_workflow = state.phase != 0 or state.phase_repeat != 0  # see EpochBasedRunner
-            while self.iter < total_iters or mid_workflow:
-                mid_workflow = False
-                while state.phase < len(workflow):
-                    mode, repeats = workflow[state.phase]
-                    while state.phase_repeat < repeats:
-                        if mode == "train" and self.iter >= total_iters:
-                            break
-                        self.inner_iter = state.phase_repeat
-                        loader = loaders[state.phase]
-                        if mode == "train":
-                            self.train(loader, **kwargs)
-                        else:
-                            self.val(loader, **kwargs)
-                        state.phase_repeat += 1
-                        state.data_epoch[state.phase] = loader.epoch
-                        state.data_batch[state.phase] = loader.position
-                        if self._pending:
-                            self._commit_checkpoints()  # iteration boundary
-                    state.phase += 1
-                    state.phase_repeat = 0
-                state.phase = 0
+            self._run_workflow(workflow, run_iteration, lambda: self.iter >= total_iters)
             self.call_hook(Stage.AFTER_TRAIN_EPOCH)
             self._commit_checkpoints()
 
@@ -200,8 +138,7 @@ class IterBasedRunner(BaseRunner):
         self.data_loader = data_loader
         data_batch = next(data_loader)
         self.epoch = data_loader.epoch
-        # hooks, step, iter += 1 (the lean path)
-        self._train_iter(data_batch, kwargs, self._has_stock_step(kwargs))
+        self._train_iter(data_batch, kwargs)
 
     @torch.no_grad()
     def val(self, data_loader: IterLoader, **kwargs: object) -> None:

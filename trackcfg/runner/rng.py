@@ -15,7 +15,7 @@ from typing import cast
 import numpy as np
 import torch
 
-__all__ = ["capture_rng_state", "restore_rng_state", "seed_everything"]
+__all__ = ["capture_rng_state", "check_rng_state", "restore_rng_state", "seed_everything"]
 
 # Python's Mersenne Twister state words are < 2**32; int64 holds them exactly.
 _PY_DTYPE = torch.int64
@@ -62,6 +62,33 @@ def restore_rng_state(state: Mapping[str, object]) -> None:
             CUDA generators but this process sees a different number of CUDA devices
             (resuming on other hardware cannot be exact).
     """
+    python_state, numpy_state, torch_state, cuda = _parse(state)
+    random.setstate(python_state)
+    np.random.set_state(numpy_state)
+    torch.set_rng_state(torch_state)
+    if cuda:
+        torch.cuda.set_rng_state_all(cuda)
+
+
+def check_rng_state(state: Mapping[str, object]) -> None:
+    """Raise what `restore_rng_state` would raise for ``state``, without restoring it.
+
+    Raises:
+        ValueError: as `restore_rng_state`.
+    """
+    _parse(state)
+
+
+_Parsed = tuple[
+    tuple[int, tuple[int, ...], object],
+    tuple[str, "np.ndarray[tuple[int, ...], np.dtype[np.uint32]]", int, int, float],
+    torch.Tensor,
+    list[torch.Tensor],
+]
+
+
+def _parse(state: Mapping[str, object]) -> _Parsed:
+    """``state`` as the arguments of the generators' ``setstate`` functions."""
     try:
         py = cast(Mapping[str, object], state["python"])
         np_state = cast(Mapping[str, object], state["numpy"])
@@ -87,11 +114,7 @@ def restore_rng_state(state: Mapping[str, object]) -> None:
                 f"checkpoint holds RNG states of {len(cuda)} CUDA device(s), "
                 f"this process sees {seen}"
             )
-    random.setstate(python_state)
-    np.random.set_state(numpy_state)
-    torch.set_rng_state(torch_state)
-    if cuda:
-        torch.cuda.set_rng_state_all(cuda)
+    return python_state, numpy_state, torch_state, cuda
 
 
 def seed_everything(seed: int) -> None:

@@ -25,7 +25,7 @@ them — which would make the model's dropout depend on ``num_workers``).
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -41,6 +41,7 @@ __all__ = [
     "SeededDataset",
     "build_dataloader",
     "derive_seed",
+    "iter_from",
     "resumable_batch_sampler",
 ]
 
@@ -187,6 +188,28 @@ def resumable_batch_sampler(loader: object) -> ResumableBatchSampler | None:
     """The loader's `ResumableBatchSampler`, or None if it has none."""
     batch_sampler = getattr(loader, "batch_sampler", None)
     return batch_sampler if isinstance(batch_sampler, ResumableBatchSampler) else None
+
+
+def iter_from(data_loader: Iterable[object], epoch: int, start: int) -> Iterator[object]:
+    """An iterator over pass ``epoch`` of ``data_loader``, from its batch ``start`` on.
+
+    With a `ResumableBatchSampler` the first ``start`` batches are skipped by index
+    (nothing is loaded). Any other loader gets ``sampler.set_epoch(epoch)`` if its
+    sampler has one, and the skipped batches are fetched and dropped (mmengine's way;
+    `resumable_batch_sampler` tells the two apart).
+    """
+    sampler = resumable_batch_sampler(data_loader)
+    if sampler is not None:
+        sampler.set_epoch(epoch)
+        sampler.set_start(start)
+        return iter(data_loader)
+    set_epoch = getattr(getattr(data_loader, "sampler", None), "set_epoch", None)
+    if callable(set_epoch):
+        set_epoch(epoch)
+    iterator = iter(data_loader)
+    for _ in range(start):
+        next(iterator)
+    return iterator
 
 
 def build_dataloader(

@@ -32,7 +32,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
-from trackcfg.errors import CheckpointCorruptError, ConfigError, RunnerError
+from trackcfg.errors import ArgumentError, CheckpointCorruptError, ConfigError, RunnerError
 from trackcfg.runner.plan import TrainingPlan, config_section
 
 if TYPE_CHECKING:
@@ -98,6 +98,26 @@ def _location(cfg: object, key_path: str) -> Location | None:
     except (KeyError, ValueError):
         return None
     return history[-1].location if history else None
+
+
+def _locate(cfg: object, error: ArgumentError) -> None:
+    """Give ``error`` the file and line of its key path, or of the nearest key above it.
+
+    A hook argument that comes from defaults (e.g. ``log_config.interval`` handed to
+    each logger) has no line of its own; the enclosing section's is the nearest one
+    the provenance backs.
+    """
+    if error.location is not None or not error.key_path:
+        return
+    from trackcfg.config.keypath import KeyPath
+
+    path = KeyPath.parse(error.key_path)
+    while len(path):
+        location = _location(cfg, str(path))
+        if location is not None:
+            error.locate(location=location)
+            return
+        path = path.parent
 
 
 def resolve_resume_checkpoint(
@@ -289,6 +309,11 @@ def train(
         if not callable(run):
             raise RunnerError(f"{type(runner).__name__} has no run()")
         run(loaders, workflow)
+    except ArgumentError as exc:
+        # A hook rejected an argument (when built or later): the runner named its key
+        # path (``lr_config.warmup_iters``), the config knows where that was set.
+        _locate(cfg, exc)
+        raise
     finally:
         if handler is not None:
             logger.removeHandler(handler)

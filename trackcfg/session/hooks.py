@@ -16,7 +16,8 @@ run, and nothing they do waits on the store:
 The journal may be attached after the hooks are registered (`attach`): a tracked
 run learns its run id only when the tracking agent has created it, just before
 the first iteration. Both hooks do nothing on ranks other than 0 (one MLflow run
-per job).
+per job). They are not in ``HOOKS``: a config cannot name them (they need the
+journal and publisher of a live run); `trackcfg run` adds them.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from trackcfg.errors import RunnerError
 from trackcfg.runner.hooks.hook import Hook
 from trackcfg.runner.hooks.logger import LoggerHook
 
@@ -72,7 +74,11 @@ class MlflowLoggerHook(LoggerHook):
         if runner.rank != 0:
             return
         if self.journal is None:
-            raise RuntimeError("MlflowLoggerHook: no journal attached before the first log")
+            raise RunnerError(
+                "MlflowLoggerHook has no journal to log into",
+                hint="`trackcfg run` attaches one; in Python, call attach(journal) before "
+                "the run starts",
+            )
         self.journal.log_many(self.get_loggable_tags(runner), step=self.get_iter(runner))
 
 

@@ -1,1 +1,46 @@
-"""Hooks: the base class and the built-in hooks under mmcv's names."""
+"""Hooks: the base class and the built-in hooks under mmcv's names.
+
+Importing this package imports every module that defines a built-in hook, and each
+registers itself in ``HOOKS`` as it is defined: this is what makes ``type='X'``
+find them (`trackcfg.registry` imports this package on ``HOOKS``' first use). A new
+hook module is imported here.
+"""
+
+from trackcfg.runner.hooks.checkpoint import CheckpointHook
+from trackcfg.runner.hooks.hook import Hook
+from trackcfg.runner.hooks.logger import LoggerHook
+from trackcfg.runner.hooks.lr_updater import (
+    CosineAnnealingLrUpdaterHook,
+    CosineRestartLrUpdaterHook,
+    ExpLrUpdaterHook,
+    FixedLrUpdaterHook,
+    FlatCosineAnnealingLrUpdaterHook,
+    InvLrUpdaterHook,
+    LrUpdaterHook,
+    OneCycleLrUpdaterHook,
+    PolyLrUpdaterHook,
+    StepLrUpdaterHook,
+)
+from trackcfg.runner.hooks.optimizer import Fp16OptimizerHook, OptimizerHook
+from trackcfg.runner.hooks.text_logger import TextLoggerHook
+from trackcfg.runner.hooks.timer import IterTimerHook
+
+__all__ = [
+    "CheckpointHook",
+    "CosineAnnealingLrUpdaterHook",
+    "CosineRestartLrUpdaterHook",
+    "ExpLrUpdaterHook",
+    "FixedLrUpdaterHook",
+    "FlatCosineAnnealingLrUpdaterHook",
+    "Fp16OptimizerHook",
+    "Hook",
+    "InvLrUpdaterHook",
+    "IterTimerHook",
+    "LoggerHook",
+    "LrUpdaterHook",
+    "OneCycleLrUpdaterHook",
+    "OptimizerHook",
+    "PolyLrUpdaterHook",
+    "StepLrUpdaterHook",
+    "TextLoggerHook",
+]

@@ -26,10 +26,10 @@ from typing import TYPE_CHECKING, cast
 
 import torch.distributed as dist
 
-from trackcfg.errors import RunnerError
+from trackcfg.config.keypath import suggest
+from trackcfg.errors import ArgumentValueError, RunnerError
 from trackcfg.registry import HOOKS
 from trackcfg.runner.hooks.hook import Hook
-from trackcfg.runner.stage import Stage
 
 if TYPE_CHECKING:
     from trackcfg.runner.base_runner import BaseRunner
@@ -39,16 +39,24 @@ __all__ = ["CheckpointHook"]
 
 # The keywords mmcv's CheckpointHook forwards to runner.save_checkpoint.
 _SAVE_ARGS = frozenset({"filename_tmpl", "meta", "create_symlink"})
-_IDLE_AFTER_TRAIN_ITER = frozenset({Stage.AFTER_TRAIN_ITER})
-# What decides `CheckpointHook.idle_stages`: setting one of these re-dispatches.
-_IDLENESS_ATTRS = frozenset({"by_epoch", "after_train_iter"})
+# Its own arguments (for "did you mean" on a misspelled one).
+_OWN_ARGS = (
+    "interval",
+    "by_epoch",
+    "save_optimizer",
+    "out_dir",
+    "max_keep_ckpts",
+    "save_last",
+    "sync_buffer",
+    "file_client_args",
+)
 
 
 def _name_pattern(filename_tmpl: str) -> re.Pattern[str]:
     """A regex matching the names ``filename_tmpl.format(n)`` produces, capturing ``n``.
 
     Raises:
-        ValueError: the template does not have exactly one ``{}`` field.
+        ArgumentValueError: the template does not have exactly one ``{}`` field.
     """
     parts: list[str] = []
     fields = 0
@@ -58,8 +66,9 @@ def _name_pattern(filename_tmpl: str) -> re.Pattern[str]:
             fields += 1
             parts.append(r"(\d+)")
     if fields != 1:
-        raise ValueError(
-            f"filename_tmpl: must contain exactly one '{{}}' field, got {filename_tmpl!r}"
+        raise ArgumentValueError(
+            f"must contain exactly one '{{}}' field, got {filename_tmpl!r}",
+            key_path="filename_tmpl",
         )
     return re.compile("".join(parts))
 
@@ -84,16 +93,12 @@ class CheckpointHook(Hook):
             ``create_symlink``).
 
     Raises:
-        ValueError: ``file_client_args`` given, or (with ``max_keep_ckpts > 0``) a
-            ``filename_tmpl`` without exactly one ``{}`` field.
+        ArgumentValueError: ``file_client_args`` or an unknown keyword given, a
+            ``filename_tmpl`` that is not a str (or, with ``max_keep_ckpts > 0``, has
+            not exactly one ``{}`` field), or a ``meta`` that is not a dict.
     """
 
     priority = "NORMAL"  # mmcv's register_checkpoint_hook priority
-
-    def __setattr__(self, name: str, value: object) -> None:
-        super().__setattr__(name, value)
-        if name in _IDLENESS_ATTRS:
-            self._idleness_changed()  # `idle_stages` may have changed: re-dispatch
 
     def __init__(
         self,
@@ -108,7 +113,11 @@ class CheckpointHook(Hook):
         **kwargs: object,
     ) -> None:
         if file_client_args is not None:
-            raise ValueError("file_client_args: storage backends are not supported; use out_dir")
+            raise ArgumentValueError(
+                "storage backends are not supported",
+                key_path="file_client_args",
+                hint="use out_dir",
+            )
         self.interval = interval
         self.by_epoch = by_epoch
         self.save_optimizer = save_optimizer
@@ -118,17 +127,22 @@ class CheckpointHook(Hook):
         self.sync_buffer = sync_buffer
         unknown = sorted(set(kwargs) - _SAVE_ARGS)
         if unknown:
-            raise ValueError(
-                f"CheckpointHook: unknown argument(s) {', '.join(unknown)}; extra keywords go to "
-                f"runner.save_checkpoint, which takes {', '.join(sorted(_SAVE_ARGS))}"
+            close = suggest(unknown[0], [*_SAVE_ARGS, *_OWN_ARGS])
+            raise ArgumentValueError(
+                f"unknown argument(s) {', '.join(unknown)} of CheckpointHook; extra keywords "
+                f"go to runner.save_checkpoint, which takes {', '.join(sorted(_SAVE_ARGS))}",
+                key_path=unknown[0],
+                hint=f"did you mean {close[0]!r}?" if close else None,
             )
         self.args: dict[str, object] = dict(kwargs)
         tmpl = self.args.get("filename_tmpl")
         meta = self.args.get("meta")
         if tmpl is not None and not isinstance(tmpl, str):
-            raise ValueError(f"filename_tmpl: must be a str, got {type(tmpl).__name__}")
+            raise ArgumentValueError(
+                f"must be a str, got {type(tmpl).__name__}", key_path="filename_tmpl"
+            )
         if meta is not None and not isinstance(meta, dict):
-            raise ValueError(f"meta: must be a dict, got {type(meta).__name__}")
+            raise ArgumentValueError(f"must be a dict, got {type(meta).__name__}", key_path="meta")
         self._meta: dict[str, object] | None = meta
         self._create_symlink = bool(self.args.get("create_symlink", True))
         # The runner's own default when not given (known in before_run); mmcv guessed it
@@ -141,18 +155,6 @@ class CheckpointHook(Hook):
         self._out_dir_resolved = False
 
     # -- stages --------------------------------------------------------------
-
-    def idle_stages(self) -> frozenset[Stage]:
-        """``after_train_iter`` while counting epochs (saving is in after_train_epoch)."""
-        if (
-            self.by_epoch
-            # CheckpointHook's own method (not overridden, nor replaced on the instance)
-            and getattr(self.after_train_iter, "__func__", None) is _AFTER_TRAIN_ITER
-            # and changes are seen (a subclass's __setattr__ might not call ours)
-            and type(self).__setattr__ is CheckpointHook.__setattr__
-        ):
-            return _IDLE_AFTER_TRAIN_ITER
-        return frozenset()
 
     def before_run(self, runner: BaseRunner) -> None:
         if runner.work_dir is None:
@@ -244,9 +246,6 @@ class CheckpointHook(Hook):
             found.sort()
             for _step, stale in found[: -self.max_keep_ckpts]:
                 stale.unlink(missing_ok=True)
-
-
-_AFTER_TRAIN_ITER = CheckpointHook.after_train_iter
 
 
 def _allreduce_buffers(runner: BaseRunner) -> None:

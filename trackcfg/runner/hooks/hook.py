@@ -19,6 +19,11 @@ runner checks at registration that every public ``before_*``/``after_*`` method
 of a hook names a real stage, so a misspelled stage is an error instead of a
 method that is silently never called.
 
+Which hooks a stage calls is decided once, when the hook is registered: those
+whose class overrides the stage's method (or its generic alias), as
+`get_triggered_stages` reports. Nothing a hook does later changes that; a hook
+with nothing to do at a stage under its current settings returns at once.
+
 A hook that carries state across iterations implements `state_dict` and
 `load_state_dict` with plain types and tensors; the runner saves it in every
 checkpoint and restores it on resume.
@@ -26,7 +31,6 @@ checkpoint and restores it on resume.
 
 from __future__ import annotations
 
-import weakref
 from typing import TYPE_CHECKING
 
 from trackcfg.runner.stage import GENERIC_STAGES, Stage
@@ -36,48 +40,12 @@ if TYPE_CHECKING:
 
 __all__ = ["Hook"]
 
-_NO_STAGES: frozenset[Stage] = frozenset()
-
-
-class _RunnerRefs:
-    """Weak references to the runners a hook is registered in, and to the hook.
-
-    A copy of the hook shares (shallow copy) or copies (deep copy) this object, but is
-    not its owner: it starts its own at its first registration and notifies nobody
-    before. A pickled one comes back empty and ownerless.
-    """
-
-    __slots__ = ("owner", "refs")
-
-    def __init__(self, owner: Hook | None = None) -> None:
-        self.owner = None if owner is None else weakref.ref(owner)
-        self.refs: list[weakref.ref[BaseRunner]] = []
-
-    def __reduce__(self) -> tuple[type[_RunnerRefs], tuple[()]]:
-        return (_RunnerRefs, ())
-
-    def owned_by(self, hook: Hook) -> bool:
-        return self.owner is not None and self.owner() is hook
-
-    def add(self, runner: BaseRunner) -> None:
-        self.refs = [ref for ref in self.refs if ref() is not None]
-        if not any(ref() is runner for ref in self.refs):
-            self.refs.append(weakref.ref(runner))
-
-    def notify(self) -> None:
-        for ref in list(self.refs):
-            runner = ref()
-            if runner is not None:
-                runner._rebuild_dispatch()
-
 
 class Hook:
     """Base hook: every stage is a no-op; specific stages forward to generic ones."""
 
     #: Priority used when the hook is registered without one (mmcv's default).
     priority: int | str = "NORMAL"
-    # The runners this hook is registered in, if it overrides `idle_stages`.
-    _runner_refs: _RunnerRefs | None = None
 
     def before_run(self, runner: BaseRunner) -> None:
         """Called once before the first epoch/iteration."""
@@ -120,35 +88,6 @@ class Hook:
 
     def after_val_iter(self, runner: BaseRunner) -> None:
         self.after_iter(runner)
-
-    # -- dispatch --------------------------------------------------------------
-
-    def idle_stages(self) -> frozenset[Stage]:
-        """Stages at which this hook's method currently does nothing (default: none).
-
-        The runner leaves the hook out of those stages' dispatch tables (fewer calls per
-        iteration). A hook that overrides this must make every change of the answer
-        known to its runners by calling `_idleness_changed` (e.g. from ``__setattr__``
-        when an attribute the answer depends on is set): the runners rebuild their
-        tables, so the hook is called again from the next call of the stage on. The
-        runner asks at registration and at every rebuild.
-        """
-        return _NO_STAGES
-
-    def _idleness_changed(self) -> None:
-        """`idle_stages` may answer differently now: the runners rebuild their tables."""
-        refs = self._runner_refs
-        if refs is not None and refs.owned_by(self):
-            refs.notify()
-
-    def _attach_runner(self, runner: BaseRunner) -> None:
-        """Called by ``runner.register_hook``: remember the runner (weakly) if it matters."""
-        if type(self).idle_stages is Hook.idle_stages:
-            return
-        refs = self._runner_refs
-        if refs is None or not refs.owned_by(self):
-            refs = self._runner_refs = _RunnerRefs(self)
-        refs.add(runner)
 
     # -- state ---------------------------------------------------------------
 

@@ -18,22 +18,26 @@ Firing (as mmcv): ``before_run`` records base LRs; with ``by_epoch=True`` the
 regular LR is set in ``before_train_epoch`` and warmup (counted in iterations)
 adjusts it in ``before_train_iter``; with ``by_epoch=False`` both happen in
 ``before_train_iter``. With ``by_epoch=True`` and no warmup, ``before_train_iter``
-does nothing, and the runner does not call it (`LrUpdaterHook.idle_stages`); setting
-``by_epoch`` or ``warmup`` re-dispatches, effective from the next iteration.
+returns at once.
 """
 
 from __future__ import annotations
 
 import math
+from abc import ABCMeta, abstractmethod
 from collections.abc import Callable, Mapping, Sequence, Sized
 from typing import TYPE_CHECKING, Literal, TypedDict, Unpack
 
 from torch.optim import Optimizer
 
-from trackcfg.errors import RunnerError
+from trackcfg.errors import (
+    ArgumentKeyError,
+    ArgumentTypeError,
+    ArgumentValueError,
+    RunnerError,
+)
 from trackcfg.registry import HOOKS
 from trackcfg.runner.hooks.hook import Hook
-from trackcfg.runner.stage import Stage
 
 if TYPE_CHECKING:
     from trackcfg.runner.base_runner import BaseRunner
@@ -58,11 +62,6 @@ LrGroups = list[float] | dict[str, list[float]]
 
 WarmupKind = Literal["constant", "linear", "exp"]
 _WARMUPS: tuple[str, ...] = ("constant", "linear", "exp")
-
-
-_IDLE_BEFORE_TRAIN_ITER = frozenset({Stage.BEFORE_TRAIN_ITER})
-# What decides `LrUpdaterHook.idle_stages`: setting one of these re-dispatches.
-_IDLENESS_ATTRS = frozenset({"by_epoch", "warmup", "before_train_iter"})
 
 
 class LrUpdaterArgs(TypedDict, total=False):
@@ -109,7 +108,7 @@ def _epoch_length(runner: BaseRunner) -> int:
     return len(data_loader)
 
 
-class LrUpdaterHook(Hook):
+class LrUpdaterHook(Hook, metaclass=ABCMeta):
     """Base class of the LR schedules: warmup, per-epoch or per-iteration updates.
 
     Subclasses implement `get_lr` (the LR of one param group, without warmup).
@@ -125,15 +124,11 @@ class LrUpdaterHook(Hook):
             ``len(runner.data_loader)``).
 
     Raises:
-        ValueError: an unknown warmup kind, ``warmup_iters <= 0`` or a ratio outside (0, 1].
+        ArgumentValueError: an unknown warmup kind, ``warmup_iters <= 0`` or a ratio
+            outside (0, 1].
     """
 
     priority = "VERY_HIGH"  # mmcv's register_lr_hook priority: before the optimizer steps
-
-    def __setattr__(self, name: str, value: object) -> None:
-        super().__setattr__(name, value)
-        if name in _IDLENESS_ATTRS:
-            self._idleness_changed()  # `idle_stages` may have changed: re-dispatch
 
     def __init__(
         self,
@@ -145,15 +140,19 @@ class LrUpdaterHook(Hook):
     ) -> None:
         if warmup is not None:
             if warmup not in _WARMUPS:
-                raise ValueError(
-                    f"warmup: {warmup!r} is not a supported warmup; use one of "
-                    + ", ".join(repr(w) for w in _WARMUPS)
-                    + " or None"
+                raise ArgumentValueError(
+                    f"{warmup!r} is not a supported warmup",
+                    key_path="warmup",
+                    hint="use one of " + ", ".join(repr(w) for w in _WARMUPS) + " or None",
                 )
             if warmup_iters <= 0:
-                raise ValueError(f"warmup_iters: must be a positive integer, got {warmup_iters}")
+                raise ArgumentValueError(
+                    f"must be a positive integer, got {warmup_iters!r}", key_path="warmup_iters"
+                )
             if not 0 < warmup_ratio <= 1.0:
-                raise ValueError(f"warmup_ratio: must be in (0, 1], got {warmup_ratio}")
+                raise ArgumentValueError(
+                    f"must be in (0, 1], got {warmup_ratio!r}", key_path="warmup_ratio"
+                )
         self.by_epoch = by_epoch
         self.warmup = warmup
         self.warmup_ratio = warmup_ratio
@@ -167,9 +166,9 @@ class LrUpdaterHook(Hook):
 
     # -- the schedule --------------------------------------------------------
 
+    @abstractmethod
     def get_lr(self, runner: BaseRunner, base_lr: float) -> float:
         """The LR of a param group whose base LR is ``base_lr`` at the runner's counters."""
-        raise NotImplementedError
 
     def get_regular_lr(self, runner: BaseRunner) -> LrGroups:
         """`get_lr` for every param group (of every optimizer)."""
@@ -205,19 +204,6 @@ class LrUpdaterHook(Hook):
 
     # -- stages --------------------------------------------------------------
 
-    def idle_stages(self) -> frozenset[Stage]:
-        """``before_train_iter`` while the LR changes per epoch without warmup."""
-        if (
-            self.by_epoch
-            and self.warmup is None
-            # LrUpdaterHook's own method (not overridden, nor replaced on the instance)
-            and getattr(self.before_train_iter, "__func__", None) is _BEFORE_TRAIN_ITER
-            # and changes are seen (a subclass's __setattr__ might not call ours)
-            and type(self).__setattr__ is LrUpdaterHook.__setattr__
-        ):
-            return _IDLE_BEFORE_TRAIN_ITER
-        return frozenset()
-
     def before_run(self, runner: BaseRunner) -> None:
         # setdefault: after a resume the optimizer state already carries the original
         # initial_lr, and the base LR must come from it, not from the current (decayed) lr.
@@ -249,9 +235,7 @@ class LrUpdaterHook(Hook):
         if warmup_iters is None:  # (`_resolve_warmup_iters` inline: runs every iteration)
             warmup_iters = self._resolve_warmup_iters(runner)
         if not self.by_epoch:
-            # object's own store: `regular_lr` decides no idleness, and this runs at every
-            # iteration (our __setattr__ is a Python call)
-            _set_attr(self, "regular_lr", self.get_regular_lr(runner))
+            self.regular_lr = self.get_regular_lr(runner)
             if self.warmup is None or cur_iter >= warmup_iters:
                 self._set_lr(runner, self.regular_lr)
             else:
@@ -261,7 +245,7 @@ class LrUpdaterHook(Hook):
             return
         # mmcv reuses the regular LR computed in before_train_epoch; we recompute it (a pure
         # function of runner.epoch) because after a mid-epoch resume that stage did not run.
-        _set_attr(self, "regular_lr", self.get_regular_lr(runner))
+        self.regular_lr = self.get_regular_lr(runner)
         if cur_iter == warmup_iters:
             self._set_lr(runner, self.regular_lr)
         else:
@@ -281,19 +265,23 @@ class LrUpdaterHook(Hook):
             optimizer = _optimizers(runner)  # raises
         if isinstance(optimizer, dict):
             if not isinstance(lr_groups, dict):
-                raise TypeError("a dict of optimizers needs a dict of LR groups")
+                raise _optimizer_changed()
             for name, optim in optimizer.items():
                 for group, lr in zip(optim.param_groups, lr_groups[name], strict=True):
                     group["lr"] = lr
         else:
             if isinstance(lr_groups, dict):
-                raise TypeError("a single optimizer needs a list of LRs")
+                raise _optimizer_changed()
             for group, lr in zip(optimizer.param_groups, lr_groups, strict=True):
                 group["lr"] = lr
 
 
-_BEFORE_TRAIN_ITER = LrUpdaterHook.before_train_iter
-_set_attr = object.__setattr__
+def _optimizer_changed() -> RunnerError:
+    return RunnerError(
+        "runner.optimizer changed between a dict of optimizers and a single one since "
+        "before_run, so its base LRs no longer fit",
+        hint="set runner.optimizer before the run starts",
+    )
 
 
 def _progress(hook: LrUpdaterHook, runner: BaseRunner) -> int:
@@ -313,7 +301,10 @@ def _max_progress(hook: LrUpdaterHook, runner: BaseRunner) -> int:
 
 def _check_min_lr(min_lr: float | None, min_lr_ratio: float | None) -> None:
     if (min_lr is None) == (min_lr_ratio is None):
-        raise ValueError("give exactly one of min_lr and min_lr_ratio")
+        raise ArgumentValueError(
+            "give exactly one of min_lr and min_lr_ratio",
+            key_path="min_lr_ratio" if min_lr_ratio is not None else "min_lr",
+        )
 
 
 @HOOKS.register_module()
@@ -336,8 +327,8 @@ class StepLrUpdaterHook(LrUpdaterHook):
         **kwargs: `LrUpdaterHook` arguments (``by_epoch``, ``warmup``, ...).
 
     Raises:
-        TypeError: ``step`` is neither an int nor a list of ints.
-        ValueError: a step is not positive.
+        ArgumentTypeError: ``step`` is neither an int nor a list of ints.
+        ArgumentValueError: a step is not positive.
     """
 
     def __init__(
@@ -348,12 +339,16 @@ class StepLrUpdaterHook(LrUpdaterHook):
         **kwargs: Unpack[LrUpdaterArgs],
     ) -> None:
         if isinstance(step, bool) or not isinstance(step, int | list | tuple):
-            raise TypeError(f"step: must be an int or a list of ints, got {type(step).__name__}")
+            raise ArgumentTypeError(
+                f"must be an int or a list of ints, got {type(step).__name__}", key_path="step"
+            )
         steps = [step] if isinstance(step, int) else list(step)
         if not all(isinstance(s, int) and not isinstance(s, bool) for s in steps):
-            raise TypeError(f"step: must be an int or a list of ints, got {step!r}")
+            raise ArgumentTypeError(
+                f"must be an int or a list of ints, got {step!r}", key_path="step"
+            )
         if not all(s > 0 for s in steps):
-            raise ValueError(f"step: every step must be positive, got {step!r}")
+            raise ArgumentValueError(f"every step must be positive, got {step!r}", key_path="step")
         self.step: int | list[int] = step if isinstance(step, int) else steps
         self.gamma = gamma
         self.min_lr = min_lr
@@ -425,7 +420,7 @@ class CosineAnnealingLrUpdaterHook(LrUpdaterHook):
     ``progress == max_progress`` (one past the last epoch/iteration), as in mmcv.
 
     Raises:
-        ValueError: both or neither of ``min_lr`` and ``min_lr_ratio`` are given.
+        ArgumentValueError: both or neither of ``min_lr`` and ``min_lr_ratio`` are given.
     """
 
     def __init__(
@@ -449,7 +444,7 @@ class FlatCosineAnnealingLrUpdaterHook(LrUpdaterHook):
     """Flat at the base LR for ``start_percent`` of training, then cosine to the minimum.
 
     Raises:
-        ValueError: ``start_percent`` outside [0, 1], or both/neither of the minimums.
+        ArgumentValueError: ``start_percent`` outside [0, 1], or both/neither of the minimums.
     """
 
     def __init__(
@@ -461,7 +456,9 @@ class FlatCosineAnnealingLrUpdaterHook(LrUpdaterHook):
     ) -> None:
         _check_min_lr(min_lr, min_lr_ratio)
         if not 0 <= start_percent <= 1:
-            raise ValueError(f"start_percent: must be in [0, 1], got {start_percent}")
+            raise ArgumentValueError(
+                f"must be in [0, 1], got {start_percent!r}", key_path="start_percent"
+            )
         self.start_percent = start_percent
         self.min_lr = min_lr
         self.min_lr_ratio = min_lr_ratio
@@ -489,8 +486,8 @@ class CosineRestartLrUpdaterHook(LrUpdaterHook):
         **kwargs: `LrUpdaterHook` arguments.
 
     Raises:
-        ValueError: mismatched lengths, both/neither minimums, or (from `get_lr`) a
-            progress beyond the sum of the periods.
+        ArgumentValueError: mismatched lengths, both/neither minimums, or (from
+            `get_lr`) a progress beyond the sum of the periods.
     """
 
     def __init__(
@@ -503,7 +500,11 @@ class CosineRestartLrUpdaterHook(LrUpdaterHook):
     ) -> None:
         _check_min_lr(min_lr, min_lr_ratio)
         if len(periods) != len(restart_weights):
-            raise ValueError("periods and restart_weights must have the same length")
+            raise ArgumentValueError(
+                f"must have the same length as periods ({len(periods)}), "
+                f"got {len(restart_weights)} value(s)",
+                key_path="restart_weights",
+            )
         self.periods = list(periods)
         self.restart_weights = list(restart_weights)
         self.min_lr = min_lr
@@ -516,8 +517,10 @@ class CosineRestartLrUpdaterHook(LrUpdaterHook):
         target = _target_lr(base_lr, self.min_lr, self.min_lr_ratio)
         idx = next((i for i, end in enumerate(self.cumulative_periods) if progress < end), None)
         if idx is None:
-            raise ValueError(
-                f"progress {progress} exceeds the cumulative periods {self.cumulative_periods}"
+            raise ArgumentValueError(
+                f"cover {self.cumulative_periods[-1]} step(s) in all, the run reached {progress}",
+                key_path="periods",
+                hint="make the periods cover the whole run",
             )
         nearest_restart = 0 if idx == 0 else self.cumulative_periods[idx - 1]
         alpha = min((progress - nearest_restart) / self.periods[idx], 1)
@@ -556,9 +559,11 @@ class OneCycleLrUpdaterHook(LrUpdaterHook):
         **kwargs: `LrUpdaterHook` arguments; ``by_epoch`` must be False (the default).
 
     Raises:
-        ValueError: ``by_epoch=True``, ``pct_start`` outside [0, 1], an unknown
+        ArgumentValueError: ``by_epoch=True``, ``pct_start`` outside [0, 1], an unknown
             ``anneal_strategy``, or (in ``before_run``) ``total_steps < max_iters`` or a
             ``max_lr`` list whose length differs from the number of param groups.
+        ArgumentKeyError: (in ``before_run``) a ``max_lr`` dict without an entry for
+            one of the optimizers.
     """
 
     def __init__(
@@ -573,11 +578,15 @@ class OneCycleLrUpdaterHook(LrUpdaterHook):
         **kwargs: Unpack[LrUpdaterArgs],
     ) -> None:
         if kwargs.setdefault("by_epoch", False):
-            raise ValueError("by_epoch: OneCycleLrUpdaterHook only supports by_epoch=False")
+            raise ArgumentValueError(
+                "OneCycleLrUpdaterHook only supports by_epoch=False", key_path="by_epoch"
+            )
         if not 0 <= pct_start <= 1:
-            raise ValueError(f"pct_start: must be in [0, 1], got {pct_start}")
+            raise ArgumentValueError(f"must be in [0, 1], got {pct_start!r}", key_path="pct_start")
         if anneal_strategy not in ("cos", "linear"):
-            raise ValueError(f"anneal_strategy: must be 'cos' or 'linear', got {anneal_strategy!r}")
+            raise ArgumentValueError(
+                f"must be 'cos' or 'linear', got {anneal_strategy!r}", key_path="anneal_strategy"
+            )
         self.max_lr = max_lr
         self.total_steps = total_steps
         self.pct_start = pct_start
@@ -595,9 +604,9 @@ class OneCycleLrUpdaterHook(LrUpdaterHook):
         max_iters = _max_progress(self, runner)
         total_steps = self.total_steps if self.total_steps is not None else max_iters
         if total_steps < max_iters:
-            raise ValueError(
-                f"total_steps: must be at least the runner's max_iters {max_iters}, "
-                f"got {total_steps}"
+            raise ArgumentValueError(
+                f"must be at least the runner's max_iters {max_iters}, got {total_steps}",
+                key_path="total_steps",
             )
         optimizer = _optimizers(runner)
         if isinstance(optimizer, dict):
@@ -633,18 +642,24 @@ class OneCycleLrUpdaterHook(LrUpdaterHook):
                 pct = (cur_iter - start_iter) / (end_iter - start_iter)
                 return self.anneal_func(base_lr * start_factor, base_lr * end_factor, pct)
             start_iter = end_iter
-        raise ValueError(f"iteration {cur_iter} is past the one-cycle schedule's last step")
+        raise ArgumentValueError(
+            f"the one-cycle schedule ends before iteration {cur_iter}", key_path="total_steps"
+        )
 
     def _max_lrs(self, name: str | None, optimizer: Optimizer) -> list[float]:
         """``max_lr`` as one float per param group of ``optimizer`` (mmcv's format_param)."""
         value = self.max_lr
         if isinstance(value, Mapping):
             if name is None or name not in value:
-                raise KeyError(f"max_lr: no entry for optimizer {name!r}")
+                raise ArgumentKeyError(f"no entry for optimizer {name!r}", key_path="max_lr")
             value = value[name]
         groups = len(optimizer.param_groups)
         if isinstance(value, int | float):
             return [float(value)] * groups
         if len(value) != groups:
-            raise ValueError(f"max_lr: expected {groups} values for {name!r}, got {len(value)}")
+            where = "" if name is None else f" of optimizer {name!r}"
+            raise ArgumentValueError(
+                f"expected one value per param group{where} ({groups}), got {len(value)}",
+                key_path="max_lr" if name is None else f"max_lr.{name}",
+            )
         return [float(v) for v in value]

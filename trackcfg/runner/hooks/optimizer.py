@@ -28,7 +28,7 @@ from torch.autograd import backward
 from torch.nn.utils import clip_grad_norm_
 from torch.optim import Optimizer
 
-from trackcfg.errors import RunnerError
+from trackcfg.errors import ArgumentValueError, RunnerError
 from trackcfg.registry import HOOKS
 from trackcfg.runner.hooks.hook import Hook
 
@@ -81,8 +81,8 @@ class OptimizerHook(Hook):
             debug unused parameters in distributed training. Here it must stay False.
 
     Raises:
-        ValueError: ``grad_clip`` lacks ``max_norm``, or anomalous-parameter detection is
-            requested.
+        ArgumentValueError: ``grad_clip`` lacks ``max_norm``, or anomalous-parameter
+            detection is requested.
     """
 
     priority = "ABOVE_NORMAL"  # mmcv's register_optimizer_hook priority
@@ -93,12 +93,15 @@ class OptimizerHook(Hook):
         detect_anomalous_params: bool = False,
     ) -> None:
         if grad_clip is not None and "max_norm" not in grad_clip:
-            raise ValueError(
-                f"grad_clip: needs max_norm (e.g. dict(max_norm=35, norm_type=2)), "
-                f"got {dict(grad_clip)!r}"
+            raise ArgumentValueError(
+                f"needs max_norm, got {dict(grad_clip)!r}",
+                key_path="grad_clip",
+                hint="e.g. grad_clip=dict(max_norm=35, norm_type=2)",
             )
         if detect_anomalous_params:
-            raise ValueError("detect_anomalous_params: not supported by trackcfg's OptimizerHook")
+            raise ArgumentValueError(
+                "not supported by trackcfg's OptimizerHook", key_path="detect_anomalous_params"
+            )
         self.grad_clip = dict(grad_clip) if grad_clip is not None else None
 
     def clip_grads(self, params: Iterable[torch.nn.Parameter]) -> torch.Tensor | None:
@@ -184,8 +187,8 @@ class Fp16OptimizerHook(OptimizerHook):
         elif isinstance(loss_scale, Mapping):
             self.loss_scaler = torch.amp.GradScaler(device_type, **loss_scale)  # type: ignore[arg-type]
         else:
-            raise ValueError(
-                f"loss_scale: must be 'dynamic', a float or a dict, got {loss_scale!r}"
+            raise ArgumentValueError(
+                f"must be 'dynamic', a float or a dict, got {loss_scale!r}", key_path="loss_scale"
             )
 
     def after_train_iter(self, runner: BaseRunner) -> None:

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, TextIO
 
 import torch
 
-from trackcfg.errors import RunnerError
+from trackcfg.errors import ArgumentValueError, RunnerError
 from trackcfg.registry import HOOKS
 from trackcfg.runner.hooks.json_log import JsonLinesFile
 from trackcfg.runner.hooks.logger import LoggerHook
@@ -180,9 +180,15 @@ class TextLoggerHook(LoggerHook):
     ) -> None:
         super().__init__(interval, ignore_last, reset_flag, by_epoch)
         if file_client_args is not None:
-            raise ValueError("file_client_args: storage backends are not supported; use out_dir")
+            raise ArgumentValueError(
+                "storage backends are not supported",
+                key_path="file_client_args",
+                hint="use out_dir",
+            )
         if not flush_interval >= 0:
-            raise ValueError(f"flush_interval: must be >= 0 seconds, got {flush_interval!r}")
+            raise ArgumentValueError(
+                f"must be >= 0 seconds, got {flush_interval!r}", key_path="flush_interval"
+            )
         self.flush_interval = flush_interval
         self.interval_exp_name = interval_exp_name
         self.out_dir = out_dir

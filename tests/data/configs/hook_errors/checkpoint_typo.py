@@ -1,0 +1,2 @@
+_base_ = './base.py'
+checkpoint_config = dict(interval=1, sync_bufer=True)

@@ -1,0 +1,7 @@
+_base_ = './base.py'
+lr_config = dict(
+    policy='step',
+    step=[1],
+    warmup='linear',
+    warmup_iters=0,
+)
