@@ -9,9 +9,12 @@ import pytest
 
 MODULES = [
     "trackcfg.config.config",
+    "trackcfg.config.configdict",
     "trackcfg.config.merge",
     "trackcfg.config.provenance",
     "trackcfg.config.substitute",
+    "trackcfg.config.transform",
+    "trackcfg.config.marker",
     "trackcfg.config.readers",
     "trackcfg.config.inherit",
     "trackcfg.config.imports",
