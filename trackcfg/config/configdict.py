@@ -33,15 +33,22 @@ def no_such_key(
     return cls(message, key_path=str(KeyPath(parts)))
 
 
+#: Leaf types met most often: returned as they are before any (slower) ABC check.
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
 def _wrap(value: object, parts: KeyParts) -> object:
-    if type(value) is ConfigDict and value._key_path == parts:
+    kind = type(value)
+    if kind in _SCALARS:
+        return value
+    if kind is ConfigDict and value._key_path == parts:  # type: ignore[attr-defined]
         return value
     if isinstance(value, Mapping):
         return ConfigDict._at(value, parts)
-    if type(value) is list:
-        return [_wrap(v, (*parts, i)) for i, v in enumerate(value)]
-    if type(value) is tuple:
-        return tuple(_wrap(v, (*parts, i)) for i, v in enumerate(value))
+    if kind is list:
+        return [_wrap(v, (*parts, i)) for i, v in enumerate(value)]  # type: ignore[var-annotated,arg-type]
+    if kind is tuple:
+        return tuple(_wrap(v, (*parts, i)) for i, v in enumerate(value))  # type: ignore[var-annotated,arg-type]
     return value
 
 
@@ -75,8 +82,14 @@ class ConfigDict(dict):  # type: ignore[type-arg]
     ) -> ConfigDict:
         new = cls.__new__(cls)
         object.__setattr__(new, "_key_path", parts)
-        for key, value in data.items():
-            dict.__setitem__(new, key, _wrap(value, (*parts, key)))  # type: ignore[arg-type]
+        scalars = _SCALARS
+        dict.update(
+            new,
+            {
+                key: value if type(value) in scalars else _wrap(value, (*parts, key))  # type: ignore[arg-type]
+                for key, value in data.items()
+            },
+        )
         return new
 
     def __missing__(self, key: object) -> object:

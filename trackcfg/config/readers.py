@@ -43,6 +43,7 @@ from trackcfg.config.keypath import KeyParts, KeyPath
 from trackcfg.config.limits import MAX_DEPTH, find_overflow, short_key_path
 from trackcfg.config.location import Assignment, Location
 from trackcfg.config.marker import Marker, resolve_markers, substitute_data_text
+from trackcfg.config.purity import is_pure
 from trackcfg.config.substitute import BASE_KEY, predefined_variables
 from trackcfg.config.transform import (
     PythonPlaceholderTransformer,
@@ -133,6 +134,9 @@ class ParsedConfig:
     #: Top-level functions (``def``, ``name = lambda``) of a ``.py`` that nothing in it
     #: uses: name and line (warned about when dropped).
     unused_functions: tuple[tuple[str, int], ...] = ()
+    #: Whether evaluating it again on equal bases must give equal values (``purity``):
+    #: always for JSON/YAML.
+    pure: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,6 +201,7 @@ def parse_config(source: ConfigSource) -> ParsedConfig:
         data=data,
         markers=substituted.markers,
         absolute=substituted.absolute,
+        pure=True,
     )
 
 
@@ -367,6 +372,7 @@ def _parse_python(source: ConfigSource) -> ParsedConfig:
         # CPython's parser gives up on a very deeply nested expression with one of
         # these (MemoryError: its own stack, not the heap, is exhausted).
         raise _python_too_deep(source.display, _deep_statement_line(text)) from None
+    pure = is_pure(tree)  # before the transform below rewrites the tree in place
     rewrite = "{{" in source.text or BASE_KEY in source.text
     scanner = _PythonKeyScanner(references=rewrite)
     scanner.scan(tree.body)
@@ -428,6 +434,7 @@ def _parse_python(source: ConfigSource) -> ParsedConfig:
         code=code,
         absolute=absolute,
         unused_functions=_unused_functions(tree),
+        pure=pure,
     )
 
 
