@@ -59,7 +59,13 @@ from pathlib import Path
 
 from trackcfg.config.canonical import digest, to_canonical_bytes
 from trackcfg.config.configdict import ConfigDict, no_such_key
-from trackcfg.config.inherit import LineageEntry, Resolution, resolve_file, resolve_text
+from trackcfg.config.inherit import (
+    LineageEntry,
+    Resolution,
+    hash_lineage,
+    resolve_file,
+    resolve_text,
+)
 from trackcfg.config.keypath import KeyParts, KeyPath
 from trackcfg.config.limits import MAX_DEPTH, find_overflow, short_key_path
 from trackcfg.config.location import OPTION_FILE, Assignment, AssignmentKind, Location
@@ -446,11 +452,11 @@ class Config:
 
     @property
     def lineage_hash(self) -> str:
-        """Digest over the lineage: each file's path, digest, includer and order."""
-        entries = [
-            [entry.path, entry.digest, entry.included_by, entry.order] for entry in self._lineage
-        ]
-        return digest(to_canonical_bytes({"lineage": entries}))
+        """Digest over the lineage: each file's path, digest, includer and order.
+
+        ``inherit.hash_lineage`` of ``lineage``.
+        """
+        return hash_lineage(self._lineage)
 
     @property
     def root(self) -> Path:

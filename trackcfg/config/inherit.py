@@ -27,12 +27,12 @@ import functools
 import importlib.util
 import os
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from trackcfg.config.basecache import BaseCache, BaseFile, ResolvedBase, keep_base
-from trackcfg.config.canonical import digest
+from trackcfg.config.canonical import digest, to_canonical_bytes
 from trackcfg.config.filecache import DiskStore, ParseCache, cache_dir, cache_mode
 from trackcfg.config.keypath import KeyParts
 from trackcfg.config.limits import MAX_BASE_DEPTH
@@ -62,6 +62,7 @@ __all__ = [
     "Resolution",
     "clear_caches",
     "find_root",
+    "hash_lineage",
     "resolve_file",
     "resolve_text",
 ]
@@ -124,6 +125,20 @@ class Resolution:
     #: Whether some file uses ``{{ fileDirname }}`` / ``__file__``: values may hold the
     #: root's absolute path, which the hash then leaves out (``canonical.RootedText``).
     absolute: bool = False
+
+
+def hash_lineage(lineage: Iterable[LineageEntry]) -> str:
+    """The lineage hash: a digest over each file's path, digest, includer and order.
+
+    What ``Config.lineage_hash`` is, and what a snapshot's ``lineage.json`` must hash
+    to. The formula is part of every recorded run: it never changes.
+
+    Example:
+        >>> hash_lineage([LineageEntry("configs/a.py", "0" * 32, None, 0)])
+        '50c030b10fd36661964b015a98f79f34'
+    """
+    rows = [[entry.path, entry.digest, entry.included_by, entry.order] for entry in lineage]
+    return digest(to_canonical_bytes({"lineage": rows}))
 
 
 def find_root(path: Path) -> Path:
@@ -393,7 +408,7 @@ class _Resolver:
             self.bases.put(path, self.root, kept)
 
     def _adopt(self, kept: ResolvedBase, including: str) -> _Resolved:
-        """A kept base as this load's own: fresh values, lineage in this load's order."""
+        """A kept base in this load: lineage in its order, provenance values its own."""
         offset = len(self.lineage)
         top = len(kept.lineage) - 1
         for i, (path, file_digest, included_by, order) in enumerate(kept.lineage):
