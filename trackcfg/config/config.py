@@ -1,7 +1,8 @@
-"""`Config` and `ConfigDict`: the mmcv/mmengine-named facade over the config engine.
+"""`Config`: the mmcv/mmengine-named facade over the config engine.
 
 The work is done elsewhere (``readers``, ``substitute``, ``inherit``, ``merge``,
-``provenance``, ``canonical``, ``dump``); this module wires it up under the names
+``provenance``, ``canonical``, ``dump``; ``ConfigDict`` in ``configdict``, re-exported
+here under its mmengine path); this module wires it up under the names
 users know: ``Config.fromfile``, ``fromstring``, ``merge_from_dict``, ``to_dict``,
 ``dump``, ``pretty_text``, ``filename``, ``text`` — plus what trackcfg adds:
 ``hash``, ``canonical_bytes()``, ``lineage``, ``lineage_hash``, ``root``,
@@ -57,145 +58,25 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 from trackcfg.config.canonical import digest, to_canonical_bytes
-from trackcfg.config.inherit import LineageEntry, Resolution, resolve_file, resolve_text
-from trackcfg.config.keypath import KeyParts, KeyPath, suggest
+from trackcfg.config.configdict import ConfigDict, no_such_key
+from trackcfg.config.inherit import (
+    LineageEntry,
+    Resolution,
+    hash_lineage,
+    resolve_file,
+    resolve_text,
+)
+from trackcfg.config.keypath import KeyParts, KeyPath
 from trackcfg.config.limits import MAX_DEPTH, find_overflow, short_key_path
 from trackcfg.config.location import OPTION_FILE, Assignment, AssignmentKind, Location
-from trackcfg.config.merge import descend, merge, to_plain
+from trackcfg.config.merge import descend, merge
 from trackcfg.config.provenance import Provenance, ProvenanceBuilder
-from trackcfg.errors import (
-    CanonicalizationError,
-    ConfigAttributeError,
-    ConfigKeyError,
-    ConfigOptionError,
-)
+from trackcfg.errors import CanonicalizationError, ConfigKeyError, ConfigOptionError
 
 __all__ = ["Config", "ConfigDict", "LineageEntry", "load_config"]
 
 #: Keys a config may not define: they name `Config` attributes (mmengine's list).
 RESERVED_KEYS = ("filename", "text", "pretty_text", "env_variables")
-
-
-def _missing(
-    parts: KeyParts, candidates: Mapping[object, object], cls: type[ConfigKeyError]
-) -> ConfigKeyError:
-    close = suggest(str(parts[-1]), [k for k in candidates if isinstance(k, str | int)])
-    message = "no such key"
-    if close:
-        message += "; did you mean " + " or ".join(repr(c) for c in close) + "?"
-    return cls(message, key_path=str(KeyPath(parts)))
-
-
-def _wrap(value: object, parts: KeyParts) -> object:
-    if type(value) is ConfigDict and value._key_path == parts:
-        return value
-    if isinstance(value, Mapping):
-        return ConfigDict._at(value, parts)
-    if type(value) is list:
-        return [_wrap(v, (*parts, i)) for i, v in enumerate(value)]
-    if type(value) is tuple:
-        return tuple(_wrap(v, (*parts, i)) for i, v in enumerate(value))
-    return value
-
-
-class ConfigDict(dict):  # type: ignore[type-arg]
-    """A dict with attribute access; nested dicts (also inside lists) are ConfigDicts.
-
-    A missing key raises ``ConfigAttributeError`` (an ``AttributeError``) for
-    ``d.key`` and ``ConfigKeyError`` (a ``KeyError``) for ``d['key']``, naming the
-    full key path and suggesting close matches.
-
-    Example:
-        >>> d = ConfigDict(model=dict(backbone=dict(depth=50)))
-        >>> d.model.backbone.depth
-        50
-        >>> d.model.backbone.dpeth
-        Traceback (most recent call last):
-        trackcfg.errors.ConfigAttributeError: model.backbone.dpeth: no such key; ...
-    """
-
-    __slots__ = ("_key_path",)
-    _key_path: KeyParts
-
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__()
-        object.__setattr__(self, "_key_path", ())
-        self.update(*args, **kwargs)
-
-    @classmethod
-    def _at(
-        cls, data: Mapping[str, object] | Mapping[object, object], parts: KeyParts
-    ) -> ConfigDict:
-        new = cls.__new__(cls)
-        object.__setattr__(new, "_key_path", parts)
-        for key, value in data.items():
-            dict.__setitem__(new, key, _wrap(value, (*parts, key)))  # type: ignore[arg-type]
-        return new
-
-    def __missing__(self, key: object) -> object:
-        raise _missing((*self._key_path, key), self, ConfigKeyError)  # type: ignore[arg-type]
-
-    def __getattr__(self, name: str) -> object:
-        try:
-            return dict.__getitem__(self, name)
-        except KeyError:
-            if name.startswith("__"):
-                raise AttributeError(name) from None
-            raise _missing((*self._key_path, name), self, ConfigAttributeError) from None
-
-    def __setattr__(self, name: str, value: object) -> None:
-        self[name] = value
-
-    def __delattr__(self, name: str) -> None:
-        if name not in self:
-            raise _missing((*self._key_path, name), self, ConfigAttributeError)
-        del self[name]
-
-    def __setitem__(self, key: object, value: object) -> None:
-        dict.__setitem__(self, key, _wrap(value, (*self._key_path, key)))  # type: ignore[arg-type]
-
-    def __delitem__(self, key: object) -> None:
-        if key not in self:
-            raise _missing((*self._key_path, key), self, ConfigKeyError)  # type: ignore[arg-type]
-        dict.__delitem__(self, key)
-
-    def pop(self, key: object, *default: object) -> object:
-        """Like ``dict.pop``; a missing key without a default names its key path."""
-        if key not in self and not default:
-            raise _missing((*self._key_path, key), self, ConfigKeyError)  # type: ignore[arg-type]
-        return dict.pop(self, key, *default)
-
-    def update(self, *args: object, **kwargs: object) -> None:
-        """Like ``dict.update``; nested dicts become ConfigDicts."""
-        for key, value in dict(*args, **kwargs).items():
-            self[key] = value
-
-    def setdefault(self, key: object, default: object = None) -> object:
-        """Like ``dict.setdefault``; the default is wrapped first."""
-        if key not in self:
-            self[key] = default
-        return dict.__getitem__(self, key)
-
-    def copy(self) -> ConfigDict:
-        """A shallow copy that is still a ConfigDict."""
-        return ConfigDict._at(self, self._key_path)
-
-    __copy__ = copy
-
-    def __deepcopy__(self, memo: dict[int, object]) -> ConfigDict:
-        new = ConfigDict.__new__(ConfigDict)
-        object.__setattr__(new, "_key_path", self._key_path)
-        memo[id(self)] = new
-        for key, value in self.items():
-            dict.__setitem__(new, copy.deepcopy(key, memo), copy.deepcopy(value, memo))
-        return new
-
-    def __reduce__(self) -> tuple[object, ...]:
-        return (ConfigDict._at, (dict(self), self._key_path))
-
-    def to_dict(self) -> dict[object, object]:
-        """Plain dicts all the way down; lists stay lists and tuples stay tuples."""
-        return to_plain(self)  # type: ignore[return-value]
 
 
 def _import_custom_modules(resolution: Resolution) -> None:
@@ -571,11 +452,11 @@ class Config:
 
     @property
     def lineage_hash(self) -> str:
-        """Digest over the lineage: each file's path, digest, includer and order."""
-        entries = [
-            [entry.path, entry.digest, entry.included_by, entry.order] for entry in self._lineage
-        ]
-        return digest(to_canonical_bytes({"lineage": entries}))
+        """Digest over the lineage: each file's path, digest, includer and order.
+
+        ``inherit.hash_lineage`` of ``lineage``.
+        """
+        return hash_lineage(self._lineage)
 
     @property
     def root(self) -> Path:
@@ -603,7 +484,7 @@ class Config:
                 value = descend(value, part)
             except KeyError:
                 candidates = value if isinstance(value, Mapping) else {}
-                raise _missing(parts[: depth + 1], candidates, ConfigKeyError) from None
+                raise no_such_key(parts[: depth + 1], candidates, ConfigKeyError) from None
         return ()
 
     def provenance_map(self) -> Provenance:

@@ -33,6 +33,7 @@ import json
 from collections.abc import Callable, Mapping
 
 from trackcfg.config.canonical import encode_value
+from trackcfg.config.configdict import ConfigDict
 from trackcfg.config.keypath import KeyParts, KeyPath
 from trackcfg.config.limits import find_overflow, short_key_path
 from trackcfg.config.location import Assignment, AssignmentKind, Location
@@ -111,8 +112,6 @@ class BaseEditor:
 
     def _working(self) -> dict[str, object]:
         if self._work is None:
-            from trackcfg.config.config import ConfigDict
-
             # A ConfigDict so that a bare `_base_` read keeps attribute access.
             self._work = ConfigDict()
             for k, v in self._base.items():

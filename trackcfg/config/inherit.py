@@ -23,14 +23,17 @@ imported on this path), else the current directory.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib.util
 import os
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from trackcfg.config.canonical import digest
+from trackcfg.config.basecache import BaseCache, BaseFile, ResolvedBase, keep_base
+from trackcfg.config.canonical import digest, to_canonical_bytes
+from trackcfg.config.filecache import DiskStore, ParseCache, cache_dir, cache_mode
 from trackcfg.config.keypath import KeyParts
 from trackcfg.config.limits import MAX_BASE_DEPTH
 from trackcfg.config.location import Assignment, AssignmentKind, Location
@@ -41,6 +44,7 @@ from trackcfg.config.readers import (
     ConfigSource,
     EvaluatedConfig,
     KeyOrigin,
+    ParsedConfig,
     evaluate_config,
     parse_config,
 )
@@ -52,15 +56,38 @@ from trackcfg.errors import (
 )
 
 __all__ = [
+    "BASES",
+    "PARSES",
     "LineageEntry",
     "Resolution",
+    "clear_caches",
     "find_root",
+    "hash_lineage",
     "resolve_file",
     "resolve_text",
 ]
 
 #: A file's `_deprecation_ = dict(expected=..., reference=...)` (mmengine): warned, dropped.
 DEPRECATION_KEY = "_deprecation_"
+
+#: The process's parses and resolved bases. Both are keyed by what decides their
+#: content (``filecache``, ``basecache``), so every load may share them.
+PARSES = ParseCache()
+BASES = BaseCache()
+_STORES: dict[Path, DiskStore] = {}
+
+
+def clear_caches() -> None:
+    """Forget every parse and base kept in memory (the disk store stays)."""
+    PARSES.clear()
+    BASES.clear()
+
+
+def _store(directory: Path) -> DiskStore:
+    store = _STORES.get(directory)
+    if store is None:
+        store = _STORES.setdefault(directory, DiskStore(directory))
+    return store
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +110,12 @@ class LineageEntry:
 
 @dataclass(frozen=True, slots=True)
 class Resolution:
-    """A resolved config tree: data, provenance, lineage and each file's text."""
+    """A resolved config tree: data, provenance, lineage and each file's text.
+
+    ``data`` may share containers with other loads (``BASES`` hands a base's values
+    to every load that includes it): read it, or copy it before changing anything, as
+    ``Config`` does. Provenance values are each load's own.
+    """
 
     data: dict[str, object]
     provenance: ProvenanceBuilder
@@ -95,16 +127,41 @@ class Resolution:
     absolute: bool = False
 
 
+def hash_lineage(lineage: Iterable[LineageEntry]) -> str:
+    """The lineage hash: a digest over each file's path, digest, includer and order.
+
+    What ``Config.lineage_hash`` is, and what a snapshot's ``lineage.json`` must hash
+    to. The formula is part of every recorded run: it never changes.
+
+    Example:
+        >>> hash_lineage([LineageEntry("configs/a.py", "0" * 32, None, 0)])
+        '50c030b10fd36661964b015a98f79f34'
+    """
+    rows = [[entry.path, entry.digest, entry.included_by, entry.order] for entry in lineage]
+    return digest(to_canonical_bytes({"lineage": rows}))
+
+
 def find_root(path: Path) -> Path:
     """The git work tree holding ``path`` (a ``.git`` dir or file upwards), else cwd."""
-    for parent in [path, *path.parents]:
-        if (parent / ".git").exists():
-            return parent
-    return Path.cwd()
+    # os.path on strings: pathlib's objects cost more than the stat calls here.
+    current = str(path)
+    while True:
+        if os.path.exists(os.path.join(current, ".git")):
+            return Path(current)
+        parent = os.path.dirname(current)
+        if parent == current:
+            return Path.cwd()
+        current = parent
+
+
+@functools.lru_cache(maxsize=4096)
+def _relative(path: str, root: str) -> str:
+    # Both absolute: `relpath` is then a function of the two strings alone.
+    return Path(os.path.relpath(path, root)).as_posix()
 
 
 def _display(path: Path, root: Path) -> str:
-    return Path(os.path.relpath(path, root)).as_posix()
+    return _relative(str(path), str(root))
 
 
 def resolve_file(path: str | os.PathLike[str], root: Path | None = None) -> Resolution:
@@ -159,6 +216,10 @@ class _Resolved:
     data: dict[str, object]
     provenance: ProvenanceBuilder
     key_locations: dict[str, Location]
+    #: The longest chain of files from this one down, itself included.
+    height: int = 1
+    #: Whether it may be kept for other loads (``basecache``).
+    keep: bool = False
 
 
 class _Resolver:
@@ -166,7 +227,18 @@ class _Resolver:
         self.root = root
         self.lineage: list[LineageEntry] = []
         self.texts: list[tuple[str, str]] = []
+        self.files: list[BaseFile] = []  # beside `lineage`
         self.absolute = False
+        # Read per load, so that a test or a user can switch the caches off at any time.
+        mode = cache_mode()
+        self.parses = None if mode == "off" else PARSES
+        self.bases = None if mode == "off" else BASES
+        self.store = _store(cache_dir() / "config") if mode == "disk" else None
+
+    def parse(self, source: ConfigSource, file_digest: str) -> ParsedConfig:
+        if self.parses is None:
+            return parse_config(source)
+        return self.parses.parse(source, file_digest, self.store)
 
     def read(self, path: Path) -> tuple[ConfigSource, str]:
         raw = path.read_bytes()
@@ -202,8 +274,11 @@ class _Resolver:
         included_by: str | None,
         stack: tuple[tuple[Path, str], ...],
     ) -> _Resolved:
-        parsed = parse_config(source)
+        parsed = self.parse(source, file_digest)
         self.absolute = self.absolute or parsed.absolute
+        # Kept for other loads only if evaluating it can have no other input or effect.
+        keep = parsed.pure and not parsed.unused_functions
+        height = 0
         # The stack holds real paths: a cycle through a symlink is still a cycle.
         real = Path(os.path.realpath(source.path)) if source.path else Path("<string>")
         stack = (*stack, (real, source.display))
@@ -214,6 +289,9 @@ class _Resolver:
         for entry in parsed.bases:
             location = Location(source.display, entry.line)
             sub = self._resolve_base(here, entry.name, location, source.display, stack)
+            # A package base is found through sys.path: not a function of the files.
+            keep = keep and sub.keep and "::" not in entry.name
+            height = max(height, sub.height)
             clash = [key for key in sub.data if key in base_data]
             if clash:
                 key = clash[0]
@@ -227,7 +305,10 @@ class _Resolver:
             base_data.update(sub.data)
             provenance.update(sub.provenance)
             key_locations.update(sub.key_locations)
-        evaluated = _pop_deprecation(evaluate_config(parsed, base_data), source.display)
+        evaluated = evaluate_config(parsed, base_data)
+        # A reused base would not warn again.
+        keep = keep and DEPRECATION_KEY not in evaluated.data
+        evaluated = _pop_deprecation(evaluated, source.display)
         if evaluated.edited_base is not None:
             # `_base_.x.y = v` in this file: merge into the bases as it edited them.
             base_data = dict(evaluated.edited_base)
@@ -244,7 +325,8 @@ class _Resolver:
             LineageEntry(source.display, file_digest, included_by, len(self.lineage))
         )
         self.texts.append((source.display, source.text))
-        return _Resolved(merged.data, provenance, key_locations)
+        self.files.append(BaseFile(str(source.path), str(real), file_digest, parsed.absolute))
+        return _Resolved(merged.data, provenance, key_locations, height + 1, keep)
 
     def _resolve_base(
         self,
@@ -291,9 +373,54 @@ class _Resolver:
                     location=location,
                     key_path="_base_",
                 )
-        source, file_digest = self.read(path)
-        resolved = self.resolve(source, file_digest, including, stack)
+        kept = self.bases.get(path, self.root) if self.bases is not None else None
+        if (
+            kept is not None
+            and len(stack) + kept.height <= MAX_BASE_DEPTH
+            and kept.is_current((seen for seen, _ in stack), real)
+        ):
+            resolved = self._adopt(kept, including)
+        else:
+            start = len(self.lineage)
+            source, file_digest = self.read(path)
+            resolved = self.resolve(source, file_digest, including, stack)
+            if resolved.keep and self.bases is not None:
+                self._keep(path, start, resolved)
         return resolved if scope is None else _with_scope(resolved, scope, location)
+
+    def _keep(self, path: Path, start: int, resolved: _Resolved) -> None:
+        """Keep the base just resolved at ``path`` (its files from ``start`` on)."""
+        entries = self.lineage[start:]
+        top = len(entries) - 1
+        kept = keep_base(
+            files=tuple(self.files[start:]),
+            data=resolved.data,
+            records=resolved.provenance.records(),
+            key_locations=resolved.key_locations,
+            lineage=tuple(
+                (e.path, e.digest, None if i == top else e.included_by, e.order - start)
+                for i, e in enumerate(entries)
+            ),
+            texts=tuple(self.texts[start:]),
+            height=resolved.height,
+        )
+        if kept is not None and self.bases is not None:
+            self.bases.put(path, self.root, kept)
+
+    def _adopt(self, kept: ResolvedBase, including: str) -> _Resolved:
+        """A kept base in this load: lineage in its order, provenance values its own."""
+        offset = len(self.lineage)
+        top = len(kept.lineage) - 1
+        for i, (path, file_digest, included_by, order) in enumerate(kept.lineage):
+            by = including if i == top else included_by
+            self.lineage.append(LineageEntry(path, file_digest, by, offset + order))
+        self.texts.extend(kept.texts)
+        self.files.extend(kept.files)
+        self.absolute = self.absolute or kept.absolute
+        provenance = ProvenanceBuilder.from_histories(kept.fresh_history())
+        # The values themselves are shared: a load never changes its bases' values (see
+        # `editor`, `merge`), and `Config` copies every container it hands out.
+        return _Resolved(kept.data, provenance, dict(kept.key_locations), kept.height, keep=True)
 
 
 class _FileOrigin:
@@ -398,7 +525,7 @@ def _with_scope(resolved: _Resolved, scope: str, location: Location) -> _Resolve
         return value
 
     data = walk(resolved.data, True, ())
-    return _Resolved(data, provenance, resolved.key_locations)  # type: ignore[arg-type]
+    return dataclasses.replace(resolved, data=data, provenance=provenance)  # type: ignore[arg-type]
 
 
 def _pop_deprecation(evaluated: EvaluatedConfig, display: str) -> EvaluatedConfig:

@@ -43,6 +43,7 @@ Record = tuple[KeyParts, Assignment]
 
 DELETE_KEY = "_delete_"
 _MISSING = object()
+_SCALARS = frozenset({str, int, float, bool, type(None)})
 
 
 class ChildOrigin(Protocol):
@@ -97,6 +98,8 @@ def to_plain(value: object, *, drop_key: str | None = None) -> object:
     are left out everywhere (``drop_key=DELETE_KEY`` strips ``_delete_``, also inside
     lists). Never mutates ``value``.
     """
+    if type(value) in _SCALARS:
+        return value  # before the slower ABC check below
     if isinstance(value, Mapping):
         return {
             k: to_plain(v, drop_key=drop_key)

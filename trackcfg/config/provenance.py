@@ -38,6 +38,13 @@ class ProvenanceBuilder:
     def __init__(self) -> None:
         self._history: dict[KeyParts, list[Assignment]] = {}
 
+    @classmethod
+    def from_histories(cls, histories: dict[KeyParts, list[Assignment]]) -> ProvenanceBuilder:
+        """A builder that takes ``histories`` (key path -> assignments) as its own."""
+        new = cls()
+        new._history = histories
+        return new
+
     def add(self, parts: KeyParts, assignment: Assignment) -> None:
         """Append one assignment to ``parts``' history."""
         history = self._history.get(parts)
@@ -59,6 +66,12 @@ class ProvenanceBuilder:
                 self._history[parts] = list(history)
             else:
                 mine.extend(history)
+
+    def records(self) -> Iterator[tuple[KeyParts, Assignment]]:
+        """Every ``(parts, assignment)``; ``extend`` of them rebuilds an equal builder."""
+        for parts, history in self._history.items():
+            for assignment in history:
+                yield parts, assignment
 
     def history(self, parts: KeyParts) -> tuple[Assignment, ...]:
         """The assignments of exactly ``parts`` (empty when none)."""

@@ -42,25 +42,15 @@ from trackcfg.config.editor import BaseEditor
 from trackcfg.config.keypath import KeyParts, KeyPath
 from trackcfg.config.limits import MAX_DEPTH, find_overflow, short_key_path
 from trackcfg.config.location import Assignment, Location
-from trackcfg.config.substitute import (
-    BASE_CALL,
-    BASE_CHECK,
-    BASE_DELETE,
-    BASE_KEY,
-    BASE_MUTATE,
-    BASE_SET,
-    FORMAT_CALL,
-    Marker,
+from trackcfg.config.marker import Marker, resolve_markers, substitute_data_text
+from trackcfg.config.purity import is_pure
+from trackcfg.config.substitute import BASE_KEY, predefined_variables
+from trackcfg.config.transform import (
     PythonPlaceholderTransformer,
     add_base_checks,
-    base_chain,
-    base_reference,
+    bind_helpers,
     index_python_placeholders,
-    placeholder_bodies,
-    placeholder_expr,
-    predefined_variables,
-    resolve_markers,
-    substitute_data_text,
+    reference_of,
 )
 from trackcfg.errors import (
     ConfigBaseError,
@@ -144,6 +134,9 @@ class ParsedConfig:
     #: Top-level functions (``def``, ``name = lambda``) of a ``.py`` that nothing in it
     #: uses: name and line (warned about when dropped).
     unused_functions: tuple[tuple[str, int], ...] = ()
+    #: Whether evaluating it again on equal bases must give equal values (``purity``):
+    #: always for JSON/YAML.
+    pure: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,6 +201,7 @@ def parse_config(source: ConfigSource) -> ParsedConfig:
         data=data,
         markers=substituted.markers,
         absolute=substituted.absolute,
+        pure=True,
     )
 
 
@@ -332,7 +326,7 @@ class _PythonKeyScanner:
         self._value(parts, value, target.lineno)
 
     def _value(self, parts: KeyParts, node: ast.expr | None, line: int) -> None:
-        ref = _reference(node) if self.references else None
+        ref = reference_of(node) if self.references else None
         # A substitution is recorded at the placeholder / `_base_.x` itself.
         self._set(parts, KeyOrigin(node.lineno if ref and node else line, ref))
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
@@ -364,22 +358,6 @@ def _target_parts(node: ast.expr) -> KeyParts | None:
             return None
 
 
-def _reference(node: ast.expr | None) -> KeyParts | None:
-    """The base key path when ``node`` is exactly a `_base_` reference."""
-    if node is None:
-        return None
-    inner = placeholder_expr(node)
-    chain = base_chain(inner if inner is not None else node)
-    if chain:
-        return chain
-    if isinstance(node, ast.Constant) and isinstance(node.value, str) and "{{" in node.value:
-        # A string holding one `{{ _base_.x }}` (whole or interpolated) substitutes x.
-        refs = [ref for ref in map(base_reference, placeholder_bodies(node.value)) if ref]
-        if len(refs) == 1:
-            return refs[0]
-    return None
-
-
 def _parse_python(source: ConfigSource) -> ParsedConfig:
     filename = str(source.path) if source.path is not None else source.display
     text = index_python_placeholders(source.text)
@@ -394,6 +372,7 @@ def _parse_python(source: ConfigSource) -> ParsedConfig:
         # CPython's parser gives up on a very deeply nested expression with one of
         # these (MemoryError: its own stack, not the heap, is exhausted).
         raise _python_too_deep(source.display, _deep_statement_line(text)) from None
+    pure = is_pure(tree)  # before the transform below rewrites the tree in place
     rewrite = "{{" in source.text or BASE_KEY in source.text
     scanner = _PythonKeyScanner(references=rewrite)
     scanner.scan(tree.body)
@@ -455,6 +434,7 @@ def _parse_python(source: ConfigSource) -> ParsedConfig:
         code=code,
         absolute=absolute,
         unused_functions=_unused_functions(tree),
+        pure=pure,
     )
 
 
@@ -557,12 +537,7 @@ def _evaluate_python(
 
     editor = BaseEditor(base, display, lambda line: _key_path_at(parsed.origins, line))
     namespace: dict[str, object] = {
-        BASE_CALL: editor.read,
-        FORMAT_CALL: editor.format,
-        BASE_SET: editor.set,
-        BASE_DELETE: editor.delete,
-        BASE_MUTATE: editor.mutate,
-        BASE_CHECK: editor.check,
+        **bind_helpers(editor),
         "__file__": str(source.path) if source.path is not None else display,
         "__name__": CONFIG_MODULE,
     }

@@ -253,15 +253,6 @@ def _stored_lineage_path(path: str, snapshot_format: int) -> str:
     return "/".join(("lineage-above", str(up), *parts[up:]))
 
 
-def _lineage_hash(lineage: Sequence[LineageEntry]) -> str:
-    # The formula of `Config.lineage_hash`, over entries read back from lineage.json
-    # (a `Config` cannot be given a lineage). A test keeps the two equal.
-    from trackcfg.config.canonical import digest, to_canonical_bytes
-
-    entries = [[e.path, e.digest, e.included_by, e.order] for e in lineage]
-    return digest(to_canonical_bytes({"lineage": entries}))
-
-
 def write_snapshot(
     directory: Path,
     cfg: Config,
@@ -425,6 +416,7 @@ def _parse_snapshot(
 ) -> Snapshot:
     from trackcfg.config.canonical import decode_value, digest, from_canonical_bytes
     from trackcfg.config.config import LineageEntry
+    from trackcfg.config.inherit import hash_lineage
     from trackcfg.config.provenance import Provenance
 
     try:
@@ -459,9 +451,9 @@ def _parse_snapshot(
         config = from_canonical_bytes(canonical)
     except ValueError as error:
         raise SnapshotError(f"{where}: config.canonical.json: {error}") from error
-    if _lineage_hash(lineage) != lineage_hash:
+    if hash_lineage(lineage) != lineage_hash:
         raise SnapshotError(
-            f"{where}: lineage.json hashes to {_lineage_hash(lineage)}, "
+            f"{where}: lineage.json hashes to {hash_lineage(lineage)}, "
             f"the snapshot records {lineage_hash}"
         )
     lineage_files: dict[str, bytes] = {}

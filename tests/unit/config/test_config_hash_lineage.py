@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 import xxhash
 
+from trackcfg.config.canonical import digest, to_canonical_bytes
 from trackcfg.config.config import Config
+from trackcfg.config.inherit import LineageEntry, hash_lineage
 
 DATA = Path(__file__).parents[2] / "data" / "configs"
 
@@ -138,3 +140,17 @@ def test_root_without_git_is_the_current_directory(
     if cfg.root != tmp_path:  # tmp dirs inside a git work tree have that as root
         pytest.skip("tmp_path is inside a git work tree")
     assert cfg.lineage[0].path == "a.py"
+
+
+def test_lineage_hash_is_the_digest_of_the_canonical_lineage_rows() -> None:
+    # Recorded in every run (tag, snapshot): the formula must never change.
+    lineage = [
+        LineageEntry("configs/_base_/a.py", "1" * 32, "configs/b.py", 0),
+        LineageEntry("configs/b.py", "2" * 32, None, 1),
+    ]
+    rows = [
+        ["configs/_base_/a.py", "1" * 32, "configs/b.py", 0],
+        ["configs/b.py", "2" * 32, None, 1],
+    ]
+    assert hash_lineage(lineage) == digest(to_canonical_bytes({"lineage": rows}))
+    assert hash_lineage(lineage) == "1ecd4afa93eeb1393bf9b71df31432f8"

@@ -208,7 +208,10 @@ def test_python_config_may_import_third_party_modules_and_compute() -> None:
         ("base_ref/child.json", "[]"),
     ],
 )
-def test_loading_a_config_imports_no_torch_mlflow_or_git(name: str, imported: str) -> None:
+def test_loading_a_config_imports_no_torch_mlflow_or_git(
+    name: str, imported: str, tmp_path: Path
+) -> None:
+    import os
     import subprocess
 
     path = DATA / name
@@ -218,7 +221,11 @@ def test_loading_a_config_imports_no_torch_mlflow_or_git(name: str, imported: st
         "cfg.hash, cfg.pretty_text, cfg.provenance_map()\n"
         "print(sorted(m for m in ('torch', 'mlflow', 'git', 'yaml') if m in sys.modules))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    # An empty parse store: a stored YAML parse would need no yaml at all.
+    env = {**os.environ, "TRACKCFG_CACHE_DIR": str(tmp_path)}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
+    )
     assert out.stdout.strip() == imported  # yaml only for a tree with YAML files
 
 
