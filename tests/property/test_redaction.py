@@ -16,14 +16,19 @@ def test_redacted_url_holds_no_part_of_the_secret(case: tuple[str, str]) -> None
     assert not any(c.isupper() for c in redacted), redacted
 
 
-@given(credentialed_urls(), st.text(max_size=20))
+# Words without capitals (some Unicode capitals have no lower case): a capital in the
+# redacted text can only come from the secret.
+@given(
+    credentialed_urls(),
+    st.text(alphabet=st.characters(categories=["Ll", "Nd", "Zs", "Po"]), max_size=20),
+)
 def test_redacted_text_holds_no_part_of_a_quoted_url_secret(
     case: tuple[str, str], words: str
 ) -> None:
     url, _ = case
     if "://" not in url or any(c in url for c in " '\"<>`"):
         return  # in free text, a URL is scheme://… up to whitespace or a quote
-    text = f"request to {url} failed: {words.lower()}"
+    text = f"request to {url} failed: {words}"
     assert not any(c.isupper() for c in redact_text(text))
 
 
