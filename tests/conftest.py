@@ -12,3 +12,10 @@ settings.register_profile(
 )
 settings.register_profile("dev", max_examples=30, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+# The config loader's disk cache goes to a directory of this test session (inherited by
+# every subprocess a test starts), never to the user's ~/.cache.
+if "TRACKCFG_CACHE_DIR" not in os.environ:
+    import tempfile
+
+    os.environ["TRACKCFG_CACHE_DIR"] = tempfile.mkdtemp(prefix="trackcfg-test-cache-")

@@ -177,6 +177,21 @@ def run_trackcfg() -> Callable[..., subprocess.CompletedProcess[str]]:
     return trackcfg
 
 
+def agent_pid(trainer: int) -> int | None:
+    """The tracking agent that process ``trainer`` started, while it runs."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            cmdline = (entry / "cmdline").read_bytes()
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid == trainer and b"trackcfg.tracking.agent" in cmdline:
+            return int(entry.name)
+    return None
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that is free right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:

@@ -37,6 +37,7 @@ from tests.e2e.conftest import (
     E2E_CONFIG_PATH,
     MlflowServer,
     ReferenceRun,
+    agent_pid,
     assert_same_weights,
     final_weights,
     metric_history,
@@ -95,22 +96,6 @@ def fill_disk(directory: Path, seconds: float) -> None:
                 f.write(b"\0" * 4096)
         time.sleep(seconds)
     ballast.unlink()
-
-
-def agent_pid(trainer: int) -> int | None:
-    """The tracking agent the trainer ``trainer`` started, if it is alive."""
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_bytes()
-            cmdline = (entry / "cmdline").read_bytes()
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(b")", 1)[1].split()[1])
-        if ppid == trainer and b"trackcfg.tracking.agent" in cmdline:
-            return int(entry.name)
-    return None
 
 
 def journaled(work: Path) -> int:

@@ -30,6 +30,7 @@ from mlflow import MlflowClient
 from tests.e2e.conftest import (
     E2E_CONFIG_PATH,
     ITERS_PER_EPOCH,
+    agent_pid,
     metric_history,
     run_env,
     run_id_from,
@@ -110,21 +111,6 @@ def train_steps(epochs: int, interval: int = LOG_INTERVAL) -> list[int]:
     return list(range(interval, epochs * ITERS_PER_EPOCH + 1, interval))
 
 
-def agent_pid(trainer: int) -> int:
-    """The tracking agent the trainer ``trainer`` started."""
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            cmdline = (entry / "cmdline").read_bytes()
-        except (OSError, IndexError, ValueError):
-            continue
-        if ppid == trainer and b"trackcfg.tracking.agent" in cmdline:
-            return int(entry.name)
-    raise AssertionError(f"no tracking agent below process {trainer}")
-
-
 def stored_digest(uri: str, run_id: str, artifact: str, into: Path) -> str:
     local = MlflowClient(uri).download_artifacts(run_id, artifact, str(into))
     return content_digest(local)
@@ -189,6 +175,7 @@ def test_runs_sharing_a_work_dir_each_store_their_own_checkpoint(
     first = start(git_repo, run_env(uris[0]), work, 1)
     wait_for(lambda: "run id:" in stderr_of(work), first)
     agent = agent_pid(first.pid)
+    assert agent is not None, "no tracking agent below the first run"
     os.kill(agent, signal.SIGSTOP)  # stalled: its upload of epoch_1.pth waits
     try:
         wait_for(lambda: "Epoch(val)" in stderr_of(work), first)

@@ -17,6 +17,7 @@ from mlflow import MlflowClient
 
 from tests.e2e.conftest import (
     E2E_CONFIG_PATH,
+    agent_pid,
     git,
     make_project,
     run_env,
@@ -232,22 +233,6 @@ def test_sigterm_marks_the_run_killed(
     assert run.info.status == "KILLED"
 
 
-def _agent_of(pid: int) -> int | None:
-    """The tracking agent child of process ``pid``, if it is running."""
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            cmdline = (entry / "cmdline").read_bytes()
-        except OSError:
-            continue
-        parent = int(stat.rsplit(")", 1)[1].split()[1])
-        if parent == pid and b"trackcfg.tracking.agent" in cmdline:
-            return int(entry.name)
-    return None
-
-
 def test_a_dead_tracking_agent_never_stops_training_and_sync_completes_the_run(
     git_repo: Path, tracking_env: dict[str, str], tracking_uri: str
 ) -> None:
@@ -266,7 +251,7 @@ def test_a_dead_tracking_agent_never_stops_training_and_sync_completes_the_run(
     while not any(p.stat().st_size for p in journal.glob("*/metrics.jsonl")):
         assert proc.poll() is None and time.monotonic() < deadline
         time.sleep(0.05)
-    agent = _agent_of(proc.pid)
+    agent = agent_pid(proc.pid)
     assert agent is not None
     os.kill(agent, signal.SIGKILL)
     stdout, stderr = proc.communicate(timeout=240)
