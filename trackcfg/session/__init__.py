@@ -7,9 +7,34 @@ same functions), `checkpoints` picks the stored checkpoint a resume starts from,
 `hooks` connects the runner's logger and checkpoint hooks to the metric journal,
 and `audit`, `catalog`, `reproduction` and `target` are what ``blame``/``diff``,
 ``runs``, ``reproduce`` and their run-or-file arguments do.
+
+Names are re-exported lazily: the audit commands import `audit` and `target` from
+here and must not import torch (which `runs` does, through the runner).
 """
 
-from trackcfg.session.runs import RunResult, resume_run, start_run
-from trackcfg.tracking.sync import SyncReport, sync
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
 
 __all__ = ["RunResult", "SyncReport", "resume_run", "start_run", "sync"]
+
+_EXPORTS = {
+    "RunResult": "trackcfg.session.runs",
+    "resume_run": "trackcfg.session.runs",
+    "start_run": "trackcfg.session.runs",
+    "SyncReport": "trackcfg.tracking.sync",
+    "sync": "trackcfg.tracking.sync",
+}
+
+
+def __getattr__(name: str) -> object:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'trackcfg.session' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
+
+if TYPE_CHECKING:
+    from trackcfg.session.runs import RunResult, resume_run, start_run
+    from trackcfg.tracking.sync import SyncReport, sync
