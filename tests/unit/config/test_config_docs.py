@@ -16,6 +16,7 @@ MODULES = [
     "trackcfg.config.transform",
     "trackcfg.config.marker",
     "trackcfg.config.readers",
+    "trackcfg.config.purity",
     "trackcfg.config.inherit",
     "trackcfg.config.imports",
     "trackcfg.config.limits",
