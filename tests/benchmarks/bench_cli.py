@@ -109,13 +109,11 @@ def main() -> int:
         off = {**env, "TRACKCFG_CACHE": "off"}
         (Path(tmp) / "deep").mkdir()
         deep = write_deep_config(Path(tmp) / "deep", args.depth)
-        det = (
-            "tests/data/configs/openmmlab/det/faster_rcnn/faster-rcnn_x101-64x4d_fpn_ms-3x_coco.py"
-        )
+        det = REPO / "tests/data/configs/openmmlab/det/faster_rcnn"
         cases = {
             f"generated {args.depth}-level chain": deep,
             "configs/digits/mlp_sgd_20e.py": REPO / "configs/digits/mlp_sgd_20e.py",
-            "openmmlab det x101 (7 files)": REPO / det / "faster-rcnn_x101-64x4d_fpn_ms-3x_coco.py",
+            "openmmlab det x101 (7 files)": det / "faster-rcnn_x101-64x4d_fpn_ms-3x_coco.py",
         }
 
         def show(name: str, times: tuple[float, float], note: str = "") -> None:
