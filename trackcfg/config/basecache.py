@@ -9,7 +9,9 @@ them has no other input and no effect. ``inherit`` keeps a ``ResolvedBase`` only
   (``pkg::...`` is found through ``sys.path``), and warns about nothing (a dropped
   function, ``_deprecation_``): a reused base warns no more;
 * its values and the values in its provenance are dicts, lists and tuples of
-  immutable leaves (``filecache.is_shareable``), handed out as fresh copies.
+  immutable leaves (``filecache.is_shareable``). Its values are shared by every load
+  (loads never change their bases' values, and ``Config`` copies what it hands out);
+  each load gets its own copy of every container in its provenance.
 
 and reuses one only when every file below it still has the same bytes (digest) and
 the same real path, and when resolving it here could not fail: the chain above plus
@@ -30,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from trackcfg.config.canonical import digest
-from trackcfg.config.filecache import fresh_copy, is_shareable
+from trackcfg.config.filecache import IMMUTABLE, fresh_copy, is_shareable
 from trackcfg.config.keypath import KeyParts
 from trackcfg.config.location import Assignment, Location
 
@@ -127,7 +129,10 @@ def keep_base(
     texts: tuple[tuple[str, str], ...],
     height: int,
 ) -> ResolvedBase | None:
-    """A ``ResolvedBase`` holding its own copies of ``data`` and ``records``.
+    """A ``ResolvedBase`` of a resolution, with its own copies of values and provenance.
+
+    Copied, not shared with the load that resolved it: in that load, provenance values
+    are the very containers in ``data`` (what a caller may change).
 
     Returns:
         None when a value is not dicts, lists and tuples of immutable leaves: it could
@@ -138,11 +143,15 @@ def keep_base(
     history: dict[KeyParts, list[Assignment]] = {}
     containers: set[KeyParts] = set()
     for parts, assignment in records:
-        if not is_shareable(assignment.value):
-            return None
-        if type(assignment.value) in _CONTAINERS:
+        kind = type(assignment.value)
+        if kind in _CONTAINERS:
+            if not is_shareable(assignment.value):
+                return None
             containers.add(parts)
-        history.setdefault(parts, []).append(_fresh(assignment))
+            assignment = _fresh(assignment)
+        elif kind not in IMMUTABLE:
+            return None
+        history.setdefault(parts, []).append(assignment)
     return ResolvedBase(
         files=files,
         data=fresh_copy(data),  # type: ignore[arg-type]
@@ -172,7 +181,7 @@ class BaseCache:
         capacity: Most bases kept.
     """
 
-    def __init__(self, capacity: int = 512) -> None:
+    def __init__(self, capacity: int = 1024) -> None:
         self.capacity = capacity
         self._entries: OrderedDict[tuple[str, str], ResolvedBase] = OrderedDict()
         self._lock = threading.Lock()

@@ -55,6 +55,7 @@ from trackcfg.config.readers import (
 __all__ = [
     "CACHE_DIR_VARIABLE",
     "CACHE_VARIABLE",
+    "IMMUTABLE",
     "DiskStore",
     "ParseCache",
     "cache_dir",
@@ -99,7 +100,7 @@ def cache_dir() -> Path:
 # ---------------------------------------------------------------------------- values
 
 #: Leaf types that cannot change in place: safe to hand to many loads at once.
-_IMMUTABLE: frozenset[type] = frozenset(
+IMMUTABLE: frozenset[type] = frozenset(
     {
         str,
         int,
@@ -118,7 +119,7 @@ _IMMUTABLE: frozenset[type] = frozenset(
 _MARSHALLABLE: frozenset[type] = frozenset({str, int, float, bool, type(None), bytes, complex})
 
 
-def is_shareable(value: object, leaves: frozenset[type] = _IMMUTABLE) -> bool:
+def is_shareable(value: object, leaves: frozenset[type] = IMMUTABLE) -> bool:
     """Whether ``value`` is dicts, lists and tuples (exactly) of immutable leaves.
 
     Such a value can be kept in a cache and handed out again as ``fresh_copy``: no

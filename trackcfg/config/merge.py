@@ -247,7 +247,10 @@ class _Merger:
     def remove(self, base_value: object, parts: KeyParts) -> None:
         location = self.origin.location(parts)
         for leaf_parts, leaf in iter_leaves(base_value, parts):
-            self.records.append((leaf_parts, Assignment(AssignmentKind.DELETE, location, leaf)))
+            # A copy: the base's values may be shared with other loads (`basecache`),
+            # and a caller may change what its provenance holds.
+            removed = Assignment(AssignmentKind.DELETE, location, to_plain(leaf))
+            self.records.append((leaf_parts, removed))
 
     def set_new(self, value: object, parts: KeyParts, existed: bool = False) -> object:
         clean = to_plain(value, drop_key=DELETE_KEY)

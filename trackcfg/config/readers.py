@@ -372,7 +372,6 @@ def _parse_python(source: ConfigSource) -> ParsedConfig:
         # CPython's parser gives up on a very deeply nested expression with one of
         # these (MemoryError: its own stack, not the heap, is exhausted).
         raise _python_too_deep(source.display, _deep_statement_line(text)) from None
-    pure = is_pure(tree)  # before the transform below rewrites the tree in place
     rewrite = "{{" in source.text or BASE_KEY in source.text
     scanner = _PythonKeyScanner(references=rewrite)
     scanner.scan(tree.body)
@@ -423,6 +422,7 @@ def _parse_python(source: ConfigSource) -> ParsedConfig:
     except RecursionError:
         line = next((s.lineno for s in body if _recurses(s, filename)), 1)
         raise _python_too_deep(source.display, line) from None
+    pure = is_pure(tree, code, source.text)
     absolute = transformer.absolute or (
         "__file__" in source.text
         and any(isinstance(n, ast.Name) and n.id == "__file__" for n in ast.walk(tree))

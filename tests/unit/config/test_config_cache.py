@@ -199,6 +199,19 @@ def test_changing_a_loaded_config_or_its_provenance_changes_no_later_load(
     assert again.provenance("x")[-1].value == (1, [2])
 
 
+def test_changing_what_provenance_says_was_deleted_changes_no_later_load(
+    tmp_path: Path,
+) -> None:
+    write(tmp_path / "base.py", "x = dict(a=[1, 2])\n")
+    replacing = write(tmp_path / "a.py", "_base_ = './base.py'\nx = dict(_delete_=True, b=1)\n")
+    for _ in range(2):  # the first load keeps the base, the second reuses it
+        deleted = Config.fromfile(replacing).provenance("x.a")[-1]
+        assert deleted.kind.value == "delete"
+        deleted.value.append(3)  # type: ignore[attr-defined]
+    including = write(tmp_path / "b.py", "_base_ = './base.py'\n")
+    assert Config.fromfile(including).x.a == [1, 2]
+
+
 def test_a_reused_base_still_counts_toward_the_chain_limit(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
