@@ -51,6 +51,7 @@ from trackcfg.config.transform import (
     bind_helpers,
     index_python_placeholders,
     reference_of,
+    target_parts,
 )
 from trackcfg.errors import (
     ConfigBaseError,
@@ -319,7 +320,7 @@ class _PythonKeyScanner:
             for elt in target.elts:
                 self._target(elt, None)
             return
-        parts = _target_parts(target)
+        parts = target_parts(target)
         if parts is None or parts[0] == BASE_KEY:
             # `_base_.x = v` edits the bases; BaseEditor records it.
             return
@@ -338,24 +339,6 @@ class _PythonKeyScanner:
             for key, item in zip(node.keys, node.values, strict=True):
                 if isinstance(key, ast.Constant) and isinstance(key.value, str | int):
                     self._value((*parts, key.value), item, key.lineno)
-
-
-def _target_parts(node: ast.expr) -> KeyParts | None:
-    parts: list[str | int] = []
-    while True:
-        if isinstance(node, ast.Name):
-            return (node.id, *reversed(parts))
-        if isinstance(node, ast.Attribute):
-            parts.append(node.attr)
-            node = node.value
-        elif isinstance(node, ast.Subscript) and isinstance(node.slice, ast.Constant):
-            key = node.slice.value
-            if not isinstance(key, str | int) or isinstance(key, bool):
-                return None
-            parts.append(key)
-            node = node.value
-        else:
-            return None
 
 
 def _parse_python(source: ConfigSource) -> ParsedConfig:

@@ -56,6 +56,7 @@ __all__ = [
     "index_python_placeholders",
     "placeholder_expr",
     "reference_of",
+    "target_parts",
 ]
 
 #: Names of the helpers bound in a .py config's namespace (dunder: never config keys).
@@ -71,10 +72,17 @@ BASE_CHECK = "__trackcfg_base_check__"
 _DOTTED_INDEX_IN_PLACEHOLDER = re.compile(r"\{\{\s*_base_[^}]*?\.[0-9]")
 
 
-def base_chain(node: ast.expr) -> KeyParts | None:
-    """The key path of a ``_base_.a['b'].c`` chain (``()`` for bare ``_base_``), else None."""
+def target_parts(node: ast.expr) -> KeyParts | None:
+    """The parts of a ``name.a['b'][0]`` chain, root name first (constant subscripts only).
+
+    Example:
+        >>> target_parts(ast.parse("x.a['b'][0]", mode="eval").body)
+        ('x', 'a', 'b', 0)
+    """
     parts: list[str | int] = []
     while True:
+        if isinstance(node, ast.Name):
+            return (node.id, *reversed(parts))
         if isinstance(node, ast.Attribute):
             parts.append(node.attr)
             node = node.value
@@ -84,10 +92,14 @@ def base_chain(node: ast.expr) -> KeyParts | None:
                 return None
             parts.append(key)
             node = node.value
-        elif isinstance(node, ast.Name) and node.id == BASE_KEY:
-            return tuple(reversed(parts))
         else:
             return None
+
+
+def base_chain(node: ast.expr) -> KeyParts | None:
+    """The key path of a ``_base_.a['b'].c`` chain (``()`` for bare ``_base_``), else None."""
+    parts = target_parts(node)
+    return parts[1:] if parts is not None and parts[0] == BASE_KEY else None
 
 
 def placeholder_expr(node: ast.expr) -> ast.expr | None:
