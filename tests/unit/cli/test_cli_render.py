@@ -90,7 +90,9 @@ def test_progress_is_silent_off_a_terminal() -> None:
     assert stream.getvalue() == ""
 
 
-def test_render_run_finished_points_to_sync_when_metrics_are_pending() -> None:
+def finished(**fields: object) -> str:
+    """``render_run_finished`` of a FINISHED run, with ``fields`` changed."""
+    from dataclasses import replace
     from pathlib import Path
 
     from trackcfg.session.runs import RunResult
@@ -103,50 +105,25 @@ def test_render_run_finished_points_to_sync_when_metrics_are_pending() -> None:
         tracking_uri="sqlite:////tmp/mlflow.db",
         work_dir=Path("work_dirs/cnn"),
         status="FINISHED",
-        metrics_pending=3,
     )
-    lines = render.render_run_finished(result).splitlines()
+    return render.render_run_finished(replace(result, **fields))  # type: ignore[arg-type]
+
+
+def test_render_run_finished_points_to_sync_when_metrics_are_pending() -> None:
+    lines = finished(metrics_pending=3).splitlines()
     assert lines[0] == f"run id:       {'b' * 32}  (cnn@12345678)"
     assert lines[-2] == "open the UI:  trackcfg ui --hash 12345678"
     assert lines[-1].endswith("deliver them with `trackcfg sync work_dirs/cnn`")
 
 
 def test_render_run_finished_counts_checkpoints_left_for_sync() -> None:
-    from pathlib import Path
-
-    from trackcfg.session.runs import RunResult
-
-    result = RunResult(
-        run_id="b" * 32,
-        run_name="cnn@12345678",
-        experiment_id="1",
-        config_hash="12345678" * 4,
-        tracking_uri="sqlite:////tmp/mlflow.db",
-        work_dir=Path("work_dirs/cnn"),
-        status="FINISHED",
-        metrics_pending=3,
-        checkpoints_pending=2,
-    )
-    assert render.render_run_finished(result).splitlines()[-1] == (
+    assert finished(metrics_pending=3, checkpoints_pending=2).splitlines()[-1] == (
         "pending:      3 metric(s) only in the local journal, 2 checkpoint(s) not uploaded; "
         "deliver them with `trackcfg sync work_dirs/cnn`"
     )
 
 
 def test_render_run_finished_shows_the_store_without_credentials() -> None:
-    from pathlib import Path
-
-    from trackcfg.session.runs import RunResult
-
-    result = RunResult(
-        run_id="b" * 32,
-        run_name="cnn@12345678",
-        experiment_id="1",
-        config_hash="12345678" * 4,
-        tracking_uri="https://alice:p@ss/w#rd@mlflow.example:443/?access_token=t0k",
-        work_dir=Path("work_dirs/cnn"),
-        status="FINISHED",
-    )
-    text = render.render_run_finished(result)
+    text = finished(tracking_uri="https://alice:p@ss/w#rd@mlflow.example:443/?access_token=t0k")
     assert "store:        https://mlflow.example:443/\n" in text
     assert "alice" not in text and "p@ss" not in text and "t0k" not in text
