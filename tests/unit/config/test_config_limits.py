@@ -119,8 +119,15 @@ def test_python_expression_too_deep_to_compile_names_its_statement(
 ) -> None:
     path = tmp_path / "deep.py"
     path.write_text(f"ok = 1\nif ok:\n    other = 2\nx = {expression}\ny = 3\n")
-    with pytest.raises(ConfigSyntaxError) as info:
-        Config.fromfile(path, root=tmp_path)
+    # Python's default limit: a library another test imported may have raised it, and
+    # then a 2,000-term expression compiles.
+    previous = sys.getrecursionlimit()
+    sys.setrecursionlimit(1000)
+    try:
+        with pytest.raises(ConfigSyntaxError) as info:
+            Config.fromfile(path, root=tmp_path)
+    finally:
+        sys.setrecursionlimit(previous)
     assert str(info.value) == (
         "deep.py:4: expression nested too deeply for Python's parser\n"
         "  hint: build deep values with a loop, or nest less"
