@@ -177,6 +177,17 @@ def run_trackcfg() -> Callable[..., subprocess.CompletedProcess[str]]:
     return trackcfg
 
 
+def wait_for(
+    condition: Callable[[], bool], proc: subprocess.Popen[str], timeout: float = 120
+) -> None:
+    """Poll ``condition`` until it holds; fail if ``proc`` ends first or time runs out."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert proc.poll() is None, "the run ended early"
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
 def agent_pid(trainer: int) -> int | None:
     """The tracking agent that process ``trainer`` started, while it runs."""
     for entry in Path("/proc").iterdir():

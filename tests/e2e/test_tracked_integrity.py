@@ -21,7 +21,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -35,6 +34,7 @@ from tests.e2e.conftest import (
     run_env,
     run_id_from,
     sqlite_uri,
+    wait_for,
 )
 from tests.e2e.conftest import trackcfg as run_cli
 from tests.small_disk import small_disk
@@ -72,16 +72,6 @@ def start(
 
 def stderr_of(work: Path) -> str:
     return (work.parent / f"{work.name}.stderr").read_text()
-
-
-def wait_for(
-    condition: Callable[[], bool], proc: subprocess.Popen[str], timeout: float = 120
-) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert proc.poll() is None, "the run ended early"
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.02)
 
 
 def finish(proc: subprocess.Popen[str], timeout: float = 300) -> str:

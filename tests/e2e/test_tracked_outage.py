@@ -13,7 +13,6 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -25,6 +24,7 @@ from tests.e2e.conftest import (
     ReferenceRun,
     metric_history,
     run_id_from,
+    wait_for,
 )
 
 pytestmark = pytest.mark.slow
@@ -45,16 +45,6 @@ def journal_records(work: Path) -> list[dict[str, object]]:
 
 def delivered_any(work: Path) -> bool:
     return any(p.stat().st_size for p in (work / ".trackcfg" / "journal").glob("*/delivered"))
-
-
-def wait_for(
-    condition: Callable[[], bool], proc: subprocess.Popen[str], timeout: float = 120
-) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert proc.poll() is None, "the run ended early"
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
 
 
 def test_server_outage_mid_run_loses_nothing_and_never_stalls_training(
