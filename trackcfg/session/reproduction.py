@@ -30,7 +30,14 @@ from trackcfg.errors import TrackingError
 if TYPE_CHECKING:
     from trackcfg.tracking.snapshot import Snapshot
 
-__all__ = ["Reproduction", "default_directory", "reproduce", "rerun", "run_command"]
+__all__ = [
+    "Reproduction",
+    "default_directory",
+    "remove_worktree",
+    "reproduce",
+    "rerun",
+    "run_command",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,6 +229,17 @@ def _remove_worktree(repository: Path, target: Path, existed: bool) -> None:
             shutil.rmtree(target)
     elif existed:
         target.mkdir(parents=True, exist_ok=True)
+
+
+def remove_worktree(rep: Reproduction, cwd: Path | None = None, *, keep_directory: bool) -> None:
+    """Remove a reproduction's worktree and everything written in it; unregister it.
+
+    Args:
+        rep: What `reproduce` made.
+        cwd: A directory of the repository (default: cwd).
+        keep_directory: Leave ``rep.directory`` itself, empty (the user gave it).
+    """
+    _remove_worktree(_repository_root(cwd or Path.cwd()), rep.directory, keep_directory)
 
 
 def rerun(rep: Reproduction, env: dict[str, str]) -> int:

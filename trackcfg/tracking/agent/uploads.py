@@ -220,6 +220,7 @@ class CheckpointUploader:
 
     def _upload(self, request: UploadRequest) -> None:
         from trackcfg.tracking.mlflow_run import (
+            TAG_CHECKPOINT_PREFIX,
             TAG_LATEST_CHECKPOINT,
             TAG_LATEST_CHECKPOINT_DIGEST,
             TAG_LATEST_CHECKPOINT_EPOCH,
@@ -239,7 +240,11 @@ class CheckpointUploader:
         if actual != request.digest:
             self._reject(request, actual)
             return
-        # The digest travels inside the file (its trailer) and in the pointer tag.
+        # The digest travels inside the file (its trailer), in the pointer tag and in
+        # the checkpoint's own tag, which outlives the file (keep-last-K): `verify`
+        # compares every checkpoint's training state with it.
+        record = read_checkpoint_record(request.path)
+        state = record.state_digest if record is not None else None
         self.client.log_artifact(self.run_id, str(request.path), CHECKPOINT_ARTIFACT_DIR)
         after = os.stat(request.path)
         if (after.st_ino, after.st_dev, after.st_mtime_ns, after.st_size) != (
@@ -264,6 +269,10 @@ class CheckpointUploader:
                 TAG_LATEST_CHECKPOINT_ITER: str(request.iter),
                 TAG_LATEST_CHECKPOINT_EPOCH: str(request.epoch),
                 TAG_LATEST_CHECKPOINT_TIME: str(int(time.time() * 1000)),
+                TAG_CHECKPOINT_PREFIX + request.path.name: (
+                    f"iter={request.iter} epoch={request.epoch} xxh3-128={request.digest}"
+                    + (f" state={state}" if state else "")
+                ),
             },
         )
         self.upload_count += 1
