@@ -154,9 +154,7 @@ def test_an_unseeded_component_diverges_at_its_first_logged_step(project: Projec
     assert max(m.step for m in history) == 10
 
 
-def test_a_run_whose_commit_is_missing_cannot_run_exit_2(
-    project: Project, tmp_path: Path
-) -> None:
+def test_a_run_whose_commit_is_missing_cannot_run_exit_2(project: Project, tmp_path: Path) -> None:
     before = tags(project, project.run_a).get("trackcfg.verified")
     elsewhere = tmp_path / "other"
     elsewhere.mkdir()

@@ -114,7 +114,13 @@ def run_command(config_file: str, cfg_options: Sequence[str]) -> tuple[str, ...]
     return tuple(argv)
 
 
-def reproduce(run_id: str, directory: Path | None = None, cwd: Path | None = None) -> Reproduction:
+def reproduce(
+    run_id: str,
+    directory: Path | None = None,
+    cwd: Path | None = None,
+    *,
+    snapshot: Snapshot | None = None,
+) -> Reproduction:
     """Re-create run ``run_id``'s sources in a new worktree and verify the config hash.
 
     Args:
@@ -122,6 +128,7 @@ def reproduce(run_id: str, directory: Path | None = None, cwd: Path | None = Non
         directory: Where to put the worktree (must not exist, or be empty); default
             `default_directory`.
         cwd: A directory inside the repository the run was made from (default: cwd).
+        snapshot: The run's snapshot, when the caller has loaded it already.
 
     Raises:
         RunNotFoundError: No such run.
@@ -136,7 +143,7 @@ def reproduce(run_id: str, directory: Path | None = None, cwd: Path | None = Non
     from trackcfg.session.target import load_run_snapshot
 
     cwd = cwd or Path.cwd()
-    snap = load_run_snapshot(run_id)
+    snap = snapshot if snapshot is not None else load_run_snapshot(run_id)
     commit = _recorded_commit(snap)
     root = _repository_root(cwd)
     target = (directory or default_directory(run_id, cwd)).absolute()

@@ -55,6 +55,7 @@ if TYPE_CHECKING:
     from trackcfg.runner.checkpoint import SavedCheckpoint
     from trackcfg.session.reproduction import Reproduction
     from trackcfg.session.runs import RunResult
+    from trackcfg.tracking.snapshot import Snapshot
 
 __all__ = [
     "CheckpointMatch",
@@ -378,36 +379,58 @@ def verify_run(
     """
     from trackcfg.session import reproduction
     from trackcfg.session.catalog import tracking_uri
+    from trackcfg.session.target import load_run_snapshot
     from trackcfg.tracking import mlflow_run as mr
     from trackcfg.tracking.sync import bound_http_retries
 
     if steps is not None and steps < 1:
         raise VerificationError(f"steps must be at least 1, got {steps}")
-    bound_http_retries()
-    uri = mr.to_client_uri(_absolute(tracking_uri()))
-    client = mr.open_client(uri)
-    original = _read_original(client, run_id)
-    if original.status != "FINISHED" and (steps is None or steps > original.last_step):
-        raise VerificationError(
-            f"run {run_id} is {original.status}: its record ends at iter "
-            f"{original.last_step}, a complete re-run cannot be compared with it",
-            hint=f"resume it first (trackcfg resume {run_id}), or compare its first "
-            f"iterations with --steps N (N <= {original.last_step})",
-        )
-    target = None if directory is None else Path(directory).absolute()
-    existed = target is not None and target.is_dir()
-    rep = reproduction.reproduce(run_id, target, cwd)
+    # The training side's imports (torch above all) overlap the store's (MLflow) on
+    # another thread: `trackcfg run` overlaps them in two processes, and verify's
+    # cost must stay close to a re-run's.
+    warming = threading.Thread(target=_import_training_side, name="trackcfg-verify-imports")
+    warming.start()
     try:
-        return _train_and_compare(client, uri, original, rep, steps, keep, on_start)
+        bound_http_retries()
+        uri = mr.to_client_uri(_absolute(tracking_uri()))
+        client = mr.open_client(uri)
+        original = _read_original(client, run_id)
+        if original.status != "FINISHED" and (steps is None or steps > original.last_step):
+            raise VerificationError(
+                f"run {run_id} is {original.status}: its record ends at iter "
+                f"{original.last_step}, a complete re-run cannot be compared with it",
+                hint=f"resume it first (trackcfg resume {run_id}), or compare its first "
+                f"iterations with --steps N (N <= {original.last_step})",
+            )
+        snap = load_run_snapshot(run_id)
+        target = None if directory is None else Path(directory).absolute()
+        existed = target is not None and target.is_dir()
+        rep = reproduction.reproduce(run_id, target, cwd, snapshot=snap)
+    finally:
+        warming.join()
+    try:
+        return _train_and_compare(client, uri, original, snap, rep, steps, keep, on_start)
     finally:
         if not keep:
             reproduction.remove_worktree(rep, cwd, keep_directory=existed)
+
+
+def _import_training_side() -> None:
+    import importlib
+
+    for name in ("torch", "trackcfg.runner.train", "trackcfg.session.runs"):
+        try:
+            importlib.import_module(name)
+        except Exception:
+            # Not lost: the training side imports it again and the error surfaces there.
+            continue
 
 
 def _train_and_compare(
     client: MlflowClient,
     uri: str,
     original: _Original,
+    snap: Snapshot,
     rep: Reproduction,
     steps: int | None,
     keep: bool,
@@ -415,11 +438,9 @@ def _train_and_compare(
 ) -> Verification:
     from trackcfg.config.config import Config
     from trackcfg.session.runs import start_run
-    from trackcfg.session.target import load_run_snapshot
     from trackcfg.tracking import mlflow_run as mr
     from trackcfg.tracking.environment import capture_environment
 
-    snap = load_run_snapshot(original.run_id)
     # Before training, as `start_run` captured the original's: training applies the
     # config's determinism settings to the process.
     now_environment = capture_environment().to_json()
