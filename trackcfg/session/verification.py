@@ -220,6 +220,7 @@ class _ComparisonHook(Hook):
         self.steps = steps
         self.compared = 0
         self.difference: MetricDifference | None = None
+        self.unrecorded: int | None = None  # a step the original's record lacks entirely
         self.logged: set[int] = set()
         self.trained = 0  # iterations trained
         self.checkpoints: list[CheckpointMatch] = []
@@ -238,10 +239,15 @@ class _ComparisonHook(Hook):
 
     def on_metrics(self, tags: Mapping[str, float], step: int) -> None:
         """Compare one step's logged scalars; stop training at the first difference."""
-        expected = self.original.history.get(step, {})
+        expected = self.original.history.get(step)
         self.logged.add(step)
         if self._runner is not None and self._runner.mode == "train":
             self.trained = self._runner.iter + 1  # logged after its iteration
+        if expected is None:
+            # The same config logs at the same steps: a step missing from the original's
+            # record as a whole means its record is incomplete, not that runs differ.
+            self.unrecorded = step
+            raise TrainingStopped(f"trackcfg verify: the original recorded nothing at {step}")
         for key in sorted(set(tags) | set(expected)):
             mine, theirs = tags.get(key), expected.get(key)
             self.compared += 1
@@ -487,6 +493,13 @@ def _train_and_compare(
     if not started:
         raise VerificationError(f"run {original.run_id}: the verifying run never started")
     verifying = started[0]
+    if hook.unrecorded is not None:
+        raise VerificationError(
+            f"run {original.run_id}: its record holds no metric at iter {hook.unrecorded}, "
+            f"where the verifying run {verifying.run_id} logged some: the record is incomplete",
+            hint="deliver what its work dir's journal still holds (`trackcfg sync`), then "
+            f"verify again, or compare the steps before it with --steps {hook.unrecorded - 1}",
+        )
     environment = environment_differences(snap.environment, now_environment)
     difference = hook.difference
     if difference is None and stopped is None:
