@@ -44,6 +44,8 @@ _EXPORTS: dict[str, str] = {
     "resume": "trackcfg.session.runs",
     "RunResult": "trackcfg.session.runs",
     "sync": "trackcfg.tracking.sync",
+    "verify": "trackcfg.session.verification",
+    "Verification": "trackcfg.session.verification",
     # errors
     "TrackcfgError": "trackcfg.errors",
     "ConfigError": "trackcfg.errors",
@@ -82,6 +84,7 @@ __all__ = [
     "Stage",
     "TrackcfgError",
     "TrackingError",
+    "Verification",
     "__version__",
     "build_from_cfg",
     "build_model_from_cfg",
@@ -89,6 +92,7 @@ __all__ = [
     "run",
     "sync",
     "train",
+    "verify",
 ]
 
 
@@ -137,4 +141,5 @@ if TYPE_CHECKING:
     from trackcfg.runner.stage import Stage
     from trackcfg.runner.train import train
     from trackcfg.session.runs import RunResult, resume, run
+    from trackcfg.session.verification import Verification, verify
     from trackcfg.tracking.sync import sync

@@ -6,10 +6,13 @@ pay for importing it. This module is what they share.
 
 The trailer is the zip comment at the very end of the file::
 
-    trackcfg-checkpoint 1 xxh3-128=<32 hex> size=<n> epoch=<e> iter=<i>
+    trackcfg-checkpoint 1 xxh3-128=<32 hex> size=<n> epoch=<e> iter=<i> state=<32 hex>
 
 ``xxh3-128`` is the digest of the first ``size`` bytes (everything before the
-comment-length field).
+comment-length field). ``state`` is the digest of the training state alone
+(`trackcfg.runner.checkpoint.training_state_digest`: no wall-clock time, paths or
+timings), equal for two runs that trained identically; checkpoints written before
+it existed have none.
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ class CheckpointRecord:
     size: int
     epoch: int
     iter: int
+    state_digest: str | None = None
 
 
 def parse_trailer(tail: bytes, file_size: int) -> CheckpointRecord | None:
@@ -70,6 +74,7 @@ def parse_trailer(tail: bytes, file_size: int) -> CheckpointRecord | None:
             size=int(fields["size"]),
             epoch=int(fields["epoch"]),
             iter=int(fields["iter"]),
+            state_digest=fields.get("state"),
         )
     except (KeyError, ValueError):
         return None

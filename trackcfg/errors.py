@@ -33,14 +33,16 @@
         ├── SnapshotError                  a run without (or with a broken) snapshot
         ├── HashMismatchError              resume refused: the config hashes differently
         ├── RunLeaseError                  another trainer holds the run's lease
-        └── JournalBusyError (TimeoutError)        another process still delivers a journal
+        ├── JournalBusyError (TimeoutError)        another process still delivers a journal
+        └── VerificationError              `verify` cannot re-run a run (never "diverged")
 
     KeyboardInterrupt
-    └── RunTerminatedError                 SIGTERM while training (run KILLED)
+    ├── RunTerminatedError                 SIGTERM while training (run KILLED)
+    └── TrainingStopped                    a hook ended training early on purpose (KILLED)
 
-`RunTerminatedError` stays outside `TrackcfgError` (and `Exception`), like the
-Ctrl-C it stands for: ``except Exception`` in user code must not swallow a
-termination.
+`RunTerminatedError` and `TrainingStopped` stay outside `TrackcfgError` (and
+`Exception`), like the Ctrl-C they stand for: ``except Exception`` in user code must
+not swallow a termination.
 
 ``ConfigWarning`` (a ``UserWarning``) is raised for configs that load but probably
 not as meant; its text starts with ``file:line:`` like an error's.
@@ -98,7 +100,9 @@ __all__ = [
     "SnapshotError",
     "TrackcfgError",
     "TrackingError",
+    "TrainingStopped",
     "UnknownTypeError",
+    "VerificationError",
     "WorkDirError",
     "first_line",
 ]
@@ -325,12 +329,27 @@ class JournalBusyError(TrackingError, TimeoutError):
     """Another process kept delivering a metric journal longer than we could wait."""
 
 
+class VerificationError(TrackingError):
+    """``trackcfg verify`` could not re-run a run (exit 2): its sources, config or store."""
+
+
 class RunTerminatedError(KeyboardInterrupt):
     """Training stopped by SIGTERM (the run is marked KILLED); ``signum`` says which."""
 
     def __init__(self, signum: int) -> None:
         super().__init__(f"terminated by signal {signum}")
         self.signum = signum
+
+
+class TrainingStopped(KeyboardInterrupt):
+    """Training ended early on purpose by a hook (``trackcfg verify``); the run is KILLED.
+
+    ``reason`` is the one-line why (recorded as the run's error).
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 def first_line(error: BaseException, limit: int = 200) -> str:

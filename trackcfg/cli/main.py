@@ -295,8 +295,13 @@ def diff(a: str, b: str, as_json: bool) -> None:
 @click.option("--config", type=click.Path(dir_okay=False), help="Runs of this config's hash.")
 @click.option("--experiment", help="Only this MLflow experiment.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--verified", is_flag=True, help="Only runs `trackcfg verify` found bitwise.")
 def runs(
-    config_hash: str | None, config: str | None, experiment: str | None, as_json: bool
+    config_hash: str | None,
+    config: str | None,
+    experiment: str | None,
+    as_json: bool,
+    verified: bool,
 ) -> None:
     """List tracked runs, newest first (id, name, status, start, git, latest metrics)."""
     from trackcfg.config.config import load_config
@@ -306,7 +311,7 @@ def runs(
         raise click.UsageError("give --hash or --config, not both")
     if config:
         config_hash = load_config(config, import_custom_modules=False).hash
-    rows = find_runs(config_hash, experiment)
+    rows = find_runs(config_hash, experiment, verified=verified)
     _out(render.render_runs_json(rows) if as_json else render.render_runs(rows, colour=_colour()))
 
 
@@ -325,6 +330,23 @@ def reproduce(run_id: str, directory: str | None, do_run: bool) -> None:
     if do_run:
         env = dict(os.environ, MLFLOW_TRACKING_URI=_absolute_uri(tracking_uri()))
         sys.exit(reproduction.rerun(rep, env))
+
+
+@cli.command()
+@click.argument("run_id")
+@click.option("--dir", "directory", type=click.Path(file_okay=False), help="New or empty.")
+@click.option("--steps", type=click.IntRange(min=1), help="Stop after N iterations.")
+@click.option("--keep", is_flag=True, help="Keep the worktree and the verifying work dir.")
+def verify(run_id: str, directory: str | None, steps: int | None, keep: bool) -> None:
+    """Re-run RUN_ID from its recorded sources; exit 0 bitwise, 1 diverged, 2 could not run."""
+    from trackcfg.session.verification import verify_run
+
+    def started(run: RunResult) -> None:
+        click.echo(f"verifying run {run.run_id} re-trains {run_id}", err=True)
+
+    result = verify_run(run_id, _path(directory), steps=steps, keep=keep, on_start=started)
+    _out(render.render_verification(result, colour=_colour()))
+    sys.exit(result.exit_code)
 
 
 def _absolute_uri(uri: str) -> str:

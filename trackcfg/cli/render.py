@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from trackcfg.session.catalog import RunRow
     from trackcfg.session.reproduction import Reproduction
     from trackcfg.session.runs import RunResult
+    from trackcfg.session.verification import Verification
 
 __all__ = [
     "Colour",
@@ -40,6 +41,7 @@ __all__ = [
     "render_runs",
     "render_runs_json",
     "render_table",
+    "render_verification",
     "use_colour",
 ]
 
@@ -279,9 +281,11 @@ def render_runs(rows: Sequence[RunRow], *, colour: bool = False) -> str:
             else "-"
         )
         git = (r.git_commit[:10] if r.git_commit else "-") + ("+dirty" if r.git_dirty else "")
-        table_rows.append([r.run_id, r.name, r.status, start, git, _short_metrics(r.metrics)])
+        table_rows.append(
+            [r.run_id, r.name, r.status, start, git, r.verified or "-", _short_metrics(r.metrics)]
+        )
     return render_table(
-        ["run id", "name", "status", "start", "git", "metrics"],
+        ["run id", "name", "status", "start", "git", "verified", "metrics"],
         table_rows,
         colour=colour,
         column_colours={0: Colour.CYAN},
@@ -302,6 +306,8 @@ def render_runs_json(rows: Sequence[RunRow]) -> str:
                 "git_commit": r.git_commit,
                 "git_dirty": r.git_dirty,
                 "metrics": dict(r.metrics),
+                "verified": r.verified,
+                "verifies": r.verifies,
             }
             for r in rows
         ],
@@ -371,6 +377,82 @@ def render_reproduction(rep: Reproduction, *, colour: bool = False) -> str:
         "re-run with:",
         f"  cd {render_command([str(rep.directory)])} && {render_command(rep.command)}",
     ]
+    return "\n".join(lines)
+
+
+def _env_key(key: str) -> str:
+    # "packages.torch" reads as "torch"; "determinism.cudnn.benchmark" as "cudnn.benchmark".
+    for prefix in ("packages.", "determinism."):
+        if key.startswith(prefix):
+            return key[len(prefix) :]
+    return key
+
+
+def _metric_text(value: float | None) -> str:
+    # repr: the shortest text that reads back as this float, so two different
+    # values never print alike.
+    return "(not logged)" if value is None else repr(value)
+
+
+def _checkpoint_summary(v: Verification) -> str:
+    limit = v.diverged_at
+    before = [c for c in v.checkpoints if limit is None or c.iter < limit]
+    differing = v.first_checkpoint_difference
+    if differing is not None and (limit is None or differing.iter <= limit):
+        return f"checkpoint {differing.name} (iter {differing.iter}) differs"
+    if not before:
+        return "no checkpoint before it" if limit is not None else "no checkpoints"
+    unknown = sum(c.same is None for c in before)
+    if unknown:
+        return f"{unknown} of {len(before)} checkpoint(s) not recorded by the original"
+    if limit is None:
+        return f"all {len(before)} checkpoint(s) identical"
+    return f"all checkpoints up to iter {before[-1].iter} identical"
+
+
+def render_verification(v: Verification, *, colour: bool = False) -> str:
+    """What ``trackcfg verify`` prints: the verdict in one line, then what it rests on.
+
+    The first line reads like the issue's example: ``diverged at iter 137 (train/loss
+    0.4127 vs 0.4131); all checkpoints up to iter 100 identical; environment: torch
+    2.13.0 vs 2.12.1``; values are the original's first, this run's second.
+    """
+    parts: list[str] = []
+    if v.verdict == "diverged":
+        head = f"diverged at iter {v.diverged_at}"
+        d = v.difference
+        if d is not None and d.step == v.diverged_at:
+            head += f" ({d.key} {_metric_text(d.original)} vs {_metric_text(d.verifying)})"
+        parts.append(_paint(head, Colour.RED, colour))
+    elif v.verdict == "partial":
+        parts.append(_paint(f"identical for {v.steps} iterations (partial)", Colour.YELLOW, colour))
+    else:
+        parts.append(_paint("bitwise identical", Colour.GREEN, colour))
+    parts.append(_checkpoint_summary(v))
+    if v.environment:
+        shown = ", ".join(
+            f"{_env_key(e.key)} {e.original} vs {e.verifying}" for e in v.environment[:3]
+        )
+        more = f" (+{len(v.environment) - 3} more)" if len(v.environment) > 3 else ""
+        parts.append(f"environment: {shown}{more}")
+    else:
+        parts.append("environment: same")
+    lines = ["; ".join(parts)]
+    lines += [
+        f"run:            {_paint(v.run_id, Colour.CYAN, colour)}  (config hash {v.config_hash})",
+        f"verifying run:  {v.verifying_run_id}",
+        f"compared:       {v.steps} iteration(s), {v.metrics_compared} logged value(s), "
+        f"{len(v.checkpoints)} checkpoint(s)",
+        f"sources:        commit {v.reproduction.commit[:12]}"
+        + (" + recorded patch" if v.reproduction.patch_applied else "")
+        + (f", kept in {v.reproduction.directory}" if v.kept else ""),
+        "config:         identical (hash checked)",
+    ]
+    lines += [f"  note: {note}" for note in v.config_notes]
+    if v.environment:
+        lines.append("environment (original vs now):")
+        lines += [f"  {e.key}: {e.original!r} vs {e.verifying!r}" for e in v.environment]
+    lines.append(f"stored:         trackcfg.verified={v.tag} on run {v.run_id}")
     return "\n".join(lines)
 
 

@@ -4,11 +4,15 @@ A checkpoint is one file: the zip archive ``torch.save`` writes, whose zip
 comment (the last bytes of the file, which zip readers and ``torch.load``
 ignore) carries a trailer::
 
-    trackcfg-checkpoint 1 xxh3-128=<32 hex> size=<n> epoch=<e> iter=<i>
+    trackcfg-checkpoint 1 xxh3-128=<32 hex> size=<n> epoch=<e> iter=<i> state=<32 hex>
 
 ``xxh3-128`` is the digest of the first ``size`` bytes (everything before the
 comment-length field); `trackcfg.checkpoint_file` reads it without
-torch (for the tracking agent and ``trackcfg sync``). The writer (a background
+torch (for the tracking agent and ``trackcfg sync``). ``state`` is
+`training_state_digest`: the file's bytes differ between two runs that trained
+identically (``meta['time']``, the work dir in ``meta['hook_msgs']``, measured
+timings in the log buffer and hook states), the training state does not; it is
+what ``trackcfg verify`` compares. The writer (a background
 thread) writes a hidden temp file in the target directory, fsyncs it, renames
 it over the final name, fsyncs the directory, and only then moves the
 ``latest.pth`` symlink and calls the listeners. A rename is atomic, so a
@@ -87,6 +91,7 @@ __all__ = [
     "load_checkpoint_file",
     "read_checkpoint_record",
     "remove_stale_temp_files",
+    "training_state_digest",
     "verify_checkpoint_file",
 ]
 
@@ -108,6 +113,7 @@ class SavedCheckpoint:
         pinned: A hidden hard link (or copy) of these bytes in the listener's
             ``pin_dir``, made before ``path`` was committed; None when the
             listener asked for none or it could not be made.
+        state_digest: `training_state_digest` of what it holds.
     """
 
     path: Path
@@ -115,6 +121,7 @@ class SavedCheckpoint:
     epoch: int
     iter: int
     pinned: Path | None = None
+    state_digest: str = ""
 
 
 # -- copying state on the training thread -------------------------------------
@@ -172,6 +179,60 @@ def copy_state(obj: object, key_path: str = "") -> object:
 
 def _join(key_path: str, key: object) -> str:
     return f"{key_path}.{key}" if key_path else str(key)
+
+
+#: Top-level checkpoint entries that are not training state: ``meta`` holds the
+#: wall-clock time and the work dir's path, ``log_buffer`` and ``hook_states`` hold
+#: measured timings (and only feed what is logged, which is compared on its own).
+VOLATILE_ENTRIES = frozenset({"meta", "log_buffer", "hook_states"})
+
+
+def training_state_digest(state: Mapping[str, object]) -> str:
+    """xxh3-128 of a checkpoint's training state: what decides the rest of training.
+
+    Everything but `VOLATILE_ENTRIES`: model and optimizer state, schedulers, AMP
+    scaler, runner counters and data position, every RNG. Tensors count by dtype,
+    shape and bytes, containers by their items (dict keys in sorted order), other
+    values by type and ``repr`` (a float's is its shortest round-trip form), so two
+    states digest alike exactly when they are bitwise equal.
+
+    Example:
+        >>> a = training_state_digest({"state_dict": {"w": torch.ones(2)}, "meta": {"time": 1}})
+        >>> a == training_state_digest({"state_dict": {"w": torch.ones(2)}, "meta": {"time": 2}})
+        True
+        >>> a == training_state_digest({"state_dict": {"w": torch.zeros(2)}})
+        False
+    """
+    hasher = xxhash.xxh3_128()
+    _feed(hasher, {k: v for k, v in state.items() if k not in VOLATILE_ENTRIES})
+    return hasher.hexdigest()
+
+
+def _feed(hasher: xxhash.xxh3_128, obj: object) -> None:
+    # Every item is prefixed by its kind and length: no two structures feed alike.
+    if isinstance(obj, torch.Tensor):
+        tensor = obj.detach().cpu()
+        if tensor.layout != torch.strided:
+            tensor = tensor.to_dense()
+        hasher.update(f"T{tensor.dtype}{tuple(tensor.shape)};".encode())
+        if tensor.numel():
+            flat = tensor.contiguous().reshape(-1)
+            hasher.update(flat.view(torch.uint8).numpy().data)
+    elif isinstance(obj, Mapping):
+        hasher.update(f"D{len(obj)};".encode())
+        for key in sorted(obj, key=lambda k: (type(k).__name__, repr(k))):
+            _feed(hasher, key)
+            _feed(hasher, obj[key])
+    elif isinstance(obj, list | tuple):
+        hasher.update(f"{type(obj).__name__[0]}{len(obj)};".encode())
+        for item in obj:
+            _feed(hasher, item)
+    elif isinstance(obj, bytes):
+        hasher.update(f"B{len(obj)};".encode())
+        hasher.update(obj)
+    else:
+        text = f"{type(obj).__name__}:{obj!r}"
+        hasher.update(f"V{len(text)};{text}".encode())
 
 
 # -- writing ------------------------------------------------------------------
@@ -253,6 +314,7 @@ def write_checkpoint_file(
         CheckpointError: torch.save did not produce a zip archive without a comment.
     """
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    state_digest = training_state_digest(state)
     with open(tmp, "wb") as raw:
         # Held until the file is closed: `remove_stale_temp_files` leaves it alone.
         fcntl.flock(raw.fileno(), fcntl.LOCK_EX)
@@ -262,7 +324,8 @@ def write_checkpoint_file(
             raise CheckpointError(f"{path}: torch.save wrote an unexpected archive ending")
         digest = writer.hasher.hexdigest()
         comment = TRAILER_MARKER + (
-            f"xxh3-128={digest} size={writer.size} epoch={epoch} iter={iter}".encode()
+            f"xxh3-128={digest} size={writer.size} epoch={epoch} iter={iter} "
+            f"state={state_digest}".encode()
         )
         raw.seek(writer.size)
         raw.write(struct.pack("<H", len(comment)) + comment)
@@ -278,7 +341,9 @@ def write_checkpoint_file(
             before_commit(tmp)
     os.replace(tmp, path)  # the commit point: the final name now holds a complete file
     _fsync_dir(path.parent)
-    return SavedCheckpoint(path=path, digest=digest, epoch=epoch, iter=iter)
+    return SavedCheckpoint(
+        path=path, digest=digest, epoch=epoch, iter=iter, state_digest=state_digest
+    )
 
 
 def _point_symlink(link: Path, target: Path) -> None:

@@ -5,6 +5,7 @@ command line (`trackcfg.cli`) is thin commands over it. `runs` starts and resume
 tracked runs (`start_run`, `resume_run`; `trackcfg.run`/`trackcfg.resume` are the
 same functions), `checkpoints` picks the stored checkpoint a resume starts from,
 `hooks` connects the runner's logger and checkpoint hooks to the metric journal,
+`verification` re-runs a run and compares it bit for bit (``trackcfg.verify``),
 and `audit`, `catalog`, `reproduction` and `target` are what ``blame``/``diff``,
 ``runs``, ``reproduce`` and their run-or-file arguments do.
 
@@ -17,7 +18,15 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
-__all__ = ["RunResult", "SyncReport", "resume_run", "start_run", "sync"]
+__all__ = [
+    "RunResult",
+    "SyncReport",
+    "Verification",
+    "resume_run",
+    "start_run",
+    "sync",
+    "verify_run",
+]
 
 _EXPORTS = {
     "RunResult": "trackcfg.session.runs",
@@ -25,6 +34,8 @@ _EXPORTS = {
     "start_run": "trackcfg.session.runs",
     "SyncReport": "trackcfg.tracking.sync",
     "sync": "trackcfg.tracking.sync",
+    "Verification": "trackcfg.session.verification",
+    "verify_run": "trackcfg.session.verification",
 }
 
 
@@ -37,4 +48,5 @@ def __getattr__(name: str) -> object:
 
 if TYPE_CHECKING:
     from trackcfg.session.runs import RunResult, resume_run, start_run
+    from trackcfg.session.verification import Verification, verify_run
     from trackcfg.tracking.sync import SyncReport, sync

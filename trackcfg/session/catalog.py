@@ -12,7 +12,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from trackcfg.tracking.mlflow_run import TAG_CONFIG_HASH, TAG_GIT_COMMIT, TAG_GIT_DIRTY
+from trackcfg.tracking.mlflow_run import (
+    TAG_CONFIG_HASH,
+    TAG_GIT_COMMIT,
+    TAG_GIT_DIRTY,
+    TAG_VERIFIED,
+    TAG_VERIFIES,
+)
 
 if TYPE_CHECKING:
     from mlflow.entities import Run
@@ -32,7 +38,11 @@ _SEARCH_PAGE = 1000
 
 @dataclass(frozen=True, slots=True)
 class RunRow:
-    """One run, as ``trackcfg runs`` lists it."""
+    """One run, as ``trackcfg runs`` lists it.
+
+    ``verified`` is its ``trackcfg verify`` verdict (``bitwise``, ``diverged@137``,
+    ``partial@50``), ``verifies`` the run a verifying run re-ran.
+    """
 
     run_id: str
     name: str
@@ -43,6 +53,8 @@ class RunRow:
     git_commit: str | None
     git_dirty: bool
     metrics: Mapping[str, float]
+    verified: str | None = None
+    verifies: str | None = None
 
 
 def tracking_uri() -> str:
@@ -109,15 +121,20 @@ def _row(run: Run, experiments: Mapping[str, str]) -> RunRow:
         git_commit=tags.get(TAG_GIT_COMMIT),
         git_dirty=tags.get(TAG_GIT_DIRTY, "").lower() == "true",
         metrics=dict(run.data.metrics),
+        verified=tags.get(TAG_VERIFIED),
+        verifies=tags.get(TAG_VERIFIES),
     )
 
 
-def find_runs(config_hash: str | None = None, experiment: str | None = None) -> list[RunRow]:
+def find_runs(
+    config_hash: str | None = None, experiment: str | None = None, *, verified: bool = False
+) -> list[RunRow]:
     """trackcfg runs in the store, newest first.
 
     Args:
         config_hash: Only runs with this config hash (or hash prefix).
         experiment: Only runs in the experiment of this name.
+        verified: Only runs ``trackcfg verify`` proved bitwise reproducible.
 
     Raises:
         TrackingError: The experiment does not exist, or the hash is not hexadecimal.
@@ -140,7 +157,11 @@ def find_runs(config_hash: str | None = None, experiment: str | None = None) -> 
             max_results=_SEARCH_PAGE,
             page_token=token,
         )
-        rows.extend(_row(run, experiments) for run in page)
+        rows.extend(
+            row
+            for row in (_row(run, experiments) for run in page)
+            if not verified or row.verified == "bitwise"
+        )
         token = page.token
         if not token:
             return rows
@@ -151,9 +172,11 @@ def find_resumable(config_hash: str, experiment: str | None = None) -> str | Non
 
     A RUNNING run may be a preempted one whose status nobody could set, or one still
     training elsewhere; ``trackcfg run --resume auto`` continues it either way, as
-    mmengine's ``resume='auto'`` continues the newest checkpoint.
+    mmengine's ``resume='auto'`` continues the newest checkpoint. Runs made by
+    ``trackcfg verify`` are never picked.
     """
     for row in find_runs(config_hash, experiment):
-        if row.status != "FINISHED":
+        # A verifying run stopped early is not a run to continue.
+        if row.status != "FINISHED" and row.verifies is None:
             return row.run_id
     return None

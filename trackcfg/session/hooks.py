@@ -4,7 +4,8 @@ Unlike mmcv's ``MlflowLoggerHook`` these hooks never touch MLflow's global activ
 run, and nothing they do waits on the store:
 
 - `MlflowLoggerHook` hands every logged scalar to the run's `MetricJournal` (an
-  in-memory append), with ``step`` = the global iteration (1-based, as mmcv);
+  in-memory append), with ``step`` = the global iteration (1-based, as mmcv), and
+  then to its metric listeners (``trackcfg verify`` compares them as they come);
 - `MlflowCheckpointHook` listens to the runner's checkpoint writer and hands each
   durably complete checkpoint, with the journal's last sequence number at that
   moment, to a publisher — the tracking agent, which uploads it and then moves
@@ -22,7 +23,7 @@ journal and publisher of a live run); `trackcfg run` adds them.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 from trackcfg.errors import RunnerError
@@ -34,10 +35,12 @@ if TYPE_CHECKING:
     from trackcfg.runner.checkpoint import SavedCheckpoint
     from trackcfg.tracking.agent.journal import MetricJournal
 
-__all__ = ["CheckpointPublisher", "MlflowCheckpointHook", "MlflowLoggerHook"]
+__all__ = ["CheckpointPublisher", "MetricListener", "MlflowCheckpointHook", "MlflowLoggerHook"]
 
 #: Takes a durably complete checkpoint and the journal sequence number it follows.
 CheckpointPublisher = Callable[["SavedCheckpoint", int], None]
+#: Takes the scalars logged at one step and the step, on the training thread.
+MetricListener = Callable[[Mapping[str, float], int], None]
 
 
 class MlflowLoggerHook(LoggerHook):
@@ -64,10 +67,18 @@ class MlflowLoggerHook(LoggerHook):
             interval=interval, ignore_last=ignore_last, reset_flag=reset_flag, by_epoch=by_epoch
         )
         self.journal = journal
+        self._listeners: list[MetricListener] = []
 
     def attach(self, journal: MetricJournal) -> None:
         """Log into ``journal`` from now on."""
         self.journal = journal
+
+    def add_listener(self, listener: MetricListener) -> None:
+        """Call ``listener(scalars, step)`` with what each `log` journals, right after it.
+
+        On the training thread: an exception it raises stops training.
+        """
+        self._listeners.append(listener)
 
     def log(self, runner: BaseRunner) -> None:
         """Queue the buffer's scalars (and lr/momentum) at the global iteration."""
@@ -79,7 +90,10 @@ class MlflowLoggerHook(LoggerHook):
                 hint="`trackcfg run` attaches one; in Python, call attach(journal) before "
                 "the run starts",
             )
-        self.journal.log_many(self.get_loggable_tags(runner), step=self.get_iter(runner))
+        tags, step = self.get_loggable_tags(runner), self.get_iter(runner)
+        self.journal.log_many(tags, step=step)
+        for listener in self._listeners:
+            listener(tags, step)
 
 
 class MlflowCheckpointHook(Hook):

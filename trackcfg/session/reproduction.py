@@ -30,7 +30,14 @@ from trackcfg.errors import TrackingError
 if TYPE_CHECKING:
     from trackcfg.tracking.snapshot import Snapshot
 
-__all__ = ["Reproduction", "default_directory", "reproduce", "rerun", "run_command"]
+__all__ = [
+    "Reproduction",
+    "default_directory",
+    "remove_worktree",
+    "reproduce",
+    "rerun",
+    "run_command",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +114,13 @@ def run_command(config_file: str, cfg_options: Sequence[str]) -> tuple[str, ...]
     return tuple(argv)
 
 
-def reproduce(run_id: str, directory: Path | None = None, cwd: Path | None = None) -> Reproduction:
+def reproduce(
+    run_id: str,
+    directory: Path | None = None,
+    cwd: Path | None = None,
+    *,
+    snapshot: Snapshot | None = None,
+) -> Reproduction:
     """Re-create run ``run_id``'s sources in a new worktree and verify the config hash.
 
     Args:
@@ -115,6 +128,7 @@ def reproduce(run_id: str, directory: Path | None = None, cwd: Path | None = Non
         directory: Where to put the worktree (must not exist, or be empty); default
             `default_directory`.
         cwd: A directory inside the repository the run was made from (default: cwd).
+        snapshot: The run's snapshot, when the caller has loaded it already.
 
     Raises:
         RunNotFoundError: No such run.
@@ -129,7 +143,7 @@ def reproduce(run_id: str, directory: Path | None = None, cwd: Path | None = Non
     from trackcfg.session.target import load_run_snapshot
 
     cwd = cwd or Path.cwd()
-    snap = load_run_snapshot(run_id)
+    snap = snapshot if snapshot is not None else load_run_snapshot(run_id)
     commit = _recorded_commit(snap)
     root = _repository_root(cwd)
     target = (directory or default_directory(run_id, cwd)).absolute()
@@ -222,6 +236,17 @@ def _remove_worktree(repository: Path, target: Path, existed: bool) -> None:
             shutil.rmtree(target)
     elif existed:
         target.mkdir(parents=True, exist_ok=True)
+
+
+def remove_worktree(rep: Reproduction, cwd: Path | None = None, *, keep_directory: bool) -> None:
+    """Remove a reproduction's worktree and everything written in it; unregister it.
+
+    Args:
+        rep: What `reproduce` made.
+        cwd: A directory of the repository (default: cwd).
+        keep_directory: Leave ``rep.directory`` itself, empty (the user gave it).
+    """
+    _remove_worktree(_repository_root(cwd or Path.cwd()), rep.directory, keep_directory)
 
 
 def rerun(rep: Reproduction, env: dict[str, str]) -> int:

@@ -47,7 +47,7 @@ import signal
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import FrameType
@@ -128,6 +128,8 @@ def start_run(
     *,
     tracking_uri: str | None = None,
     on_start: Callable[[RunResult], None] | None = None,
+    tags: Mapping[str, str] | None = None,
+    extra_hooks: Sequence[tuple[Hook, str]] = (),
 ) -> RunResult:
     """Train ``config_path`` as a new tracked MLflow run (``trackcfg.run``).
 
@@ -150,6 +152,8 @@ def start_run(
             ``sqlite:///<cwd>/mlflow.db``.
         on_start: Called with the RUNNING run once its snapshot is stored, before
             the first iteration: the moment a caller can tell users the run id.
+        tags: More tags for the new run (``trackcfg verify`` marks its run).
+        extra_hooks: ``(hook, priority)`` pairs trained with, after the MLflow hooks.
 
     Returns:
         The finished run.
@@ -201,6 +205,7 @@ def start_run(
             mr.TAG_LINEAGE_HASH: cfg.lineage_hash,
             mr.TAG_CONFIG_FILE: config_file,
             mr.TAG_WORK_DIR: str(work),
+            **(tags or {}),
         }  # and the git tags, which the agent adds
         flat = mr.flatten_params(cfg.to_dict())
         (work / _STAGING).mkdir(parents=True, exist_ok=True)
@@ -231,7 +236,9 @@ def start_run(
             ready.run_id, name, ready.experiment_id, config_hash, redact_url(uri), work, "RUNNING"
         )
 
-    return _train_tracked(cfg, plan, agent, work, started, on_start, resume_from=None)
+    return _train_tracked(
+        cfg, plan, agent, work, started, on_start, resume_from=None, extra_hooks=extra_hooks
+    )
 
 
 def resume_run(
@@ -410,6 +417,7 @@ def _train_tracked(
     *,
     resume_from: Path | None,
     skip: frozenset[tuple[str, int]] = frozenset(),
+    extra_hooks: Sequence[tuple[Hook, str]] = (),
 ) -> RunResult:
     """Train with the MLflow hooks while ``agent`` tracks the run; returns the finished run."""
     from trackcfg.runner.train import train
@@ -475,6 +483,7 @@ def _train_tracked(
                     (_RunStartedHook(begin), "HIGHEST"),
                     (logger_hook, "VERY_LOW"),
                     (checkpoint_hook, "LOW"),
+                    *extra_hooks,
                 ],
             )
             if run is None:  # nothing was left to train (no stage ran): still report it

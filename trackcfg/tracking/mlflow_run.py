@@ -62,6 +62,7 @@ __all__ = [
     "MAX_PARAM_KEY_LENGTH",
     "MAX_PARAM_VALUE_LENGTH",
     "MAX_TAG_VALUE_LENGTH",
+    "TAG_CHECKPOINT_PREFIX",
     "TAG_CONFIG_FILE",
     "TAG_CONFIG_HASH",
     "TAG_ERROR",
@@ -77,6 +78,10 @@ __all__ = [
     "TAG_RESUME_COUNT",
     "TAG_SNAPSHOT_DIGEST",
     "TAG_TRUNCATED_PARAMS",
+    "TAG_VERIFIED",
+    "TAG_VERIFIED_BY",
+    "TAG_VERIFIED_TIME",
+    "TAG_VERIFIES",
     "TAG_WORK_DIR",
     "FlatParams",
     "artifact_repository",
@@ -127,6 +132,16 @@ TAG_RESUME_COUNT = "trackcfg.resume_count"
 TAG_RESUMED_FROM = "trackcfg.resumed_from"
 TAG_ERROR = "trackcfg.error"
 TAG_FORCED_CHANGES = "trackcfg.forced_changes"
+#: One tag per uploaded checkpoint, ``trackcfg.checkpoint.<file name>``, that stays
+#: when keep-last-K deletes the file: ``iter=<i> epoch=<e> xxh3-128=<file> state=<state>``.
+TAG_CHECKPOINT_PREFIX = "trackcfg.checkpoint."
+#: On a run made by ``trackcfg verify``: the run it verifies.
+TAG_VERIFIES = "trackcfg.verifies"
+#: On a verified run: ``bitwise``, ``diverged@<step>`` or ``partial@<steps>``; the
+#: verifying run's id; when (ms since the epoch).
+TAG_VERIFIED = "trackcfg.verified"
+TAG_VERIFIED_BY = "trackcfg.verified_by"
+TAG_VERIFIED_TIME = "trackcfg.verified_time"
 TAG_GIT_COMMIT = "mlflow.source.git.commit"
 TAG_GIT_BRANCH = "mlflow.source.git.branch"
 TAG_GIT_REPO_URL = "mlflow.source.git.repoURL"

@@ -60,15 +60,18 @@ def test_render_runs_lists_id_status_git_and_validation_metrics_first() -> None:
         git_commit="0123456789abcdef",
         git_dirty=True,
         metrics={"train/loss": 0.25, "val/accuracy": 0.975},
+        verified="diverged@137",
     )
     lines = render.render_runs([row]).splitlines()
-    assert lines[0].split() == ["run", "id", "name", "status", "start", "git", "metrics"]
+    header = ["run", "id", "name", "status", "start", "git", "verified", "metrics"]
+    assert lines[0].split() == header
     assert lines[1].split() == [
         "a" * 32,
         "cnn@12345678",
         "FINISHED",
         "-",
         "0123456789+dirty",
+        "diverged@137",
         "val/accuracy=0.975",
         "train/loss=0.25",
     ]
@@ -127,3 +130,87 @@ def test_render_run_finished_shows_the_store_without_credentials() -> None:
     text = finished(tracking_uri="https://alice:p@ss/w#rd@mlflow.example:443/?access_token=t0k")
     assert "store:        https://mlflow.example:443/\n" in text
     assert "alice" not in text and "p@ss" not in text and "t0k" not in text
+
+
+def verification(**fields: object) -> str:
+    """The first line of ``render_verification`` of a bitwise verification, ``fields`` changed."""
+    from dataclasses import replace
+    from pathlib import Path
+
+    from trackcfg.session.reproduction import Reproduction
+    from trackcfg.session.verification import CheckpointMatch, Verification
+
+    rep = Reproduction("a" * 32, Path("/w"), "c" * 40, True, 3, "x.py", "h" * 32, ())
+    result = Verification(
+        run_id="a" * 32,
+        verifying_run_id="b" * 32,
+        verdict="bitwise",
+        tag="bitwise",
+        steps=200,
+        metrics_compared=120,
+        difference=None,
+        diverged_at=None,
+        checkpoints=(CheckpointMatch("epoch_1.pth", 100, True),),
+        environment=(),
+        config_notes=(),
+        config_hash="h" * 32,
+        reproduction=rep,
+        kept=False,
+        time_ms=1,
+    )
+    return render.render_verification(replace(result, **fields)).splitlines()[0]
+
+
+def test_render_verification_says_where_it_diverged_and_what_differs() -> None:
+    from trackcfg.session.verification import (
+        CheckpointMatch,
+        EnvironmentDifference,
+        MetricDifference,
+    )
+
+    line = verification(
+        verdict="diverged",
+        diverged_at=137,
+        difference=MetricDifference(137, "train/loss", 0.4127, 0.4131),
+        checkpoints=(CheckpointMatch("epoch_1.pth", 100, True),),
+        environment=(
+            EnvironmentDifference("packages.torch", "2.13.0", "2.12.1"),
+            EnvironmentDifference("determinism.torch.deterministic_algorithms", True, False),
+        ),
+    )
+    assert line == (
+        "diverged at iter 137 (train/loss 0.4127 vs 0.4131); all checkpoints up to iter 100 "
+        "identical; environment: torch 2.13.0 vs 2.12.1, torch.deterministic_algorithms "
+        "True vs False"
+    )
+
+
+@pytest.mark.parametrize(
+    ("fields", "first_line"),
+    [
+        ({}, "bitwise identical; all 1 checkpoint(s) identical; environment: same"),
+        (
+            {"verdict": "partial", "steps": 50, "checkpoints": ()},
+            "identical for 50 iterations (partial); no checkpoints; environment: same",
+        ),
+        (
+            {"checkpoints": ()},
+            "bitwise identical; no checkpoints; environment: same",
+        ),
+    ],
+)
+def test_render_verification_first_line(fields: dict[str, object], first_line: str) -> None:
+    assert verification(**fields) == first_line
+
+
+def test_render_verification_names_a_checkpoint_that_differs_before_any_metric() -> None:
+    from trackcfg.session.verification import CheckpointMatch
+
+    line = verification(
+        verdict="diverged",
+        diverged_at=100,
+        checkpoints=(CheckpointMatch("epoch_1.pth", 100, False),),
+    )
+    assert line == (
+        "diverged at iter 100; checkpoint epoch_1.pth (iter 100) differs; environment: same"
+    )

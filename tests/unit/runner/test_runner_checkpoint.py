@@ -28,6 +28,7 @@ from trackcfg.runner.checkpoint import (
     load_checkpoint_file,
     read_checkpoint_record,
     remove_stale_temp_files,
+    training_state_digest,
     write_checkpoint_file,
 )
 from trackcfg.runner.epoch_based_runner import EpochBasedRunner
@@ -466,3 +467,59 @@ def test_resume_refuses_cuda_rng_states_this_process_cannot_restore(
     write_checkpoint_file(checkpoint, tmp_path / "gpu.pth", epoch=0, iter=3)
     with pytest.raises(CheckpointError, match=f"RNG states of {fake_devices} CUDA device"):
         make_runner(EpochBasedRunner, max_epochs=1).resume(tmp_path / "gpu.pth")
+
+
+# -- the training-state digest (what `trackcfg verify` compares) --------------------------
+
+
+def test_the_trailer_records_the_training_state_digest(tmp_path: Path) -> None:
+    state = {"state_dict": {"w": torch.arange(3.0)}, "meta": {"time": "now"}}
+    saved = write(tmp_path / "a.pth", state)
+    record = read_checkpoint_record(tmp_path / "a.pth")
+    assert record is not None
+    assert record.state_digest == saved.state_digest == training_state_digest(state)
+
+
+@pytest.mark.parametrize(
+    ("change", "same"),
+    [
+        ({"meta": {"time": "later", "hook_msgs": {"last_ckpt": "/elsewhere/a.pth"}}}, True),
+        ({"log_buffer": {"val_history": {"time": [0.2]}}}, True),
+        ({"hook_states": {"IterTimerHook#0": {"t": 1.5}}}, True),
+        ({"state_dict": {"w": torch.tensor([0.0, 1.0, 2.0000002])}}, False),
+        ({"state_dict": {"w": torch.arange(3.0, dtype=torch.float64)}}, False),
+        ({"runner": {"iter": 5}}, False),
+        ({"rng": [{"python": (3, (1, 2), None)}]}, False),
+    ],
+)
+def test_training_state_digest_ignores_time_paths_and_timings_only(
+    change: dict[str, object], same: bool
+) -> None:
+    base: dict[str, object] = {
+        "state_dict": {"w": torch.arange(3.0)},
+        "runner": {"iter": 4},
+        "rng": [{"python": (3, (1, 1), None)}],
+        "meta": {"time": "now", "hook_msgs": {"last_ckpt": "/work/a.pth"}},
+        "log_buffer": {"val_history": {"time": [0.1]}},
+        "hook_states": {"IterTimerHook#0": {"t": 1.0}},
+    }
+    changed = {**base, **change}
+    assert (training_state_digest(changed) == training_state_digest(base)) is same
+
+
+def test_a_resumed_run_checkpoints_the_training_state_of_the_uninterrupted_one(
+    make_runner: RunnerFactory, toy_loader: Loader, tmp_path: Path
+) -> None:
+    reference_saved: list[SavedCheckpoint] = []
+    reference = make_runner(EpochBasedRunner, max_epochs=2)
+    run_with_checkpoints(reference, toy_loader(), reference_saved)
+    kept = tmp_path / "kept.pth"
+    shutil.copy(Path(str(reference.work_dir)) / "iter_4.pth", kept)
+
+    resumed_saved: list[SavedCheckpoint] = []
+    resumed = make_runner(EpochBasedRunner, seed=99, max_epochs=2)
+    resumed.resume(kept)
+    run_with_checkpoints(resumed, toy_loader(), resumed_saved)
+    expected = {s.iter: s.state_digest for s in reference_saved}
+    assert [s.iter for s in resumed_saved] == [5, 6]
+    assert all(s.state_digest == expected[s.iter] for s in resumed_saved)

@@ -46,3 +46,20 @@ def test_environment_json_is_plain_json() -> None:
     obj = capture_environment().to_json()
     assert json.loads(json.dumps(obj)) == obj
     assert obj["cuda"] == torch.version.cuda
+
+
+def test_environment_records_what_decides_cpu_numerics(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MKL_CBWR", "COMPATIBLE")
+    env = capture_environment()
+    assert env.determinism["torch.cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert env.determinism["torch.num_interop_threads"] == torch.get_num_interop_threads()
+    assert env.determinism["torch.float32_matmul_precision"] == "highest"
+    assert env.determinism["env.MKL_CBWR"] == "COMPATIBLE"
+    assert env.cpu and env.cpu_count
+    assert env.packages["scikit-learn"] == importlib.metadata.version("scikit-learn")
+
+
+def test_environment_variables_are_recorded_redacted(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "https://user:hunter2@example.com/x")
+    recorded = str(capture_environment().determinism["env.CUDA_VISIBLE_DEVICES"])
+    assert "hunter2" not in recorded and "example.com" in recorded

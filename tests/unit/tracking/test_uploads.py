@@ -224,3 +224,28 @@ def test_sync_uploads_checkpoints_no_agent_uploaded_moves_the_pointer_and_keeps_
     assert tags["trackcfg.latest_checkpoint"] == "checkpoints/epoch_3.pth"
     assert tags["trackcfg.latest_checkpoint_digest"] == saved[-1].digest
     assert list(pins.iterdir()) == []  # uploaded, superseded, or torn: nothing stranded
+
+
+def test_every_uploaded_checkpoint_keeps_a_tag_with_its_digests_after_pruning(
+    work: Path, run: tuple[MlflowClient, str]
+) -> None:
+    client, run_id = run
+    uploader = CheckpointUploader(client, run_id, keep_last=1)
+    saved = [
+        write_checkpoint_file(
+            {"state_dict": {"w": torch.full((2,), float(epoch))}},
+            work / f"epoch_{epoch}.pth",
+            epoch=epoch,
+            iter=epoch * 45,
+        )
+        for epoch in (1, 2)
+    ]
+    for s in saved:
+        uploader.put(UploadRequest(s.path, s.digest, s.epoch, s.iter, 0))
+    assert uploader.close(timeout=60)
+    assert remote_checkpoints(client, run_id) == ["checkpoints/epoch_2.pth"]
+    tags = client.get_run(run_id).data.tags
+    for s in saved:  # the pruned one's tag included
+        assert tags[f"trackcfg.checkpoint.{s.path.name}"] == (
+            f"iter={s.iter} epoch={s.epoch} xxh3-128={s.digest} state={s.state_digest}"
+        )

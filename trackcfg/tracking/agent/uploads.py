@@ -187,12 +187,29 @@ class CheckpointUploader:
             if self.keep_last is not None:
                 # Older ones would be deleted right after their upload: skip them.
                 skipped, requests = requests[: -self.keep_last], requests[-self.keep_last :]
+                self._record_skipped(skipped)
                 for old in skipped:
                     _delete_local(old)  # keep-last-K locally too
                 self._done(len(skipped))
             for request in requests:
                 self._upload_with_retries(request)
                 self._done(1)
+
+    def _record_skipped(self, skipped: list[UploadRequest]) -> None:
+        """Tag checkpoints never uploaded (superseded in the queue): `verify` compares them too."""
+        from trackcfg.tracking.mlflow_run import set_tags
+
+        tags = dict(_checkpoint_tag(r) for r in skipped if r.path.is_file())
+        if not tags:
+            return
+        try:
+            set_tags(self.client, self.run_id, tags)
+        except Exception as error:  # a record only: never hold back the uploads for it
+            _logger.warning(
+                "trackcfg: cannot record skipped checkpoints %s: %s",
+                ", ".join(sorted(tags)),
+                first_line(error),
+            )
 
     def _done(self, count: int) -> None:
         if count:
@@ -239,7 +256,10 @@ class CheckpointUploader:
         if actual != request.digest:
             self._reject(request, actual)
             return
-        # The digest travels inside the file (its trailer) and in the pointer tag.
+        # The digest travels inside the file (its trailer), in the pointer tag and in
+        # the checkpoint's own tag, which outlives the file (keep-last-K): `verify`
+        # compares every checkpoint's training state with it.
+        own_tag, own_record = _checkpoint_tag(request)
         self.client.log_artifact(self.run_id, str(request.path), CHECKPOINT_ARTIFACT_DIR)
         after = os.stat(request.path)
         if (after.st_ino, after.st_dev, after.st_mtime_ns, after.st_size) != (
@@ -264,6 +284,7 @@ class CheckpointUploader:
                 TAG_LATEST_CHECKPOINT_ITER: str(request.iter),
                 TAG_LATEST_CHECKPOINT_EPOCH: str(request.epoch),
                 TAG_LATEST_CHECKPOINT_TIME: str(int(time.time() * 1000)),
+                own_tag: own_record,
             },
         )
         self.upload_count += 1
@@ -325,6 +346,16 @@ class CheckpointUploader:
         except Exception as error:  # a leftover remote file is harmless
             _logger.warning("trackcfg: could not delete remote %s: %s", name, first_line(error))
         _delete_local(old)
+
+
+def _checkpoint_tag(request: UploadRequest) -> tuple[str, str]:
+    """The checkpoint's own tag: ``iter=<i> epoch=<e> xxh3-128=<file> [state=<state>]``."""
+    from trackcfg.tracking.mlflow_run import TAG_CHECKPOINT_PREFIX
+
+    record = read_checkpoint_record(request.path)
+    state = record.state_digest if record is not None else None
+    value = f"iter={request.iter} epoch={request.epoch} xxh3-128={request.digest}"
+    return TAG_CHECKPOINT_PREFIX + request.path.name, value + (f" state={state}" if state else "")
 
 
 def _delete_local(old: UploadRequest) -> None:
