@@ -61,7 +61,13 @@ ENCODINGS: list[tuple[object, object]] = [
 ]
 
 
-@pytest.mark.parametrize(("value", "encoded"), ENCODINGS, ids=lambda v: repr(v)[:30])
+# Ids by index and type: a repr may hold an address or a set's hash order, and pytest-xdist
+# needs every worker to collect the same ids.
+@pytest.mark.parametrize(
+    ("value", "encoded"),
+    ENCODINGS,
+    ids=[f"{i}-{type(value).__name__}" for i, (value, _) in enumerate(ENCODINGS)],
+)
 def test_encode_value_uses_the_documented_typed_form(value: object, encoded: object) -> None:
     assert encode_value(value) == encoded
 
