@@ -79,9 +79,9 @@ def save_ui_view(config_hash: str | None = None, experiment: str | None = None) 
     if found is None:
         return None
     shown = [r for r in rows if r.experiment == name]
-    metrics = sorted(
-        {k for r in shown for k in r.metrics}, key=lambda k: (k.startswith("train/"), k)
-    )
+    # Validation metrics first (they tell runs apart), then training ones, then the rest.
+    keys = {k for r in shown for k in r.metrics}
+    metrics = sorted(keys, key=lambda k: (not k.startswith("val/"), not k.startswith("train/"), k))
     state = {
         "searchFilter": search,
         "orderByKey": "attributes.start_time",
