@@ -78,10 +78,8 @@ def run_note(snap: Snapshot, run_id: str) -> str:
     if snap.cfg_options:
         lines.append("")
         lines.append("**Options** `--cfg-options " + " ".join(snap.cfg_options) + "`")
-    lines += ["", f"**Lineage** ({len(snap.lineage)} files; bytes and digests in `trackcfg/`)"]
-    for entry in snap.lineage:
-        by = f", from `{entry.included_by}`" if entry.included_by else ""
-        lines.append(f"- `{entry.path}` `{entry.digest[:12]}`{by}")
+    # Git state and commands before the lineage list: the UI shows the first lines
+    # until "Show more" is clicked.
     lines += ["", "**Git** " + _git_line(snap)]
     lines += [
         "",
@@ -92,6 +90,10 @@ def run_note(snap: Snapshot, run_id: str) -> str:
         f"- why two runs differ: `trackcfg diff {run_id} OTHER_RUN_ID`",
         f"- re-create its sources: `trackcfg reproduce {run_id}`",
     ]
+    lines += ["", f"**Lineage** ({len(snap.lineage)} files; bytes and digests in `trackcfg/`)"]
+    for entry in snap.lineage:
+        by = f", from `{entry.included_by}`" if entry.included_by else ""
+        lines.append(f"- `{entry.path}` `{entry.digest[:12]}`{by}")
     return "\n".join(lines)
 
 
