@@ -4,8 +4,9 @@ What it shows: ``trackcfg resume RUN_ID`` continues a killed run from its newest
 complete checkpoint (model, optimizer, schedulers, every RNG, the data position)
 and ends with weights bit-identical to a run that was never interrupted.
 
-It works in a scratch workspace (a new git repository holding a copy of
-``configs/``, with its own MLflow store), so it never touches your work tree::
+It works in a scratch workspace (a new git repository holding ``configs/`` as
+your git HEAD has it, with its own MLflow store), so it never touches your work
+tree, and your uncommitted edits do not change what it runs::
 
     python examples/preemption/demo.py                 # 3 epochs of the CNN job
     python examples/preemption/demo.py --epochs 2 --keep /tmp/demo
@@ -50,9 +51,32 @@ def trackcfg(*args: str, cwd: Path, env: dict[str, str]) -> str:
     return proc.stdout
 
 
+def copy_committed_configs(directory: Path) -> None:
+    """``configs/`` as the repo's git HEAD has it (the files on disk outside a checkout)."""
+    listed = subprocess.run(
+        ["git", "-C", str(REPO), "ls-tree", "-r", "-z", "--name-only", "HEAD", "--", "configs"],
+        capture_output=True,
+        text=True,
+    )
+    names = [n for n in listed.stdout.split("\0") if n] if listed.returncode == 0 else []
+    if not names:
+        shutil.copytree(REPO / "configs", directory / "configs")
+        return
+    for name in names:
+        blob = subprocess.run(
+            ["git", "-C", str(REPO), "show", f"HEAD:./{name}"], capture_output=True, check=True
+        )
+        (directory / name).parent.mkdir(parents=True, exist_ok=True)
+        (directory / name).write_bytes(blob.stdout)
+
+
 def make_workspace(directory: Path) -> Path:
-    """A fresh git repository with a copy of the repo's configs, committed."""
-    shutil.copytree(REPO / "configs", directory / "configs")
+    """A fresh git repository with the repo's ``configs/`` as committed, committed.
+
+    Taken from the repo's git HEAD, not from your working tree, so that local edits
+    cannot change what the demo runs (outside a git checkout, the files on disk).
+    """
+    copy_committed_configs(directory)
     for args in (
         ["init", "-q"],
         ["add", "configs"],

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from tests.e2e.conftest import run_id_from
+from tests.e2e.conftest import git, run_id_from
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 Run = Callable[..., subprocess.CompletedProcess[str]]
@@ -69,21 +69,36 @@ def test_preemption_demo_resumes_to_identical_weights(tmp_path: Path) -> None:
     assert statuses == ["FINISHED", "FINISHED"]
 
 
-def test_audit_walkthrough_finds_the_base_file_responsible(tmp_path: Path) -> None:
-    done = _example("examples/audit/walkthrough.py", tmp_path)
+def test_audit_walkthrough_works_after_the_base_file_edit_the_readme_invites(
+    git_repo: Path,
+) -> None:
+    # A checkout of the project whose user already made the walk-through's edit (and
+    # one more) in the working tree: the example must show the same thing.
+    shutil.copytree(REPO_ROOT / "examples/audit", git_repo / "examples/audit")
+    git(["add", "examples"], git_repo)
+    git(["commit", "-q", "-m", "examples"], git_repo)
+    base = git_repo / "configs/_base_/schedules/sgd_10e.py"
+    base.write_text(base.read_text().replace("lr=0.01", "lr=0.02").replace("[7]", "[3]"))
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    done = subprocess.run(
+        [sys.executable, "examples/audit/walkthrough.py", "--keep", str(git_repo.parent / "ws")],
+        cwd=git_repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    ws = git_repo.parent / "ws"
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "FAILED" not in done.stdout
     assert "b: configs/_base_/schedules/sgd_10e.py:2" in done.stdout
     # The runs' snapshots answered although the base file is gone.
-    assert not (tmp_path / "ws/configs/_base_/schedules/sgd_10e.py").exists()
+    assert not (ws / "configs/_base_/schedules/sgd_10e.py").exists()
     runs = json.loads(
         subprocess.run(
             [sys.executable, "-m", "trackcfg", "runs", "--json"],
-            cwd=tmp_path / "ws",
-            env=dict(
-                os.environ,
-                MLFLOW_TRACKING_URI="sqlite:///" + (tmp_path / "ws/mlflow.db").as_posix(),
-            ),
+            cwd=ws,
+            env=dict(os.environ, MLFLOW_TRACKING_URI="sqlite:///" + (ws / "mlflow.db").as_posix()),
             capture_output=True,
             text=True,
             check=True,

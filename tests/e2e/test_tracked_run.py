@@ -97,6 +97,42 @@ def test_run_is_tagged_with_hash_lineage_file_and_git_state(
     assert tags["trackcfg.git_dirty"] == "true"
 
 
+def test_the_mlflow_ui_shows_source_user_datasets_description_and_patch(
+    dirty_tracked_run: tuple[str, Path], store: str, tmp_path: Path
+) -> None:
+    run_id, repo = dirty_tracked_run
+    client = MlflowClient(store)
+    run = client.get_run(run_id)
+    cfg = expected_config(repo)
+    tags = run.data.tags
+    experiment = client.get_experiment(run.info.experiment_id)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    assert tags["mlflow.source.name"] == E2E_CONFIG_PATH
+    assert tags["mlflow.source.type"] == "LOCAL"
+    assert tags["mlflow.user"]
+    inputs = {
+        next(t.value for t in i.tags if t.key == "mlflow.data.context"): i.dataset
+        for i in run.inputs.dataset_inputs
+    }
+    assert sorted(inputs) == ["train", "val"]
+    assert {d.name for d in inputs.values()} == {"DigitsDataset"}
+    assert inputs["train"].digest != inputs["val"].digest
+    note = tags["mlflow.note.content"]
+    for expected in (
+        cfg.hash,
+        "configs/_base_/default_runtime.py",
+        f"trackcfg resume {run_id}",
+        f"trackcfg blame {run_id}",
+        "uncommitted changes",
+        "--cfg-options runner.max_epochs=1",
+    ):
+        assert expected in note
+    preview = client.download_artifacts(run_id, "git.patch.txt", str(tmp_path))
+    stored = client.download_artifacts(run_id, "trackcfg/git.patch", str(tmp_path / "s"))
+    assert Path(preview).read_bytes() == Path(stored).read_bytes()
+    assert b"# edited after the commit" in Path(preview).read_bytes()
+
+
 def test_run_params_are_the_flattened_config(
     dirty_tracked_run: tuple[str, Path], store: str
 ) -> None:

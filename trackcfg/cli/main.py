@@ -26,6 +26,7 @@ from trackcfg.cli import render
 
 if TYPE_CHECKING:
     from trackcfg.session.runs import RunResult
+    from trackcfg.session.ui_view import UiView
 
 __all__ = ["cli", "expand_cfg_options", "main"]
 
@@ -360,22 +361,28 @@ def _absolute_uri(uri: str) -> str:
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True, type=int)
-@click.option("--hash", "config_hash", metavar="H", help="Print the search string for H.")
+@click.option(
+    "--hash", "config_hash", metavar="H", help="Link the runs of config hash H (a prefix works)."
+)
 def ui(host: str, port: int, config_hash: str | None) -> None:
-    """Start the MLflow UI on the store `trackcfg run` writes to."""
+    """Start the MLflow UI on the store `trackcfg run` writes to.
+
+    Prints a link that opens the runs grouped by config hash (only those of H with
+    --hash), with the hash, source, dataset and metrics as columns.
+    """
     from trackcfg.session.catalog import hash_filter, tracking_uri
+    from trackcfg.session.ui_view import save_ui_view
     from trackcfg.tracking.redaction import redact_url
 
     uri = tracking_uri()
     search = hash_filter(config_hash) if config_hash else None
+    view = save_ui_view(config_hash)
     if uri.startswith(("http://", "https://")):
         _out(f"the store is an MLflow server already: open {redact_url(uri)}")
-        if search:
-            _out(f"search runs:  {search}")
+        _out_view(redact_url(uri).rstrip("/"), view, search)
         return
     _out(f"MLflow UI:    http://{host}:{port}  (store {redact_url(uri)})")
-    if search:
-        _out(f"search runs:  {search}")
+    _out_view(f"http://{host}:{port}", view, search)
     argv = [sys.executable, "-m", "mlflow", "server", "--host", host, "--port", str(port)]
     # One user on one machine: one worker (mlflow's default of 4 costs seconds and RAM).
     argv += ["--workers", "1"]
@@ -393,6 +400,18 @@ def ui(host: str, port: int, config_hash: str | None) -> None:
     sys.stderr.flush()
     # Become the server: Ctrl-C and SIGTERM reach it directly, and no orphan is left.
     os.execve(sys.executable, argv, env)
+
+
+def _out_view(address: str, view: UiView | None, search: str | None) -> None:
+    if view is not None:
+        what = "runs of this config hash" if search else "runs by config hash"
+        _out(f"{what}: {address}/{view.route}")
+        if view.elsewhere:
+            _out(
+                f"  (more in experiments {', '.join(view.elsewhere)}: search there with the filter)"
+            )
+    if search:
+        _out(f"search runs:  {search}")
 
 
 # --------------------------------------------------------------------------- entry point

@@ -343,7 +343,10 @@ def resume_run(
                     mr.TAG_FORCED_CHANGES: json.dumps(
                         {"from": tagged_hash, "to": cfg.hash, "changes": changes}
                     ),
-                    mr.TAG_NOTE: "Resumed with --force; config changes:\n" + "\n".join(changes),
+                    mr.TAG_NOTE: mr.prepend_note(
+                        tags.get(mr.TAG_NOTE, ""),
+                        "Resumed with --force; config changes:\n" + "\n".join(changes),
+                    ),
                 },
             )
         if "custom_imports" in cfg.to_dict():

@@ -30,6 +30,16 @@ whole) within MLflow's limits (mlflow.utils.validation in 3.17: 100 params per
 of at most 6,000 characters). A value over the limit is cut, a key MLflow
 refuses is rewritten, and both are listed in the tag ``trackcfg.truncated_params``;
 the complete config is always in the snapshot.
+
+What MLflow's UI shows comes from its own conventions (MLflow 3.17): experiments
+trackcfg creates are tagged ``mlflow.experimentKind = custom_model_development``,
+which opens them in the UI's classic training view (runs, metrics, charts) instead
+of the GenAI one; runs carry ``mlflow.source.name``/``mlflow.source.type``/
+``mlflow.user`` ("Source", "Created by"), their datasets as run inputs with a
+digest ("Dataset"), a description in ``mlflow.note.content``, and the git patch as
+a ``.txt`` artifact, an extension the artifact viewer previews (it previews no
+``.patch``). Notes stack: a failure or a forced resume puts its section above the
+description (`prepend_note`), and a finishing resume removes only the failure's.
 """
 
 from __future__ import annotations
@@ -57,15 +67,19 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_EXPERIMENT",
+    "EXPERIMENT_KIND_TRAINING",
     "FAILURE_NOTE",
     "MAX_PARAMS_PER_BATCH",
     "MAX_PARAM_KEY_LENGTH",
     "MAX_PARAM_VALUE_LENGTH",
     "MAX_TAG_VALUE_LENGTH",
+    "NOTE_SEPARATOR",
+    "PATCH_PREVIEW_ARTIFACT",
     "TAG_CHECKPOINT_PREFIX",
     "TAG_CONFIG_FILE",
     "TAG_CONFIG_HASH",
     "TAG_ERROR",
+    "TAG_EXPERIMENT_KIND",
     "TAG_FORCED_CHANGES",
     "TAG_GIT_DIRTY",
     "TAG_LATEST_CHECKPOINT",
@@ -74,6 +88,7 @@ __all__ = [
     "TAG_LATEST_CHECKPOINT_ITER",
     "TAG_LATEST_CHECKPOINT_TIME",
     "TAG_LINEAGE_HASH",
+    "TAG_NOTE",
     "TAG_RESUMED_FROM",
     "TAG_RESUME_COUNT",
     "TAG_SNAPSHOT_DIGEST",
@@ -83,6 +98,7 @@ __all__ = [
     "TAG_VERIFIED_TIME",
     "TAG_VERIFIES",
     "TAG_WORK_DIR",
+    "DatasetRecord",
     "FlatParams",
     "artifact_repository",
     "clear_failure_tags",
@@ -93,17 +109,23 @@ __all__ = [
     "git_tags",
     "is_store_error",
     "local_sqlite_path",
+    "log_datasets",
     "log_metric_batch",
     "log_params",
+    "log_text_artifact",
     "open_client",
+    "prepend_note",
     "refused_credentials",
     "resolve_recorded_uri",
     "resolve_tracking_uri",
     "run_name",
+    "set_experiment_tag",
     "set_tags",
+    "source_tags",
     "store_errors",
     "to_client_uri",
     "unusable_store",
+    "with_failure_note",
 ]
 
 #: Experiment used when none is given.
@@ -146,6 +168,18 @@ TAG_GIT_COMMIT = "mlflow.source.git.commit"
 TAG_GIT_BRANCH = "mlflow.source.git.branch"
 TAG_GIT_REPO_URL = "mlflow.source.git.repoURL"
 TAG_NOTE = "mlflow.note.content"
+TAG_SOURCE_NAME = "mlflow.source.name"
+TAG_SOURCE_TYPE = "mlflow.source.type"
+TAG_USER = "mlflow.user"
+TAG_DATASET_CONTEXT = "mlflow.data.context"
+#: Experiment tag that picks the UI's view (MLflow 3: GenAI unless told otherwise).
+TAG_EXPERIMENT_KIND = "mlflow.experimentKind"
+#: Its value for model training (the UI's "Machine learning" kind).
+EXPERIMENT_KIND_TRAINING = "custom_model_development"
+#: Between the sections of a run's note (the newest first, the description last).
+NOTE_SEPARATOR = "\n\n---\n\n"
+#: A copy of the snapshot's ``git.patch`` that the UI's artifact viewer previews.
+PATCH_PREVIEW_ARTIFACT = "git.patch.txt"
 
 _INVALID_KEY_CHARS = re.compile(r"[^/\w.\- :]")
 _TRUNCATION_MARK = "…[truncated]"
@@ -294,7 +328,8 @@ def get_or_create_experiment(client: MlflowClient, name: str, tracking_uri: str)
     """The id of experiment ``name``, created when missing.
 
     For a local SQLite store a new experiment's artifacts go beside the database
-    (``<db dir>/mlruns/<name>``); otherwise the store decides.
+    (``<db dir>/mlruns/<name>``); otherwise the store decides. An experiment with no
+    ``mlflow.experimentKind`` tag gets the training kind (one that has a kind keeps it).
 
     Raises:
         TrackingError: the experiment exists but is deleted.
@@ -308,8 +343,9 @@ def get_or_create_experiment(client: MlflowClient, name: str, tracking_uri: str)
         if db is not None:
             slug = re.sub(r"[^\w.\-]+", "_", name).strip("._") or "experiment"
             location = (db.parent / "mlruns" / slug).as_uri()
+        kind = {TAG_EXPERIMENT_KIND: EXPERIMENT_KIND_TRAINING}
         try:
-            return str(client.create_experiment(name, artifact_location=location))
+            return str(client.create_experiment(name, artifact_location=location, tags=kind))
         except MlflowException:
             # Another process created it meanwhile.
             found = client.get_experiment_by_name(name)
@@ -319,6 +355,10 @@ def get_or_create_experiment(client: MlflowClient, name: str, tracking_uri: str)
         raise TrackingError(
             f"experiment {name!r} is deleted",
             hint="restore it in the MLflow UI or choose another --experiment",
+        )
+    if TAG_EXPERIMENT_KIND not in found.tags:
+        client.set_experiment_tag(
+            found.experiment_id, TAG_EXPERIMENT_KIND, EXPERIMENT_KIND_TRAINING
         )
     return str(found.experiment_id)
 
@@ -348,6 +388,28 @@ def git_tags(git: GitState) -> dict[str, str]:
     return tags
 
 
+def source_tags(config_file: str) -> dict[str, str]:
+    """MLflow's source and user tags for a run of ``config_file`` (the UI's "Source",
+    "Created by").
+
+    The source is the leaf config, relative to the project root, as a local source;
+    with the ``mlflow.source.git.commit`` tag the UI links it to the commit. The user
+    is the login name, left out where the system has none for this process.
+
+    Example:
+        >>> tags = source_tags("configs/digits/cnn_sgd_10e.py")
+        >>> tags["mlflow.source.name"], tags["mlflow.source.type"]
+        ('configs/digits/cnn_sgd_10e.py', 'LOCAL')
+    """
+    import getpass
+
+    tags = {TAG_SOURCE_NAME: config_file, TAG_SOURCE_TYPE: "LOCAL"}
+    # No login name and no passwd entry (some containers): no user tag.
+    with contextlib.suppress(OSError, KeyError):
+        tags[TAG_USER] = getpass.getuser()
+    return tags
+
+
 def create_run(
     client: MlflowClient, experiment_id: str, *, name: str, tags: Mapping[str, str]
 ) -> str:
@@ -363,6 +425,50 @@ def set_tags(client: MlflowClient, run_id: str, tags: Mapping[str, str]) -> None
     items = [RunTag(k, _cut(v, MAX_TAG_VALUE_LENGTH)) for k, v in tags.items()]
     for start in range(0, len(items), MAX_PARAMS_PER_BATCH):
         client.log_batch(run_id, tags=items[start : start + MAX_PARAMS_PER_BATCH])
+
+
+def set_experiment_tag(client: MlflowClient, experiment_id: str, key: str, value: str) -> None:
+    """Set one tag of an experiment."""
+    client.set_experiment_tag(experiment_id, key, value)
+
+
+@dataclass(frozen=True, slots=True)
+class DatasetRecord:
+    """A dataset a run uses, as an MLflow run input.
+
+    Attributes:
+        name: What the UI shows (the dataset's type).
+        digest: A short content digest (MLflow allows 36 characters).
+        context: The split it is used for (``train``, ``val``, ``test``).
+        source: JSON saying where it is defined.
+        profile: JSON the UI shows with it (its config), or None.
+    """
+
+    name: str
+    digest: str
+    context: str
+    source: str
+    profile: str | None = None
+
+
+def log_datasets(client: MlflowClient, run_id: str, datasets: Sequence[DatasetRecord]) -> None:
+    """Log ``datasets`` as the run's inputs (the UI's "Dataset" column and run page)."""
+    from mlflow.entities import Dataset, DatasetInput, InputTag
+
+    inputs = [
+        DatasetInput(
+            Dataset(d.name, d.digest, "code", d.source, profile=d.profile),
+            tags=[InputTag(TAG_DATASET_CONTEXT, d.context)],
+        )
+        for d in datasets
+    ]
+    if inputs:
+        client.log_inputs(run_id, datasets=inputs)
+
+
+def log_text_artifact(client: MlflowClient, run_id: str, text: str, artifact_file: str) -> None:
+    """Store ``text`` as the run's artifact ``artifact_file``."""
+    client.log_text(run_id, text, artifact_file)
 
 
 def get_run(client: MlflowClient, run_id: str) -> Run:
@@ -482,17 +588,46 @@ def _cut(text: str, limit: int) -> str:
 FAILURE_NOTE = "Run failed: "
 
 
-def clear_failure_tags(client: MlflowClient, run_id: str) -> None:
-    """Delete the error tag, and the failure note, that an earlier end of the run left.
+def prepend_note(note: str, section: str) -> str:
+    """``note`` with ``section`` above it (separated by `NOTE_SEPARATOR`).
 
-    For a run that now ends FINISHED (a resume finished it). A note that is not a
-    failure note (a forced resume's) stays.
+    Example:
+        >>> prepend_note("Config hash 57a1", "Run failed: boom")
+        'Run failed: boom\\n\\n---\\n\\nConfig hash 57a1'
+        >>> prepend_note("", "Run failed: boom")
+        'Run failed: boom'
+    """
+    return f"{section}{NOTE_SEPARATOR}{note}" if note else section
+
+
+def with_failure_note(note: str, error: str) -> str:
+    """``note`` with the failure section for ``error`` on top (replacing an earlier one).
+
+    Example:
+        >>> with_failure_note("Run failed: old\\n\\n---\\n\\ndesc", "new")
+        'Run failed: new\\n\\n---\\n\\ndesc'
+    """
+    if note.startswith(FAILURE_NOTE):
+        note = note.partition(NOTE_SEPARATOR)[2]
+    return prepend_note(note, f"{FAILURE_NOTE}{error}")
+
+
+def clear_failure_tags(client: MlflowClient, run_id: str) -> None:
+    """Delete the error tag, and the failure note's section, that an earlier end left.
+
+    For a run that now ends FINISHED (a resume finished it). The sections below the
+    failure's (the description, a forced resume's) stay.
     """
     tags = client.get_run(run_id).data.tags
     if TAG_ERROR in tags:
         client.delete_tag(run_id, TAG_ERROR)
-    if tags.get(TAG_NOTE, "").startswith(FAILURE_NOTE):
-        client.delete_tag(run_id, TAG_NOTE)
+    note = tags.get(TAG_NOTE, "")
+    if note.startswith(FAILURE_NOTE):
+        _, separator, rest = note.partition(NOTE_SEPARATOR)
+        if separator and rest:
+            client.set_tag(run_id, TAG_NOTE, rest)
+        else:
+            client.delete_tag(run_id, TAG_NOTE)
 
 
 @contextlib.contextmanager

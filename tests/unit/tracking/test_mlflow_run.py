@@ -157,3 +157,45 @@ def test_a_journal_s_redacted_store_gets_its_credentials_from_the_environment(
     assert mr.resolve_recorded_uri(recorded) == expected
     if env is not None and env.startswith("http") and expected == recorded:
         assert os.environ["MLFLOW_TRACKING_PASSWORD"] == "pw"
+
+
+def test_experiments_open_in_the_ui_s_training_view(sqlite_store: str) -> None:
+    client = MlflowClient(sqlite_store)
+    created = mr.get_or_create_experiment(client, "new", sqlite_store)
+    older = client.create_experiment("older")  # made before trackcfg tagged experiments
+    mr.get_or_create_experiment(client, "older", sqlite_store)
+    for experiment_id in (created, older):
+        tags = client.get_experiment(experiment_id).tags
+        assert tags["mlflow.experimentKind"] == "custom_model_development"
+
+
+def test_an_experiment_s_own_kind_is_kept(sqlite_store: str) -> None:
+    client = MlflowClient(sqlite_store)
+    chosen = client.create_experiment("genai", tags={"mlflow.experimentKind": "genai_development"})
+    mr.get_or_create_experiment(client, "genai", sqlite_store)
+    assert client.get_experiment(chosen).tags["mlflow.experimentKind"] == "genai_development"
+
+
+def test_datasets_are_the_run_s_inputs_with_digest_and_context(sqlite_store: str) -> None:
+    client = MlflowClient(sqlite_store)
+    run_id = client.create_run(client.create_experiment("x")).info.run_id
+    source = '{"key_path": "data.train"}'
+    record = mr.DatasetRecord("DigitsDataset", "0123456789ab", "train", source)
+    mr.log_datasets(client, run_id, [record])
+    (logged,) = client.get_run(run_id).inputs.dataset_inputs
+    assert (logged.dataset.name, logged.dataset.digest) == ("DigitsDataset", "0123456789ab")
+    assert [(t.key, t.value) for t in logged.tags] == [("mlflow.data.context", "train")]
+
+
+def test_a_finishing_resume_removes_the_failure_s_section_of_the_note_only(
+    sqlite_store: str,
+) -> None:
+    client = MlflowClient(sqlite_store)
+    run_id = client.create_run(client.create_experiment("x")).info.run_id
+    note = mr.with_failure_note(mr.prepend_note("the description", "forced"), "boom")
+    client.set_tag(run_id, mr.TAG_NOTE, mr.with_failure_note(note, "boom again"))
+    client.set_tag(run_id, mr.TAG_ERROR, "boom again")
+    mr.clear_failure_tags(client, run_id)
+    tags = client.get_run(run_id).data.tags
+    assert tags[mr.TAG_NOTE] == f"forced{mr.NOTE_SEPARATOR}the description"
+    assert mr.TAG_ERROR not in tags

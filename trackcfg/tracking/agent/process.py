@@ -73,6 +73,7 @@ if TYPE_CHECKING:
     from trackcfg.tracking.agent.journal import MetricRecord
     from trackcfg.tracking.agent.uploads import CheckpointUploader
     from trackcfg.tracking.gitstate import GitState
+    from trackcfg.tracking.snapshot import Snapshot
 
 __all__ = ["TAG_METRICS_LOST", "main"]
 
@@ -304,9 +305,11 @@ class _TrackedRun:
 
         For ``start``, ``git`` (captured when the agent started) is added to the
         run's tags and to the snapshot; the snapshot is sealed (its manifest's root
-        digest becomes the run's ``trackcfg.snapshot_digest`` tag) and uploaded.
+        digest becomes the run's ``trackcfg.snapshot_digest`` tag) and uploaded, and
+        the run gets what the MLflow UI shows of it (`trackcfg.tracking.description`).
         """
         from trackcfg.tracking import mlflow_run as mr
+        from trackcfg.tracking.description import describe_run
 
         op = request.get("op")
         work_dir = Path(str(request["work_dir"]))
@@ -333,10 +336,14 @@ class _TrackedRun:
             raise TrackingError("tracking agent: a start request needs --git-project")
         snapshot = Path(str(request["snapshot"]))
         root_digest = _seal_snapshot(snapshot, git)
+        snap = _read_staged(snapshot, root_digest)
         experiment_id = mr.get_or_create_experiment(client, str(request["experiment"]), uri)
+        requested = _str_map(request["tags"])
+        config_file = requested.get(mr.TAG_CONFIG_FILE)
         tags = {
-            **_str_map(request["tags"]),
+            **requested,
             **mr.git_tags(git),
+            **(mr.source_tags(config_file) if config_file else {}),
             # Set with the run itself: no reader ever sees the run without it.
             mr.TAG_SNAPSHOT_DIGEST: root_digest,
             TAG_LEASE: lease.to_tag(),
@@ -346,6 +353,8 @@ class _TrackedRun:
             params = mr.FlatParams(_str_map(request["params"]), tuple(_strs(request["truncated"])))
             mr.log_params(client, run_id, params)
             _upload_snapshot(client, run_id, snapshot)
+            if snap is not None:
+                describe_run(client, run_id, snap)
         except BaseException as error:
             _set_final_status(client, run_id, "FAILED", f"{type(error).__name__}: {error}")
             raise
@@ -547,6 +556,22 @@ def _seal_snapshot(staged: Path, git: GitState) -> str:
     return seal_snapshot(staged)
 
 
+def _read_staged(staged: Path, root_digest: str) -> Snapshot | None:
+    """The sealed snapshot, read back for the UI's description; None (warned) if unreadable.
+
+    The trainer always stages a complete snapshot; one it could not have written
+    still gets its run, without a description (`resume` reports the snapshot).
+    """
+    from trackcfg.errors import SnapshotError
+    from trackcfg.tracking.snapshot import read_snapshot
+
+    try:
+        return read_snapshot(staged, root_digest=root_digest)
+    except SnapshotError as error:
+        _logger.warning("trackcfg: no description for the run: %s", error)
+        return None
+
+
 def _upload_snapshot(client: MlflowClient, run_id: str, staged: Path) -> None:
     """Upload the snapshot the trainer wrote to ``staged``; then remove the staging copy."""
     from trackcfg.tracking.snapshot import upload_snapshot
@@ -581,7 +606,9 @@ def _set_final_status(
         if error is not None:
             tags[mr.TAG_ERROR] = error
             if status != "KILLED":
-                tags[mr.TAG_NOTE] = f"{mr.FAILURE_NOTE}{error}"
+                # Above the description, which stays readable below it.
+                note = client.get_run(run_id).data.tags.get(mr.TAG_NOTE, "")
+                tags[mr.TAG_NOTE] = mr.with_failure_note(note, error)
         if tags:
             mr.set_tags(client, run_id, tags)
         client.set_terminated(run_id, status=status, end_time=end_time)
