@@ -12,6 +12,7 @@ from trackcfg.runner.hooks.logger import LoggerHook
 from trackcfg.runner.hooks.lr_updater import (
     CosineAnnealingLrUpdaterHook,
     CosineRestartLrUpdaterHook,
+    CyclicLrUpdaterHook,
     ExpLrUpdaterHook,
     FixedLrUpdaterHook,
     FlatCosineAnnealingLrUpdaterHook,
@@ -21,6 +22,14 @@ from trackcfg.runner.hooks.lr_updater import (
     PolyLrUpdaterHook,
     StepLrUpdaterHook,
 )
+from trackcfg.runner.hooks.momentum_updater import (
+    CosineAnnealingMomentumUpdaterHook,
+    CyclicMomentumUpdaterHook,
+    LinearAnnealingMomentumUpdaterHook,
+    MomentumUpdaterHook,
+    OneCycleMomentumUpdaterHook,
+    StepMomentumUpdaterHook,
+)
 from trackcfg.runner.hooks.optimizer import Fp16OptimizerHook, OptimizerHook
 from trackcfg.runner.hooks.text_logger import TextLoggerHook
 from trackcfg.runner.hooks.timer import IterTimerHook
@@ -28,7 +37,10 @@ from trackcfg.runner.hooks.timer import IterTimerHook
 __all__ = [
     "CheckpointHook",
     "CosineAnnealingLrUpdaterHook",
+    "CosineAnnealingMomentumUpdaterHook",
     "CosineRestartLrUpdaterHook",
+    "CyclicLrUpdaterHook",
+    "CyclicMomentumUpdaterHook",
     "ExpLrUpdaterHook",
     "FixedLrUpdaterHook",
     "FlatCosineAnnealingLrUpdaterHook",
@@ -36,11 +48,15 @@ __all__ = [
     "Hook",
     "InvLrUpdaterHook",
     "IterTimerHook",
+    "LinearAnnealingMomentumUpdaterHook",
     "LoggerHook",
     "LrUpdaterHook",
+    "MomentumUpdaterHook",
     "OneCycleLrUpdaterHook",
+    "OneCycleMomentumUpdaterHook",
     "OptimizerHook",
     "PolyLrUpdaterHook",
     "StepLrUpdaterHook",
+    "StepMomentumUpdaterHook",
     "TextLoggerHook",
 ]

@@ -13,6 +13,7 @@ from trackcfg.runner.hooks.hook import Hook
 from trackcfg.runner.hooks.lr_updater import (
     CosineAnnealingLrUpdaterHook,
     CosineRestartLrUpdaterHook,
+    CyclicLrUpdaterHook,
     ExpLrUpdaterHook,
     FixedLrUpdaterHook,
     FlatCosineAnnealingLrUpdaterHook,
@@ -20,6 +21,13 @@ from trackcfg.runner.hooks.lr_updater import (
     OneCycleLrUpdaterHook,
     PolyLrUpdaterHook,
     StepLrUpdaterHook,
+)
+from trackcfg.runner.hooks.momentum_updater import (
+    CosineAnnealingMomentumUpdaterHook,
+    CyclicMomentumUpdaterHook,
+    LinearAnnealingMomentumUpdaterHook,
+    OneCycleMomentumUpdaterHook,
+    StepMomentumUpdaterHook,
 )
 from trackcfg.runner.hooks.optimizer import Fp16OptimizerHook, OptimizerHook
 from trackcfg.runner.hooks.text_logger import TextLoggerHook
@@ -37,6 +45,12 @@ BUILTINS: list[tuple[type[Hook], str]] = [
     (FlatCosineAnnealingLrUpdaterHook, "VERY_HIGH"),
     (CosineRestartLrUpdaterHook, "VERY_HIGH"),
     (OneCycleLrUpdaterHook, "VERY_HIGH"),
+    (CyclicLrUpdaterHook, "VERY_HIGH"),
+    (StepMomentumUpdaterHook, "HIGH"),
+    (CosineAnnealingMomentumUpdaterHook, "HIGH"),
+    (LinearAnnealingMomentumUpdaterHook, "HIGH"),
+    (CyclicMomentumUpdaterHook, "HIGH"),
+    (OneCycleMomentumUpdaterHook, "HIGH"),
     (CheckpointHook, "NORMAL"),
     (IterTimerHook, "LOW"),
     (TextLoggerHook, "VERY_LOW"),
