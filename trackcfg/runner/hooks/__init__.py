@@ -6,6 +6,10 @@ find them (`trackcfg.registry` imports this package on ``HOOKS``' first use). A 
 hook module is imported here.
 """
 
+from trackcfg.runner.hooks.accumulation import (
+    GradientCumulativeFp16OptimizerHook,
+    GradientCumulativeOptimizerHook,
+)
 from trackcfg.runner.hooks.checkpoint import CheckpointHook
 from trackcfg.runner.hooks.hook import Hook
 from trackcfg.runner.hooks.logger import LoggerHook
@@ -45,6 +49,8 @@ __all__ = [
     "FixedLrUpdaterHook",
     "FlatCosineAnnealingLrUpdaterHook",
     "Fp16OptimizerHook",
+    "GradientCumulativeFp16OptimizerHook",
+    "GradientCumulativeOptimizerHook",
     "Hook",
     "InvLrUpdaterHook",
     "IterTimerHook",

@@ -8,6 +8,10 @@ import sys
 import pytest
 
 from trackcfg.registry import HOOKS
+from trackcfg.runner.hooks.accumulation import (
+    GradientCumulativeFp16OptimizerHook,
+    GradientCumulativeOptimizerHook,
+)
 from trackcfg.runner.hooks.checkpoint import CheckpointHook
 from trackcfg.runner.hooks.hook import Hook
 from trackcfg.runner.hooks.lr_updater import (
@@ -36,6 +40,8 @@ from trackcfg.runner.hooks.timer import IterTimerHook
 BUILTINS: list[tuple[type[Hook], str]] = [
     (OptimizerHook, "ABOVE_NORMAL"),
     (Fp16OptimizerHook, "ABOVE_NORMAL"),
+    (GradientCumulativeOptimizerHook, "ABOVE_NORMAL"),
+    (GradientCumulativeFp16OptimizerHook, "ABOVE_NORMAL"),
     (FixedLrUpdaterHook, "VERY_HIGH"),
     (StepLrUpdaterHook, "VERY_HIGH"),
     (ExpLrUpdaterHook, "VERY_HIGH"),
