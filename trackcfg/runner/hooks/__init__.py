@@ -11,6 +11,7 @@ from trackcfg.runner.hooks.accumulation import (
     GradientCumulativeOptimizerHook,
 )
 from trackcfg.runner.hooks.checkpoint import CheckpointHook
+from trackcfg.runner.hooks.ema import EMAHook
 from trackcfg.runner.hooks.hook import Hook
 from trackcfg.runner.hooks.logger import LoggerHook
 from trackcfg.runner.hooks.lr_updater import (
@@ -45,6 +46,7 @@ __all__ = [
     "CosineRestartLrUpdaterHook",
     "CyclicLrUpdaterHook",
     "CyclicMomentumUpdaterHook",
+    "EMAHook",
     "ExpLrUpdaterHook",
     "FixedLrUpdaterHook",
     "FlatCosineAnnealingLrUpdaterHook",

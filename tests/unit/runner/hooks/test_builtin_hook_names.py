@@ -13,6 +13,7 @@ from trackcfg.runner.hooks.accumulation import (
     GradientCumulativeOptimizerHook,
 )
 from trackcfg.runner.hooks.checkpoint import CheckpointHook
+from trackcfg.runner.hooks.ema import EMAHook
 from trackcfg.runner.hooks.hook import Hook
 from trackcfg.runner.hooks.lr_updater import (
     CosineAnnealingLrUpdaterHook,
@@ -58,6 +59,7 @@ BUILTINS: list[tuple[type[Hook], str]] = [
     (CyclicMomentumUpdaterHook, "HIGH"),
     (OneCycleMomentumUpdaterHook, "HIGH"),
     (CheckpointHook, "NORMAL"),
+    (EMAHook, "NORMAL"),
     (IterTimerHook, "LOW"),
     (TextLoggerHook, "VERY_LOW"),
 ]
@@ -79,6 +81,7 @@ registered = dict(HOOKS.module_dict)  # populating HOOKS imports trackcfg.runner
 for info in pkgutil.walk_packages(trackcfg.__path__, "trackcfg."):
     if not info.name.endswith("__main__"):
         importlib.import_module(info.name)
+from trackcfg.runner.hooks.ema import EMAHook
 from trackcfg.runner.hooks.hook import Hook
 classes, pending = [], list(Hook.__subclasses__())
 while pending:
