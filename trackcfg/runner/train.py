@@ -5,13 +5,18 @@ Reads, from a resolved config::
     model, data=dict(samples_per_gpu, workers_per_gpu, train, val),
     optimizer, optimizer_config, fp16, lr_config, momentum_config,
     runner=dict(type='EpochBasedRunner', max_epochs=N) | dict(type='IterBasedRunner', max_iters=N),
-    checkpoint_config, log_config, custom_hooks, workflow, seed, deterministic,
+    checkpoint_config, log_config, custom_hooks, evaluation, workflow, seed, deterministic,
     diff_rank_seed, ddp (DistributedDataParallel arguments), work_dir, resume_from, load_from
 
 Under torchrun (world size > 1) the model is wrapped in
 `StepDistributedDataParallel` (gloo on CPU, NCCL on GPU is the launcher's choice).
 
-and builds everything through the registries (``MODELS``, ``DATASETS``,
+``evaluation=dict(interval=1, save_best='auto', metric=...)`` registers an
+`EvalHook` (`DistEvalHook` under torchrun) at priority LOW on a loader of
+``data.val`` in dataset order (``data.val.samples_per_gpu`` or the training batch
+size), as mmdet 2.x's ``train_detector``.
+
+It builds everything through the registries (``MODELS``, ``DATASETS``,
 ``OPTIMIZERS``, ``HOOKS``, ``RUNNERS``). Order matters for reproducibility:
 the seed is applied *before* the model is built (so its initial weights are
 a function of the seed) and data loaders draw nothing from the global RNGs
@@ -151,6 +156,46 @@ def resolve_resume_checkpoint(
         return path
     logger.info("resume_from='auto': no complete checkpoint in %s, starting fresh", work_dir)
     return None
+
+
+def _register_eval_hook(
+    runner: BaseRunner,
+    cfg: object,
+    data_cfg: Mapping[str, object],
+    evaluation: Mapping[str, object],
+    samples_per_gpu: int,
+    data_seed: int,
+) -> None:
+    """Register the ``evaluation`` section's hook on a ``data.val`` loader (mmdet 2.x).
+
+    Raises:
+        ConfigError: no ``data.val``.
+    """
+    from trackcfg.registry import DATASETS, HOOKS
+    from trackcfg.runner.dist import get_dist_info
+    from trackcfg.runner.sampler import build_dataloader
+
+    if "val" not in data_cfg:
+        raise ConfigError("evaluation needs data.val", key_path="data.val")
+    val_cfg = dict(cast(Mapping[str, object], data_cfg["val"]))
+    per_gpu = cast(int, val_cfg.pop("samples_per_gpu", samples_per_gpu))
+    dataset = DATASETS.build(val_cfg, key_path="data.val", location=_location(cfg, "data.val.type"))
+    loader = build_dataloader(
+        dataset,
+        per_gpu,
+        cast(int, data_cfg.get("workers_per_gpu", 0)),
+        seed=data_seed,
+        shuffle=False,
+        persistent_workers=False,
+    )
+    hook_type = "DistEvalHook" if get_dist_info()[1] > 1 else "EvalHook"
+    hook = HOOKS.build(
+        {"type": hook_type, **evaluation},
+        default_args={"dataloader": loader},
+        key_path="evaluation",
+        location=_location(cfg, "evaluation"),
+    )
+    runner.register_hook(cast("Hook", hook), "LOW")
 
 
 def train(
@@ -293,6 +338,8 @@ def train(
                 "Sequence[Mapping[str, object]] | None", data.get("custom_hooks")
             ),
         )
+        if plan.evaluation is not None:
+            _register_eval_hook(runner, cfg, data_cfg, plan.evaluation, samples_per_gpu, data_seed)
         for hook, priority in extra_hooks:
             runner.register_hook(hook, priority)
 

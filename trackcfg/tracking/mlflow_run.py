@@ -62,6 +62,10 @@ __all__ = [
     "MAX_PARAM_KEY_LENGTH",
     "MAX_PARAM_VALUE_LENGTH",
     "MAX_TAG_VALUE_LENGTH",
+    "TAG_BEST_CHECKPOINT",
+    "TAG_BEST_EPOCH",
+    "TAG_BEST_ITER",
+    "TAG_BEST_METRIC",
     "TAG_CONFIG_FILE",
     "TAG_CONFIG_HASH",
     "TAG_ERROR",
@@ -123,6 +127,12 @@ TAG_LATEST_CHECKPOINT_DIGEST = "trackcfg.latest_checkpoint_digest"
 TAG_LATEST_CHECKPOINT_ITER = "trackcfg.latest_checkpoint_iter"
 TAG_LATEST_CHECKPOINT_EPOCH = "trackcfg.latest_checkpoint_epoch"
 TAG_LATEST_CHECKPOINT_TIME = "trackcfg.latest_checkpoint_time"
+#: The best checkpoint `EvalHook(save_best=...)` kept (artifact path), the metric that
+#: chose it, and the epoch/iteration where it was reached.
+TAG_BEST_CHECKPOINT = "trackcfg.best_checkpoint"
+TAG_BEST_METRIC = "trackcfg.best_metric"
+TAG_BEST_EPOCH = "trackcfg.best_epoch"
+TAG_BEST_ITER = "trackcfg.best_iter"
 TAG_RESUME_COUNT = "trackcfg.resume_count"
 TAG_RESUMED_FROM = "trackcfg.resumed_from"
 TAG_ERROR = "trackcfg.error"

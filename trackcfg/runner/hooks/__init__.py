@@ -12,6 +12,7 @@ from trackcfg.runner.hooks.accumulation import (
 )
 from trackcfg.runner.hooks.checkpoint import CheckpointHook
 from trackcfg.runner.hooks.ema import EMAHook
+from trackcfg.runner.hooks.evaluation import DistEvalHook, EvalHook
 from trackcfg.runner.hooks.hook import Hook
 from trackcfg.runner.hooks.logger import LoggerHook
 from trackcfg.runner.hooks.lr_updater import (
@@ -46,7 +47,9 @@ __all__ = [
     "CosineRestartLrUpdaterHook",
     "CyclicLrUpdaterHook",
     "CyclicMomentumUpdaterHook",
+    "DistEvalHook",
     "EMAHook",
+    "EvalHook",
     "ExpLrUpdaterHook",
     "FixedLrUpdaterHook",
     "FlatCosineAnnealingLrUpdaterHook",

@@ -14,6 +14,7 @@ from trackcfg.runner.hooks.accumulation import (
 )
 from trackcfg.runner.hooks.checkpoint import CheckpointHook
 from trackcfg.runner.hooks.ema import EMAHook
+from trackcfg.runner.hooks.evaluation import DistEvalHook, EvalHook
 from trackcfg.runner.hooks.hook import Hook
 from trackcfg.runner.hooks.lr_updater import (
     CosineAnnealingLrUpdaterHook,
@@ -60,6 +61,8 @@ BUILTINS: list[tuple[type[Hook], str]] = [
     (OneCycleMomentumUpdaterHook, "HIGH"),
     (CheckpointHook, "NORMAL"),
     (EMAHook, "NORMAL"),
+    (EvalHook, "LOW"),
+    (DistEvalHook, "LOW"),
     (IterTimerHook, "LOW"),
     (TextLoggerHook, "VERY_LOW"),
 ]
@@ -82,6 +85,7 @@ for info in pkgutil.walk_packages(trackcfg.__path__, "trackcfg."):
     if not info.name.endswith("__main__"):
         importlib.import_module(info.name)
 from trackcfg.runner.hooks.ema import EMAHook
+from trackcfg.runner.hooks.evaluation import DistEvalHook, EvalHook
 from trackcfg.runner.hooks.hook import Hook
 classes, pending = [], list(Hook.__subclasses__())
 while pending:
