@@ -218,6 +218,9 @@ class EvalHook(Hook):
             self.out_dir = str(work_dir)
         elif Path(self.out_dir).name != work_dir.name:
             self.out_dir = str(Path(self.out_dir) / work_dir.name)
+        if self.best_ckpt_path is not None:
+            # restored by a resume as a bare name: the work dir may have moved since
+            self.best_ckpt_path = str(Path(self.out_dir) / Path(self.best_ckpt_path).name)
         if self.save_best is None:
             return
         if runner.meta is None:
@@ -347,9 +350,10 @@ class EvalHook(Hook):
 
     def state_dict(self) -> dict[str, object]:
         """Best score and file, the resolved metric and rule, and the initial-evaluation flag."""
+        best = None if self.best_ckpt_path is None else Path(self.best_ckpt_path).name
         return {
             "best_score": self.best_score,
-            "best_ckpt": self.best_ckpt_path,
+            "best_ckpt": best,  # the name: out_dir is the resuming run's
             "key_indicator": self.key_indicator,
             "rule": self.rule,
             "initial_flag": self.initial_flag,
