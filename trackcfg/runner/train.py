@@ -203,6 +203,7 @@ def train(
     work_dir: str | Path | None = None,
     resume_from: str | Path | None = None,
     extra_hooks: Sequence[tuple[Hook, int | str]] = (),
+    load_from: str | Path | None = None,
 ) -> BaseRunner:
     """Build model, data, optimizer, runner and hooks from ``cfg`` and run the workflow.
 
@@ -212,6 +213,8 @@ def train(
         resume_from: Overrides ``cfg.resume_from``: a checkpoint path or ``'auto'``.
         extra_hooks: ``(hook, priority)`` pairs registered after the config's hooks
             (how ``trackcfg run`` attaches MLflow hooks the config does not name).
+        load_from: Overrides ``cfg.load_from`` (a local file; ``trackcfg run`` resolves a
+            ``'run:<RUN_ID>'`` or URI ``load_from`` to one and passes it here).
 
     Returns:
         The runner, after the run finished (checkpoints flushed).
@@ -349,8 +352,17 @@ def train(
         checkpoint = resolve_resume_checkpoint(resume, work_path, logger)
         if checkpoint is not None:
             runner.resume(checkpoint)
-        elif data.get("load_from"):
-            runner.load_checkpoint(cast(str, data["load_from"]))
+        else:
+            initial = load_from if load_from is not None else data.get("load_from")
+            if initial:
+                spec = str(initial)
+                if spec.startswith("run:") or ":/" in spec:
+                    raise ConfigError(
+                        f"{spec!r} names a tracked run or a URI, which train() cannot fetch",
+                        key_path="load_from",
+                        hint="use `trackcfg run`, which downloads and verifies it first",
+                    )
+                runner.load_checkpoint(spec)
 
         run = getattr(runner, "run", None)
         if not callable(run):

@@ -73,6 +73,7 @@ if TYPE_CHECKING:
     from trackcfg.runner.base_runner import BaseRunner
     from trackcfg.runner.checkpoint import SavedCheckpoint
     from trackcfg.runner.plan import TrainingPlan
+    from trackcfg.session.initial_weights import InitialWeights
     from trackcfg.tracking.agent.client import AgentReady, TrackingAgent
     from trackcfg.tracking.agent.journal import MetricRecord
 
@@ -202,6 +203,10 @@ def start_run(
             mr.TAG_CONFIG_FILE: config_file,
             mr.TAG_WORK_DIR: str(work),
         }  # and the git tags, which the agent adds
+        initial = _initial_weights(cfg, uri, work)
+        if initial is not None:
+            tags[mr.TAG_LOAD_FROM] = initial.spec
+            tags[mr.TAG_LOAD_FROM_DIGEST] = initial.digest
         flat = mr.flatten_params(cfg.to_dict())
         (work / _STAGING).mkdir(parents=True, exist_ok=True)
         staged = write_snapshot(
@@ -231,7 +236,16 @@ def start_run(
             ready.run_id, name, ready.experiment_id, config_hash, redact_url(uri), work, "RUNNING"
         )
 
-    return _train_tracked(cfg, plan, agent, work, started, on_start, resume_from=None)
+    return _train_tracked(
+        cfg,
+        plan,
+        agent,
+        work,
+        started,
+        on_start,
+        resume_from=None,
+        load_from=None if initial is None else initial.path,
+    )
 
 
 def resume_run(
@@ -400,6 +414,16 @@ class _RunStartedHook(Hook):
         self._begin()
 
 
+def _initial_weights(cfg: Config, uri: str, work: Path) -> InitialWeights | None:
+    """The config's ``load_from``, fetched if remote and verified (None: not set)."""
+    from trackcfg.session.initial_weights import resolve_load_from
+
+    spec = cfg.to_dict().get("load_from")
+    if not spec:
+        return None
+    return resolve_load_from(str(spec), uri, work)
+
+
 def _train_tracked(
     cfg: Config,
     plan: TrainingPlan,
@@ -410,6 +434,7 @@ def _train_tracked(
     *,
     resume_from: Path | None,
     skip: frozenset[tuple[str, int]] = frozenset(),
+    load_from: Path | None = None,
 ) -> RunResult:
     """Train with the MLflow hooks while ``agent`` tracks the run; returns the finished run."""
     from trackcfg.runner.train import train
@@ -471,6 +496,7 @@ def _train_tracked(
                 cfg,
                 work_dir=work,
                 resume_from=resume_from,
+                load_from=load_from,
                 extra_hooks=[
                     (_RunStartedHook(begin), "HIGHEST"),
                     (logger_hook, "VERY_LOW"),
