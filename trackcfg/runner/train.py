@@ -322,8 +322,11 @@ def train(
     optimizer_config = config_section(data, "optimizer_config")
     fp16 = config_section(data, "fp16")
     if fp16 is not None:
-        # mmdet 2.x: `fp16=dict(loss_scale=...)` turns the optimizer hook into Fp16OptimizerHook.
-        optimizer_config = {**(optimizer_config or {}), **fp16, "type": "Fp16OptimizerHook"}
+        # mmdet 2.x: `fp16=dict(loss_scale=...)` turns the optimizer hook into Fp16OptimizerHook
+        # (an accumulating one into its fp16 variant).
+        accumulating = (optimizer_config or {}).get("type") == "GradientCumulativeOptimizerHook"
+        fp16_type = "GradientCumulativeFp16OptimizerHook" if accumulating else "Fp16OptimizerHook"
+        optimizer_config = {**(optimizer_config or {}), **fp16, "type": fp16_type}
     # The run's text log, `{timestamp}.log` next to TextLoggerHook's `.log.json` (rank 0).
     handler: logging.Handler | None = None
     if runner.rank == 0:
