@@ -8,3 +8,8 @@ _base_ = [
 ]
 # Substitution from the bases: the head always matches the dataset's classes.
 model = dict(num_classes={{ _base_.num_classes }})
+
+# Evaluate on data.val after every epoch (DigitsDataset.evaluate: accuracy, then per
+# class) and keep the best epoch as best_accuracy_epoch_N.pth ('auto': the first
+# metric). Keep-last-K (checkpoint_config.max_keep_ckpts) never deletes it.
+evaluation = dict(interval=1, metric='accuracy', save_best='auto')

@@ -221,6 +221,7 @@ def test_runs_table_shows_status_git_and_metrics(project: Project) -> None:
     assert header.split()[:3] == ["run", "id", "name"]
     row_b = next(r for r in rows if r.startswith(project.run_b))
     assert "FINISHED" in row_b and "+dirty" in row_b and "val/accuracy=" in row_b
+    assert "best val/accuracy=" in row_b  # the main job keeps its best checkpoint
     assert project.run_no_snapshot not in out  # not a trackcfg run
 
 

@@ -2,7 +2,8 @@
 
 Each case runs ``resume_driver/driver.py`` (a `trackcfg.train` run with dropout,
 shuffling, augmentation from every RNG, gradient clipping, an LR schedule and
-a checkpoint every iteration) in a subprocess, SIGKILLs it — at the end of an
+a checkpoint every iteration; one case adds gradient accumulation, EMA, a momentum
+schedule and evaluation with a best checkpoint) in a subprocess, SIGKILLs it — at the end of an
 iteration, or halfway through a checkpoint write via ``TRACKCFG_FAILPOINT`` —
 resumes it with ``resume_from='auto'`` (possibly with another ``num_workers``)
 and compares with an uninterrupted run: every parameter, buffer and optimizer
@@ -182,10 +183,21 @@ CASES = {
     # 2 ranks (gloo, DDP through train()), each with its own seed (diff_rank_seed): rank 0
     # writes checkpoints holding every rank's RNG state; each rank resumes its own.
     "epoch-2-ranks": Case("epoch", (Attempt(0, kill_at_iter=4),), ranks=2),
+    # Accumulation (windows 0-3, 4-7, 8-11, 12-14), EMA, cosine momentum, evaluation with
+    # save_best, one checkpoint per iteration (writes 1-5), the best after each epoch.
+    # Killed halfway through writing the first best checkpoint (write 6, after the
+    # evaluation: the resume evaluates again); then at iteration 6 (the resume point,
+    # iter_5 or iter_6, is inside window 4-7: its gradients come from the checkpoint);
+    # then at iteration 10 (resumes at or after the end of epoch 2, EMA on throughout).
+    "hooks-best-save-window-ema": Case(
+        "hooks",
+        (Attempt(0, failpoint=6), Attempt(0, kill_at_iter=6), Attempt(0, kill_at_iter=10)),
+    ),
 }
 REFERENCES = {
     "epoch": Case("epoch", ()),
     "iter": Case("iter", ()),
+    "hooks": Case("hooks", ()),
     "dist": Case("epoch", (), ranks=2),
 }
 
@@ -275,6 +287,20 @@ def test_killed_and_resumed_run_is_bit_identical(
     expected, actual = reference.result(), outcomes[case].result()
     for rank in range(ranks):
         assert_same_run(expected, actual, f".rank{rank}" if ranks > 1 else "")
+    if CASES[case].runner == "hooks":
+        assert_same_best_checkpoint(expected / "work", actual / "work")
+
+
+def assert_same_best_checkpoint(expected: Path, actual: Path) -> None:
+    """The same best checkpoint chosen, with the same weights; keep-last-K left it alone."""
+    names = sorted(p.name for p in expected.glob("best_*.pth"))
+    assert len(names) == 1
+    assert sorted(p.name for p in actual.glob("best_*.pth")) == names
+    want = load_checkpoint_file(expected / names[0])
+    got = load_checkpoint_file(actual / names[0])
+    assert_same_tensors(want["state_dict"], got["state_dict"], "best.state_dict")
+    for key in ("EvalHook#0", "EMAHook#0", "GradientCumulativeOptimizerHook#0"):
+        assert_same_tensors(want["hook_states"][key], got["hook_states"][key], f"best.{key}")
 
 
 def test_sigkill_at_an_arbitrary_moment_resumes_bit_identically(

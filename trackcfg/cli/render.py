@@ -281,9 +281,11 @@ def render_runs(rows: Sequence[RunRow], *, colour: bool = False) -> str:
             else "-"
         )
         git = (r.git_commit[:10] if r.git_commit else "-") + ("+dirty" if r.git_dirty else "")
-        table_rows.append(
-            [r.run_id, r.name, r.status, start, git, r.verified or "-", _short_metrics(r.metrics)]
-        )
+        metrics = _short_metrics(r.metrics)
+        if r.best is not None:  # the best checkpoint's metric, where it was reached
+            value = "?" if r.best.value is None else f"{r.best.value:.4g}"
+            metrics = f"best {r.best.metric}={value}@epoch{r.best.epoch} {metrics}"
+        table_rows.append([r.run_id, r.name, r.status, start, git, r.verified or "-", metrics])
     return render_table(
         ["run id", "name", "status", "start", "git", "verified", "metrics"],
         table_rows,
@@ -308,6 +310,14 @@ def render_runs_json(rows: Sequence[RunRow]) -> str:
                 "metrics": dict(r.metrics),
                 "verified": r.verified,
                 "verifies": r.verifies,
+                "best": None
+                if r.best is None
+                else {
+                    "metric": r.best.metric,
+                    "value": r.best.value,
+                    "epoch": r.best.epoch,
+                    "iter": r.best.iter,
+                },
             }
             for r in rows
         ],

@@ -608,6 +608,11 @@ class BaseRunner:
         requests, self._pending = self._pending, []
         if not requests:
             return
+        # Side checkpoints (no ``latest.pth`` link: EvalHook's best) are written first:
+        # the checkpoints written with them record them in their hook state, so a crash
+        # between two writes must never leave a checkpoint naming a side file that is
+        # not there. (A side file is itself a full checkpoint of the same point.)
+        requests.sort(key=lambda r: r.link is not None)
         # Every rank takes part (RNG gather); only rank 0 copies the rest and writes.
         rng = all_gather_object(capture_rng_state())
         if not is_main_process():

@@ -37,6 +37,9 @@ class TrainingPlan:
         log_interval: Iterations between log lines.
         log_by_epoch: Whether the logger hooks count by epoch.
         keep_last: ``checkpoint_config.max_keep_ckpts`` (None: keep every checkpoint).
+        evaluation: The ``evaluation`` section (`EvalHook` arguments), with ``by_epoch``
+            set from the runner type as mmdet's ``train_detector`` does; None: no
+            evaluation during training.
 
     Example:
         >>> plan = TrainingPlan.from_config({"runner": {"type": "IterBasedRunner",
@@ -51,6 +54,7 @@ class TrainingPlan:
     log_interval: int
     log_by_epoch: bool
     keep_last: int | None
+    evaluation: Mapping[str, object] | None = None
 
     @property
     def by_epoch(self) -> bool:
@@ -91,6 +95,10 @@ class TrainingPlan:
             raise ConfigError(
                 f"expected a list of (mode, count), got {workflow!r}", key_path="workflow"
             )
+        evaluation = config_section(data, "evaluation")
+        if evaluation is not None:
+            # mmdet 2.x: the runner type decides, whatever the section says
+            evaluation["by_epoch"] = runner.get("type") != "IterBasedRunner"
         return cls(
             work_dir=None if not work_dir else Path(work_dir),
             runner=runner,
@@ -100,6 +108,7 @@ class TrainingPlan:
             keep_last=keep
             if isinstance(keep, int) and not isinstance(keep, bool) and keep > 0
             else None,
+            evaluation=evaluation,
         )
 
 

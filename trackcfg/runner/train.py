@@ -5,13 +5,18 @@ Reads, from a resolved config::
     model, data=dict(samples_per_gpu, workers_per_gpu, train, val),
     optimizer, optimizer_config, fp16, lr_config, momentum_config,
     runner=dict(type='EpochBasedRunner', max_epochs=N) | dict(type='IterBasedRunner', max_iters=N),
-    checkpoint_config, log_config, custom_hooks, workflow, seed, deterministic,
+    checkpoint_config, log_config, custom_hooks, evaluation, workflow, seed, deterministic,
     diff_rank_seed, ddp (DistributedDataParallel arguments), work_dir, resume_from, load_from
 
 Under torchrun (world size > 1) the model is wrapped in
 `StepDistributedDataParallel` (gloo on CPU, NCCL on GPU is the launcher's choice).
 
-and builds everything through the registries (``MODELS``, ``DATASETS``,
+``evaluation=dict(interval=1, save_best='auto', metric=...)`` registers an
+`EvalHook` (`DistEvalHook` under torchrun) at priority LOW on a loader of
+``data.val`` in dataset order (``data.val.samples_per_gpu`` or the training batch
+size), as mmdet 2.x's ``train_detector``.
+
+It builds everything through the registries (``MODELS``, ``DATASETS``,
 ``OPTIMIZERS``, ``HOOKS``, ``RUNNERS``). Order matters for reproducibility:
 the seed is applied *before* the model is built (so its initial weights are
 a function of the seed) and data loaders draw nothing from the global RNGs
@@ -153,11 +158,52 @@ def resolve_resume_checkpoint(
     return None
 
 
+def _register_eval_hook(
+    runner: BaseRunner,
+    cfg: object,
+    data_cfg: Mapping[str, object],
+    evaluation: Mapping[str, object],
+    samples_per_gpu: int,
+    data_seed: int,
+) -> None:
+    """Register the ``evaluation`` section's hook on a ``data.val`` loader (mmdet 2.x).
+
+    Raises:
+        ConfigError: no ``data.val``.
+    """
+    from trackcfg.registry import DATASETS, HOOKS
+    from trackcfg.runner.dist import get_dist_info
+    from trackcfg.runner.sampler import build_dataloader
+
+    if "val" not in data_cfg:
+        raise ConfigError("evaluation needs data.val", key_path="data.val")
+    val_cfg = dict(cast(Mapping[str, object], data_cfg["val"]))
+    per_gpu = cast(int, val_cfg.pop("samples_per_gpu", samples_per_gpu))
+    dataset = DATASETS.build(val_cfg, key_path="data.val", location=_location(cfg, "data.val.type"))
+    loader = build_dataloader(
+        dataset,
+        per_gpu,
+        cast(int, data_cfg.get("workers_per_gpu", 0)),
+        seed=data_seed,
+        shuffle=False,
+        persistent_workers=False,
+    )
+    hook_type = "DistEvalHook" if get_dist_info()[1] > 1 else "EvalHook"
+    hook = HOOKS.build(
+        {"type": hook_type, **evaluation},
+        default_args={"dataloader": loader},
+        key_path="evaluation",
+        location=_location(cfg, "evaluation"),
+    )
+    runner.register_hook(cast("Hook", hook), "LOW")
+
+
 def train(
     cfg: Config | Mapping[str, object],
     work_dir: str | Path | None = None,
     resume_from: str | Path | None = None,
     extra_hooks: Sequence[tuple[Hook, int | str]] = (),
+    load_from: str | Path | None = None,
 ) -> BaseRunner:
     """Build model, data, optimizer, runner and hooks from ``cfg`` and run the workflow.
 
@@ -167,6 +213,8 @@ def train(
         resume_from: Overrides ``cfg.resume_from``: a checkpoint path or ``'auto'``.
         extra_hooks: ``(hook, priority)`` pairs registered after the config's hooks
             (how ``trackcfg run`` attaches MLflow hooks the config does not name).
+        load_from: Overrides ``cfg.load_from`` (a local file; ``trackcfg run`` resolves a
+            ``'run:<RUN_ID>'`` or URI ``load_from`` to one and passes it here).
 
     Returns:
         The runner, after the run finished (checkpoints flushed).
@@ -274,8 +322,11 @@ def train(
     optimizer_config = config_section(data, "optimizer_config")
     fp16 = config_section(data, "fp16")
     if fp16 is not None:
-        # mmdet 2.x: `fp16=dict(loss_scale=...)` turns the optimizer hook into Fp16OptimizerHook.
-        optimizer_config = {**(optimizer_config or {}), **fp16, "type": "Fp16OptimizerHook"}
+        # mmdet 2.x: `fp16=dict(loss_scale=...)` turns the optimizer hook into Fp16OptimizerHook
+        # (an accumulating one into its fp16 variant).
+        accumulating = (optimizer_config or {}).get("type") == "GradientCumulativeOptimizerHook"
+        fp16_type = "GradientCumulativeFp16OptimizerHook" if accumulating else "Fp16OptimizerHook"
+        optimizer_config = {**(optimizer_config or {}), **fp16, "type": fp16_type}
     # The run's text log, `{timestamp}.log` next to TextLoggerHook's `.log.json` (rank 0).
     handler: logging.Handler | None = None
     if runner.rank == 0:
@@ -293,6 +344,8 @@ def train(
                 "Sequence[Mapping[str, object]] | None", data.get("custom_hooks")
             ),
         )
+        if plan.evaluation is not None:
+            _register_eval_hook(runner, cfg, data_cfg, plan.evaluation, samples_per_gpu, data_seed)
         for hook, priority in extra_hooks:
             runner.register_hook(hook, priority)
 
@@ -302,8 +355,17 @@ def train(
         checkpoint = resolve_resume_checkpoint(resume, work_path, logger)
         if checkpoint is not None:
             runner.resume(checkpoint)
-        elif data.get("load_from"):
-            runner.load_checkpoint(cast(str, data["load_from"]))
+        else:
+            initial = load_from if load_from is not None else data.get("load_from")
+            if initial:
+                spec = str(initial)
+                if spec.startswith("run:") or ":/" in spec:
+                    raise ConfigError(
+                        f"{spec!r} names a tracked run or a URI, which train() cannot fetch",
+                        key_path="load_from",
+                        hint="use `trackcfg run`, which downloads and verifies it first",
+                    )
+                runner.load_checkpoint(spec)
 
         run = getattr(runner, "run", None)
         if not callable(run):

@@ -13,6 +13,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from trackcfg.tracking.mlflow_run import (
+    TAG_BEST_EPOCH,
+    TAG_BEST_ITER,
+    TAG_BEST_METRIC,
     TAG_CONFIG_HASH,
     TAG_GIT_COMMIT,
     TAG_GIT_DIRTY,
@@ -25,6 +28,7 @@ if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
 
 __all__ = [
+    "BestCheckpoint",
     "RunRow",
     "find_resumable",
     "find_runs",
@@ -55,6 +59,41 @@ class RunRow:
     metrics: Mapping[str, float]
     verified: str | None = None
     verifies: str | None = None
+    best: BestCheckpoint | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BestCheckpoint:
+    """The best checkpoint of a run (``evaluation=dict(save_best=...)``).
+
+    Attributes:
+        metric: The logged metric that chose it (``val/accuracy``).
+        value: Its value there (None when the metric is not in the store yet).
+        epoch: Completed epochs when it was reached.
+        iter: Completed iterations when it was reached.
+    """
+
+    metric: str
+    value: float | None
+    epoch: int
+    iter: int
+
+
+def _best(client: MlflowClient, run: Run) -> BestCheckpoint | None:
+    """The run's best checkpoint from its tags; the value from the metric's history.
+
+    The evaluation is logged at step ``iter + 1`` (the logger hooks' step after a
+    training epoch), ``iter`` being the completed iterations the tag records.
+    """
+    tags = run.data.tags
+    name = tags.get(TAG_BEST_METRIC)
+    if not name or not tags.get(TAG_BEST_ITER, "").isdigit():
+        return None
+    metric, done = f"val/{name}", int(tags[TAG_BEST_ITER])
+    epoch = int(tags[TAG_BEST_EPOCH]) if tags.get(TAG_BEST_EPOCH, "").isdigit() else 0
+    history = client.get_metric_history(run.info.run_id, metric)
+    value = next((m.value for m in history if m.step == done + 1), None)
+    return BestCheckpoint(metric=metric, value=value, epoch=epoch, iter=done)
 
 
 def tracking_uri() -> str:
@@ -109,7 +148,7 @@ def _experiments(client: MlflowClient, experiment: str | None) -> dict[str, str]
     return match
 
 
-def _row(run: Run, experiments: Mapping[str, str]) -> RunRow:
+def _row(run: Run, experiments: Mapping[str, str], client: MlflowClient) -> RunRow:
     tags = run.data.tags
     return RunRow(
         run_id=run.info.run_id,
@@ -123,6 +162,7 @@ def _row(run: Run, experiments: Mapping[str, str]) -> RunRow:
         metrics=dict(run.data.metrics),
         verified=tags.get(TAG_VERIFIED),
         verifies=tags.get(TAG_VERIFIES),
+        best=_best(client, run),
     )
 
 
@@ -159,7 +199,7 @@ def find_runs(
         )
         rows.extend(
             row
-            for row in (_row(run, experiments) for run in page)
+            for row in (_row(run, experiments, client) for run in page)
             if not verified or row.verified == "bitwise"
         )
         token = page.token

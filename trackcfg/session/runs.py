@@ -73,6 +73,7 @@ if TYPE_CHECKING:
     from trackcfg.runner.base_runner import BaseRunner
     from trackcfg.runner.checkpoint import SavedCheckpoint
     from trackcfg.runner.plan import TrainingPlan
+    from trackcfg.session.initial_weights import InitialWeights
     from trackcfg.tracking.agent.client import AgentReady, TrackingAgent
     from trackcfg.tracking.agent.journal import MetricRecord
 
@@ -207,6 +208,10 @@ def start_run(
             mr.TAG_WORK_DIR: str(work),
             **(tags or {}),
         }  # and the git tags, which the agent adds
+        initial = _initial_weights(cfg, uri, work)
+        if initial is not None:
+            tags[mr.TAG_LOAD_FROM] = initial.spec
+            tags[mr.TAG_LOAD_FROM_DIGEST] = initial.digest
         flat = mr.flatten_params(cfg.to_dict())
         (work / _STAGING).mkdir(parents=True, exist_ok=True)
         staged = write_snapshot(
@@ -237,7 +242,15 @@ def start_run(
         )
 
     return _train_tracked(
-        cfg, plan, agent, work, started, on_start, resume_from=None, extra_hooks=extra_hooks
+        cfg,
+        plan,
+        agent,
+        work,
+        started,
+        on_start,
+        resume_from=None,
+        load_from=None if initial is None else initial.path,
+        extra_hooks=extra_hooks,
     )
 
 
@@ -410,6 +423,16 @@ class _RunStartedHook(Hook):
         self._begin()
 
 
+def _initial_weights(cfg: Config, uri: str, work: Path) -> InitialWeights | None:
+    """The config's ``load_from``, fetched if remote and verified (None: not set)."""
+    from trackcfg.session.initial_weights import resolve_load_from
+
+    spec = cfg.to_dict().get("load_from")
+    if not spec:
+        return None
+    return resolve_load_from(str(spec), uri, work)
+
+
 def _train_tracked(
     cfg: Config,
     plan: TrainingPlan,
@@ -421,6 +444,7 @@ def _train_tracked(
     resume_from: Path | None,
     skip: frozenset[tuple[str, int]] = frozenset(),
     extra_hooks: Sequence[tuple[Hook, str]] = (),
+    load_from: Path | None = None,
 ) -> RunResult:
     """Train with the MLflow hooks while ``agent`` tracks the run; returns the finished run."""
     from trackcfg.runner.train import train
@@ -482,6 +506,7 @@ def _train_tracked(
                 cfg,
                 work_dir=work,
                 resume_from=resume_from,
+                load_from=load_from,
                 extra_hooks=[
                     (_RunStartedHook(begin), "HIGHEST"),
                     (logger_hook, "VERY_LOW"),

@@ -75,6 +75,10 @@ __all__ = [
     "MAX_TAG_VALUE_LENGTH",
     "NOTE_SEPARATOR",
     "PATCH_PREVIEW_ARTIFACT",
+    "TAG_BEST_CHECKPOINT",
+    "TAG_BEST_EPOCH",
+    "TAG_BEST_ITER",
+    "TAG_BEST_METRIC",
     "TAG_CHECKPOINT_PREFIX",
     "TAG_CONFIG_FILE",
     "TAG_CONFIG_HASH",
@@ -88,6 +92,8 @@ __all__ = [
     "TAG_LATEST_CHECKPOINT_ITER",
     "TAG_LATEST_CHECKPOINT_TIME",
     "TAG_LINEAGE_HASH",
+    "TAG_LOAD_FROM",
+    "TAG_LOAD_FROM_DIGEST",
     "TAG_NOTE",
     "TAG_RESUMED_FROM",
     "TAG_RESUME_COUNT",
@@ -103,6 +109,7 @@ __all__ = [
     "artifact_repository",
     "clear_failure_tags",
     "create_run",
+    "download_artifact_uri",
     "flatten_params",
     "get_or_create_experiment",
     "get_run",
@@ -150,6 +157,15 @@ TAG_LATEST_CHECKPOINT_DIGEST = "trackcfg.latest_checkpoint_digest"
 TAG_LATEST_CHECKPOINT_ITER = "trackcfg.latest_checkpoint_iter"
 TAG_LATEST_CHECKPOINT_EPOCH = "trackcfg.latest_checkpoint_epoch"
 TAG_LATEST_CHECKPOINT_TIME = "trackcfg.latest_checkpoint_time"
+#: The best checkpoint `EvalHook(save_best=...)` kept (artifact path), the metric that
+#: chose it, and the epoch/iteration where it was reached.
+TAG_BEST_CHECKPOINT = "trackcfg.best_checkpoint"
+TAG_BEST_METRIC = "trackcfg.best_metric"
+TAG_BEST_EPOCH = "trackcfg.best_epoch"
+TAG_BEST_ITER = "trackcfg.best_iter"
+#: Where a run's initial weights came from (``load_from``) and the digest of their bytes.
+TAG_LOAD_FROM = "trackcfg.load_from"
+TAG_LOAD_FROM_DIGEST = "trackcfg.load_from_digest"
 TAG_RESUME_COUNT = "trackcfg.resume_count"
 TAG_RESUMED_FROM = "trackcfg.resumed_from"
 TAG_ERROR = "trackcfg.error"
@@ -664,3 +680,18 @@ def artifact_repository(client: MlflowClient, run_id: str) -> ArtifactRepository
 
     artifact_uri = client.get_run(run_id).info.artifact_uri
     return get_artifact_repository(artifact_uri, tracking_uri=client.tracking_uri)
+
+
+def download_artifact_uri(uri: str, destination: Path, tracking_uri: str) -> Path:
+    """Download the artifact at ``uri`` (``runs:/…``, ``mlflow-artifacts:/…``, ``s3://…``).
+
+    Raises:
+        MlflowException or OSError: it cannot be downloaded (callers turn it into theirs).
+    """
+    import mlflow.artifacts
+
+    destination.mkdir(parents=True, exist_ok=True)
+    local = mlflow.artifacts.download_artifacts(
+        artifact_uri=uri, dst_path=str(destination), tracking_uri=tracking_uri
+    )
+    return Path(local)

@@ -3,7 +3,8 @@
 A subclass only defines ``forward(img) -> logits``. ``train_step`` returns
 ``dict(loss, log_vars, num_samples)`` as mmcv 1.x's runners expect (the runner's
 optimizer hook calls ``loss.backward()``); ``val_step`` returns accuracy and
-loss in ``log_vars`` so the logger reports ``val/accuracy``.
+loss in ``log_vars`` so the logger reports ``val/accuracy``; ``test_step`` returns
+the predicted classes `EvalHook` hands to ``dataset.evaluate``.
 """
 
 from __future__ import annotations
@@ -44,6 +45,15 @@ class Classifier(nn.Module):
         """
         _, log_vars, num_samples = self._evaluate(data_batch)
         return dict(log_vars=log_vars, num_samples=num_samples)
+
+    @torch.no_grad()
+    def test_step(self, data_batch: dict[str, torch.Tensor]) -> list[int]:
+        """The predicted class of every sample (what ``dataset.evaluate`` scores).
+
+        Returns:
+            One int per sample, in batch order.
+        """
+        return [int(c) for c in self(data_batch["img"]).argmax(dim=1)]
 
     def _evaluate(
         self, data_batch: dict[str, torch.Tensor]

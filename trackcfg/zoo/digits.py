@@ -15,6 +15,9 @@ resume and with any ``workers_per_gpu``.
 from __future__ import annotations
 
 import functools
+import logging
+import math
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -82,6 +85,52 @@ class DigitsDataset(Dataset[dict[str, torch.Tensor]]):
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    def evaluate(
+        self,
+        results: Sequence[object],
+        metric: str | Sequence[str] = "accuracy",
+        logger: logging.Logger | None = None,
+    ) -> dict[str, float]:
+        """Score predicted classes (one per sample, dataset order), as mmcv datasets do.
+
+        Args:
+            results: The predicted class of every sample.
+            metric: ``'accuracy'`` (overall, then ``accuracy_<class>`` per class), or a
+                list of metrics.
+            logger: Where a summary line goes (`EvalHook` passes the runner's).
+
+        Returns:
+            ``accuracy`` first (what ``save_best='auto'`` picks), then per class.
+
+        Raises:
+            ValueError: an unknown metric, or not one result per sample.
+
+        Example:
+            >>> ds = DigitsDataset(split='val')
+            >>> ds.evaluate([int(y) for y in ds.labels])['accuracy']
+            1.0
+        """
+        metrics = [metric] if isinstance(metric, str) else list(metric)
+        unknown = [m for m in metrics if m != "accuracy"]
+        if unknown:
+            raise ValueError(f"unknown metric {unknown[0]!r}; DigitsDataset supports 'accuracy'")
+        if len(results) != len(self.labels):
+            raise ValueError(
+                f"expected one result per sample ({len(self.labels)}), got {len(results)}"
+            )
+        predicted = torch.tensor([int(r) for r in results], dtype=torch.int64)  # type: ignore[call-overload]
+        correct = predicted == self.labels
+        scores = {"accuracy": float(correct.double().mean())}
+        for cls in range(len(self.CLASSES)):
+            of_class = self.labels == cls
+            total = int(of_class.sum())
+            scores[f"accuracy_{self.CLASSES[cls]}"] = (
+                float(correct[of_class].double().mean()) if total else math.nan
+            )
+        if logger is not None:
+            logger.info("DigitsDataset (%s): accuracy %.4f", self.split, scores["accuracy"])
+        return scores
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         img = self.images[index]

@@ -3,11 +3,12 @@
 Everything that makes exact resume hard is here on purpose: dropout, shuffled
 data, augmentation drawing from Python's, NumPy's and torch's RNGs inside the
 dataset, DataLoader workers, gradient clipping, an LR schedule, momentum, and a
-checkpoint every iteration.
+checkpoint every iteration. ``--runner hooks`` adds gradient accumulation, EMA,
+a momentum schedule and evaluation with a best checkpoint to the epoch run.
 
 Usage::
 
-    python driver.py --runner epoch|iter --work-dir DIR --workers N --out FINAL.pt
+    python driver.py --runner epoch|iter|hooks --work-dir DIR --workers N --out FINAL.pt
                      --losses LOSSES.jsonl [--kill-at-iter K] [--resume auto]
 
 ``--kill-at-iter K`` SIGKILLs the process at the end of training iteration K
@@ -54,6 +55,11 @@ class ResumeDriverData(Dataset[dict[str, torch.Tensor]]):
     def __len__(self) -> int:
         return len(self.x)
 
+    def evaluate(self, results: list[int], logger: object = None) -> dict[str, float]:
+        """Accuracy of predicted classes (for EvalHook)."""
+        correct = sum(int(r == int(y)) for r, y in zip(results, self.y, strict=True))
+        return {"accuracy": correct / len(self.y)}
+
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         x = self.x[index].clone()
         x = x * (1.0 + 0.2 * random.random())  # Python RNG
@@ -86,6 +92,9 @@ class ResumeDriverNet(nn.Module):
     ) -> dict[str, object]:
         return self.train_step(batch, optimizer)
 
+    def test_step(self, batch: dict[str, torch.Tensor]) -> list[int]:
+        return [int(c) for c in self(batch["x"]).argmax(dim=1)]
+
 
 class LossRecorder(Hook):
     """Appends each iteration's loss, exactly, to a JSON-lines file."""
@@ -112,6 +121,27 @@ class Killer(Hook):
 
 
 def config(runner: str, work_dir: str, workers: int, distributed: bool) -> dict[str, object]:
+    extra: dict[str, object] = {}
+    if runner == "hooks":
+        # The epoch run with issue 15's hooks: gradient accumulation (windows of 4 over
+        # 15 iterations: the last one is 3 long), EMA (evaluated: it swaps in after each
+        # epoch), per-iteration cosine momentum, evaluation keeping the best checkpoint.
+        runner = "epoch"
+        extra = {
+            "optimizer_config": {
+                "type": "GradientCumulativeOptimizerHook",
+                "cumulative_iters": 4,
+                "grad_clip": {"max_norm": 0.5},
+            },
+            "momentum_config": {
+                "policy": "CosineAnnealing",
+                "min_momentum_ratio": 0.5,
+                "by_epoch": False,
+            },
+            "custom_hooks": [{"type": "EMAHook", "momentum": 0.2, "warm_up": 2}],
+            "evaluation": {"interval": 1, "save_best": "auto"},
+            "workflow": [("train", 1)],
+        }
     if runner == "epoch":
         runner_cfg: dict[str, object] = {"type": "EpochBasedRunner", "max_epochs": 3}
         lr_config: dict[str, object] = {"policy": "step", "step": [1, 2], "gamma": 0.5}
@@ -141,12 +171,13 @@ def config(runner: str, work_dir: str, workers: int, distributed: bool) -> dict[
         # ~3 s per process (torch.use_deterministic_algorithms imports torch._inductor).
         "deterministic": False,
         "work_dir": work_dir,
+        **extra,
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--runner", choices=["epoch", "iter"], required=True)
+    parser.add_argument("--runner", choices=["epoch", "iter", "hooks"], required=True)
     parser.add_argument("--work-dir", required=True)
     parser.add_argument("--workers", type=int, default=0)
     parser.add_argument("--out", required=True)

@@ -77,6 +77,28 @@ def test_render_runs_lists_id_status_git_and_validation_metrics_first() -> None:
     ]
 
 
+def test_render_runs_shows_the_best_checkpoints_metric_first() -> None:
+    from trackcfg.session.catalog import BestCheckpoint
+
+    row = RunRow(
+        run_id="b" * 32,
+        name="cnn@12345678",
+        experiment="Default",
+        status="FINISHED",
+        start_time_ms=None,
+        config_hash="12345678" * 4,
+        git_commit=None,
+        git_dirty=False,
+        metrics={"val/accuracy": 0.9},
+        best=BestCheckpoint(metric="val/accuracy", value=0.975, epoch=7, iter=315),
+    )
+    assert render.render_runs([row]).splitlines()[1].split()[-3:] == [
+        "best",
+        "val/accuracy=0.975@epoch7",
+        "val/accuracy=0.9",
+    ]
+
+
 def test_render_runs_says_so_when_nothing_matches() -> None:
     assert render.render_runs([]) == "no runs found"
 

@@ -187,6 +187,30 @@ def test_epoch_checkpoint_is_named_by_epoch(make_runner: RunnerFactory, toy_load
     ]
 
 
+def test_side_checkpoints_of_a_boundary_are_written_before_the_others(
+    make_runner: RunnerFactory, toy_loader: Loader
+) -> None:
+    # A best checkpoint (no latest.pth link) requested after the epoch's checkpoint at
+    # the same boundary is durable first: the epoch checkpoint's hook state names it.
+    class EpochSaver(Hook):
+        def after_train_epoch(self, runner: BaseRunner) -> None:
+            runner.save_checkpoint(str(runner.work_dir))
+
+    class BestSaver(Hook):
+        def after_train_epoch(self, runner: BaseRunner) -> None:
+            runner.save_checkpoint(
+                str(runner.work_dir), filename_tmpl="best_epoch_{}.pth", create_symlink=False
+            )
+
+    runner = make_runner(EpochBasedRunner, max_epochs=1)
+    runner.register_hook(EpochSaver(), "NORMAL")
+    runner.register_hook(BestSaver(), "LOW")
+    written: list[str] = []
+    runner.add_checkpoint_listener(lambda saved: written.append(saved.path.name))
+    runner.run([toy_loader()], [("train", 1)])
+    assert written == ["best_epoch_1.pth", "epoch_1.pth"]
+
+
 def final_state(runner: BaseRunner) -> list[torch.Tensor]:
     optimizer = runner.optimizer
     assert isinstance(optimizer, torch.optim.Optimizer)

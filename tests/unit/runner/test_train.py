@@ -111,6 +111,17 @@ def test_train_fp16_key_selects_the_fp16_optimizer_hook(tmp_path: Path) -> None:
     assert "Fp16OptimizerHook" in [type(h).__name__ for h in runner.hooks]
 
 
+def test_train_fp16_key_with_accumulation_selects_the_accumulating_fp16_hook(
+    tmp_path: Path,
+) -> None:
+    cfg = config(tmp_path, fp16={"loss_scale": 512.0, "device": "cpu"})
+    cfg["runner"] = {"type": "EpochBasedRunner", "max_epochs": 1}
+    cfg["optimizer_config"] = {"type": "GradientCumulativeOptimizerHook", "cumulative_iters": 2}
+    runner = train(cfg)
+    hooks = [h for h in runner.hooks if type(h).__name__ == "GradientCumulativeFp16OptimizerHook"]
+    assert len(hooks) == 1 and hooks[0].cumulative_iters == 2  # type: ignore[attr-defined]
+
+
 def test_unknown_model_type_names_the_config_file_and_line(tmp_path: Path) -> None:
     from trackcfg.config.config import Config
     from trackcfg.errors import UnknownTypeError

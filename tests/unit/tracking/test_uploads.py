@@ -78,6 +78,42 @@ def test_checkpoints_are_uploaded_the_pointer_moves_and_only_the_last_k_are_kept
     )
 
 
+def test_best_checkpoints_are_outside_keep_last_k_and_tag_the_run(
+    work: Path, run: tuple[MlflowClient, str]
+) -> None:
+    client, run_id = run
+    uploader = CheckpointUploader(client, run_id, keep_last=1)
+
+    def best(epoch: int) -> UploadRequest:
+        regular = checkpoint(work, epoch)
+        path = regular.path.with_name(f"best_accuracy_epoch_{epoch}.pth")
+        path.write_bytes(regular.path.read_bytes())
+        return UploadRequest(path, regular.digest, epoch, regular.iter)
+
+    # epoch 2 is the best; epoch 4 replaces it; keep-last-1 keeps epoch_4 only
+    for request in [checkpoint(work, 1), best(2), checkpoint(work, 2), checkpoint(work, 3)]:
+        uploader.put(request)
+    assert uploader.wait(timeout=60)
+    assert remote_checkpoints(client, run_id) == [
+        "checkpoints/best_accuracy_epoch_2.pth",
+        "checkpoints/epoch_3.pth",
+    ]
+    tags = client.get_run(run_id).data.tags
+    assert (tags["trackcfg.best_checkpoint"], tags["trackcfg.best_metric"]) == (
+        "checkpoints/best_accuracy_epoch_2.pth",
+        "accuracy",
+    )
+    assert (tags["trackcfg.best_epoch"], tags["trackcfg.best_iter"]) == ("2", "90")
+    for request in [best(4), checkpoint(work, 4)]:
+        uploader.put(request)
+    assert uploader.close(timeout=60)
+    assert remote_checkpoints(client, run_id) == [
+        "checkpoints/best_accuracy_epoch_4.pth",
+        "checkpoints/epoch_4.pth",
+    ]
+    assert client.get_run(run_id).data.tags["trackcfg.best_epoch"] == "4"
+
+
 def test_uploaded_checkpoint_bytes_equal_the_local_file(
     work: Path, run: tuple[MlflowClient, str]
 ) -> None:

@@ -6,12 +6,19 @@ find them (`trackcfg.registry` imports this package on ``HOOKS``' first use). A 
 hook module is imported here.
 """
 
+from trackcfg.runner.hooks.accumulation import (
+    GradientCumulativeFp16OptimizerHook,
+    GradientCumulativeOptimizerHook,
+)
 from trackcfg.runner.hooks.checkpoint import CheckpointHook
+from trackcfg.runner.hooks.ema import EMAHook
+from trackcfg.runner.hooks.evaluation import DistEvalHook, EvalHook
 from trackcfg.runner.hooks.hook import Hook
 from trackcfg.runner.hooks.logger import LoggerHook
 from trackcfg.runner.hooks.lr_updater import (
     CosineAnnealingLrUpdaterHook,
     CosineRestartLrUpdaterHook,
+    CyclicLrUpdaterHook,
     ExpLrUpdaterHook,
     FixedLrUpdaterHook,
     FlatCosineAnnealingLrUpdaterHook,
@@ -21,6 +28,14 @@ from trackcfg.runner.hooks.lr_updater import (
     PolyLrUpdaterHook,
     StepLrUpdaterHook,
 )
+from trackcfg.runner.hooks.momentum_updater import (
+    CosineAnnealingMomentumUpdaterHook,
+    CyclicMomentumUpdaterHook,
+    LinearAnnealingMomentumUpdaterHook,
+    MomentumUpdaterHook,
+    OneCycleMomentumUpdaterHook,
+    StepMomentumUpdaterHook,
+)
 from trackcfg.runner.hooks.optimizer import Fp16OptimizerHook, OptimizerHook
 from trackcfg.runner.hooks.text_logger import TextLoggerHook
 from trackcfg.runner.hooks.timer import IterTimerHook
@@ -28,19 +43,31 @@ from trackcfg.runner.hooks.timer import IterTimerHook
 __all__ = [
     "CheckpointHook",
     "CosineAnnealingLrUpdaterHook",
+    "CosineAnnealingMomentumUpdaterHook",
     "CosineRestartLrUpdaterHook",
+    "CyclicLrUpdaterHook",
+    "CyclicMomentumUpdaterHook",
+    "DistEvalHook",
+    "EMAHook",
+    "EvalHook",
     "ExpLrUpdaterHook",
     "FixedLrUpdaterHook",
     "FlatCosineAnnealingLrUpdaterHook",
     "Fp16OptimizerHook",
+    "GradientCumulativeFp16OptimizerHook",
+    "GradientCumulativeOptimizerHook",
     "Hook",
     "InvLrUpdaterHook",
     "IterTimerHook",
+    "LinearAnnealingMomentumUpdaterHook",
     "LoggerHook",
     "LrUpdaterHook",
+    "MomentumUpdaterHook",
     "OneCycleLrUpdaterHook",
+    "OneCycleMomentumUpdaterHook",
     "OptimizerHook",
     "PolyLrUpdaterHook",
     "StepLrUpdaterHook",
+    "StepMomentumUpdaterHook",
     "TextLoggerHook",
 ]

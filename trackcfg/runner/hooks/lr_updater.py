@@ -45,6 +45,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CosineAnnealingLrUpdaterHook",
     "CosineRestartLrUpdaterHook",
+    "CyclicLrUpdaterHook",
     "ExpLrUpdaterHook",
     "FixedLrUpdaterHook",
     "FlatCosineAnnealingLrUpdaterHook",
@@ -55,6 +56,10 @@ __all__ = [
     "StepLrUpdaterHook",
     "annealing_cos",
     "annealing_linear",
+    "check_cyclic_args",
+    "cyclic_phases",
+    "cyclic_target_ratio",
+    "cyclic_value",
 ]
 
 #: One LR per param group, or per optimizer name when ``runner.optimizer`` is a dict.
@@ -531,6 +536,152 @@ def _target_lr(base_lr: float, min_lr: float | None, min_lr_ratio: float | None)
     if min_lr_ratio is not None:
         return base_lr * min_lr_ratio
     return float(min_lr or 0.0)
+
+
+def cyclic_target_ratio(target_ratio: float | Sequence[float]) -> tuple[float, float]:
+    """mmcv's ``target_ratio`` forms: a float ``r`` means ``(r, r / 1e5)``."""
+    if isinstance(target_ratio, int | float) and not isinstance(target_ratio, bool):
+        return float(target_ratio), float(target_ratio) / 1e5
+    if isinstance(target_ratio, Sequence) and len(target_ratio) in (1, 2):
+        if len(target_ratio) == 1:
+            return float(target_ratio[0]), float(target_ratio[0]) / 1e5
+        return float(target_ratio[0]), float(target_ratio[1])
+    raise ArgumentValueError(
+        f"must be a float or a tuple of one or two floats, got {target_ratio!r}",
+        key_path="target_ratio",
+    )
+
+
+def cyclic_phases(
+    max_iters: int, cyclic_times: int, step_ratio_up: float, target_ratio: tuple[float, float]
+) -> tuple[int, list[tuple[int, int, float, float]]]:
+    """mmcv's cyclic schedule: (iterations per cycle, [(start, end, start ratio, end ratio)]).
+
+    Shared by `CyclicLrUpdaterHook` and ``CyclicMomentumUpdaterHook``.
+
+    Raises:
+        ArgumentValueError: a cycle shorter than one iteration.
+    """
+    per_cycle = max_iters // cyclic_times
+    if per_cycle < 1:
+        raise ArgumentValueError(
+            f"{cyclic_times} cycles do not fit in {max_iters} iteration(s)",
+            key_path="cyclic_times",
+        )
+    up = int(step_ratio_up * per_cycle)
+    return per_cycle, [(0, up, 1.0, target_ratio[0]), (up, per_cycle, *target_ratio)]
+
+
+def cyclic_value(
+    base: float,
+    cur_iter: int,
+    per_cycle: int,
+    phases: list[tuple[int, int, float, float]],
+    gamma: float,
+    anneal: Callable[[float, float, float], float],
+) -> float:
+    """The cyclic schedule's value at ``cur_iter`` (mmcv's ``get_lr``/``get_momentum``)."""
+    curr_iter = cur_iter % per_cycle
+    scale = gamma ** (cur_iter // per_cycle)
+    for start_iter, end_iter, start_ratio, end_ratio in phases:
+        if start_iter <= curr_iter < end_iter:
+            if start_iter == 0:
+                end_ratio = 1 - scale + end_ratio * scale
+            else:
+                start_ratio = 1 - scale + start_ratio * scale
+            return anneal(
+                base * start_ratio,
+                base * end_ratio,
+                (curr_iter - start_iter) / (end_iter - start_iter),
+            )
+    raise RunnerError(f"the cyclic schedule has no phase for iteration {cur_iter}")
+
+
+def check_cyclic_args(
+    step_ratio_up: float, gamma: float, anneal_strategy: str, by_epoch: bool
+) -> None:
+    """Reject the cyclic arguments mmcv asserts on.
+
+    Raises:
+        ArgumentValueError: ``step_ratio_up`` outside [0, 1), ``gamma`` outside (0, 1],
+            an unknown ``anneal_strategy``, or ``by_epoch=True``.
+    """
+    if not 0 <= step_ratio_up < 1.0:
+        raise ArgumentValueError(
+            f"must be in [0, 1), got {step_ratio_up!r}", key_path="step_ratio_up"
+        )
+    if not 0 < gamma <= 1:
+        raise ArgumentValueError(f"must be in (0, 1], got {gamma!r}", key_path="gamma")
+    if anneal_strategy not in ("cos", "linear"):
+        raise ArgumentValueError(
+            f"must be 'cos' or 'linear', got {anneal_strategy!r}", key_path="anneal_strategy"
+        )
+    if by_epoch:
+        raise ArgumentValueError(
+            "cyclic schedules only support by_epoch=False", key_path="by_epoch"
+        )
+
+
+@HOOKS.register_module()
+class CyclicLrUpdaterHook(LrUpdaterHook):
+    """Cyclic LR (Smith 2017): ``lr_config=dict(policy='cyclic', target_ratio=(10, 1e-4))``.
+
+    Each of ``cyclic_times`` cycles goes from the base LR to ``target_ratio[0]`` times
+    it over ``step_ratio_up`` of the cycle, then to ``target_ratio[1]`` times it; with
+    ``gamma < 1`` each cycle's amplitude shrinks. Per iteration only, as in mmcv.
+
+    Args:
+        target_ratio: (high, low) relative to the base LR; a float ``r`` is ``(r, r / 1e5)``.
+        cyclic_times: Number of cycles in ``runner.max_iters``.
+        step_ratio_up: Fraction of a cycle spent in the first phase.
+        anneal_strategy: ``'cos'`` or ``'linear'``.
+        gamma: Cycle decay ratio, in (0, 1].
+        **kwargs: `LrUpdaterHook` arguments; ``by_epoch`` must be False (the default).
+
+    Raises:
+        ArgumentValueError: as `check_cyclic_args`, or a bad ``target_ratio``.
+    """
+
+    def __init__(
+        self,
+        target_ratio: float | Sequence[float] = (10.0, 1e-4),
+        cyclic_times: int = 1,
+        step_ratio_up: float = 0.4,
+        anneal_strategy: Literal["cos", "linear"] = "cos",
+        gamma: float = 1.0,
+        **kwargs: Unpack[LrUpdaterArgs],
+    ) -> None:
+        check_cyclic_args(
+            step_ratio_up, gamma, anneal_strategy, kwargs.setdefault("by_epoch", False)
+        )
+        self.target_ratio = cyclic_target_ratio(target_ratio)
+        self.cyclic_times = cyclic_times
+        self.step_ratio_up = step_ratio_up
+        self.gamma = gamma
+        self.anneal_func = annealing_cos if anneal_strategy == "cos" else annealing_linear
+        self.max_iter_per_phase = 1
+        self.lr_phases: list[tuple[int, int, float, float]] = []
+        super().__init__(**kwargs)
+
+    def before_run(self, runner: BaseRunner) -> None:
+        super().before_run(runner)
+        max_iters = runner.max_iters
+        if max_iters is None:
+            raise RunnerError("CyclicLrUpdaterHook needs runner.max_iters")
+        # rebuilt, not appended to as in mmcv: a second run must not follow stale phases
+        self.max_iter_per_phase, self.lr_phases = cyclic_phases(
+            max_iters, self.cyclic_times, self.step_ratio_up, self.target_ratio
+        )
+
+    def get_lr(self, runner: BaseRunner, base_lr: float) -> float:
+        return cyclic_value(
+            base_lr,
+            runner.iter,
+            self.max_iter_per_phase,
+            self.lr_phases,
+            self.gamma,
+            self.anneal_func,
+        )
 
 
 #: ``max_lr`` of `OneCycleLrUpdaterHook`: one value, one per param group, or per optimizer.

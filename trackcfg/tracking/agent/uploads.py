@@ -55,6 +55,7 @@ __all__ = [
     "CheckpointUploader",
     "StrandedUploads",
     "UploadRequest",
+    "best_checkpoint_metric",
     "checkpoint_number",
     "publish_pin",
     "stranded_checkpoints",
@@ -68,6 +69,20 @@ CHECKPOINT_ARTIFACT_DIR = "checkpoints"
 
 #: Waits until the journal's records up to a sequence number are delivered; False on timeout.
 DeliveredUpTo = Callable[[int, float], bool]
+
+
+def best_checkpoint_metric(name: str) -> str | None:
+    """The metric of a best checkpoint's name (``EvalHook(save_best=...)``), else None.
+
+    Best checkpoints are outside keep-last-K: kept until a newer best replaces them.
+
+    Example:
+        >>> best_checkpoint_metric("best_top_1_iter_400.pth"), best_checkpoint_metric("epoch_3.pth")
+        ('top_1', None)
+    """
+    base = name.rsplit("/", 1)[-1]
+    match = re.fullmatch(r"best_(.+)_(?:epoch|iter)_\d+\.pth", base)
+    return match.group(1) if match else None
 
 
 def checkpoint_number(name: str) -> int | None:
@@ -186,7 +201,10 @@ class CheckpointUploader:
             requests = [r for r in batch if r is not None]
             if self.keep_last is not None:
                 # Older ones would be deleted right after their upload: skip them.
-                skipped, requests = requests[: -self.keep_last], requests[-self.keep_last :]
+                # (Best checkpoints are outside keep-last-K: always uploaded.)
+                kept = [r for r in requests if best_checkpoint_metric(r.path.name) is None]
+                skipped = kept[: -self.keep_last]
+                requests = [r for r in requests if r not in skipped]
                 self._record_skipped(skipped)
                 for old in skipped:
                     _delete_local(old)  # keep-last-K locally too
@@ -290,6 +308,10 @@ class CheckpointUploader:
         self.upload_count += 1
         if request.pinned:  # uploaded and pointed to: no longer stranded
             request.path.unlink(missing_ok=True)
+        metric = best_checkpoint_metric(request.path.name)
+        if metric is not None:
+            self._uploaded_best(request, metric)
+            return
         if self.keep_last is not None and not self._seeded:
             self.uploaded = self._earlier_uploads(request)
             self._seeded = True
@@ -298,6 +320,41 @@ class CheckpointUploader:
         if self.keep_last is not None:
             while len(self.uploaded) > self.keep_last:
                 self._prune(self.uploaded.pop(0))
+
+    def _uploaded_best(self, request: UploadRequest, metric: str) -> None:
+        """Tag the run with a new best checkpoint; delete the earlier best remotely.
+
+        Locally, `EvalHook` deletes the earlier best itself once the new one is durable.
+        """
+        from trackcfg.tracking.mlflow_run import (
+            TAG_BEST_CHECKPOINT,
+            TAG_BEST_EPOCH,
+            TAG_BEST_ITER,
+            TAG_BEST_METRIC,
+            artifact_repository,
+            set_tags,
+        )
+
+        set_tags(
+            self.client,
+            self.run_id,
+            {
+                TAG_BEST_CHECKPOINT: f"{CHECKPOINT_ARTIFACT_DIR}/{request.path.name}",
+                TAG_BEST_METRIC: metric,
+                TAG_BEST_EPOCH: str(request.epoch),
+                TAG_BEST_ITER: str(request.iter),
+            },
+        )
+        for info in self.client.list_artifacts(self.run_id, CHECKPOINT_ARTIFACT_DIR):
+            name = info.path.rsplit("/", 1)[-1]
+            if info.is_dir or name == request.path.name or best_checkpoint_metric(name) is None:
+                continue
+            if self._repo is None:
+                self._repo = artifact_repository(self.client, self.run_id)
+            try:
+                self._repo.delete_artifacts(f"{CHECKPOINT_ARTIFACT_DIR}/{name}")  # type: ignore[no-untyped-call]
+            except Exception as error:  # a leftover remote file is harmless
+                _logger.warning("trackcfg: could not delete remote %s: %s", name, first_line(error))
 
     def _reject(self, request: UploadRequest, actual: str) -> None:
         _logger.error(
@@ -330,6 +387,8 @@ class CheckpointUploader:
             name = info.path.rsplit("/", 1)[-1]
             number = checkpoint_number(name)
             if info.is_dir or number is None or name == request.path.name:
+                continue
+            if best_checkpoint_metric(name) is not None:  # outside keep-last-K
                 continue
             earlier = UploadRequest(request.local.with_name(name), "", 0, number)
             found.append((number, earlier))

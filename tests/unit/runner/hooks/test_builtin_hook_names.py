@@ -8,11 +8,18 @@ import sys
 import pytest
 
 from trackcfg.registry import HOOKS
+from trackcfg.runner.hooks.accumulation import (
+    GradientCumulativeFp16OptimizerHook,
+    GradientCumulativeOptimizerHook,
+)
 from trackcfg.runner.hooks.checkpoint import CheckpointHook
+from trackcfg.runner.hooks.ema import EMAHook
+from trackcfg.runner.hooks.evaluation import DistEvalHook, EvalHook
 from trackcfg.runner.hooks.hook import Hook
 from trackcfg.runner.hooks.lr_updater import (
     CosineAnnealingLrUpdaterHook,
     CosineRestartLrUpdaterHook,
+    CyclicLrUpdaterHook,
     ExpLrUpdaterHook,
     FixedLrUpdaterHook,
     FlatCosineAnnealingLrUpdaterHook,
@@ -21,6 +28,13 @@ from trackcfg.runner.hooks.lr_updater import (
     PolyLrUpdaterHook,
     StepLrUpdaterHook,
 )
+from trackcfg.runner.hooks.momentum_updater import (
+    CosineAnnealingMomentumUpdaterHook,
+    CyclicMomentumUpdaterHook,
+    LinearAnnealingMomentumUpdaterHook,
+    OneCycleMomentumUpdaterHook,
+    StepMomentumUpdaterHook,
+)
 from trackcfg.runner.hooks.optimizer import Fp16OptimizerHook, OptimizerHook
 from trackcfg.runner.hooks.text_logger import TextLoggerHook
 from trackcfg.runner.hooks.timer import IterTimerHook
@@ -28,6 +42,8 @@ from trackcfg.runner.hooks.timer import IterTimerHook
 BUILTINS: list[tuple[type[Hook], str]] = [
     (OptimizerHook, "ABOVE_NORMAL"),
     (Fp16OptimizerHook, "ABOVE_NORMAL"),
+    (GradientCumulativeOptimizerHook, "ABOVE_NORMAL"),
+    (GradientCumulativeFp16OptimizerHook, "ABOVE_NORMAL"),
     (FixedLrUpdaterHook, "VERY_HIGH"),
     (StepLrUpdaterHook, "VERY_HIGH"),
     (ExpLrUpdaterHook, "VERY_HIGH"),
@@ -37,7 +53,16 @@ BUILTINS: list[tuple[type[Hook], str]] = [
     (FlatCosineAnnealingLrUpdaterHook, "VERY_HIGH"),
     (CosineRestartLrUpdaterHook, "VERY_HIGH"),
     (OneCycleLrUpdaterHook, "VERY_HIGH"),
+    (CyclicLrUpdaterHook, "VERY_HIGH"),
+    (StepMomentumUpdaterHook, "HIGH"),
+    (CosineAnnealingMomentumUpdaterHook, "HIGH"),
+    (LinearAnnealingMomentumUpdaterHook, "HIGH"),
+    (CyclicMomentumUpdaterHook, "HIGH"),
+    (OneCycleMomentumUpdaterHook, "HIGH"),
     (CheckpointHook, "NORMAL"),
+    (EMAHook, "NORMAL"),
+    (EvalHook, "LOW"),
+    (DistEvalHook, "LOW"),
     (IterTimerHook, "LOW"),
     (TextLoggerHook, "VERY_LOW"),
 ]
@@ -59,6 +84,8 @@ registered = dict(HOOKS.module_dict)  # populating HOOKS imports trackcfg.runner
 for info in pkgutil.walk_packages(trackcfg.__path__, "trackcfg."):
     if not info.name.endswith("__main__"):
         importlib.import_module(info.name)
+from trackcfg.runner.hooks.ema import EMAHook
+from trackcfg.runner.hooks.evaluation import DistEvalHook, EvalHook
 from trackcfg.runner.hooks.hook import Hook
 classes, pending = [], list(Hook.__subclasses__())
 while pending:
