@@ -13,3 +13,6 @@ model = dict(num_classes={{ _base_.num_classes }})
 # class) and keep the best epoch as best_accuracy_epoch_N.pth ('auto': the first
 # metric). Keep-last-K (checkpoint_config.max_keep_ckpts) never deletes it.
 evaluation = dict(interval=1, metric='accuracy', save_best='auto')
+# The evaluation replaces the base's ('val', 1) stage, which would log val/accuracy a
+# second time at the same step (mmdet's configs do the same).
+workflow = [('train', 1)]
