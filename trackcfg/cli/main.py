@@ -154,8 +154,8 @@ def _resume_target(
 ) -> str | None:
     if resume != "auto":
         return resume
-    from trackcfg.config.config import load_config
     from trackcfg.session.catalog import find_resumable
+    from trackcfg.session.config_keys import load_config
 
     run_id = find_resumable(
         load_config(config, options, import_custom_modules=False).hash, experiment
@@ -231,7 +231,7 @@ def sync(work_dir: str | None) -> None:
 def show(config: str, cfg_options: tuple[str, ...], fmt: str) -> None:
     """Print the resolved CONFIG."""
     from trackcfg.config import dump
-    from trackcfg.config.config import load_config
+    from trackcfg.session.config_keys import load_config
 
     click.echo(
         dump.to_text(
@@ -247,7 +247,7 @@ def show(config: str, cfg_options: tuple[str, ...], fmt: str) -> None:
 @click.option("--lineage", is_flag=True, help="Also list every file that took part.")
 def hash_(config: str, cfg_options: tuple[str, ...], lineage: bool) -> None:
     """Print the content hash of the resolved CONFIG (digest alone, for scripts)."""
-    from trackcfg.config.config import load_config
+    from trackcfg.session.config_keys import load_config
 
     cfg = load_config(config, cfg_options, import_custom_modules=False)
     _out(cfg.hash)
@@ -299,8 +299,8 @@ def runs(
     config_hash: str | None, config: str | None, experiment: str | None, as_json: bool
 ) -> None:
     """List tracked runs, newest first (id, name, status, start, git, latest metrics)."""
-    from trackcfg.config.config import load_config
     from trackcfg.session.catalog import find_runs
+    from trackcfg.session.config_keys import load_config
 
     if config_hash and config:
         raise click.UsageError("give --hash or --config, not both")
@@ -341,7 +341,7 @@ def _absolute_uri(uri: str) -> str:
 @click.option("--hash", "config_hash", metavar="H", help="Print the search string for H.")
 def ui(host: str, port: int, config_hash: str | None) -> None:
     """Start the MLflow UI on the store `trackcfg run` writes to."""
-    from trackcfg.session.catalog import hash_filter, tracking_uri
+    from trackcfg.session.catalog import check_port_free, hash_filter, tracking_uri
     from trackcfg.tracking.redaction import redact_url
 
     uri = tracking_uri()
@@ -351,6 +351,7 @@ def ui(host: str, port: int, config_hash: str | None) -> None:
         if search:
             _out(f"search runs:  {search}")
         return
+    check_port_free(host, port)  # before the URL is printed: it would show another server
     _out(f"MLflow UI:    http://{host}:{port}  (store {redact_url(uri)})")
     if search:
         _out(f"search runs:  {search}")
