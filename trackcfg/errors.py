@@ -15,6 +15,7 @@
     │   ├── ConfigLimitError               nested too deep, YAML aliases expanding too far
     │   ├── ConfigKeyError (KeyError)              a missing key
     │   │   └── ConfigAttributeError (AttributeError)
+    │   ├── ConfigBuildError               a constructor the config names raised (its cause)
     │   └── ArgumentError                  a value a built object (a hook) rejects
     │       ├── ArgumentValueError (ValueError)
     │       ├── ArgumentTypeError (TypeError)
@@ -33,6 +34,7 @@
         ├── SnapshotError                  a run without (or with a broken) snapshot
         ├── HashMismatchError              resume refused: the config hashes differently
         ├── RunLeaseError                  another trainer holds the run's lease
+        ├── PortInUseError (OSError)       `trackcfg ui`: the port is taken
         ├── JournalBusyError (TimeoutError)        another process still delivers a journal
         └── VerificationError              `verify` cannot re-run a run (never "diverged")
 
@@ -78,6 +80,7 @@ __all__ = [
     "CheckpointFormatError",
     "ConfigAttributeError",
     "ConfigBaseError",
+    "ConfigBuildError",
     "ConfigError",
     "ConfigFileNotFoundError",
     "ConfigImportError",
@@ -92,6 +95,7 @@ __all__ = [
     "HashMismatchError",
     "HookRegistrationError",
     "JournalBusyError",
+    "PortInUseError",
     "RegistryError",
     "RunLeaseError",
     "RunNotFoundError",
@@ -218,6 +222,15 @@ class ConfigAttributeError(ConfigKeyError, AttributeError):
     """Attribute access to a missing key of a `ConfigDict`."""
 
 
+class ConfigBuildError(ConfigError):
+    """Building an object the config names failed: its constructor raised.
+
+    Raised by `trackcfg.runner.train.train` with the key path and the file and line
+    that set the section's ``type``, ``from`` the constructor's own exception (its
+    type and traceback stay on ``__cause__``; ``--debug`` prints them).
+    """
+
+
 class ArgumentError(ConfigError):
     """An object built from a config (a hook) rejects one of its arguments.
 
@@ -323,6 +336,10 @@ class HashMismatchError(TrackingError):
 
 class RunLeaseError(TrackingError):
     """Another trainer holds the run's lease: a run has one trainer at a time."""
+
+
+class PortInUseError(TrackingError, OSError):
+    """``trackcfg ui`` cannot listen on the port asked for (another server has it)."""
 
 
 class JournalBusyError(TrackingError, TimeoutError):

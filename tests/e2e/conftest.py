@@ -58,8 +58,8 @@ def git(args: list[str], cwd: Path) -> str:
     return done.stdout
 
 
-#: A test-only hook module: SIGKILL at a chosen iteration, or slow every iteration
-#: down; inert unless the environment variables are set (so the config, and its
+#: A test-only hook module: SIGKILL or raise at a chosen iteration, or slow every
+#: iteration down; inert unless the environment variables are set (so the config, and its
 #: hash, is the same for the interrupted and the uninterrupted run).
 FAULT_HOOKS = '''"""Test-only fault injection for tracked e2e runs."""
 import os
@@ -79,6 +79,9 @@ class E2EFaultHook(Hook):
         delay = float(os.environ.get("TRACKCFG_E2E_ITER_DELAY", "0"))
         if delay:
             time.sleep(delay)
+        fail_at = int(os.environ.get("TRACKCFG_E2E_FAIL_AT", "0"))
+        if fail_at and runner.iter + 1 == fail_at:
+            raise RuntimeError(f"injected failure at iteration {fail_at}")
 '''
 
 #: A small tracked experiment: the digits MLP for 4 epochs (45 iterations each),

@@ -2,10 +2,13 @@
 
 One module-scoped project holds the runs (training is the slow part):
 
-- run A: ``configs/digits/tiny.py`` (committed; 1 short epoch) from a clean tree;
+- run A: ``configs/digits/tiny.py`` (committed; 1 short epoch) from a clean tree,
+  without ``--work-dir``;
 - then ``configs/_base_/schedules/sgd_10e.py`` is edited (lr 0.01 -> 0.02, not
   committed) and an untracked ``configs/digits/tiny_b.py`` is added;
 - run B: ``tiny_b.py`` from that dirty tree;
+- run A2: ``tiny.py`` again (now resolving to another hash), without ``--work-dir``:
+  its files must not clobber run A's;
 - run N: an MLflow run without a trackcfg snapshot.
 
 What the config files said when each run was made is captured right then, so
@@ -49,6 +52,7 @@ class Project:
     env: dict[str, str]
     uri: str
     run_a: str
+    run_a2: str
     run_b: str
     run_no_snapshot: str
     hash_a: str
@@ -57,6 +61,7 @@ class Project:
     blame_b_files: str  # `blame tiny_b.py model` when run B was made
     diff_b_files: str  # `diff tiny_b.py tiny.py --json` when run B was made
     run_a_stderr: str
+    run_b_stderr: str
 
 
 def ok(done: subprocess.CompletedProcess[str], status: int = 0) -> str:
@@ -84,7 +89,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Project:
     env = dict(os.environ, MLFLOW_TRACKING_URI=uri)
 
     blame_a_files = ok(trackcfg("blame", TINY, "optimizer", env=env, cwd=root))
-    done_a = trackcfg("run", TINY, "--work-dir", "work_dirs/a", env=env, cwd=root)
+    done_a = trackcfg("run", TINY, env=env, cwd=root)
     run_a = run_id_from(ok(done_a))
 
     base_file = root / BASE
@@ -92,7 +97,9 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Project:
     (root / TINY_B).write_text("_base_ = './tiny.py'\nmodel = dict(channels=(8, 16))\n")
     blame_b_files = ok(trackcfg("blame", TINY_B, "model", env=env, cwd=root))
     diff_b_files = ok(trackcfg("diff", TINY_B, TINY, "--json", env=env, cwd=root), 1)
-    run_b = run_id_from(ok(trackcfg("run", TINY_B, "--work-dir", "work_dirs/b", env=env, cwd=root)))
+    done_b = trackcfg("run", TINY_B, "--work-dir", "work_dirs/b", env=env, cwd=root)
+    run_b = run_id_from(ok(done_b))
+    run_a2 = run_id_from(ok(trackcfg("run", TINY, env=env, cwd=root)))
 
     client = MlflowClient(uri)
     experiment = client.get_experiment_by_name("trackcfg")
@@ -105,6 +112,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Project:
         env=env,
         uri=uri,
         run_a=run_a,
+        run_a2=run_a2,
         run_b=run_b,
         run_no_snapshot=bare,
         hash_a=tags[run_a]["trackcfg.config_hash"],
@@ -113,6 +121,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Project:
         blame_b_files=blame_b_files,
         diff_b_files=diff_b_files,
         run_a_stderr=done_a.stderr,
+        run_b_stderr=done_b.stderr,
     )
 
 
@@ -143,20 +152,38 @@ def test_run_shows_training_progress_and_no_third_party_noise(project: Project) 
 
 
 def test_run_resume_auto_continues_the_unfinished_run_with_that_hash(project: Project) -> None:
-    # As if preempted: the run is not FINISHED. `run --resume auto` must find it by hash.
-    MlflowClient(project.uri).set_terminated(project.run_b, status="KILLED")
-    done = trackcfg("run", TINY_B, "--resume", "auto", env=project.env, cwd=project.root)
+    # As if preempted: the run is not FINISHED. `run --resume auto` must find it by hash,
+    # and continue it in the work dir of its own that it was given.
+    MlflowClient(project.uri).set_terminated(project.run_a2, status="KILLED")
+    done = trackcfg("run", TINY, "--resume", "auto", env=project.env, cwd=project.root)
     out = ok(done)
-    assert f"resuming run {project.run_b}" in done.stderr
-    assert run_id_from(out) == project.run_b
-    assert f"config hash:  {project.hash_b}" in out
-    assert MlflowClient(project.uri).get_run(project.run_b).info.status == "FINISHED"
+    assert f"resuming run {project.run_a2}" in done.stderr
+    assert run_id_from(out) == project.run_a2
+    run = MlflowClient(project.uri).get_run(project.run_a2)
+    assert f"config hash:  {run.data.tags['trackcfg.config_hash']}" in out
+    assert f"work dir:     {run.data.tags['trackcfg.work_dir']}" in done.stderr
+    assert run.info.status == "FINISHED"
 
 
 def test_sync_reports_per_work_dir(project: Project) -> None:
     out = ok(trackcfg("sync", env=project.env, cwd=project.root))
-    assert [line.split(":")[0] for line in out.splitlines()] == ["work_dirs/a", "work_dirs/b"]
+    assert [line.split(":")[0] for line in out.splitlines()] == ["work_dirs/b", "work_dirs/tiny"]
     assert all("0 pending" in line for line in out.splitlines())
+    assert "work_dirs/tiny: 2 journal(s)" in out  # runs A and A2, each in its own dir
+
+
+def test_runs_of_one_config_keep_their_files_apart(project: Project) -> None:
+    client = MlflowClient(project.uri)
+    dirs = [
+        Path(client.get_run(r).data.tags["trackcfg.work_dir"])
+        for r in (project.run_a, project.run_a2)
+    ]
+    assert dirs[0] != dirs[1]
+    for work, run_id in zip(dirs, (project.run_a, project.run_a2), strict=True):
+        assert work.parent == project.root / "work_dirs" / "tiny"
+        assert list(work.glob("*.log"))  # its own text logs
+        assert (work / "epoch_1.pth").is_file()
+        assert [j.name for j in (work / ".trackcfg" / "journal").iterdir()] == [run_id]
 
 
 # -- blame / diff on runs -----------------------------------------------------------------
@@ -166,6 +193,21 @@ def test_blame_on_a_run_equals_blame_on_its_files(project: Project) -> None:
     a = ok(trackcfg("blame", project.run_a, "optimizer", env=project.env, cwd=project.root))
     b = ok(trackcfg("blame", project.run_b, "model", env=project.env, cwd=project.root))
     assert (a, b) == (project.blame_a_files, project.blame_b_files)
+
+
+def test_blame_on_a_run_downloads_its_snapshot_once(project: Project, tmp_path: Path) -> None:
+    env = dict(project.env, TRACKCFG_CACHE_DIR=str(tmp_path / "cache"))
+    first = ok(trackcfg("blame", project.run_a, "optimizer", env=env, cwd=project.root))
+    # The second call answers from the cache: even with the store gone it is the same.
+    env["MLFLOW_TRACKING_URI"] = "sqlite:///" + (tmp_path / "gone" / "mlflow.db").as_posix()
+    second = ok(trackcfg("blame", project.run_a, "optimizer", env=env, cwd=project.root))
+    assert second == first == project.blame_a_files
+
+
+def test_a_run_from_a_dirty_tree_says_so_at_start(project: Project) -> None:
+    notice = "the git tree has uncommitted changes"
+    assert notice in project.run_b_stderr
+    assert notice not in project.run_a_stderr
 
 
 def test_blame_on_a_run_works_without_its_files(project: Project, tmp_path: Path) -> None:
@@ -222,6 +264,7 @@ def test_runs_table_shows_status_git_and_metrics(project: Project) -> None:
     row_b = next(r for r in rows if r.startswith(project.run_b))
     assert "FINISHED" in row_b and "+dirty" in row_b and "val/accuracy=" in row_b
     assert "best val/accuracy=" in row_b  # the main job keeps its best checkpoint
+    assert "train/loss=" in row_b  # what `runs --json` has, training metrics too
     assert project.run_no_snapshot not in out  # not a trackcfg run
 
 
@@ -241,7 +284,8 @@ def test_reproduce_a_dirty_run_gives_a_worktree_hashing_to_its_tag(
     argv = ["reproduce", project.run_b, "--dir", str(target), "--run"]
     out = ok(trackcfg(*argv, env=project.env, cwd=project.root))
     assert f"config hash:  {project.hash_b} (matches the run's tag)" in out
-    assert f"trackcfg run {TINY_B}" in out
+    # The re-run records into the same store, not into a new mlflow.db in the worktree.
+    assert f"MLFLOW_TRACKING_URI={project.uri} trackcfg run {TINY_B}" in out
     rehash = ok(trackcfg("hash", TINY_B, env=project.env, cwd=target)).strip()
     assert rehash == project.hash_b
     assert "lr=0.02" in (target / BASE).read_text()  # the recorded patch

@@ -65,6 +65,7 @@ def start_and_kill(repo: Path, env: dict[str, str], work: Path, uri: str) -> str
     # The trainer could not say so; its tracking agent outlived it and did.
     assert runs[0].info.status == "KILLED"
     assert "died without reporting a status" in runs[0].data.tags["trackcfg.error"]
+    assert runs[0].info.end_time >= runs[0].info.start_time  # the end the agent set
     return runs[0].info.run_id
 
 

@@ -228,19 +228,15 @@ def test_every_logged_step_is_in_the_run_once_and_the_checkpoint_is_uploaded(
 def test_a_failing_run_is_marked_failed_with_its_error(
     git_repo: Path, tracking_env: dict[str, str], tracking_uri: str, run_trackcfg: Run
 ) -> None:
-    done = run_trackcfg(
-        "run",
-        E2E_CONFIG_PATH,
-        "--cfg-options",
-        "optimizer.type=NoSuchOptimizer",
-        env=tracking_env,
-        cwd=git_repo,
-    )
+    # (A config that cannot even be built leaves no run: test_cli_first_hour.py.)
+    env = dict(tracking_env, TRACKCFG_E2E_FAIL_AT="2")
+    done = run_trackcfg("run", E2E_CONFIG_PATH, env=env, cwd=git_repo)
     assert done.returncode != 0
     client = MlflowClient(tracking_uri)
     (run,) = client.search_runs([e.experiment_id for e in client.search_experiments()])
     assert run.info.status == "FAILED"
-    assert "NoSuchOptimizer" in run.data.tags["trackcfg.error"]
+    assert "injected failure at iteration 2" in run.data.tags["trackcfg.error"]
+    assert run.info.end_time >= run.info.start_time  # never a negative duration
 
 
 def test_sigterm_marks_the_run_killed(
@@ -267,6 +263,7 @@ def test_sigterm_marks_the_run_killed(
     client = MlflowClient(tracking_uri)
     (run,) = client.search_runs([e.experiment_id for e in client.search_experiments()])
     assert run.info.status == "KILLED"
+    assert run.info.end_time >= run.info.start_time
 
 
 def test_a_dead_tracking_agent_never_stops_training_and_sync_completes_the_run(
@@ -301,6 +298,7 @@ def test_a_dead_tracking_agent_never_stops_training_and_sync_completes_the_run(
     assert "0 pending, 1 run status(es) set" in synced.stdout
     run = client.get_run(run_id)
     assert run.info.status == "FINISHED"
+    assert run.info.end_time >= run.info.start_time  # the end `sync` set, from the journal
     journaled = [
         json.loads(line) for line in (journal / run_id / "metrics.jsonl").read_text().splitlines()
     ]

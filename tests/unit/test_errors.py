@@ -20,6 +20,8 @@ from trackcfg.errors import (
     CheckpointCorruptError,
     CheckpointFormatError,
     ConfigAttributeError,
+    ConfigBuildError,
+    ConfigError,
     ConfigImportError,
     ConfigKeyError,
     ConfigMergeError,
@@ -27,6 +29,7 @@ from trackcfg.errors import (
     DuplicateRegistrationError,
     HookRegistrationError,
     JournalBusyError,
+    PortInUseError,
     RunnerError,
     RunTerminatedError,
     TrackcfgError,
@@ -88,6 +91,8 @@ def test_error_renders_like_a_compiler(error: TrackcfgError, text: str) -> None:
         (ArgumentKeyError, ArgumentError),
         (WorkDirError, OSError),
         (JournalBusyError, TimeoutError),
+        (PortInUseError, OSError),
+        (ConfigBuildError, ConfigError),
     ],
 )
 def test_error_is_also_its_builtin(cls: type[TrackcfgError], builtin: type[Exception]) -> None:

@@ -155,8 +155,8 @@ def _resume_target(
 ) -> str | None:
     if resume != "auto":
         return resume
-    from trackcfg.config.config import load_config
     from trackcfg.session.catalog import find_resumable
+    from trackcfg.session.config_keys import load_config
 
     run_id = find_resumable(
         load_config(config, options, import_custom_modules=False).hash, experiment
@@ -232,7 +232,7 @@ def sync(work_dir: str | None) -> None:
 def show(config: str, cfg_options: tuple[str, ...], fmt: str) -> None:
     """Print the resolved CONFIG."""
     from trackcfg.config import dump
-    from trackcfg.config.config import load_config
+    from trackcfg.session.config_keys import load_config
 
     click.echo(
         dump.to_text(
@@ -248,7 +248,7 @@ def show(config: str, cfg_options: tuple[str, ...], fmt: str) -> None:
 @click.option("--lineage", is_flag=True, help="Also list every file that took part.")
 def hash_(config: str, cfg_options: tuple[str, ...], lineage: bool) -> None:
     """Print the content hash of the resolved CONFIG (digest alone, for scripts)."""
-    from trackcfg.config.config import load_config
+    from trackcfg.session.config_keys import load_config
 
     cfg = load_config(config, cfg_options, import_custom_modules=False)
     _out(cfg.hash)
@@ -305,8 +305,8 @@ def runs(
     verified: bool,
 ) -> None:
     """List tracked runs, newest first (id, name, status, start, git, latest metrics)."""
-    from trackcfg.config.config import load_config
     from trackcfg.session.catalog import find_runs
+    from trackcfg.session.config_keys import load_config
 
     if config_hash and config:
         raise click.UsageError("give --hash or --config, not both")
@@ -370,14 +370,18 @@ def ui(host: str, port: int, config_hash: str | None) -> None:
     Prints a link that opens the runs grouped by config hash (only those of H with
     --hash), with the hash, source, dataset and metrics as columns.
     """
-    from trackcfg.session.catalog import hash_filter, tracking_uri
+    from trackcfg.session.catalog import check_port_free, hash_filter, tracking_uri
     from trackcfg.session.ui_view import save_ui_view
     from trackcfg.tracking.redaction import redact_url
 
     uri = tracking_uri()
+    remote = uri.startswith(("http://", "https://"))
+    if not remote:
+        # Before anything is printed or stored: a busy port's URL would show another store.
+        check_port_free(host, port)
     search = hash_filter(config_hash) if config_hash else None
     view = save_ui_view(config_hash)
-    if uri.startswith(("http://", "https://")):
+    if remote:
         _out(f"the store is an MLflow server already: open {redact_url(uri)}")
         _out_view(redact_url(uri).rstrip("/"), view, search)
         return

@@ -263,9 +263,18 @@ def render_lineage(lineage: Sequence[LineageEntry], *, colour: bool = False) -> 
     return render_table(["#", "file", "digest", "included by"], rows, colour=colour)
 
 
-def _short_metrics(metrics: Mapping[str, float], limit: int = 4) -> str:
-    # Validation metrics first: they answer "how good was it" at a glance.
-    keys = sorted(metrics, key=lambda k: (not k.startswith("val"), k))[:limit]
+def _metric_rank(key: str) -> tuple[int, str]:
+    # Validation first (how good was it), then training (loss and the like), then the
+    # rest (learning_rate, momentum); timings last, they say little about the run.
+    if key.endswith("time"):
+        return 3, key
+    if key.startswith("val"):
+        return 0, key
+    return (1 if key.startswith("train/") else 2), key
+
+
+def _short_metrics(metrics: Mapping[str, float], limit: int = 5) -> str:
+    keys = sorted(metrics, key=_metric_rank)[:limit]
     return " ".join(f"{k}={metrics[k]:.4g}" for k in keys)
 
 
@@ -385,7 +394,10 @@ def render_reproduction(rep: Reproduction, *, colour: bool = False) -> str:
         f"lineage:      {rep.restored_files} file(s) restored from the snapshot",
         f"config hash:  {rep.config_hash} ({ok} the run's tag)",
         "re-run with:",
-        f"  cd {render_command([str(rep.directory)])} && {render_command(rep.command)}",
+        f"  cd {render_command([str(rep.directory)])} && "
+        + " ".join(f"{k}={render_command([v])}" for k, v in rep.environment.items())
+        + (" " if rep.environment else "")
+        + render_command(rep.command),
     ]
     return "\n".join(lines)
 

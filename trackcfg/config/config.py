@@ -70,6 +70,7 @@ from trackcfg.config.keypath import KeyParts, KeyPath
 from trackcfg.config.limits import MAX_DEPTH, find_overflow, short_key_path
 from trackcfg.config.location import OPTION_FILE, Assignment, AssignmentKind, Location
 from trackcfg.config.merge import descend, merge
+from trackcfg.config.options import ParameterLookup
 from trackcfg.config.provenance import Provenance, ProvenanceBuilder
 from trackcfg.errors import CanonicalizationError, ConfigKeyError, ConfigOptionError
 
@@ -497,24 +498,30 @@ def load_config(
     cfg_options: Sequence[str] = (),
     *,
     import_custom_modules: bool,
+    parameters: ParameterLookup | None = None,
 ) -> Config:
     """Load a config file, then apply command-line ``k=v`` options in order.
 
     The one loading path of `trackcfg run`, `resume` and the audit commands, so a
-    config hashes the same whichever command resolved it.
+    config hashes the same whichever command resolved it. Unlike ``merge_from_dict``,
+    an option whose key the config does not have is refused unless its dict accepts
+    it or it is written ``+key=value`` (`trackcfg.config.options.check_option_keys`).
 
     Args:
         path: The config file.
         cfg_options: ``--cfg-options`` strings as typed (``'optimizer.lr=0.1'``).
         import_custom_modules: Import the modules in ``custom_imports`` (training
             needs them; reading commands must not execute them).
+        parameters: What each dict accepts besides its own keys (see
+            ``check_option_keys``); ``trackcfg.session.config_keys`` knows the sections.
 
     Raises:
         ConfigError: the file or an option is wrong (the message names file, line and key).
     """
-    from trackcfg.config.options import parse_cfg_options
+    from trackcfg.config.options import check_option_keys, parse_cfg_options
 
     cfg = Config.fromfile(path, import_custom_modules=import_custom_modules)
     if cfg_options:
-        cfg.merge_from_dict(parse_cfg_options(list(cfg_options)))
+        options = parse_cfg_options(list(cfg_options))
+        cfg.merge_from_dict(check_option_keys(cfg.to_dict(), options, parameters))
     return cfg

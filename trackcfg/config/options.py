@@ -22,17 +22,40 @@ space before parsing), because its behaviour loses what the user typed:
   brackets or quotes, text after a closing bracket (``[1]x``), an empty element between
   commas, an item without ``=`` or with an empty key. Brackets *inside* an unquoted
   element are text, as in mmengine: ``f(a,b)`` and ``x[0]`` are strings.
+
+Keys are checked by `check_option_keys` (``trackcfg run``/``show``/``hash`` call it; the
+Python ``merge_from_dict`` stays as lenient as mmcv's): a key path that leaves the config
+must name something its dict accepts, else it is a typo (``optimzer.lr=0.05`` would
+otherwise add a top-level key and train with the old learning rate). A dict with a
+``type`` accepts its constructor's parameters (``optimizer.nesterov=True`` for SGD);
+what else a dict accepts is the caller's knowledge (``parameters``). A key the check
+does not know is added on purpose with a leading ``+`` (Hydra's spelling for "append a
+new key"): ``+my_note=1``. The ``+`` is not part of the key.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 
+from trackcfg.config.keypath import KeyParts, KeyPath, suggest
 from trackcfg.config.limits import MAX_DEPTH
 from trackcfg.config.location import OPTION_FILE, Location
 from trackcfg.errors import ConfigOptionError
 
-__all__ = ["parse_cfg_options", "parse_option_value"]
+__all__ = [
+    "NEW_KEY_PREFIX",
+    "ParameterLookup",
+    "check_option_keys",
+    "parse_cfg_options",
+    "parse_option_value",
+]
+
+#: Written before an option's key (``+new_key=1``) to add a key the config does not have.
+NEW_KEY_PREFIX = "+"
+
+#: ``(key path of a dict, the dict) -> the keys it accepts besides its own``, or None
+#: when any key is accepted (a constructor taking ``**kwargs``, or one not known here).
+ParameterLookup = Callable[[KeyParts, Mapping[str, object]], Collection[str] | None]
 
 _OPEN_TO_CLOSE = {"[": "]", "(": ")"}
 _CLOSERS = frozenset("])")
@@ -279,3 +302,102 @@ def parse_cfg_options(items: Sequence[str]) -> dict[str, object]:
                 key_path=key,
             ) from None
     return options
+
+
+def _typed_only(parts: KeyParts, node: Mapping[str, object]) -> Collection[str] | None:
+    """The lookup without outside knowledge: a ``type`` dict may take any key, others none."""
+    return None if "type" in node else frozenset()
+
+
+def _child(node: object, part: str | int) -> tuple[bool, object]:
+    """``(found, value)`` of ``part`` in a dict or list (a digit part also finds an int key)."""
+    if isinstance(node, Mapping):
+        for key in (str(part), part):
+            if key in node:
+                return True, node[key]
+        return False, None
+    if isinstance(node, list | tuple) and isinstance(part, int) and -len(node) <= part < len(node):
+        return True, node[part]
+    return False, None
+
+
+def _unknown_key(
+    key: str, parts: KeyParts, node: Mapping[str, object], accepted: Collection[str]
+) -> ConfigOptionError:
+    where = KeyPath(parts[:-1])
+    described = f"{where} (type={node['type']!r})" if "type" in node else str(where or "the config")
+    message = f"unknown key {str(parts[-1])!r}: {described} has no such key"
+    if "type" in node and accepted:
+        message += " and its constructor no such parameter"
+    close = suggest(str(parts[-1]), sorted({*map(str, node), *accepted} - {"type"}))
+    if close:
+        message += "; did you mean " + " or ".join(repr(c) for c in close) + "?"
+    return ConfigOptionError(
+        message,
+        location=Location(OPTION_FILE, 1),
+        key_path=key,
+        hint=f"to add a key the config does not have, write {NEW_KEY_PREFIX}{key}=...",
+    )
+
+
+def check_option_keys(
+    data: Mapping[str, object],
+    options: Mapping[str, object],
+    parameters: ParameterLookup | None = None,
+) -> dict[str, object]:
+    """Refuse option keys that name nothing in ``data``; drop the ``+`` of deliberate ones.
+
+    Each key path is followed through ``data``; where it first leaves it (a dict lacks
+    the next key), that key must be one the dict accepts: ``parameters(key path, dict)``
+    (None: any key). Without ``parameters``, a dict with a ``type`` accepts any key and
+    any other dict none. A path that ends in a list or a plain value is left to
+    ``merge_from_dict`` (which reports a bad index or a dict merged into a value).
+
+    Args:
+        data: The resolved config the options apply to.
+        options: Parsed options (`parse_cfg_options`), keys as typed.
+        parameters: What each dict accepts besides its own keys.
+
+    Returns:
+        The options for ``merge_from_dict``: same order, ``+`` removed from keys.
+
+    Raises:
+        ConfigOptionError: A key the config does not have and its dict does not
+            accept; the message names the option and suggests close keys.
+
+    Example:
+        >>> data = {"optimizer": {"type": "SGD", "lr": 0.01}, "seed": 0}
+        >>> check_option_keys(data, {"optimizer.lr": 0.1, "+note": "x"})
+        {'optimizer.lr': 0.1, 'note': 'x'}
+        >>> check_option_keys(data, {"optimzer.lr": 0.1})
+        Traceback (most recent call last):
+        ...
+        trackcfg.errors.ConfigOptionError: <option>: optimzer.lr: unknown key 'optimzer': \
+the config has no such key; did you mean 'optimizer'?
+          hint: to add a key the config does not have, write +optimzer.lr=...
+    """
+    lookup = parameters or _typed_only
+    checked: dict[str, object] = {}
+    for key, value in options.items():
+        if key.startswith(NEW_KEY_PREFIX):
+            checked[key[len(NEW_KEY_PREFIX) :]] = value
+            continue
+        checked[key] = value
+        try:
+            parts = KeyPath.parse(key).parts
+        except ValueError:
+            continue  # merge_from_dict reports a malformed key with its position
+        if len(parts) > MAX_DEPTH:
+            continue  # so does it a key path too deep (`limits`)
+        node: object = data
+        for depth, part in enumerate(parts):
+            found, child = _child(node, part)
+            if found:
+                node = child
+                continue
+            if isinstance(node, Mapping):
+                accepted = lookup(parts[:depth], node)
+                if accepted is not None and str(part) not in accepted:
+                    raise _unknown_key(key, parts[: depth + 1], node, accepted)
+            break
+    return checked

@@ -29,15 +29,23 @@ run starts from scratch.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import secrets
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
-from trackcfg.errors import ArgumentError, CheckpointCorruptError, ConfigError, RunnerError
+from trackcfg.errors import (
+    ArgumentError,
+    CheckpointCorruptError,
+    ConfigBuildError,
+    ConfigError,
+    RunnerError,
+    TrackcfgError,
+)
 from trackcfg.runner.plan import TrainingPlan, config_section
 
 if TYPE_CHECKING:
@@ -123,6 +131,55 @@ def _locate(cfg: object, error: ArgumentError) -> None:
             error.locate(location=location)
             return
         path = path.parent
+
+
+@contextlib.contextmanager
+def _building(cfg: object, data: Mapping[str, object], key_path: str | None) -> Iterator[None]:
+    """Turn what a constructor raises while ``key_path`` is built into one located error.
+
+    ``trackcfg run`` prints a `TrackcfgError` as one message; a constructor's own
+    exception (``TypeError: SGD.__init__() got an unexpected keyword argument``) would
+    be a traceback naming trackcfg's frames. The error names where the section's type
+    was set and the options that changed the section; the original exception is its
+    ``__cause__`` (type and traceback kept, printed with ``--debug``).
+    """
+    try:
+        yield
+    except TrackcfgError:
+        raise
+    except Exception as exc:
+        raise _build_error(cfg, data, key_path, exc) from exc
+
+
+def _build_error(
+    cfg: object, data: Mapping[str, object], key_path: str | None, exc: Exception
+) -> ConfigBuildError:
+    section: object = data
+    for part in (key_path or "").split(".") if key_path else ():
+        section = section.get(part) if isinstance(section, Mapping) else None
+    what = "the training hooks" if key_path is None else key_path
+    if isinstance(section, Mapping) and "type" in section:
+        what = repr(section["type"])
+    location = None if key_path is None else _location(cfg, f"{key_path}.type")
+    if location is None and key_path is not None:
+        location = _location(cfg, key_path)
+    details: list[str] = []
+    options = getattr(cfg, "options", None)
+    if isinstance(options, Mapping):
+        details += [
+            f"set by --cfg-options: {key}={value!r}"
+            for key, value in options.items()
+            if key_path is None or key == key_path or key.startswith(key_path + ".")
+        ]
+    if key_path is None:
+        # The hook sections are built by the runner; the registry's note names which.
+        details += [note for note in getattr(exc, "__notes__", ()) if isinstance(note, str)]
+    return ConfigBuildError(
+        f"cannot build {what}: {type(exc).__name__}: {exc}",
+        location=location,
+        key_path=key_path,
+        details=details,
+    )
 
 
 def resolve_resume_checkpoint(
@@ -221,6 +278,8 @@ def train(
 
     Raises:
         ConfigError: a missing or malformed section (``model``, ``data``, ``work_dir``...).
+        ConfigBuildError: a constructor the config names raised while model, data,
+            optimizer, runner or hooks were built (the original is its ``__cause__``).
         CheckpointError: an explicit ``resume_from`` that cannot be loaded.
     """
     from trackcfg.registry import DATASETS, MODELS, OPTIMIZERS, RUNNERS
@@ -256,7 +315,8 @@ def train(
     for key in ("model", "data", "optimizer"):
         if key not in data:
             raise ConfigError("missing section", key_path=key)
-    model = MODELS.build(data["model"], key_path="model", location=_location(cfg, "model.type"))
+    with _building(cfg, data, "model"):
+        model = MODELS.build(data["model"], key_path="model", location=_location(cfg, "model.type"))
 
     data_cfg = config_section(data, "data") or {}
     workflow = list(plan.workflow)
@@ -268,28 +328,31 @@ def train(
         split = "train" if mode == "train" else "val"
         if split not in data_cfg:
             raise ConfigError(f"workflow needs data.{split}", key_path=f"data.{split}")
-        dataset = DATASETS.build(
-            data_cfg[split],
-            key_path=f"data.{split}",
-            location=_location(cfg, f"data.{split}.type"),
-        )
-        loaders.append(
-            build_dataloader(
-                dataset,
-                samples_per_gpu,
-                workers_per_gpu,
-                seed=data_seed,
-                shuffle=split == "train",
-                persistent_workers=persistent,
+        with _building(cfg, data, f"data.{split}"):
+            dataset = DATASETS.build(
+                data_cfg[split],
+                key_path=f"data.{split}",
+                location=_location(cfg, f"data.{split}.type"),
             )
-        )
+        with _building(cfg, data, "data"):
+            loaders.append(
+                build_dataloader(
+                    dataset,
+                    samples_per_gpu,
+                    workers_per_gpu,
+                    seed=data_seed,
+                    shuffle=split == "train",
+                    persistent_workers=persistent,
+                )
+            )
 
-    optimizer = OPTIMIZERS.build(
-        data["optimizer"],
-        default_args={"params": model.parameters()},
-        key_path="optimizer",
-        location=_location(cfg, "optimizer.type"),
-    )
+    with _building(cfg, data, "optimizer"):
+        optimizer = OPTIMIZERS.build(
+            data["optimizer"],
+            default_args={"params": model.parameters()},
+            key_path="optimizer",
+            location=_location(cfg, "optimizer.type"),
+        )
     if get_dist_info()[1] > 1:
         # mmdet's MMDistributedDataParallel: gradients averaged, rank 0's parameters and
         # buffers broadcast; the optimizer holds the same Parameter objects.
@@ -304,21 +367,22 @@ def train(
         "determinism": settings.to_dict(),
         "exp_name": Path(str(getattr(cfg, "filename", None) or "config")).name,
     }
-    runner = cast(
-        "BaseRunner",
-        RUNNERS.build(
-            runner_cfg,
-            default_args={
-                "model": model,
-                "optimizer": optimizer,
-                "work_dir": str(work_path),
-                "logger": logger,
-                "meta": meta,
-            },
-            key_path="runner",
-            location=_location(cfg, "runner.type"),
-        ),
-    )
+    with _building(cfg, data, "runner"):
+        runner = cast(
+            "BaseRunner",
+            RUNNERS.build(
+                runner_cfg,
+                default_args={
+                    "model": model,
+                    "optimizer": optimizer,
+                    "work_dir": str(work_path),
+                    "logger": logger,
+                    "meta": meta,
+                },
+                key_path="runner",
+                location=_location(cfg, "runner.type"),
+            ),
+        )
     optimizer_config = config_section(data, "optimizer_config")
     fp16 = config_section(data, "fp16")
     if fp16 is not None:
@@ -334,18 +398,22 @@ def train(
         handler.setFormatter(logging.Formatter(_LOG_FORMAT))
         logger.addHandler(handler)
     try:
-        runner.register_training_hooks(
-            config_section(data, "lr_config"),
-            optimizer_config,
-            config_section(data, "checkpoint_config"),
-            config_section(data, "log_config"),
-            momentum_config=config_section(data, "momentum_config"),
-            custom_hooks_config=cast(
-                "Sequence[Mapping[str, object]] | None", data.get("custom_hooks")
-            ),
-        )
+        with _building(cfg, data, None):
+            runner.register_training_hooks(
+                config_section(data, "lr_config"),
+                optimizer_config,
+                config_section(data, "checkpoint_config"),
+                config_section(data, "log_config"),
+                momentum_config=config_section(data, "momentum_config"),
+                custom_hooks_config=cast(
+                    "Sequence[Mapping[str, object]] | None", data.get("custom_hooks")
+                ),
+            )
         if plan.evaluation is not None:
-            _register_eval_hook(runner, cfg, data_cfg, plan.evaluation, samples_per_gpu, data_seed)
+            with _building(cfg, data, "evaluation"):
+                _register_eval_hook(
+                    runner, cfg, data_cfg, plan.evaluation, samples_per_gpu, data_seed
+                )
         for hook, priority in extra_hooks:
             runner.register_hook(hook, priority)
 

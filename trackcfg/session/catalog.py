@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 __all__ = [
     "BestCheckpoint",
     "RunRow",
+    "check_port_free",
     "find_resumable",
     "find_runs",
     "hash_filter",
@@ -109,6 +110,34 @@ def store_exists() -> bool:
 
     db = local_sqlite_path(tracking_uri())
     return db is None or db.exists()
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Refuse to start a server on ``host:port`` when something listens there already.
+
+    ``trackcfg ui`` would otherwise print its URL, fail to bind and exit 0 while the
+    URL shows whatever else listens there (another store's UI). Checked by binding
+    as uvicorn does (``SO_REUSEADDR``, so a port in TIME_WAIT counts as free); a
+    server that takes the port in between still makes MLflow fail.
+
+    Raises:
+        PortInUseError: the port cannot be bound.
+    """
+    import os
+    import socket
+
+    from trackcfg.errors import PortInUseError
+
+    try:
+        with socket.create_server((host, port)):
+            pass
+    except OSError as error:
+        raise PortInUseError(
+            f"cannot serve the MLflow UI on {host}:{port}: "
+            + (os.strerror(error.errno) if error.errno else str(error)),
+            hint="another server has the port (maybe another store's UI): stop it, or pass "
+            "--port with a free one",
+        ) from error
 
 
 def hash_filter(config_hash: str | None) -> str:

@@ -53,6 +53,9 @@ class Reproduction:
         config_file: The config, relative to the worktree.
         config_hash: The re-resolved hash (equal to the run's tag).
         command: ``trackcfg run ...`` arguments that re-run the run from ``directory``.
+        tracking_uri: The store the run is in, absolute and without credentials
+            (printed; the re-run must record into it, not a new ``./mlflow.db`` in
+            ``directory``). Credentials come from the environment, as MLflow's do.
     """
 
     run_id: str
@@ -63,6 +66,12 @@ class Reproduction:
     config_file: str
     config_hash: str
     command: tuple[str, ...]
+    tracking_uri: str = ""
+
+    @property
+    def environment(self) -> dict[str, str]:
+        """What the re-run's environment must hold besides the user's: the store."""
+        return {"MLFLOW_TRACKING_URI": self.tracking_uri} if self.tracking_uri else {}
 
 
 def _git(args: list[str], cwd: Path, *, stdin: bytes | None = None) -> str:
@@ -186,7 +195,21 @@ def reproduce(
         config_file=snap.config_file,
         config_hash=config_hash,
         command=run_command(snap.config_file, snap.cfg_options),
+        tracking_uri=_printable_store(),
     )
+
+
+def _printable_store() -> str:
+    """The store this process reads, absolute (the re-run starts elsewhere), redacted."""
+    from trackcfg.session.catalog import tracking_uri
+    from trackcfg.tracking.mlflow_run import local_sqlite_path
+    from trackcfg.tracking.redaction import redact_url
+
+    uri = tracking_uri()
+    db = local_sqlite_path(uri)
+    if db is not None:
+        uri = "sqlite:///" + db.absolute().as_posix()
+    return redact_url(uri)
 
 
 def _recorded_commit(snap: Snapshot) -> str:

@@ -43,6 +43,7 @@ import contextlib
 import json
 import logging
 import os
+import shutil
 import signal
 import tempfile
 import threading
@@ -53,7 +54,6 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
-from trackcfg.config.config import load_config
 from trackcfg.errors import (
     HashMismatchError,
     RunTerminatedError,
@@ -62,6 +62,7 @@ from trackcfg.errors import (
 )
 from trackcfg.runner.hooks.hook import Hook
 from trackcfg.session.checkpoints import artifact_name, download_resume_checkpoint
+from trackcfg.session.config_keys import accepted_keys, load_config
 from trackcfg.tracking.mlflow_run import store_errors
 from trackcfg.tracking.redaction import redact_url
 from trackcfg.tracking.sync import bound_http_retries, sync
@@ -75,7 +76,7 @@ if TYPE_CHECKING:
     from trackcfg.runner.plan import TrainingPlan
     from trackcfg.session.initial_weights import InitialWeights
     from trackcfg.tracking.agent.client import AgentReady, TrackingAgent
-    from trackcfg.tracking.agent.journal import MetricRecord
+    from trackcfg.tracking.agent.journal import MetricJournal, MetricRecord
 
 __all__ = ["RunResult", "resume", "resume_run", "run", "start_run"]
 
@@ -145,8 +146,8 @@ def start_run(
             (``Config.fromfile``; its lineage is the snapshot's).
         options: ``--cfg-options`` strings (``k=v``), as given on the command line;
             applied to a given `Config` too.
-        work_dir: Checkpoints and logs; default ``cfg.work_dir``, else
-            ``work_dirs/<config stem>``.
+        work_dir: Checkpoints and logs; default ``cfg.work_dir``, else a new
+            ``work_dirs/<config stem>/<time>-<hash[:8]>`` of the run's own.
         experiment: MLflow experiment name (created when missing); default
             ``trackcfg``.
         tracking_uri: The store; default ``MLFLOW_TRACKING_URI``, else
@@ -178,9 +179,10 @@ def start_run(
         if given is None:
             return load_config(config_path, options, import_custom_modules=True)
         if options:
-            from trackcfg.config.options import parse_cfg_options
+            from trackcfg.config.options import check_option_keys, parse_cfg_options
 
-            given.merge_from_dict(parse_cfg_options(list(options)))
+            parsed = parse_cfg_options(list(options))
+            given.merge_from_dict(check_option_keys(given.to_dict(), parsed, accepted_keys))
         return given
 
     if not _is_rank_zero():
@@ -193,12 +195,16 @@ def start_run(
     agent = TrackingAgent.spawn(
         uri, project=Path(config_path).parent, debug=_logger.isEnabledFor(logging.DEBUG)
     )
+    fresh: Path | None = None  # a work dir made for this run: removed if no run comes of it
     try:
         cfg = load()
         plan = _plan(cfg)
-        work = _work_dir(plan, config_path, work_dir)
-        _prepare_work_dir(work)  # before the agent creates a run that could not train
         config_hash = cfg.hash
+        if work_dir is None and plan.work_dir is None and _world_size() == 1:
+            work = fresh = _new_work_dir(config_path, config_hash)
+        else:
+            work = _work_dir(plan, config_path, work_dir)
+        _prepare_work_dir(work)  # before the agent creates a run that could not train
         config_file = leaf_config_file(cfg.lineage)
         name = mr.run_name(config_file, config_hash)
         tags = {
@@ -223,35 +229,46 @@ def start_run(
         )
     except BaseException:
         agent.abandon()
+        if fresh is not None:
+            shutil.rmtree(fresh, ignore_errors=True)
         raise
-    agent.start(
-        experiment=experiment or mr.DEFAULT_EXPERIMENT,
-        name=name,
-        tags=tags,
-        params=flat.params,
-        truncated=flat.truncated,
-        snapshot=staged,
-        work_dir=work,
-        keep_last=plan.keep_last,
-        lease=new_lease(),  # a new run: nobody else can hold it yet
-    )
+
+    def create() -> None:
+        # Only once everything is built (the first hook's before_run): a config that
+        # cannot be built, or a run stopped before training, leaves no run in the store.
+        agent.start(
+            experiment=experiment or mr.DEFAULT_EXPERIMENT,
+            name=name,
+            tags=tags,
+            params=flat.params,
+            truncated=flat.truncated,
+            snapshot=staged,
+            work_dir=work,
+            keep_last=plan.keep_last,
+            lease=new_lease(),  # a new run: nobody else can hold it yet
+        )
 
     def started(ready: AgentReady) -> RunResult:
         return RunResult(
             ready.run_id, name, ready.experiment_id, config_hash, redact_url(uri), work, "RUNNING"
         )
 
-    return _train_tracked(
-        cfg,
-        plan,
-        agent,
-        work,
-        started,
-        on_start,
-        resume_from=None,
-        load_from=None if initial is None else initial.path,
-        extra_hooks=extra_hooks,
-    )
+    try:
+        return _train_tracked(
+            cfg,
+            plan,
+            agent,
+            work,
+            started,
+            on_start,
+            resume_from=None,
+            load_from=None if initial is None else initial.path,
+            extra_hooks=extra_hooks,
+            create=create,
+        )
+    finally:
+        if not agent.started:  # no run was created: leave no trace of it either
+            shutil.rmtree(fresh or staged.parent, ignore_errors=True)
 
 
 def resume_run(
@@ -445,8 +462,15 @@ def _train_tracked(
     skip: frozenset[tuple[str, int]] = frozenset(),
     extra_hooks: Sequence[tuple[Hook, str]] = (),
     load_from: Path | None = None,
+    create: Callable[[], None] | None = None,
 ) -> RunResult:
-    """Train with the MLflow hooks while ``agent`` tracks the run; returns the finished run."""
+    """Train with the MLflow hooks while ``agent`` tracks the run; returns the finished run.
+
+    ``create`` (a new run) asks the agent to create the run once training is built;
+    without it the agent already tracks one (resume). When training stops before
+    ``create`` was called, the agent is abandoned (no run exists) and the error
+    propagates as it is.
+    """
     from trackcfg.runner.train import train
     from trackcfg.session.hooks import MlflowCheckpointHook, MlflowLoggerHook
     from trackcfg.tracking.agent.journal import MetricJournal, journal_dir
@@ -478,6 +502,8 @@ def _train_tracked(
 
     def begin() -> None:
         nonlocal journal, run
+        if create is not None:
+            create()
         waiting = time.perf_counter()
         ready = agent.wait_ready()
         _logger.debug(
@@ -486,6 +512,12 @@ def _train_tracked(
             time.perf_counter() - waiting,
         )
         run = started(ready)
+        if ready.git_dirty:
+            _logger.warning(
+                "trackcfg: the git tree has uncommitted changes; the run records them as a "
+                "patch (`trackcfg reproduce %s` restores them)",
+                ready.run_id,
+            )
         journal = MetricJournal(
             journal_dir(work, run.run_id),
             run.run_id,
@@ -517,45 +549,17 @@ def _train_tracked(
             if run is None:  # nothing was left to train (no stage ran): still report it
                 begin()
         status = "FINISHED"
-    except KeyboardInterrupt as caught:  # SIGINT, or SIGTERM via RunTerminatedError
-        status, error = "KILLED", caught
-        raise
     except BaseException as caught:
+        if not agent.started:  # stopped before the run was created: nothing to end
+            agent.abandon()
+            raise
         error = caught
+        if isinstance(caught, KeyboardInterrupt):  # SIGINT, or SIGTERM via RunTerminatedError
+            status = "KILLED"
         raise
     finally:
-        ending = time.perf_counter()
-        finished = status == "FINISHED"
-        final_seq: int | None = None
-        unjournaled: tuple[MetricRecord, ...] = ()
-        if journal is not None:
-            final_seq = journal.close()  # never raises; a full disk leaves `unjournaled`
-            unjournaled = journal.unjournaled()
-            if unjournaled:
-                _logger.warning(
-                    "trackcfg: %d metric record(s) could not be journaled (%s); handing them "
-                    "to the tracking agent",
-                    len(unjournaled),
-                    journal.write_error,
-                )
-        done = agent.end(
-            status,
-            error=None if error is None else f"{type(error).__name__}: {error}",
-            final_seq=final_seq,
-            delivery_timeout=DELIVERY_TIMEOUT if finished else ABORT_TIMEOUT,
-            upload_timeout=UPLOAD_TIMEOUT if finished else ABORT_TIMEOUT,
-            unjournaled=unjournaled,
-        )
-        _logger.debug(
-            "trackcfg: the tracking agent stored the run's end %.3f s after training ended",
-            time.perf_counter() - ending,
-        )
-        if done is None and journal is not None:
-            left = _leave_to_sync(journal.directory, status, unjournaled)
-        else:
-            left = _Left(0, 0, 0)
-            if done is not None:
-                left = _Left(done.pending, done.lost, done.checkpoints_pending)
+        if agent.started:
+            left = _end(agent, journal, status, error)
     assert run is not None  # set by begin(), before the first stage or just above
     if left.lost:
         # Training finished (an exception would be on its way instead): the run is
@@ -572,6 +576,48 @@ def _train_tracked(
         metrics_pending=left.pending,
         checkpoints_pending=left.checkpoints_pending,
     )
+
+
+def _end(
+    agent: TrackingAgent,
+    journal: MetricJournal | None,
+    status: str,
+    error: BaseException | None,
+) -> _Left:
+    """Hand the run's end to the agent (or leave it to `sync`): what is left undone."""
+    ending = time.perf_counter()
+    finished = status == "FINISHED"
+    final_seq: int | None = None
+    unjournaled: tuple[MetricRecord, ...] = ()
+    if journal is not None:
+        final_seq = journal.close()  # never raises; a full disk leaves `unjournaled`
+        unjournaled = journal.unjournaled()
+        if unjournaled:
+            _logger.warning(
+                "trackcfg: %d metric record(s) could not be journaled (%s); handing them "
+                "to the tracking agent",
+                len(unjournaled),
+                journal.write_error,
+            )
+    done = agent.end(
+        status,
+        error=None if error is None else f"{type(error).__name__}: {error}",
+        final_seq=final_seq,
+        delivery_timeout=DELIVERY_TIMEOUT if finished else ABORT_TIMEOUT,
+        upload_timeout=UPLOAD_TIMEOUT if finished else ABORT_TIMEOUT,
+        unjournaled=unjournaled,
+    )
+    _logger.debug(
+        "trackcfg: the tracking agent stored the run's end %.3f s after training ended",
+        time.perf_counter() - ending,
+    )
+    if done is None and journal is not None:
+        left = _leave_to_sync(journal.directory, status, unjournaled)
+    else:
+        left = _Left(0, 0, 0)
+        if done is not None:
+            left = _Left(done.pending, done.lost, done.checkpoints_pending)
+    return left
 
 
 @dataclass(frozen=True, slots=True)
@@ -675,6 +721,34 @@ def _prepare_work_dir(work: Path) -> None:
 
 def _is_rank_zero() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
+
+
+def _world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def _new_work_dir(config_path: str | Path, config_hash: str) -> Path:
+    """A directory of its own for a new run: ``work_dirs/<stem>/<time>-<hash[:8]>``.
+
+    Runs of one config must not share checkpoints and logs (epoch_3.pth of one run
+    would replace the other's). Created here, exclusively: two runs started in the
+    same second get ``...-1``. The run records it (tag ``trackcfg.work_dir``), which
+    is where ``resume`` and ``run --resume auto`` look; ``sync`` finds it under
+    ``work_dirs``. Under torchrun every rank would pick its own, so a distributed
+    run without a work dir keeps mmcv's shared ``work_dirs/<stem>``.
+    """
+    base = (Path("work_dirs") / Path(config_path).stem).resolve()
+    stamp = time.strftime("%Y%m%d_%H%M%S")
+    for attempt in range(1000):
+        candidate = base / (f"{stamp}-{config_hash[:8]}" + (f"-{attempt}" if attempt else ""))
+        try:
+            candidate.mkdir(parents=True)
+        except FileExistsError:
+            continue
+        except OSError:
+            return candidate  # `_prepare_work_dir` says what is wrong
+        return candidate
+    return candidate
 
 
 def _work_dir(plan: TrainingPlan, config_path: str | Path, work_dir: Path | str | None) -> Path:

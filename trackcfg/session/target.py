@@ -106,8 +106,11 @@ def load_run_snapshot(run_id: str) -> Snapshot:
     """
     from trackcfg.errors import RunNotFoundError
     from trackcfg.session.catalog import store_exists, tracking_uri
-    from trackcfg.tracking.snapshot import load_snapshot
+    from trackcfg.tracking.snapshot import load_snapshot, read_cached_snapshot
 
+    cached = read_cached_snapshot(run_id)  # a run's snapshot never changes: no download
+    if cached is not None:
+        return cached
     if not store_exists():
         raise RunNotFoundError(
             f"no run {run_id!r}: there is no tracking store at {tracking_uri()}",
@@ -130,7 +133,7 @@ def load_view(target: str, options: Sequence[str] = ()) -> ConfigView:
             changed since the run started.
     """
     if not is_run_id(target):
-        from trackcfg.config.config import load_config
+        from trackcfg.session.config_keys import load_config
 
         return view_of_config(load_config(target, options, import_custom_modules=False), target)
     from trackcfg.errors import TrackingError

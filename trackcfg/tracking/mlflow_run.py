@@ -49,6 +49,7 @@ import json
 import os
 import posixpath
 import re
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -130,6 +131,7 @@ __all__ = [
     "set_tags",
     "source_tags",
     "store_errors",
+    "terminate_run",
     "to_client_uri",
     "unusable_store",
     "with_failure_note",
@@ -644,6 +646,21 @@ def clear_failure_tags(client: MlflowClient, run_id: str) -> None:
             client.set_tag(run_id, TAG_NOTE, rest)
         else:
             client.delete_tag(run_id, TAG_NOTE)
+
+
+def terminate_run(client: MlflowClient, run_id: str, status: str, end_time: int | None) -> int:
+    """Set the run's final ``status``, ending no earlier than it started; returns the end.
+
+    The end time comes from where the run ended (the trainer's clock, or a journal
+    read back by `sync` later); the start from whoever created the run. An end
+    before the start shows as a negative duration in MLflow's UI, so it is raised
+    to the start. None: now.
+    """
+    started = client.get_run(run_id).info.start_time
+    now = int(time.time() * 1000) if end_time is None else end_time
+    end_time = max(now, started or 0)
+    client.set_terminated(run_id, status=status, end_time=end_time)
+    return end_time
 
 
 @contextlib.contextmanager

@@ -53,6 +53,7 @@ from trackcfg.errors import SnapshotError
 from trackcfg.tracking.confinement import climb, parse_relative_path, read_tree, write_confined
 from trackcfg.tracking.gitstate import GitState
 from trackcfg.tracking.manifest import MANIFEST_FILE, verify_manifest, write_manifest
+from trackcfg.tracking.snapshotcache import cached_snapshot, discard, store_snapshot
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -70,6 +71,7 @@ __all__ = [
     "fetch_snapshot",
     "leaf_config_file",
     "load_snapshot",
+    "read_cached_snapshot",
     "read_snapshot",
     "seal_snapshot",
     "upload_snapshot",
@@ -567,12 +569,16 @@ def fetch_snapshot(client: MlflowClient, run: Run, destination: Path) -> Snapsho
     return snap
 
 
-def load_snapshot(run_id: str, *, tracking_uri: str | None = None) -> Snapshot:
+def load_snapshot(run_id: str, *, tracking_uri: str | None = None, cached: bool = True) -> Snapshot:
     """Download, read and verify the snapshot of run ``run_id`` (see `fetch_snapshot`).
+
+    A snapshot read before comes from the local cache (`trackcfg.tracking.snapshotcache`:
+    re-verified, no MLflow import, no download); a downloaded one is put there.
 
     Args:
         run_id: The MLflow run id.
         tracking_uri: The store; default `resolve_tracking_uri()`.
+        cached: Use (and fill) the local cache.
 
     Raises:
         RunNotFoundError: no such run.
@@ -581,10 +587,33 @@ def load_snapshot(run_id: str, *, tracking_uri: str | None = None) -> Snapshot:
     """
     from trackcfg.tracking.mlflow_run import get_run, open_client, resolve_tracking_uri
 
+    if cached:
+        hit = read_cached_snapshot(run_id)
+        if hit is not None:
+            return hit
     client = open_client(tracking_uri or resolve_tracking_uri())
     run = get_run(client, run_id)
     with tempfile.TemporaryDirectory(prefix="trackcfg-snapshot-") as tmp:
-        return fetch_snapshot(client, run, Path(tmp))
+        snap = fetch_snapshot(client, run, Path(tmp))
+        if cached:
+            store_snapshot(run_id, Path(tmp) / SNAPSHOT_ARTIFACT_DIR, snap.root_digest)
+        return snap
+
+
+def read_cached_snapshot(run_id: str) -> Snapshot | None:
+    """The locally cached snapshot of ``run_id``, verified again; None when not cached.
+
+    See `trackcfg.tracking.snapshotcache`; no MLflow import, no store access.
+    """
+    found = cached_snapshot(run_id)
+    if found is None:
+        return None
+    directory, root = found
+    try:
+        return read_snapshot(directory, run_id=run_id, root_digest=root)
+    except SnapshotError as error:
+        discard(run_id, error)
+        return None
 
 
 def _write_json(path: Path, obj: object) -> None:

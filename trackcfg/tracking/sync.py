@@ -173,12 +173,16 @@ def sync(
             if final is not None and undelivered == 0 and uploaded.pending == 0:
                 try:
                     from trackcfg.tracking.agent.lease import release_dead_lease
-                    from trackcfg.tracking.mlflow_run import clear_failure_tags, open_client
+                    from trackcfg.tracking.mlflow_run import (
+                        clear_failure_tags,
+                        open_client,
+                        terminate_run,
+                    )
 
                     client = open_client(uri)
                     if final[0] == "FINISHED":
                         clear_failure_tags(client, run_id)
-                    client.set_terminated(run_id, status=final[0], end_time=final[1])
+                    terminate_run(client, run_id, final[0], final[1])
                     # The trainer that left this status has ended, and its agent died
                     # before it could remove the run's lease.
                     release_dead_lease(client, run_id)

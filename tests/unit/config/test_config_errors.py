@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from trackcfg.config.config import Config
-from trackcfg.config.options import parse_cfg_options
+from trackcfg.config.options import check_option_keys, parse_cfg_options
 from trackcfg.errors import (
     CanonicalizationError,
     ConfigAttributeError,
@@ -366,6 +366,28 @@ CASES: list[tuple[str, Callable[[], object], type[ConfigError], str | None, str]
         ConfigOptionError,
         "p.x",
         "<option>: p.x: cannot index a list with key 'x'",
+    ),
+    (
+        "option key the config does not have (a typo)",
+        lambda: check_option_keys({"optimizer": {"lr": 0.1}}, {"optimzer.lr": 0.05}),
+        ConfigOptionError,
+        "optimzer.lr",
+        "<option>: optimzer.lr: unknown key 'optimzer': the config has no such key; "
+        "did you mean 'optimizer'?\n"
+        "  hint: to add a key the config does not have, write +optimzer.lr=...",
+    ),
+    (
+        "option key a typed dict's constructor does not take",
+        lambda: check_option_keys(
+            {"optimizer": {"type": "SGD", "lr": 0.1}},
+            {"optimizer.lrr": 0.05},
+            lambda parts, node: {"lr", "momentum", "nesterov"},
+        ),
+        ConfigOptionError,
+        "optimizer.lrr",
+        "<option>: optimizer.lrr: unknown key 'lrr': optimizer (type='SGD') has no such key "
+        "and its constructor no such parameter; did you mean 'lr'?\n"
+        "  hint: to add a key the config does not have, write +optimizer.lrr=...",
     ),
     (
         "option merging a dict into a scalar",

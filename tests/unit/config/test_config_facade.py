@@ -211,7 +211,7 @@ def test_load_config_applies_options_as_option_assignments() -> None:
 
     cfg = load_config(
         DATA / "custom_imports" / "ok.py",
-        ["a.b=2", "c='x y'"],
+        ["+a.b=2", "+c='x y'"],  # keys the file does not have: added with `+`
         import_custom_modules=False,
     )
     assert (cfg.to_dict()["a"], cfg.to_dict()["c"]) == ({"b": 2}, "x y")
@@ -224,4 +224,4 @@ def test_load_config_hashes_like_fromfile_plus_merge_from_dict() -> None:
     path = DATA / "custom_imports" / "ok.py"
     by_hand = Config.fromfile(path, import_custom_modules=False)
     by_hand.merge_from_dict({"lr": 0.5})
-    assert load_config(path, ["lr=0.5"], import_custom_modules=False).hash == by_hand.hash
+    assert load_config(path, ["+lr=0.5"], import_custom_modules=False).hash == by_hand.hash

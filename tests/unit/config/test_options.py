@@ -7,7 +7,7 @@ import math
 import pytest
 
 from trackcfg.config.location import OPTION_FILE, Location
-from trackcfg.config.options import parse_cfg_options, parse_option_value
+from trackcfg.config.options import check_option_keys, parse_cfg_options, parse_option_value
 from trackcfg.errors import ConfigOptionError
 
 OPTION = str(Location(OPTION_FILE, 1))
@@ -121,3 +121,38 @@ def test_parse_option_value_error_has_no_key() -> None:
     assert str(info.value) == (
         f"{OPTION}: malformed value '[1': unclosed '[' at position 0: expected ']' before the end"
     )
+
+
+# -- check_option_keys: typos refused, deliberate new keys spelled `+key` -----------------
+
+_DATA = {"optimizer": {"type": "SGD", "lr": 0.01}, "data": {"train": {}}, "p": [{"a": 1}]}
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        ({"optimizer.lr": 0.1}, {"optimizer.lr": 0.1}),  # an existing key
+        ({"+note": "x"}, {"note": "x"}),  # a new key, on purpose
+        ({"+optimizer.lrr": 1}, {"optimizer.lrr": 1}),
+        ({"optimizer.nesterov": True}, {"optimizer.nesterov": True}),  # a typed dict: open
+        ({"p.0.a": 2, "p.5": 1}, {"p.0.a": 2, "p.5": 1}),  # lists: left to merge_from_dict
+    ],
+)
+def test_check_option_keys_passes_known_and_plus_keys(
+    options: dict[str, object], expected: dict[str, object]
+) -> None:
+    assert check_option_keys(_DATA, options) == expected
+
+
+@pytest.mark.parametrize("key", ["optimzer.lr", "data.tran.x", "p.0.b"])
+def test_check_option_keys_refuses_a_key_no_plain_dict_has(key: str) -> None:
+    with pytest.raises(ConfigOptionError) as caught:
+        check_option_keys(_DATA, {key: 1})
+    assert caught.value.key_path == key
+
+
+def test_check_option_keys_asks_the_lookup_what_a_dict_takes() -> None:
+    takes = {"lr", "momentum", "nesterov"}
+    assert check_option_keys(_DATA, {"optimizer.nesterov": 1}, lambda p, n: takes)
+    with pytest.raises(ConfigOptionError, match="did you mean 'momentum'"):
+        check_option_keys(_DATA, {"optimizer.momentun": 1}, lambda p, n: takes)

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.unit.runner.toys import ToyData, ToyNet
 from trackcfg.errors import RunNotFoundError, TrackingError, WorkDirError
+from trackcfg.registry import DATASETS, MODELS
 from trackcfg.session.runs import resume_run, start_run
 from trackcfg.tracking.sync import HTTP_DEFAULTS, SyncReport
 
@@ -19,8 +21,18 @@ def _restore_http_settings(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv(name, value)
 
 
-#: The least config a run needs before it contacts the store.
-CONFIG = "model = dict(type='M')\nrunner = dict(type='EpochBasedRunner', max_epochs=1)\n"
+MODELS.register_module(name="SessionToyNet", module=ToyNet, force=True)
+DATASETS.register_module(name="SessionToyData", module=ToyData, force=True)
+
+#: The least config a run builds (before it asks the store for a run: a config that
+#: cannot be built must leave no run).
+CONFIG = (
+    "model = dict(type='SessionToyNet')\n"
+    "data = dict(samples_per_gpu=4, train=dict(type='SessionToyData'))\n"
+    "optimizer = dict(type='SGD', lr=0.1)\n"
+    "runner = dict(type='EpochBasedRunner', max_epochs=1)\n"
+    "log_config = dict(interval=1, hooks=[])\n"
+)
 
 
 def closed_port() -> int:

@@ -321,14 +321,30 @@ def test_sync_delivers_what_is_pending_and_then_sets_the_recorded_final_status(
     directory = journal_dir(tmp_path, run_id)
     journal_losses(directory, run_id, uri, range(1, 11))
     meta = read_journal(directory).meta
-    write_journal_meta(directory, {**meta, "final_status": "FINISHED", "end_time": 1234})
+    end = MlflowClient(uri).get_run(run_id).info.start_time + 1234
+    write_journal_meta(directory, {**meta, "final_status": "FINISHED", "end_time": end})
     report = sync(tmp_path, timeout=60)
     assert (report.journals, report.delivered, report.pending, report.statuses) == (1, 10, 0, 1)
     run = MlflowClient(uri).get_run(run_id)
-    assert (run.info.status, run.info.end_time) == ("FINISHED", 1234)
+    assert (run.info.status, run.info.end_time) == ("FINISHED", end)
     assert metric_history(uri, run_id, "loss") == [(s, float(s)) for s in range(1, 11)]
     assert "final_status" not in read_journal(directory).meta
     assert sync(tmp_path).delivered == 0  # nothing is delivered twice
+
+
+def test_sync_never_ends_a_run_before_it_started(
+    tmp_path: Path, store_run: tuple[str, str]
+) -> None:
+    # An end time recorded before the run's start (another clock, an early failure)
+    # would show as a negative duration in MLflow's UI.
+    uri, run_id = store_run
+    directory = journal_dir(tmp_path, run_id)
+    journal_losses(directory, run_id, uri, [1])
+    meta = read_journal(directory).meta
+    write_journal_meta(directory, {**meta, "final_status": "FAILED", "end_time": 1234})
+    sync(tmp_path, timeout=30)
+    run = MlflowClient(uri).get_run(run_id)
+    assert (run.info.status, run.info.end_time) == ("FAILED", run.info.start_time)
 
 
 def test_sync_leaves_alone_a_run_resumed_since_its_status_was_left_pending(

@@ -81,10 +81,13 @@ class AgentReady:
     Attributes:
         run_id: The MLflow run.
         experiment_id: Its experiment.
+        git_dirty: The project's tracked files differed from its commit when the
+            agent captured the git state (a new run only).
     """
 
     run_id: str
     experiment_id: str
+    git_dirty: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +121,7 @@ class TrackingAgent:
         self._buffer = bytearray()
         self._ready: AgentReady | None = None
         self._broken = False
+        self._asked = False  # `start` or `attach` sent: a run is (being) tracked
 
     @classmethod
     def spawn(
@@ -157,6 +161,11 @@ class TrackingAgent:
         """The agent's process id."""
         return self._proc.pid
 
+    @property
+    def started(self) -> bool:
+        """Whether `start` or `attach` was sent (before: `abandon` leaves no run behind)."""
+        return self._asked
+
     # -- requests ---------------------------------------------------------------------
 
     def start(
@@ -173,6 +182,7 @@ class TrackingAgent:
         lease: Lease,
     ) -> None:
         """Ask for a new run held by ``lease`` (the agent renews it); `wait_ready` returns it."""
+        self._asked = True
         self._send(
             {
                 "op": OP_START,
@@ -198,6 +208,7 @@ class TrackingAgent:
         lease: Lease,
     ) -> None:
         """Ask the agent to track the existing run ``run_id`` (a resume) under ``lease``."""
+        self._asked = True
         self._send(
             {
                 "op": OP_ATTACH,
@@ -319,7 +330,9 @@ class TrackingAgent:
             )
         if reply.get("op") == REPLY_ERROR:
             raise _start_error(reply)
-        self._ready = AgentReady(str(reply["run_id"]), str(reply["experiment_id"]))
+        self._ready = AgentReady(
+            str(reply["run_id"]), str(reply["experiment_id"]), reply.get("git_dirty") is True
+        )
         return self._ready
 
     def _read_reply(self, deadline: float | None) -> dict[str, object] | None:

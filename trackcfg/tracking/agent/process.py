@@ -129,7 +129,8 @@ def main(argv: list[str] | None = None) -> int:
         message, hint = _describe(error, uri)
         _reply(replies, {"op": REPLY_ERROR, "message": message, "hint": hint})
         return 1
-    _reply(replies, {"op": REPLY_READY, "run_id": run.run_id, "experiment_id": run.experiment_id})
+    ready = {"op": REPLY_READY, "run_id": run.run_id, "experiment_id": run.experiment_id}
+    _reply(replies, {**ready, "git_dirty": bool(git is not None and git.dirty)})
     done = run.serve(requests)
     _reply(
         replies,
@@ -611,7 +612,7 @@ def _set_final_status(
                 tags[mr.TAG_NOTE] = mr.with_failure_note(note, error)
         if tags:
             mr.set_tags(client, run_id, tags)
-        client.set_terminated(run_id, status=status, end_time=end_time)
+        mr.terminate_run(client, run_id, status, end_time)
         return True
     except Exception as failure:
         if journal is None:
