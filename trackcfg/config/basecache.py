@@ -32,7 +32,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from trackcfg.config.canonical import digest
-from trackcfg.config.filecache import IMMUTABLE, fresh_copy, is_shareable
+from trackcfg.config.filecache import (
+    IMMUTABLE,
+    NotShareableError,
+    fresh_copy,
+    shareable_copy,
+)
 from trackcfg.config.keypath import KeyParts
 from trackcfg.config.location import Assignment, Location
 
@@ -86,13 +91,16 @@ class ResolvedBase:
         """Whether some file below it uses ``{{ fileDirname }}`` or ``__file__``."""
         return any(f.absolute for f in self.files)
 
-    def fresh_history(self) -> dict[KeyParts, list[Assignment]]:
-        """Its provenance; an assignment holding a container gets its own copy of it."""
-        containers = self.containers
-        return {
-            parts: [_fresh(a) for a in history] if parts in containers else list(history)
-            for parts, history in self.history.items()
-        }
+    def fresh_history(self) -> dict[KeyParts, list[Assignment] | tuple[Assignment, ...]]:
+        """Its provenance; an assignment holding a container gets its own copy of it.
+
+        The histories are this base's tuples (``ProvenanceBuilder`` copies a tuple
+        before appending to it), but for those with a container, copied.
+        """
+        history: dict[KeyParts, list[Assignment] | tuple[Assignment, ...]] = dict(self.history)
+        for parts in self.containers:
+            history[parts] = tuple(_fresh(a) for a in history[parts])
+        return history
 
     def is_current(self, chain: Iterable[Path], real: Path) -> bool:
         """Whether every file still reads the same, and none is on ``chain`` (real paths).
@@ -138,23 +146,28 @@ def keep_base(
         None when a value is not dicts, lists and tuples of immutable leaves: it could
         not be handed out again safely.
     """
-    if not is_shareable(data):
-        return None
     history: dict[KeyParts, list[Assignment]] = {}
     containers: set[KeyParts] = set()
-    for parts, assignment in records:
-        kind = type(assignment.value)
-        if kind in _CONTAINERS:
-            if not is_shareable(assignment.value):
+    try:
+        kept_data = shareable_copy(data)
+        for parts, assignment in records:
+            kind = type(assignment.value)
+            if kind in _CONTAINERS:
+                containers.add(parts)
+                assignment = Assignment(
+                    assignment.kind,
+                    assignment.location,
+                    shareable_copy(assignment.value),
+                    assignment.source,
+                )
+            elif kind not in IMMUTABLE:
                 return None
-            containers.add(parts)
-            assignment = _fresh(assignment)
-        elif kind not in IMMUTABLE:
-            return None
-        history.setdefault(parts, []).append(assignment)
+            history.setdefault(parts, []).append(assignment)
+    except NotShareableError:
+        return None
     return ResolvedBase(
         files=files,
-        data=fresh_copy(data),  # type: ignore[arg-type]
+        data=kept_data,  # type: ignore[arg-type]
         history={parts: tuple(h) for parts, h in history.items()},
         containers=frozenset(containers),
         key_locations=dict(key_locations),

@@ -43,12 +43,12 @@ def _wrap(value: object, parts: KeyParts) -> object:
         return value
     if kind is ConfigDict and value._key_path == parts:  # type: ignore[attr-defined]
         return value
-    if isinstance(value, Mapping):
-        return ConfigDict._at(value, parts)
-    if kind is list:
-        return [_wrap(v, (*parts, i)) for i, v in enumerate(value)]  # type: ignore[var-annotated,arg-type]
-    if kind is tuple:
-        return tuple(_wrap(v, (*parts, i)) for i, v in enumerate(value))  # type: ignore[var-annotated,arg-type]
+    if kind is dict or isinstance(value, Mapping):
+        return ConfigDict._at(value, parts)  # type: ignore[arg-type]
+    if type(value) is list or type(value) is tuple:
+        # Scalar items (most) as they are, without a call and a key path each.
+        items = [v if type(v) in _SCALARS else _wrap(v, (*parts, i)) for i, v in enumerate(value)]
+        return items if kind is list else tuple(items)
     return value
 
 

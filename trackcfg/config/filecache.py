@@ -57,11 +57,13 @@ __all__ = [
     "CACHE_VARIABLE",
     "IMMUTABLE",
     "DiskStore",
+    "NotShareableError",
     "ParseCache",
     "cache_dir",
     "cache_mode",
     "fresh_copy",
     "is_shareable",
+    "shareable_copy",
 ]
 
 #: ``off``: no loader cache at all; ``memory``: nothing on disk; anything else: both.
@@ -148,6 +150,35 @@ def fresh_copy(value: object) -> object:
         return [fresh_copy(v) for v in value]  # type: ignore[attr-defined]
     if kind is tuple:
         return tuple(fresh_copy(v) for v in value)  # type: ignore[attr-defined]
+    return value
+
+
+class NotShareableError(Exception):
+    """Internal to ``shareable_copy``: the value is not ``is_shareable`` (never escapes)."""
+
+
+def shareable_copy(value: object) -> object:
+    """``fresh_copy(value)``, checking ``is_shareable(value)`` in the same walk.
+
+    One walk instead of two where a value is kept (``basecache.keep_base``).
+
+    Raises:
+        NotShareableError: ``is_shareable(value)`` is False.
+    """
+    kind = type(value)
+    if kind is dict:
+        out = {}
+        for key, item in value.items():  # type: ignore[attr-defined]
+            if type(key) not in IMMUTABLE and not is_shareable(key):
+                raise NotShareableError
+            out[key] = shareable_copy(item)
+        return out
+    if kind is list:
+        return [shareable_copy(v) for v in value]  # type: ignore[attr-defined]
+    if kind is tuple:
+        return tuple(shareable_copy(v) for v in value)  # type: ignore[attr-defined]
+    if kind not in IMMUTABLE:
+        raise NotShareableError
     return value
 
 

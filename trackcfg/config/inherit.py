@@ -273,14 +273,17 @@ class _Resolver:
         file_digest: str,
         included_by: str | None,
         stack: tuple[tuple[Path, str], ...],
+        real: Path | None = None,
     ) -> _Resolved:
+        """Resolve one file; ``real`` is its real path when the caller has it already."""
         parsed = self.parse(source, file_digest)
         self.absolute = self.absolute or parsed.absolute
         # Kept for other loads only if evaluating it can have no other input or effect.
         keep = parsed.pure and not parsed.unused_functions
         height = 0
         # The stack holds real paths: a cycle through a symlink is still a cycle.
-        real = Path(os.path.realpath(source.path)) if source.path else Path("<string>")
+        if real is None:
+            real = Path(os.path.realpath(source.path)) if source.path else Path("<string>")
         stack = (*stack, (real, source.display))
         base_data: dict[str, object] = {}
         provenance = ProvenanceBuilder()
@@ -303,7 +306,8 @@ class _Resolver:
                     "including file",
                 )
             base_data.update(sub.data)
-            provenance.update(sub.provenance)
+            # `sub` was made for this include alone (resolved, adopted or scoped here).
+            provenance.absorb(sub.provenance)
             key_locations.update(sub.key_locations)
         evaluated = evaluate_config(parsed, base_data)
         # A reused base would not warn again.
@@ -383,7 +387,7 @@ class _Resolver:
         else:
             start = len(self.lineage)
             source, file_digest = self.read(path)
-            resolved = self.resolve(source, file_digest, including, stack)
+            resolved = self.resolve(source, file_digest, including, stack, real)
             if resolved.keep and self.bases is not None:
                 self._keep(path, start, resolved)
         return resolved if scope is None else _with_scope(resolved, scope, location)

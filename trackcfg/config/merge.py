@@ -98,12 +98,13 @@ def to_plain(value: object, *, drop_key: str | None = None) -> object:
     are left out everywhere (``drop_key=DELETE_KEY`` strips ``_delete_``, also inside
     lists). Never mutates ``value``.
     """
-    if type(value) in _SCALARS:
+    kind = type(value)
+    if kind in _SCALARS:
         return value  # before the slower ABC check below
-    if isinstance(value, Mapping):
+    if kind is dict or isinstance(value, Mapping):
         return {
             k: to_plain(v, drop_key=drop_key)
-            for k, v in value.items()
+            for k, v in value.items()  # type: ignore[attr-defined]
             if drop_key is None or k != drop_key
         }
     if type(value) is list:

@@ -31,23 +31,39 @@ PROVENANCE_VERSION = 1
 
 
 class ProvenanceBuilder:
-    """Mutable per-key-path assignment lists, appended to while a config resolves."""
+    """Mutable per-key-path assignment lists, appended to while a config resolves.
+
+    A history may be a tuple shared with a kept base (``from_histories``): it is
+    copied into a list the first time this builder appends to it.
+    """
 
     __slots__ = ("_history",)
 
     def __init__(self) -> None:
-        self._history: dict[KeyParts, list[Assignment]] = {}
+        self._history: dict[KeyParts, list[Assignment] | tuple[Assignment, ...]] = {}
 
     @classmethod
-    def from_histories(cls, histories: dict[KeyParts, list[Assignment]]) -> ProvenanceBuilder:
-        """A builder that takes ``histories`` (key path -> assignments) as its own."""
+    def from_histories(
+        cls, histories: dict[KeyParts, list[Assignment] | tuple[Assignment, ...]]
+    ) -> ProvenanceBuilder:
+        """A builder that takes ``histories`` (key path -> assignments) as its own.
+
+        Tuples in it may be shared (they are copied on the first append), the dict not.
+        """
         new = cls()
         new._history = histories
         return new
 
+    def _list(self, parts: KeyParts) -> list[Assignment] | None:
+        """``parts``' history as a list this builder owns (None when it has none)."""
+        history = self._history.get(parts)
+        if type(history) is tuple:
+            history = self._history[parts] = list(history)
+        return history  # type: ignore[return-value]
+
     def add(self, parts: KeyParts, assignment: Assignment) -> None:
         """Append one assignment to ``parts``' history."""
-        history = self._history.get(parts)
+        history = self._list(parts)
         if history is None:
             self._history[parts] = [assignment]
         else:
@@ -61,11 +77,28 @@ class ProvenanceBuilder:
     def update(self, other: ProvenanceBuilder) -> None:
         """Append every history of ``other`` after this one's."""
         for parts, history in other._history.items():
-            mine = self._history.get(parts)
+            mine = self._list(parts)
             if mine is None:
                 self._history[parts] = list(history)
             else:
                 mine.extend(history)
+
+    def absorb(self, other: ProvenanceBuilder) -> None:
+        """``update`` from a builder no one uses after: its histories are taken over.
+
+        What the loader does with each base's builder (made for that one include), so
+        that a base's histories are not copied once more per include.
+        """
+        if not self._history:
+            self._history = other._history
+        else:
+            for parts, history in other._history.items():
+                mine = self._list(parts)
+                if mine is None:
+                    self._history[parts] = history
+                else:
+                    mine.extend(history)
+        other._history = {}
 
     def records(self) -> Iterator[tuple[KeyParts, Assignment]]:
         """Every ``(parts, assignment)``; ``extend`` of them rebuilds an equal builder."""

@@ -496,10 +496,12 @@ def _python_bases(
 ) -> tuple[BaseEntry, ...]:
     value = transformer.visit(stmt.value)
     location = Location(display, stmt.lineno)
+    names = _literal_names(value)
     try:
-        names = eval(
-            compile(ast.Expression(body=value), display, "eval"), {"__builtins__": builtins}
-        )
+        if names is None:
+            names = eval(
+                compile(ast.Expression(body=value), display, "eval"), {"__builtins__": builtins}
+            )
     except Exception as exc:
         raise ConfigBaseError(
             f"cannot evaluate _base_: {type(exc).__name__}: {exc}",
@@ -510,6 +512,21 @@ def _python_bases(
     if isinstance(value, ast.List | ast.Tuple):
         element_lines = {i: elt.lineno for i, elt in enumerate(value.elts)}
     return _base_entries(names, {(BASE_KEY,): KeyOrigin(stmt.lineno)}, element_lines, display)
+
+
+def _literal_names(value: ast.expr) -> str | list[str] | tuple[str, ...] | None:
+    """What a ``_base_`` of string literals evaluates to, read off the ast; else None.
+
+    The usual ``_base_ = ['a.py', 'b.py']`` then needs no ``compile`` and ``eval``.
+    """
+    if isinstance(value, ast.Constant):
+        return value.value if isinstance(value.value, str) else None
+    if isinstance(value, ast.List | ast.Tuple) and all(
+        isinstance(e, ast.Constant) and isinstance(e.value, str) for e in value.elts
+    ):
+        names = [e.value for e in value.elts]  # type: ignore[attr-defined]
+        return names if isinstance(value, ast.List) else tuple(names)
+    return None
 
 
 def _evaluate_python(
