@@ -34,7 +34,7 @@ from pathlib import Path
 from trackcfg.config.canonical import digest
 from trackcfg.config.filecache import (
     IMMUTABLE,
-    NotShareableError,
+    NOT_SHAREABLE,
     fresh_copy,
     shareable_copy,
 )
@@ -148,23 +148,20 @@ def keep_base(
     """
     history: dict[KeyParts, list[Assignment]] = {}
     containers: set[KeyParts] = set()
-    try:
-        kept_data = shareable_copy(data)
-        for parts, assignment in records:
-            kind = type(assignment.value)
-            if kind in _CONTAINERS:
-                containers.add(parts)
-                assignment = Assignment(
-                    assignment.kind,
-                    assignment.location,
-                    shareable_copy(assignment.value),
-                    assignment.source,
-                )
-            elif kind not in IMMUTABLE:
-                return None
-            history.setdefault(parts, []).append(assignment)
-    except NotShareableError:
+    kept_data = shareable_copy(data)
+    if kept_data is NOT_SHAREABLE:
         return None
+    for parts, assignment in records:
+        kind = type(assignment.value)
+        if kind in _CONTAINERS:
+            containers.add(parts)
+            value = shareable_copy(assignment.value)
+            if value is NOT_SHAREABLE:
+                return None
+            assignment = Assignment(assignment.kind, assignment.location, value, assignment.source)
+        elif kind not in IMMUTABLE:
+            return None
+        history.setdefault(parts, []).append(assignment)
     return ResolvedBase(
         files=files,
         data=kept_data,  # type: ignore[arg-type]

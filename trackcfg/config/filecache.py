@@ -56,8 +56,8 @@ __all__ = [
     "CACHE_DIR_VARIABLE",
     "CACHE_VARIABLE",
     "IMMUTABLE",
+    "NOT_SHAREABLE",
     "DiskStore",
-    "NotShareableError",
     "ParseCache",
     "cache_dir",
     "cache_mode",
@@ -153,8 +153,12 @@ def fresh_copy(value: object) -> object:
     return value
 
 
-class NotShareableError(Exception):
-    """Internal to ``shareable_copy``: the value is not ``is_shareable`` (never escapes)."""
+#: What ``shareable_copy`` returns for a value that is not ``is_shareable``.
+NOT_SHAREABLE: object = object()
+
+
+class _NotShareable(Exception):
+    """Raised deep in ``_shareable_copy``'s walk; never leaves ``shareable_copy``."""
 
 
 def shareable_copy(value: object) -> object:
@@ -162,23 +166,30 @@ def shareable_copy(value: object) -> object:
 
     One walk instead of two where a value is kept (``basecache.keep_base``).
 
-    Raises:
-        NotShareableError: ``is_shareable(value)`` is False.
+    Returns:
+        The copy, or ``NOT_SHAREABLE`` when ``is_shareable(value)`` is False.
     """
+    try:
+        return _shareable_copy(value)
+    except _NotShareable:
+        return NOT_SHAREABLE
+
+
+def _shareable_copy(value: object) -> object:
     kind = type(value)
     if kind is dict:
         out = {}
         for key, item in value.items():  # type: ignore[attr-defined]
             if type(key) not in IMMUTABLE and not is_shareable(key):
-                raise NotShareableError
-            out[key] = shareable_copy(item)
+                raise _NotShareable
+            out[key] = _shareable_copy(item)
         return out
     if kind is list:
-        return [shareable_copy(v) for v in value]  # type: ignore[attr-defined]
+        return [_shareable_copy(v) for v in value]  # type: ignore[attr-defined]
     if kind is tuple:
-        return tuple(shareable_copy(v) for v in value)  # type: ignore[attr-defined]
+        return tuple(_shareable_copy(v) for v in value)  # type: ignore[attr-defined]
     if kind not in IMMUTABLE:
-        raise NotShareableError
+        raise _NotShareable
     return value
 
 
