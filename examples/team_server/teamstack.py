@@ -102,7 +102,7 @@ def _stop_group(proc: subprocess.Popen[bytes], grace: float = 10.0) -> None:
     # Children (uvicorn's worker) may outlive the leader for a moment: end the group.
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=grace)
+    proc.wait(timeout=30)
 
 
 # --------------------------------------------------------------------------- PostgreSQL
@@ -159,7 +159,7 @@ class Postgres:
             raise StackError(f"{' '.join(argv[:2])} failed:\n{done.stdout}{done.stderr}")
 
     def uri(self, database: str) -> str:
-        """The SQLAlchemy URI of ``database`` (psycopg2; user ``postgres``, trust auth on loopback)."""
+        """SQLAlchemy URI of ``database`` (psycopg2, user ``postgres``, trust on loopback)."""
         return f"postgresql+psycopg2://postgres@127.0.0.1:{self.port}/{database}"
 
     def start(self) -> None:
@@ -452,11 +452,11 @@ class MlflowTeamServer:
             self.stop()
             raise
 
-    def stop(self) -> None:
-        """End the server's process group (uvicorn and its worker)."""
+    def stop(self, grace: float = 5.0) -> None:
+        """End the server's process group (SIGTERM; SIGKILL after ``grace`` s)."""
         proc, self.proc = self.proc, None
         if proc is not None:
-            _stop_group(proc)
+            _stop_group(proc, grace)
 
     @property
     def running(self) -> bool:

@@ -448,9 +448,7 @@ def team_env(team_stack: TeamStack, monkeypatch: pytest.MonkeyPatch) -> Iterator
     for key, value in team_stack.client_env().items():
         monkeypatch.setenv(key, value)  # MlflowClient in the test reads them
     user, password = TEAM_ADMIN
-    yield run_env(
-        team_stack.uri, MLFLOW_TRACKING_USERNAME=user, MLFLOW_TRACKING_PASSWORD=password
-    )
+    yield run_env(team_stack.uri, MLFLOW_TRACKING_USERNAME=user, MLFLOW_TRACKING_PASSWORD=password)
     restore_stack(team_stack)
 
 
