@@ -36,9 +36,28 @@ KILL_AT = ITERS_PER_EPOCH + 10
 def start(repo: Path, env: dict[str, str], name: str, options: list[str]) -> subprocess.Popen[str]:
     argv = [sys.executable, "-m", "trackcfg", "run", E2E_CONFIG_PATH]
     argv += ["--work-dir", str(repo / "work_dirs" / name), "--cfg-options", *options]
-    return subprocess.Popen(
-        argv, cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
+    # Output to a file: ten processes' pipes that nobody drains would block them.
+    with (repo.parent / f"{name}.err").open("w") as err:
+        return subprocess.Popen(
+            argv, cwd=repo, env=env, stdout=subprocess.DEVNULL, stderr=err, text=True
+        )
+
+
+def finish(repo: Path, name: str, proc: subprocess.Popen[str], expected: int) -> None:
+    proc.wait(timeout=900)
+    assert proc.returncode == expected, (repo.parent / f"{name}.err").read_text()[-3000:]
+
+
+def resume(repo: Path, env: dict[str, str], name: str, args: list[str]) -> subprocess.Popen[str]:
+    with (repo.parent / f"{name}.err").open("w") as err:
+        return subprocess.Popen(
+            [sys.executable, "-m", "trackcfg", *args],
+            cwd=repo,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            text=True,
+        )
 
 
 def journal_run(work: Path) -> str:
@@ -65,21 +84,14 @@ def test_eight_runs_two_resumes_and_queries_at_once_lose_and_duplicate_nothing(
     resumes: dict[str, subprocess.Popen[str]] = {}
     try:
         for name, proc in doomed.items():
-            _, err = proc.communicate(timeout=600)
-            assert proc.returncode == -signal.SIGKILL, err[-3000:]
+            finish(git_repo, name, proc, -signal.SIGKILL)
             work = git_repo / "work_dirs" / name
-            argv = [sys.executable, "-m", "trackcfg", "resume", journal_run(work)]
-            resumes[name] = subprocess.Popen(
-                [*argv, "--work-dir", str(work)],
-                cwd=git_repo,
-                env=team_env,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-            )
-        for proc in [*short.values(), *resumes.values()]:
-            _, err = proc.communicate(timeout=600)
-            assert proc.returncode == 0, err[-3000:]
+            argv = ["resume", journal_run(work), "--work-dir", str(work)]
+            resumes[name] = resume(git_repo, team_env, f"{name}-resume", argv)
+        for name, proc in short.items():
+            finish(git_repo, name, proc, 0)
+        for name, proc in resumes.items():
+            finish(git_repo, f"{name}-resume", proc, 0)
     finally:
         done.set()
         asker.join(timeout=600)
