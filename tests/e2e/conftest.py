@@ -9,6 +9,10 @@
   session end. Tests may `MlflowServer.stop` and `MlflowServer.start` it (the
   outage test); the port and the stores survive a restart.
 - `run_trackcfg`: runs ``python -m trackcfg ...`` as a subprocess.
+- `team_stack` / `team_env`: ONE team stack per test session (PostgreSQL, moto's S3
+  behind a closable gate, ``mlflow server`` with proxied artifacts and basic auth;
+  ``examples/team_server/teamstack.py``), started by the first test that asks for it;
+  `team_env` restarts any part a fault test stopped and logs in as the admin.
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
+from examples.team_server.teamstack import StackError, TeamStack, postgres_bin_dir
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -402,3 +408,69 @@ def assert_same_weights(a: dict[str, object], b: dict[str, object]) -> None:
         x, y = a[key], b[key]
         assert isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor)
         assert x.dtype == y.dtype and torch.equal(x, y), f"{key} differs"
+
+
+# -- the team stack ------------------------------------------------------------------
+
+#: The team server's admin (MLflow basic auth); tests log in as this user.
+TEAM_ADMIN = ("admin", "tEam-Adm1n-pw-4217")
+
+
+@pytest.fixture(scope="session")
+def team_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TeamStack]:
+    """ONE team stack for the whole test session; every part stopped at the end.
+
+    Missing PostgreSQL binaries fail the test (CI installs them), never skip it.
+    """
+    try:
+        postgres_bin_dir()
+    except StackError as error:
+        pytest.fail(f"the team stack needs PostgreSQL: {error}", pytrace=False)
+    stack = TeamStack(tmp_path_factory.mktemp("team-stack"), auth=TEAM_ADMIN)
+    stack.start()  # stops whatever it started before raising
+    print(f"\nteam stack up in {stack.start_seconds:.1f} s")
+    try:
+        yield stack
+    finally:
+        stack.stop()
+
+
+def restore_stack(stack: TeamStack) -> None:
+    """Start again whatever part of ``stack`` a fault test stopped."""
+    assert stack.postgres is not None and stack.gate is not None and stack.server is not None
+    if not stack.postgres.running:
+        stack.postgres.start()
+    stack.gate.open()
+    stack.server.start()
+
+
+@pytest.fixture
+def team_env(team_stack: TeamStack, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
+    """Environment for subprocesses using `team_stack` as the admin; this process too."""
+    restore_stack(team_stack)
+    for key, value in team_stack.client_env().items():
+        monkeypatch.setenv(key, value)  # MlflowClient in the test reads them
+    user, password = TEAM_ADMIN
+    yield run_env(team_stack.uri, MLFLOW_TRACKING_USERNAME=user, MLFLOW_TRACKING_PASSWORD=password)
+    restore_stack(team_stack)
+
+
+def bucket_objects(stack: TeamStack, prefix: str = "") -> dict[str, int]:
+    """Every object in the stack's bucket under ``prefix``: key -> size."""
+    from examples.team_server.teamstack import BUCKET
+
+    assert stack.s3 is not None
+    client = stack.s3.client()
+    found: dict[str, int] = {}
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix):
+        found.update((o["Key"], o["Size"]) for o in page.get("Contents", []))
+    return found
+
+
+def bucket_object(stack: TeamStack, key: str) -> bytes:
+    """The bytes of one object in the stack's bucket."""
+    from examples.team_server.teamstack import BUCKET
+
+    assert stack.s3 is not None
+    body = stack.s3.client().get_object(Bucket=BUCKET, Key=key)["Body"]
+    return bytes(body.read())

@@ -39,6 +39,9 @@ __all__ = [
 ]
 
 _SEARCH_PAGE = 1000
+#: Experiments per search page: MLflow returns at most 1000 unless paged, and a team
+#: store can hold more.
+_EXPERIMENT_PAGE = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,18 +166,26 @@ def _experiments(client: MlflowClient, experiment: str | None) -> dict[str, str]
     from trackcfg.config.keypath import suggest
     from trackcfg.errors import TrackingError
 
-    found = client.search_experiments()
-    by_id = {e.experiment_id: e.name for e in found}
+    if experiment is not None:
+        # One lookup, not a scan of every experiment (a team store has thousands).
+        named = client.get_experiment_by_name(experiment)
+        if named is not None and named.lifecycle_stage == "active":
+            return {named.experiment_id: named.name}
+    by_id: dict[str, str] = {}
+    token: str | None = None
+    while True:
+        page = client.search_experiments(max_results=_EXPERIMENT_PAGE, page_token=token)
+        by_id.update((e.experiment_id, e.name) for e in page)
+        token = page.token
+        if not token:
+            break
     if experiment is None:
         return by_id
-    match = {i: n for i, n in by_id.items() if n == experiment}
-    if not match:
-        close = suggest(experiment, by_id.values())
-        raise TrackingError(
-            f"no experiment named {experiment!r} in {tracking_uri()}",
-            hint=f"did you mean {', '.join(repr(c) for c in close)}?" if close else None,
-        )
-    return match
+    close = suggest(experiment, by_id.values())
+    raise TrackingError(
+        f"no experiment named {experiment!r} in {tracking_uri()}",
+        hint=f"did you mean {', '.join(repr(c) for c in close)}?" if close else None,
+    )
 
 
 def _row(run: Run, experiments: Mapping[str, str], client: MlflowClient) -> RunRow:

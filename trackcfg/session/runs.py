@@ -335,7 +335,8 @@ def resume_run(
     work = _resume_work_dir(work_dir, dict(run.data.tags), run.info.run_name or run_id, run_id)
     _prepare_work_dir(work)  # before the run is touched
     # Then the lease: a second trainer of this run must not even touch its files.
-    lease = acquire_lease(client, run_id, new_lease())
+    with store_errors(uri):  # a user who may read the run but not write it ends here
+        lease = acquire_lease(client, run_id, new_lease())
     with (
         _releasing(lambda: release_lease(client, run_id, lease)) as hand_over,
         tempfile.TemporaryDirectory(prefix="trackcfg-resume-") as tmp_text,

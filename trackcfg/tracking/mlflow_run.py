@@ -333,12 +333,20 @@ def unusable_store(tracking_uri: str, error: BaseException) -> TrackingError:
 
     Both redacted; a store that refused the credentials gets a hint on giving them.
     """
-    refused = getattr(error, "error_code", "") in ("UNAUTHENTICATED", "PERMISSION_DENIED")
+    code = getattr(error, "error_code", "")
+    if code == "PERMISSION_DENIED":
+        # Logged in, but not allowed (MLflow's basic auth: no EDIT on the experiment).
+        hint = (
+            "the server knows who you are but does not let you do this: ask the "
+            "experiment's owner or an admin for permission (MLflow's EDIT or MANAGE)"
+        )
+    elif code == "UNAUTHENTICATED":
+        hint = _CREDENTIALS_HINT
+    else:
+        hint = "check that the server is running, or set MLFLOW_TRACKING_URI to another store"
     return TrackingError(
         f"tracking store {redact_url(tracking_uri)}: " + redact_text(first_line(error, limit=1000)),
-        hint=_CREDENTIALS_HINT
-        if refused
-        else "check that the server is running, or set MLFLOW_TRACKING_URI to another store",
+        hint=hint,
     )
 
 
