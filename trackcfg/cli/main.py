@@ -456,6 +456,9 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
+    # MLflow's usage telemetry thread raced ours on its own environment variable
+    # (`_MLFLOW_TELEMETRY_SESSION_ID`) and failed a run's start; a user's setting wins.
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     if not debug:
         _quiet_third_party()
     _show_progress_logs(debug)

@@ -151,6 +151,11 @@ class TrackingAgent:
         # environment. Basic-auth credentials of an HTTP store go as MLflow's
         # MLFLOW_TRACKING_USERNAME/PASSWORD (`to_client_uri` put them there).
         env = dict(os.environ, MLFLOW_TRACKING_URI=to_client_uri(tracking_uri))
+        # MLflow's usage telemetry deletes its session variable from a thread of its
+        # own and can race another thread doing the same (a run once failed to start
+        # on `_MLFLOW_TELEMETRY_SESSION_ID`); the agent needs none of it. A user's
+        # explicit setting wins.
+        env.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
         proc = subprocess.Popen(
             argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True, env=env
         )
