@@ -73,7 +73,14 @@ class TextLogFile(logging.FileHandler):
         super().__init__(path)
         self._failed = False
 
-    def handleError(self, record: logging.LogRecord) -> None:
+    def flush(self) -> None:
+        # Called by close() too: a full disk at the end is no traceback either.
+        try:
+            super().flush()
+        except OSError:
+            self.handleError(None)
+
+    def handleError(self, record: logging.LogRecord | None) -> None:
         if not self._failed:
             self._failed = True
             error = sys.exc_info()[1]

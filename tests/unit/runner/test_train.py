@@ -172,6 +172,7 @@ def test_a_text_log_line_that_cannot_be_written_costs_one_warning_and_no_traceba
         logger.warning("two")
     finally:
         logger.removeHandler(handler)
+    handler.close()  # flushes: a disk still full at the end is no traceback either
     err = capsys.readouterr().err
     assert err.count("cannot write the text log") == 1
     assert "No space left on device" in err and "Traceback" not in err

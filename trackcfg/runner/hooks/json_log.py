@@ -22,6 +22,8 @@ append the parent's lines a second time when it exits.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import time
 import weakref
@@ -29,22 +31,34 @@ from pathlib import Path
 
 __all__ = ["JsonLinesFile"]
 
+_logger = logging.getLogger(__name__)
+
 
 def _write_all(fd: int, lines: list[str]) -> None:
-    """Append ``lines`` (one record each) to ``fd`` in one write, then forget them."""
+    """Append ``lines`` (one record each) to ``fd`` in one write, then forget them.
+
+    Raises:
+        OSError: The write failed (a full disk): what did not reach the file stays
+            in ``lines``, to be written by the next call.
+    """
     if not lines:
         return
-    data = ("\n".join(lines) + "\n").encode("utf-8")
-    lines.clear()
-    written = os.write(fd, data)
-    while written < len(data):  # a short write (full disk, signal): write the rest
-        written += os.write(fd, data[written:])
+    data = ("\n".join(lines) + "\n").encode("utf-8", "surrogateescape")
+    written = 0
+    try:
+        while written < len(data):  # a short write (full disk, signal): write the rest
+            written += os.write(fd, data[written:])
+    finally:
+        lines.clear()
+        if written < len(data):  # the rest, without its final newline (join adds it)
+            lines.append(data[written:-1].decode("utf-8", "surrogateescape"))
 
 
 def _write_and_close(fd: int, lines: list[str], owner: int) -> None:
     try:
         if os.getpid() == owner:
-            _write_all(fd, lines)
+            with contextlib.suppress(OSError):  # at exit there is no later try
+                _write_all(fd, lines)
     finally:
         os.close(fd)
 
@@ -68,6 +82,7 @@ class JsonLinesFile:
         self._fd = fd
         self._close = weakref.finalize(self, _write_and_close, fd, self._lines, os.getpid())
         self._written_at = time.perf_counter()
+        self._failed = False  # warned about a failed write already
 
     def append(self, line: str) -> None:
         """Add one record (no newline); write the batch if the interval has passed."""
@@ -76,10 +91,25 @@ class JsonLinesFile:
             self.flush()
 
     def flush(self) -> None:
-        """Write every waiting line now (to the page cache: a SIGKILL no longer loses it)."""
+        """Write every waiting line now (to the page cache: a SIGKILL no longer loses it).
+
+        A write that fails (a full disk) keeps the lines for the next flush and costs
+        one warning: the log is a record beside the metric journal, and training goes
+        on without it.
+        """
         if self._lines:
             self._written_at = time.perf_counter()
-            _write_all(self._fd, self._lines)
+            try:
+                _write_all(self._fd, self._lines)
+            except OSError as error:
+                if not self._failed:
+                    self._failed = True
+                    _logger.warning(
+                        "cannot write the JSON log %s (%s); its lines wait in memory and "
+                        "are written when the disk has room again, the run goes on",
+                        self.path,
+                        error,
+                    )
 
     def close(self) -> None:
         """Write what waits and close the descriptor (once; later calls do nothing)."""

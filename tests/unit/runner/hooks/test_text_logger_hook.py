@@ -325,3 +325,32 @@ def test_a_forked_child_does_not_write_the_parents_waiting_lines(tmp_path: Path)
     assert path.read_text() == ""
     log_file.close()
     assert path.read_text() == '{"iter": 1}\n'
+
+
+def test_a_json_log_on_a_full_disk_warns_once_keeps_its_lines_and_writes_them_later(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The fault soak's full disk once failed a run with a traceback from this file."""
+    import os
+
+    from trackcfg.runner.hooks.json_log import JsonLinesFile
+
+    path = tmp_path / "run.log.json"
+    log_file = JsonLinesFile(path, flush_interval=0)
+    good = log_file._fd
+    log_file._fd = os.open("/dev/full", os.O_WRONLY)  # every write: ENOSPC
+    try:
+        with caplog.at_level("WARNING"):
+            log_file.append('{"iter": 1}')
+            log_file.append('{"iter": 2, "note": "\u00e9"}')
+        assert sum("cannot write the JSON log" in r.getMessage() for r in caplog.records) == 1
+    finally:
+        os.close(log_file._fd)
+        log_file._fd = good  # the disk has room again
+    log_file.append('{"iter": 3}')
+    log_file.close()
+    assert path.read_text(encoding="utf-8").splitlines() == [
+        '{"iter": 1}',
+        '{"iter": 2, "note": "\u00e9"}',
+        '{"iter": 3}',
+    ]
