@@ -366,10 +366,11 @@ def test_ui_serves_the_same_store_and_prints_the_search_string(project: Project)
     )
     try:
         assert proc.stdout is not None
-        lines = [proc.stdout.readline(), proc.stdout.readline()]
+        lines = [proc.stdout.readline() for _ in range(3)]
         assert lines[0].startswith(f"MLflow UI:    http://127.0.0.1:{port}")
+        assert lines[1].startswith(f"runs of this config hash: http://127.0.0.1:{port}/#/")
         search = f"tags.`trackcfg.config_hash` = '{project.hash_a}'"
-        assert lines[1].strip() == f"search runs:  {search}"
+        assert lines[2].strip() == f"search runs:  {search}"
         found = _search_when_up(port, search)
         assert found == [project.run_a]
     finally:

@@ -268,6 +268,8 @@ def _metric_rank(key: str) -> tuple[int, str]:
     # rest (learning_rate, momentum); timings last, they say little about the run.
     if key.endswith("time"):
         return 3, key
+    if key.rpartition("_")[2].isdigit():  # per-class values (val/accuracy_3): after the rest
+        return 2, key
     if key.startswith("val"):
         return 0, key
     return (1 if key.startswith("train/") else 2), key

@@ -77,6 +77,24 @@ def test_render_runs_lists_id_status_git_and_validation_metrics_first() -> None:
     ]
 
 
+def test_render_runs_puts_per_class_values_after_the_training_metrics() -> None:
+    """Ten per-class accuracies once crowded train/loss out of the table."""
+    per_class = {f"val/accuracy_{i}": 1.0 for i in range(10)}
+    row = RunRow(
+        run_id="a" * 32,
+        name="cnn@12345678",
+        experiment="Default",
+        status="FINISHED",
+        start_time_ms=None,
+        config_hash="12345678" * 4,
+        git_commit=None,
+        git_dirty=False,
+        metrics={**per_class, "train/loss": 0.25, "val/accuracy": 0.975},
+    )
+    shown = render.render_runs([row]).splitlines()[1].split()[5:]
+    assert shown[:2] == ["val/accuracy=0.975", "train/loss=0.25"]
+
+
 def test_render_runs_shows_the_best_checkpoints_metric_first() -> None:
     from trackcfg.session.catalog import BestCheckpoint
 
