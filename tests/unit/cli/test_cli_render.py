@@ -91,7 +91,7 @@ def test_render_runs_puts_per_class_values_after_the_training_metrics() -> None:
         git_dirty=False,
         metrics={**per_class, "train/loss": 0.25, "val/accuracy": 0.975},
     )
-    shown = render.render_runs([row]).splitlines()[1].split()[5:]
+    shown = render.render_runs([row]).splitlines()[1].split()[6:]
     assert shown[:2] == ["val/accuracy=0.975", "train/loss=0.25"]
 
 
