@@ -110,7 +110,8 @@ def tags(project: Project, run_id: str) -> dict[str, str]:
 def test_a_dirty_main_job_run_verifies_bitwise_through_its_patch(project: Project) -> None:
     status_before = git(["status", "--porcelain"], project.root)
     out = ok(trackcfg("verify", project.run_a, env=project.env, cwd=project.root))
-    assert out.startswith("bitwise identical; all 2 checkpoint(s) identical; environment: same")
+    # epoch_1, epoch_2 and the best checkpoint each epoch kept (the main job evaluates)
+    assert out.startswith("bitwise identical; all 4 checkpoint(s) identical; environment: same")
     assert "+ recorded patch" in out
     assert "compared:       12 iteration(s)" in out
     recorded = tags(project, project.run_a)
