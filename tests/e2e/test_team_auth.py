@@ -36,7 +36,9 @@ from tests.e2e.conftest import (
 )
 from tests.e2e.conftest import trackcfg as run_cli
 
-pytestmark = pytest.mark.slow
+# One worker runs every test of the team stack: the stack (PostgreSQL, S3, mlflow
+# server) starts once per worker that needs it, and it is the costliest fixture.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("team_stack")]
 
 ALICE = ("alice", "al1ce-Tr4cking-pw")
 BOB = ("bob", "b0b-Tr4cking-pw")

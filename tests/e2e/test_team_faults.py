@@ -41,7 +41,9 @@ from tests.e2e.conftest import (
     wait_for,
 )
 
-pytestmark = pytest.mark.slow
+# One worker runs every test of the team stack: the stack (PostgreSQL, S3, mlflow
+# server) starts once per worker that needs it, and it is the costliest fixture.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("team_stack")]
 
 ITER_DELAY = 0.05
 #: The trainer SIGKILLs itself here: mid-epoch 4, while the server restarts.

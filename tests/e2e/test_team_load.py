@@ -24,7 +24,9 @@ from examples.team_server.teamstack import TeamStack
 from tests.e2e.conftest import E2E_CONFIG_PATH, ITERS_PER_EPOCH, metric_history
 from tests.e2e.conftest import trackcfg as run_cli
 
-pytestmark = pytest.mark.slow
+# One worker runs every test of the team stack: the stack (PostgreSQL, S3, mlflow
+# server) starts once per worker that needs it, and it is the costliest fixture.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("team_stack")]
 
 #: Options of the eight short runs: three config hashes.
 SHORT = [["runner.max_epochs=1"]] * 4 + [["runner.max_epochs=1", "optimizer.lr=0.02"]] * 3
