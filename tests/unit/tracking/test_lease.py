@@ -90,15 +90,23 @@ def test_of_two_simultaneous_claims_only_the_last_writer_goes_on(
     uri, run_id = store_run
     client = MlflowClient(uri)
     rival = new_lease()
+    mine = new_lease()
 
     def claim_during_settle() -> None:
-        time.sleep(0.1)  # after our write, before our read-back
+        # After our write (waited for, not guessed: a loaded machine once delayed it past
+        # a fixed sleep), before our read-back.
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            held = read_lease(client, run_id)
+            if held is not None and held.token == mine.token:
+                break
+            time.sleep(0.01)
         client.set_tag(run_id, TAG_LEASE, rival.to_tag())
 
     thread = threading.Thread(target=claim_during_settle)
     thread.start()
     with pytest.raises(RunLeaseError, match="one trainer at a time"):
-        acquire_lease(client, run_id, new_lease(), settle=0.6)
+        acquire_lease(client, run_id, mine, settle=3.0)
     thread.join()
     assert read_lease(client, run_id) == rival
 
