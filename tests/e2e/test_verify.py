@@ -113,7 +113,9 @@ def test_a_dirty_main_job_run_verifies_bitwise_through_its_patch(project: Projec
     # epoch_1, epoch_2 and the best checkpoint each epoch kept (the main job evaluates)
     assert out.startswith("bitwise identical; all 4 checkpoint(s) identical; environment: same")
     assert "+ recorded patch" in out
-    assert "compared:       12 iteration(s)" in out
+    # 12 training iterations; the last evaluation is logged at step iter + 1 = 13 (mmcv's
+    # val-epoch step), and the count is the last step compared.
+    assert "compared:       13 iteration(s)" in out
     recorded = tags(project, project.run_a)
     assert recorded["trackcfg.verified"] == "bitwise"
     verifier = recorded["trackcfg.verified_by"]
