@@ -57,9 +57,11 @@ __all__ = [
     "annealing_cos",
     "annealing_linear",
     "check_cyclic_args",
+    "checked_steps",
     "cyclic_phases",
     "cyclic_target_ratio",
     "cyclic_value",
+    "steps_passed",
 ]
 
 #: One LR per param group, or per optimizer name when ``runner.optimizer`` is a dict.
@@ -320,6 +322,35 @@ class FixedLrUpdaterHook(LrUpdaterHook):
         return base_lr
 
 
+def checked_steps(step: object) -> int | list[int]:
+    """A step schedule's ``step`` argument, checked: an int or a list of positive ints.
+
+    Shared by the LR and momentum step policies.
+
+    Raises:
+        ArgumentTypeError: ``step`` is neither an int nor a list of ints.
+        ArgumentValueError: a step is not positive.
+    """
+    if isinstance(step, bool) or not isinstance(step, int | list | tuple):
+        raise ArgumentTypeError(
+            f"must be an int or a list of ints, got {type(step).__name__}", key_path="step"
+        )
+    steps = [step] if isinstance(step, int) else list(step)
+    if not all(isinstance(s, int) and not isinstance(s, bool) for s in steps):
+        raise ArgumentTypeError(f"must be an int or a list of ints, got {step!r}", key_path="step")
+    if not all(s > 0 for s in steps):
+        raise ArgumentValueError(f"every step must be positive, got {step!r}", key_path="step")
+    return step if isinstance(step, int) else steps
+
+
+def steps_passed(step: int | list[int], progress: int) -> int:
+    """How many decays ``progress`` epochs/iterations have reached: every ``step``, or
+    the number of milestones already reached."""
+    if isinstance(step, int):
+        return progress // step
+    return next((i for i, s in enumerate(step) if progress < s), len(step))
+
+
 @HOOKS.register_module()
 class StepLrUpdaterHook(LrUpdaterHook):
     """Multiply the LR by ``gamma`` at every step: ``lr_config=dict(policy='step', step=[8, 11])``.
@@ -343,34 +374,14 @@ class StepLrUpdaterHook(LrUpdaterHook):
         min_lr: float | None = None,
         **kwargs: Unpack[LrUpdaterArgs],
     ) -> None:
-        if isinstance(step, bool) or not isinstance(step, int | list | tuple):
-            raise ArgumentTypeError(
-                f"must be an int or a list of ints, got {type(step).__name__}", key_path="step"
-            )
-        steps = [step] if isinstance(step, int) else list(step)
-        if not all(isinstance(s, int) and not isinstance(s, bool) for s in steps):
-            raise ArgumentTypeError(
-                f"must be an int or a list of ints, got {step!r}", key_path="step"
-            )
-        if not all(s > 0 for s in steps):
-            raise ArgumentValueError(f"every step must be positive, got {step!r}", key_path="step")
-        self.step: int | list[int] = step if isinstance(step, int) else steps
+        self.step = checked_steps(step)
         self.gamma = gamma
         self.min_lr = min_lr
         super().__init__(**kwargs)
 
     def get_lr(self, runner: BaseRunner, base_lr: float) -> float:
         progress = _progress(self, runner)
-        if isinstance(self.step, int):
-            exp = progress // self.step
-        else:
-            # the number of milestones already reached
-            exp = len(self.step)
-            for i, s in enumerate(self.step):
-                if progress < s:
-                    exp = i
-                    break
-        lr = base_lr * self.gamma**exp
+        lr = base_lr * self.gamma ** steps_passed(self.step, progress)
         if self.min_lr is not None:
             lr = max(lr, self.min_lr)
         return lr

@@ -26,16 +26,18 @@ from typing import TYPE_CHECKING, Literal, TypedDict, Unpack
 
 from torch.optim import Optimizer
 
-from trackcfg.errors import ArgumentKeyError, ArgumentTypeError, ArgumentValueError, RunnerError
+from trackcfg.errors import ArgumentKeyError, ArgumentValueError, RunnerError
 from trackcfg.registry import HOOKS
 from trackcfg.runner.hooks.hook import Hook
 from trackcfg.runner.hooks.lr_updater import (
     annealing_cos,
     annealing_linear,
     check_cyclic_args,
+    checked_steps,
     cyclic_phases,
     cyclic_target_ratio,
     cyclic_value,
+    steps_passed,
 )
 
 if TYPE_CHECKING:
@@ -275,29 +277,14 @@ class StepMomentumUpdaterHook(MomentumUpdaterHook):
         min_momentum: float | None = None,
         **kwargs: Unpack[MomentumUpdaterArgs],
     ) -> None:
-        if isinstance(step, bool) or not isinstance(step, int | list | tuple):
-            raise ArgumentTypeError(
-                f"must be an int or a list of ints, got {type(step).__name__}", key_path="step"
-            )
-        steps = [step] if isinstance(step, int) else list(step)
-        if not all(isinstance(s, int) and not isinstance(s, bool) for s in steps):
-            raise ArgumentTypeError(
-                f"must be an int or a list of ints, got {step!r}", key_path="step"
-            )
-        if not all(s > 0 for s in steps):
-            raise ArgumentValueError(f"every step must be positive, got {step!r}", key_path="step")
-        self.step: int | list[int] = step if isinstance(step, int) else steps
+        self.step = checked_steps(step)
         self.gamma = gamma
         self.min_momentum = min_momentum
         super().__init__(**kwargs)
 
     def get_momentum(self, runner: BaseRunner, base_momentum: float) -> float:
         progress = runner.epoch if self.by_epoch else runner.iter
-        if isinstance(self.step, int):
-            exp = progress // self.step
-        else:
-            exp = next((i for i, s in enumerate(self.step) if progress < s), len(self.step))
-        momentum = base_momentum * self.gamma**exp
+        momentum = base_momentum * self.gamma ** steps_passed(self.step, progress)
         if self.min_momentum is not None:
             momentum = max(momentum, self.min_momentum)
         return momentum
