@@ -25,8 +25,10 @@
     │   └── DuplicateRegistrationError (KeyError)
     ├── RunnerError
     │   ├── HookRegistrationError (TypeError)      bad stage name, priority or hook type
-    │   └── WorkDirError (OSError)         the work dir cannot be created or written
+    │   ├── WorkDirError (OSError)         the work dir cannot be created or written
+    │   └── DistributedError               no backend / process group, or a rank disagrees
     ├── CheckpointError
+    │   ├── WorldSizeMismatchError         resume refused: saved by another world size
     │   └── CheckpointCorruptError         digest mismatch, torn or unreadable file
     │       └── CheckpointFormatError (ValueError)   loads, but a part is malformed
     └── TrackingError
@@ -40,6 +42,7 @@
 
     KeyboardInterrupt
     ├── RunTerminatedError                 SIGTERM while training (run KILLED)
+    │   └── PreemptedError                 a preemption signal: checkpointed, then stopped
     └── TrainingStopped                    a hook ended training early on purpose (KILLED)
 
 `RunTerminatedError` and `TrainingStopped` stay outside `TrackcfgError` (and
@@ -91,11 +94,13 @@ __all__ = [
     "ConfigSubstitutionError",
     "ConfigSyntaxError",
     "ConfigWarning",
+    "DistributedError",
     "DuplicateRegistrationError",
     "HashMismatchError",
     "HookRegistrationError",
     "JournalBusyError",
     "PortInUseError",
+    "PreemptedError",
     "RegistryError",
     "RunLeaseError",
     "RunNotFoundError",
@@ -108,6 +113,7 @@ __all__ = [
     "UnknownTypeError",
     "VerificationError",
     "WorkDirError",
+    "WorldSizeMismatchError",
     "first_line",
 ]
 
@@ -306,8 +312,25 @@ class WorkDirError(RunnerError, OSError):
     """The work dir cannot be created or written (read-only, permissions, a file in the way)."""
 
 
+class DistributedError(RunnerError):
+    """Distributed training cannot be set up or continued.
+
+    No backend for the devices at hand (NCCL without CUDA), no process group where
+    one is needed, or ranks that disagree on something they must share.
+    """
+
+
 class CheckpointError(TrackcfgError):
     """A checkpoint cannot be written, found or loaded."""
+
+
+class WorldSizeMismatchError(CheckpointError):
+    """Resume refused: the checkpoint was saved by a job with another world size.
+
+    Per-rank RNG streams and data positions cannot be carried over one to one; the
+    message says which. Forced, the resume continues reproducibly but is no longer
+    bit-identical to the uninterrupted run (and the run records that).
+    """
 
 
 class CheckpointCorruptError(CheckpointError):
@@ -356,6 +379,28 @@ class RunTerminatedError(KeyboardInterrupt):
     def __init__(self, signum: int) -> None:
         super().__init__(f"terminated by signal {signum}")
         self.signum = signum
+
+
+class PreemptedError(RunTerminatedError):
+    """Training stopped on a preemption signal after saving a complete checkpoint.
+
+    Raised on every rank at the same iteration boundary (the ranks agreed through one
+    collective), once the checkpoint of that boundary is durably written. The run is
+    KILLED and marked preempted; the process exits with the requeue exit code.
+
+    Attributes:
+        signum: The signal that asked for it.
+        epoch: Epochs completed at the boundary (``runner.epoch``).
+        iter: Iterations completed at the boundary (``runner.iter``).
+    """
+
+    def __init__(self, signum: int, epoch: int, iter: int) -> None:
+        KeyboardInterrupt.__init__(
+            self, f"preempted by signal {signum} after iteration {iter}: checkpoint saved"
+        )
+        self.signum = signum
+        self.epoch = epoch
+        self.iter = iter
 
 
 class TrainingStopped(KeyboardInterrupt):

@@ -30,6 +30,7 @@ from trackcfg.errors import (
     HookRegistrationError,
     JournalBusyError,
     PortInUseError,
+    PreemptedError,
     RunnerError,
     RunTerminatedError,
     TrackcfgError,
@@ -119,6 +120,13 @@ def test_a_termination_is_an_interrupt_that_except_exception_does_not_swallow() 
     assert issubclass(RunTerminatedError, KeyboardInterrupt)
     assert not issubclass(RunTerminatedError, Exception)
     assert RunTerminatedError(15).signum == 15
+
+
+def test_a_preemption_is_a_termination_that_names_the_iteration_it_saved() -> None:
+    err = PreemptedError(15, epoch=2, iter=37)
+    assert isinstance(err, RunTerminatedError) and not isinstance(err, Exception)
+    assert (err.signum, err.epoch, err.iter) == (15, 2, 37)
+    assert "after iteration 37" in str(err)
 
 
 def test_every_exception_trackcfg_defines_is_in_the_errors_module() -> None:
