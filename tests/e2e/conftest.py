@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 
 from examples.team_server.teamstack import StackError, TeamStack, postgres_bin_dir
 
@@ -125,25 +126,53 @@ def git_repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return repo
 
 
+def shared_once(tmp_path_factory: pytest.TempPathFactory, name: str) -> tuple[Path, bool]:
+    """A directory every pytest-xdist worker of this session shares, and whether it is ready.
+
+    Call under `shared_lock`. Data-only session fixtures (a migrated store, the
+    reference run) are made by the first worker that needs them and read by the
+    others: each costs seconds of CPU that CI's two cores would otherwise pay twice.
+    Without xdist it is this session's own directory.
+    """
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent  # popen-gwN's parent: the run's directory, common to workers
+    directory = base / f"shared-{name}"
+    return directory, (directory / "READY").exists()
+
+
+def shared_lock(tmp_path_factory: pytest.TempPathFactory, name: str) -> FileLock:
+    """The lock under which one worker makes the shared directory ``name``."""
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent
+    return FileLock(str(base / f"shared-{name}.lock"))
+
+
 @pytest.fixture(scope="session")
 def migrated_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An empty, fully migrated MLflow SQLite file: stores are byte copies of it.
 
-    Migrating a new store takes 1 s on an idle machine and several on a loaded one.
+    Migrating a new store takes 1 s on an idle machine and several on a loaded one;
+    one worker does it for all (`shared_once`).
     """
-    directory = tmp_path_factory.mktemp("template-store")
-    subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "import sys, mlflow; mlflow.MlflowClient(sys.argv[1]).search_experiments()",
-            "sqlite:///" + (directory / "mlflow.db").as_posix(),
-        ],
-        cwd=directory,  # the default experiment's artifact root is cwd-relative
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
+    with shared_lock(tmp_path_factory, "template-store"):
+        directory, ready = shared_once(tmp_path_factory, "template-store")
+        if not ready:
+            directory.mkdir(parents=True, exist_ok=True)
+            subprocess.run(
+                [
+                    sys.executable,
+                    "-c",
+                    "import sys, mlflow; mlflow.MlflowClient(sys.argv[1]).search_experiments()",
+                    "sqlite:///" + (directory / "mlflow.db").as_posix(),
+                ],
+                cwd=directory,  # the default experiment's artifact root is cwd-relative
+                check=True,
+                capture_output=True,
+                timeout=120,
+            )
+            (directory / "READY").touch()
     return directory / "mlflow.db"
 
 
@@ -381,22 +410,30 @@ class ReferenceRun:
 
 @pytest.fixture(scope="session")
 def reference_run(tmp_path_factory: pytest.TempPathFactory, migrated_store: Path) -> ReferenceRun:
-    """Run the e2e config once, uninterrupted, on its own SQLite store."""
-    root = tmp_path_factory.mktemp("reference")
-    repo = make_project(root / "project")
-    uri = sqlite_uri(root / "store", migrated_store)
-    env = run_env(uri)
-    work = repo / "work_dirs" / "reference"
-    done = subprocess.run(
-        [sys.executable, "-m", "trackcfg", "run", E2E_CONFIG_PATH, "--work-dir", str(work)],
-        cwd=repo,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    return ReferenceRun(uri, run_id_from(done.stdout), work)
+    """Run the e2e config once, uninterrupted, on its own SQLite store.
+
+    One worker runs it for all (`shared_once`); tests only read its store and files.
+    """
+    with shared_lock(tmp_path_factory, "reference"):
+        root, ready = shared_once(tmp_path_factory, "reference")
+        uri = "sqlite:///" + (root / "store" / "mlflow.db").as_posix()
+        work = root / "project" / "work_dirs" / "reference"
+        if not ready:
+            shutil.rmtree(root, ignore_errors=True)  # what a failed attempt left
+            repo = make_project(root / "project")
+            uri = sqlite_uri(root / "store", migrated_store)
+            done = subprocess.run(
+                [sys.executable, "-m", "trackcfg", "run", E2E_CONFIG_PATH, "--work-dir", str(work)],
+                cwd=repo,
+                env=run_env(uri),
+                capture_output=True,
+                text=True,
+                timeout=240,
+            )
+            assert done.returncode == 0, done.stderr[-3000:]
+            (root / "RUN_ID").write_text(run_id_from(done.stdout))
+            (root / "READY").touch()
+    return ReferenceRun(uri, (root / "RUN_ID").read_text(), work)
 
 
 def assert_same_weights(a: dict[str, object], b: dict[str, object]) -> None:

@@ -47,18 +47,17 @@ pytestmark = pytest.mark.slow
 
 #: Seconds slept per training iteration: faults land while the run trains.
 ITER_DELAY = 0.03
-MAX_ROUNDS = 10
+MAX_ROUNDS = 6
 ROUND_TIMEOUT = 240.0
 SEED = int(os.environ.get("TRACKCFG_SOAK_SEED", "20261207"))
 
-#: Rounds that end with the trainer killed, each after an optional non-fatal fault.
+#: Rounds that end with the trainer killed, each after a non-fatal fault: every kind of
+#: fault at least once in three processes (each process costs seconds of start-up on
+#: CI's two cores; more rounds of the same kinds found nothing more).
 KILLING_ROUNDS: tuple[tuple[str, ...], ...] = (
     ("enospc", "kill_trainer"),
-    ("kill_agent", "kill_trainer"),
-    ("kill_both",),
+    ("kill_agent", "kill_both"),
     ("outage", "kill_trainer"),
-    ("kill_trainer",),
-    ("enospc", "kill_both"),
 )
 #: Faults of the last round, which then trains to the end.
 FINAL_FAULTS = ("enospc", "kill_agent", "outage")
