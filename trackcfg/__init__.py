@@ -46,6 +46,8 @@ _EXPORTS: dict[str, str] = {
     "sync": "trackcfg.tracking.sync",
     "verify": "trackcfg.session.verification",
     "Verification": "trackcfg.session.verification",
+    "register": "trackcfg.session.registration",
+    "Registration": "trackcfg.session.registration",
     # errors
     "TrackcfgError": "trackcfg.errors",
     "ConfigError": "trackcfg.errors",
@@ -77,6 +79,7 @@ __all__ = [
     "KeyPath",
     "Location",
     "Priority",
+    "Registration",
     "Registry",
     "RegistryError",
     "RunResult",
@@ -88,6 +91,7 @@ __all__ = [
     "__version__",
     "build_from_cfg",
     "build_model_from_cfg",
+    "register",
     "resume",
     "run",
     "sync",
@@ -140,6 +144,7 @@ if TYPE_CHECKING:
     from trackcfg.runner.priority import Priority
     from trackcfg.runner.stage import Stage
     from trackcfg.runner.train import train
+    from trackcfg.session.registration import Registration, register
     from trackcfg.session.runs import RunResult, resume, run
     from trackcfg.session.verification import Verification, verify
     from trackcfg.tracking.sync import sync

@@ -38,7 +38,8 @@
         ├── RunLeaseError                  another trainer holds the run's lease
         ├── PortInUseError (OSError)       `trackcfg ui`: the port is taken
         ├── JournalBusyError (TimeoutError)        another process still delivers a journal
-        └── VerificationError              `verify` cannot re-run a run (never "diverged")
+        ├── VerificationError              `verify` cannot re-run a run (never "diverged")
+        └── RegistrationError              `register` cannot make a model of a run's checkpoint
 
     KeyboardInterrupt
     ├── RunTerminatedError                 SIGTERM while training (run KILLED)
@@ -101,6 +102,7 @@ __all__ = [
     "JournalBusyError",
     "PortInUseError",
     "PreemptedError",
+    "RegistrationError",
     "RegistryError",
     "RunLeaseError",
     "RunNotFoundError",
@@ -371,6 +373,11 @@ class JournalBusyError(TrackingError, TimeoutError):
 
 class VerificationError(TrackingError):
     """``trackcfg verify`` could not re-run a run (exit 2): its sources, config or store."""
+
+
+class RegistrationError(TrackingError):
+    """``trackcfg register`` cannot make a model of a run's checkpoint (none chosen, or
+    one that does not fit the model its config builds, or a model that cannot be exported)."""
 
 
 class RunTerminatedError(KeyboardInterrupt):

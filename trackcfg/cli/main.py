@@ -350,6 +350,19 @@ def verify(run_id: str, directory: str | None, steps: int | None, keep: bool) ->
     sys.exit(result.exit_code)
 
 
+@cli.command()
+@click.argument("run_id")
+@click.option("--name", required=True, help="Registered model name (created when missing).")
+@click.option("--checkpoint", metavar="NAME", help="A stored checkpoint (default: the run's best).")
+def register(run_id: str, name: str, checkpoint: str | None) -> None:
+    """Register RUN_ID's best checkpoint as a new version of MLflow model NAME."""
+    from trackcfg.session.registration import register_run
+
+    with render.progress(f"registering run {run_id}"):
+        reg = register_run(run_id, name, checkpoint=checkpoint)
+    _out(render.render_registration(reg, colour=_colour()))
+
+
 def _absolute_uri(uri: str) -> str:
     # The worktree is another directory: a relative sqlite path would open a new store.
     prefix = "sqlite:///"

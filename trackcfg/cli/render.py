@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from trackcfg.config.location import Assignment
     from trackcfg.session.audit import BlameReport, Comparison, KeyDifference, SideLocation
     from trackcfg.session.catalog import RunRow
+    from trackcfg.session.registration import Registration
     from trackcfg.session.reproduction import Reproduction
     from trackcfg.session.runs import RunResult
     from trackcfg.session.verification import Verification
@@ -36,6 +37,7 @@ __all__ = [
     "render_comparison",
     "render_comparison_json",
     "render_lineage",
+    "render_registration",
     "render_reproduction",
     "render_run_finished",
     "render_runs",
@@ -400,6 +402,23 @@ def render_reproduction(rep: Reproduction, *, colour: bool = False) -> str:
         + " ".join(f"{k}={render_command([v])}" for k, v in rep.environment.items())
         + (" " if rep.environment else "")
         + render_command(rep.command),
+    ]
+    return "\n".join(lines)
+
+
+def render_registration(reg: Registration, *, colour: bool = False) -> str:
+    """What ``trackcfg register`` registered, and the URI that loads it."""
+    c = reg.checkpoint
+    chosen = f"best {c.best_metric}" if c.best_metric else "chosen"
+    where = ", ".join(
+        f"{k} {v}" for k, v in (("epoch", c.epoch), ("iter", c.iter)) if v is not None
+    )
+    lines = [
+        f"registered:   {_paint(reg.name, Colour.GREEN, colour)} version {reg.version}",
+        f"checkpoint:   {c.artifact} ({chosen}{', ' + where if where else ''})",
+        f"run:          {reg.run_id} (config hash {reg.config_hash})",
+        f"model:        models:/{reg.model_id} (the run's logged model)",
+        f"load with:    mlflow.pytorch.load_model({reg.model_uri!r})",
     ]
     return "\n".join(lines)
 

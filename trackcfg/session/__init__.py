@@ -6,6 +6,7 @@ tracked runs (`start_run`, `resume_run`; `trackcfg.run`/`trackcfg.resume` are th
 same functions), `checkpoints` picks the stored checkpoint a resume starts from,
 `hooks` connects the runner's logger and checkpoint hooks to the metric journal,
 `verification` re-runs a run and compares it bit for bit (``trackcfg.verify``),
+`registration` registers a run's best checkpoint as an MLflow model (``trackcfg.register``),
 and `audit`, `catalog`, `reproduction` and `target` are what ``blame``/``diff``,
 ``runs``, ``reproduce`` and their run-or-file arguments do.
 
@@ -19,9 +20,11 @@ import importlib
 from typing import TYPE_CHECKING
 
 __all__ = [
+    "Registration",
     "RunResult",
     "SyncReport",
     "Verification",
+    "register_run",
     "resume_run",
     "start_run",
     "sync",
@@ -29,6 +32,8 @@ __all__ = [
 ]
 
 _EXPORTS = {
+    "Registration": "trackcfg.session.registration",
+    "register_run": "trackcfg.session.registration",
     "RunResult": "trackcfg.session.runs",
     "resume_run": "trackcfg.session.runs",
     "start_run": "trackcfg.session.runs",
@@ -47,6 +52,7 @@ def __getattr__(name: str) -> object:
 
 
 if TYPE_CHECKING:
+    from trackcfg.session.registration import Registration, register_run
     from trackcfg.session.runs import RunResult, resume_run, start_run
     from trackcfg.session.verification import Verification, verify_run
     from trackcfg.tracking.sync import SyncReport, sync

@@ -18,7 +18,7 @@ from trackcfg.errors import CheckpointCorruptError, CheckpointError, TrackingErr
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
-__all__ = ["artifact_name", "download_resume_checkpoint"]
+__all__ = ["artifact_name", "download_resume_checkpoint", "download_stored_checkpoint"]
 
 _logger = logging.getLogger(__name__)
 
@@ -86,6 +86,22 @@ def download_resume_checkpoint(
         hint="the artifact store holds damaged files; `trackcfg resume RUN_ID --checkpoint NAME` "
         "picks one explicitly",
     )
+
+
+def download_stored_checkpoint(
+    client: MlflowClient, run_id: str, chosen: str, destination: Path, *, digest: str | None
+) -> Path:
+    """Download the run's stored checkpoint ``chosen`` into ``destination``, verified.
+
+    ``chosen`` is a file name of the run's ``checkpoints/`` artifacts (with or
+    without that prefix; nothing outside it). Its bytes are checked against its own
+    trailer and, when given, against ``digest`` (what the run recorded for it).
+
+    Raises:
+        CheckpointError: not a name of a stored checkpoint, or not stored.
+        CheckpointCorruptError: its bytes do not verify.
+    """
+    return _fetch_checkpoint(client, run_id, _chosen_artifact(run_id, chosen), digest, destination)
 
 
 def _chosen_artifact(run_id: str, chosen: str) -> str:

@@ -53,13 +53,15 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 from trackcfg.errors import RunNotFoundError, TrackingError, first_line
 from trackcfg.tracking.redaction import redact_text, redact_url, split_credentials
 
 if TYPE_CHECKING:
+    import numpy as np
+    import torch
     from mlflow import MlflowClient
     from mlflow.entities import Run
     from mlflow.store.artifact.artifact_repo import ArtifactRepository
@@ -119,14 +121,17 @@ __all__ = [
     "local_sqlite_path",
     "log_datasets",
     "log_metric_batch",
+    "log_model_directory",
     "log_params",
     "log_text_artifact",
     "open_client",
     "prepend_note",
     "refused_credentials",
+    "register_model_version",
     "resolve_recorded_uri",
     "resolve_tracking_uri",
     "run_name",
+    "save_pytorch_model",
     "set_experiment_tag",
     "set_tags",
     "source_tags",
@@ -720,3 +725,112 @@ def download_artifact_uri(uri: str, destination: Path, tracking_uri: str) -> Pat
         artifact_uri=uri, dst_path=str(destination), tracking_uri=tracking_uri
     )
     return Path(local)
+
+
+# -- models: a run's weights as an MLflow model, and its versions in the Model Registry --
+
+
+def save_pytorch_model(
+    model: torch.nn.Module, input_example: np.ndarray[Any, Any], directory: Path
+) -> None:
+    """Save ``model`` as an MLflow model (``pytorch`` flavor, ``pt2`` form) in ``directory``.
+
+    ``pt2`` is ``torch.export``'s program, traced with ``input_example``: MLflow
+    3.17's default outside Databricks, loaded by ``mlflow.pytorch.load_model``
+    without unpickling anything (a pickled model needs
+    ``MLFLOW_ALLOW_PICKLE_DESERIALIZATION``) and without trackcfg or the config's
+    modules installed. Local only: a model that cannot be exported fails here,
+    before anything is written to the store. The requirements are pinned rather
+    than inferred (inference loads the model in a subprocess: seconds).
+
+    Raises:
+        What ``torch.export`` raises for a model it cannot trace, or MlflowException.
+    """
+    import mlflow.pytorch
+    import torch
+
+    mlflow.pytorch.save_model(
+        model,
+        str(directory),
+        input_example=input_example,
+        serialization_format="pt2",
+        pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
+    )
+
+
+def log_model_directory(
+    client: MlflowClient,
+    run_id: str,
+    directory: Path,
+    *,
+    name: str,
+    tags: Mapping[str, str],
+    step: int,
+) -> str:
+    """Log the MLflow model saved in ``directory`` as run ``run_id``'s output; returns its id.
+
+    MLflow 3's own steps for ``mlflow.<flavor>.log_model``, through this client and
+    without an active run (``log_model`` would resume the run and end it again,
+    changing a finished run's end time, and would put the model in the fluent
+    API's current experiment): a logged model in the run's experiment
+    (``source_run_id`` the run), the ``MLmodel`` file given its ids, the directory
+    uploaded into the model's own artifacts, the model finalised READY and linked
+    to the run as its output at ``step`` (the run page's "Logged models"). A
+    failure after the model was created finalises it FAILED.
+    """
+    from mlflow.entities import LoggedModelOutput
+    from mlflow.models import Model
+
+    experiment_id = client.get_run(run_id).info.experiment_id
+    logged = client.create_logged_model(
+        experiment_id, name=name, source_run_id=run_id, tags=dict(tags)
+    )
+    try:
+        mlmodel = directory / "MLmodel"
+        metadata = Model.load(str(mlmodel))
+        metadata.artifact_path = logged.artifact_location
+        metadata.model_uuid = logged.model_id
+        metadata.model_id = logged.model_id
+        metadata.run_id = run_id
+        metadata.save(str(mlmodel))
+        client.log_model_artifacts(logged.model_id, str(directory))
+    except BaseException:
+        client.finalize_logged_model(logged.model_id, "FAILED")
+        raise
+    client.finalize_logged_model(logged.model_id, "READY")
+    client.log_outputs(run_id, [LoggedModelOutput(logged.model_id, step=step)])
+    return str(logged.model_id)
+
+
+def register_model_version(
+    client: MlflowClient,
+    name: str,
+    model_id: str,
+    *,
+    run_id: str,
+    tags: Mapping[str, str],
+    description: str,
+) -> str:
+    """Register logged model ``model_id`` as a new version of ``name``; returns the version.
+
+    The registered model is created when missing (another process creating it
+    meanwhile is fine). The version's source is ``models:/<model_id>``, MLflow 3's
+    form for a logged model, so ``models:/<name>/<version>`` downloads the model's
+    own artifacts; ``run_id`` is the run the UI links it to.
+    """
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.create_registered_model(name)
+    except MlflowException as error:
+        if getattr(error, "error_code", "") not in ("RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS"):
+            raise
+    version = client.create_model_version(
+        name,
+        source=f"models:/{model_id}",
+        run_id=run_id,
+        tags=dict(tags),
+        description=description,
+        model_id=model_id,
+    )
+    return str(version.version)
