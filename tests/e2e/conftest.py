@@ -4,7 +4,8 @@
   made the current directory.
 - `tracking_uri` / `tracking_env`: a SQLite store in a temp dir, and an environment
   for subprocesses with ``MLFLOW_TRACKING_URI`` pointing at it.
-- `mlflow_server`: ONE ``mlflow server`` per test session on 127.0.0.1 (a free
+- `mlflow_server`: ONE ``mlflow server`` per test session (the modules using it share
+  an xdist group, so one worker starts it) on 127.0.0.1 (a free
   port, one worker, SQLite backend, served artifacts in a temp dir), stopped at
   session end. Tests may `MlflowServer.stop` and `MlflowServer.start` it (the
   outage test); the port and the stores survive a restart.

@@ -41,7 +41,9 @@ UNKNOWN_RUN = "0123456789abcdef0123456789abcdef"
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 # Two short trainings in the module fixture, then ~20 CLI processes that import mlflow.
-pytestmark = pytest.mark.slow
+# One xdist worker runs the whole module: its module-scoped fixture (three tracked runs) would
+# otherwise run again on every worker that gets one of its tests.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("cli_runs")]
 
 
 @dataclass(frozen=True)

@@ -43,7 +43,9 @@ from tests.e2e.conftest import (
     metric_history,
 )
 
-pytestmark = pytest.mark.slow
+# The modules using the session's `mlflow_server` run on one xdist worker: each worker
+# would otherwise start a server of its own (seconds of CPU, ~1 GB).
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("mlflow_server")]
 
 #: Seconds slept per training iteration: faults land while the run trains.
 ITER_DELAY = 0.03

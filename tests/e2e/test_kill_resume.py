@@ -32,7 +32,9 @@ from trackcfg.runner.checkpoint import load_checkpoint_file
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DRIVER = Path(__file__).resolve().parent / "resume_driver" / "driver.py"
 
-pytestmark = pytest.mark.slow
+# One xdist worker runs the whole module: its module-scoped fixture (every case and reference) would
+# otherwise run again on every worker that gets one of its tests.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("kill_resume")]
 
 
 @dataclass(frozen=True)

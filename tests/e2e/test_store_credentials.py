@@ -30,7 +30,9 @@ from mlflow import MlflowClient
 
 from tests.e2e.conftest import E2E_CONFIG_PATH, MlflowServer, run_env, run_id_from
 
-pytestmark = pytest.mark.slow
+# The modules using the session's `mlflow_server` run on one xdist worker: each worker
+# would otherwise start a server of its own (seconds of CPU, ~1 GB).
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("mlflow_server")]
 
 USER = "alice"
 #: Every character that ends a URL part early when a password holds it unescaped.

@@ -27,7 +27,9 @@ from tests.e2e.conftest import (
     wait_for,
 )
 
-pytestmark = pytest.mark.slow
+# The modules using the session's `mlflow_server` run on one xdist worker: each worker
+# would otherwise start a server of its own (seconds of CPU, ~1 GB).
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("mlflow_server")]
 
 #: Seconds slept per training iteration, so the run outlasts the outage.
 ITER_DELAY = 0.04

@@ -32,7 +32,9 @@ from tests.e2e.conftest import (
 )
 from tests.e2e.conftest import trackcfg as run_cli
 
-pytestmark = pytest.mark.slow
+# The modules using the session's `mlflow_server` run on one xdist worker: each worker
+# would otherwise start a server of its own (seconds of CPU, ~1 GB).
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("mlflow_server")]
 
 #: Iteration (1-based, global) at which the interrupted run SIGKILLs itself: mid-epoch 3.
 KILL_AT = 2 * ITERS_PER_EPOCH + 22

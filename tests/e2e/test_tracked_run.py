@@ -32,7 +32,9 @@ from trackcfg.tracking.snapshot import load_snapshot
 
 Run = Callable[..., subprocess.CompletedProcess[str]]
 
-pytestmark = pytest.mark.slow
+# One xdist worker runs the whole module: its module-scoped fixture (a tracked run) would
+# otherwise run again on every worker that gets one of its tests.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("tracked_run")]
 
 
 @pytest.fixture(scope="module")

@@ -68,7 +68,9 @@ custom_imports = dict(imports=['trackcfg.zoo', 'noisy_model'], allow_failed_impo
 model = dict(type='NoisyCNN', noisy_from=8)
 """
 
-pytestmark = pytest.mark.slow
+# One xdist worker runs the whole module: its module-scoped fixture (two runs, their
+# verifications) would otherwise run again on every worker that gets one of its tests.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("verify")]
 
 
 @dataclass(frozen=True)
