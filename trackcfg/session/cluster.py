@@ -22,12 +22,13 @@ The job's key (`job_identity`) is ``torchelastic:<rdzv-id>`` under torchrun
 (``TORCHELASTIC_RUN_ID``, i.e. ``--rdzv-id``; torchrun's default ``none`` is no
 key) or ``slurm:<SLURM_JOB_ID>`` under SLURM (which keeps the id across a
 requeue, and takes precedence when both are set). A new run records it as the
-tag ``trackcfg.job_key``. When a job with a key starts, rank 0 looks for an
-unfinished run with that key and the same config hash and resumes it; with none
-(the job was killed before its run existed) it starts a new one. The lookup does
-not depend on ``TORCHELASTIC_RESTART_COUNT``: a replacement node joining after
-a node died starts its workers with a count of 0, and rank 0 may be among them.
-``trackcfg run CONFIG --resume auto`` does the same by config hash alone.
+tag ``trackcfg.job_key``. When a restarted job starts (the largest restart count
+over all ranks is above 0: a replacement node's workers count 0, the surviving
+nodes' count on, and rank 0 may be on either), rank 0 looks for an unfinished run
+with the job's key and config hash and resumes it; with none (the job was killed
+before its run existed) it starts a new one. A first start always makes a new
+run, even in a SLURM allocation that ran the same config before. ``trackcfg run
+CONFIG --resume auto`` continues the newest unfinished run by config hash alone.
 
 What torchrun users need: ``--rdzv-id=<unique job id>`` (the key), and
 ``--max-restarts=N`` (a dead worker or node restarts the job, which continues the
@@ -51,6 +52,7 @@ from typing import TYPE_CHECKING
 
 from trackcfg.errors import DistributedError
 from trackcfg.runner.dist import (
+    all_gather_object,
     broadcast_bytes,
     broadcast_object,
     get_dist_info,
@@ -178,13 +180,17 @@ def continuation(
     """Decide on rank 0, for every rank, which run ``trackcfg run CONFIG`` continues.
 
     ``resume`` is ``--resume``: a run id, ``auto`` (the newest unfinished run with
-    this config hash), or None: a job with a key (`job_identity`) continues its own
-    unfinished run with this config hash, if there is one.
+    this config hash), or None: a restarted job with a key (`job_identity`)
+    continues its own unfinished run with this config hash, if there is one. Every
+    rank must call it (the restart counts of all ranks are gathered).
 
     Raises:
         DistributedError: on ranks other than 0, when rank 0 failed to decide.
         TrackingError: on rank 0, the store cannot be searched.
     """
+
+    job = job_identity()
+    restarts = max(int(str(count)) for count in all_gather_object(job.restarts))
 
     def decide() -> Continuation:
         from trackcfg.session.catalog import find_resumable
@@ -192,8 +198,7 @@ def continuation(
 
         if resume is not None and resume != "auto":
             return Continuation(resume, f"resuming run {resume}")
-        job = job_identity()
-        if resume is None and job.key is None:
+        if resume is None and (job.key is None or restarts == 0):
             return Continuation(None, "")
         config_hash = load_config(config_path, options, import_custom_modules=False).hash
         if resume == "auto":
@@ -205,12 +210,12 @@ def continuation(
             return Continuation(found, f"resuming run {found}")
         found = find_resumable(config_hash, experiment, job_key=job.key)
         if found is None:
-            if job.restarts:
-                return Continuation(
-                    None, f"job {job.key} (restart {job.restarts}) has no run yet: starting one"
-                )
-            return Continuation(None, "")
-        return Continuation(found, f"job {job.key}: continuing its run {found}")
+            return Continuation(
+                None, f"job {job.key} (restart {restarts}) has no run: starting one"
+            )
+        return Continuation(
+            found, f"job {job.key} (restart {restarts}): continuing its run {found}"
+        )
 
     return share_from_rank_zero(decide)
 
