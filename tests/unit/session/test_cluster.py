@@ -141,24 +141,33 @@ RANK_SCRIPT = textwrap.dedent(
 )
 
 
-def _two_ranks(tmp_path: Path, **extra: str) -> str:
+def _two_ranks(tmp_path: Path, *, slurm: bool = False, **extra: str) -> str:
+    """Run RANK_SCRIPT as 2 ranks, as torchrun or srun (no torchrun) would start them."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     procs = []
     for rank in (0, 1):
-        env = dict(
-            os.environ,
-            PYTHONPATH=str(REPO_ROOT),
-            OMP_NUM_THREADS="1",
-            RANK=str(rank),
-            LOCAL_RANK=str(rank),
-            WORLD_SIZE="2",
-            MASTER_ADDR="127.0.0.1",
-            MASTER_PORT=str(port),
-            **extra,
-        )
-        env.pop("TRACKCFG_LAUNCHER", None)
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("SLURM_", "TORCHELASTIC_", "TRACKCFG_"))
+            and k not in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR")
+        }
+        env.update(PYTHONPATH=str(REPO_ROOT), OMP_NUM_THREADS="1", MASTER_PORT=str(port))
+        if slurm:
+            env.update(
+                TRACKCFG_LAUNCHER="slurm",
+                SLURM_PROCID=str(rank),
+                SLURM_LOCALID=str(rank),
+                SLURM_NTASKS="2",
+                SLURM_NODELIST="127.0.0.1",
+            )
+        else:
+            env.update(
+                RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1"
+            )
+        env.update(extra)
         procs.append(
             subprocess.Popen(
                 [sys.executable, "-c", RANK_SCRIPT, str(tmp_path)],
@@ -179,6 +188,7 @@ def test_rank_0_hands_config_and_checkpoint_bytes_to_the_other_ranks(tmp_path: P
 
 
 def test_a_failure_of_rank_0_before_the_handoff_fails_the_other_ranks(tmp_path: Path) -> None:
-    assert _two_ranks(tmp_path, FAIL="1") == (
+    # Started as srun starts tasks without torchrun: the ranks come from SLURM_*.
+    assert _two_ranks(tmp_path, slurm=True, FAIL="1") == (
         "DistributedError: rank 0 failed: ValueError: no such run"
     )
