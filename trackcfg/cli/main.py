@@ -25,6 +25,7 @@ import click
 from trackcfg.cli import render
 
 if TYPE_CHECKING:
+    from trackcfg.session.cluster import Continuation
     from trackcfg.session.runs import RunResult
     from trackcfg.session.ui_view import UiView
 
@@ -125,7 +126,8 @@ def run(
 
     # Under torchrun/srun: one process group, then one run for the whole job.
     cluster.join_job(config, list(cfg_options))
-    run_id = _resume_target(config, cfg_options, experiment, resume)
+    decided = _resume_target(config, cfg_options, experiment, resume)
+    run_id = decided.run_id
     if run_id is not None:
         # CONFIG (with its options) must still hash like the run: resume_run checks.
         result = session.resume_run(
@@ -135,6 +137,7 @@ def run(
             config_path=config,
             options=list(cfg_options),
             on_start=_announce,
+            lease_wait=decided.lease_wait,
         )
     else:
         result = session.start_run(
@@ -155,14 +158,14 @@ def _announce(started: RunResult) -> None:
 
 def _resume_target(
     config: str, options: Sequence[str], experiment: str | None, resume: str | None
-) -> str | None:
+) -> Continuation:
     """The run ``run`` continues: ``--resume``'s, or the restarted job's own (None: new)."""
     from trackcfg.session import cluster
 
     decided = cluster.continuation(config, options, experiment, resume)
     if decided.reason and cluster.is_rank_zero():
         click.echo(decided.reason, err=True)
-    return decided.run_id
+    return decided
 
 
 def _path(text: str | None) -> Path | None:

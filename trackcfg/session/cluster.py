@@ -36,8 +36,8 @@ run); on several nodes with the c10d rendezvous in torch 2.13,
 ``TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1`` on every node (a replacement node hangs
 at rendezvous without it). A run's lease (`trackcfg.tracking.agent.lease`) is
 free at once when its trainer died on the same host; when rank 0's whole host is
-gone, a restart is refused (`RunLeaseError`) until the lease's TTL (120 s) ran out,
-so give torchrun enough ``--max-restarts`` (or a SLURM requeue delay) to outlast it.
+gone, the restarted job waits for the lease's TTL (120 s) to run out
+(`acquire_lease_waiting`).
 """
 
 from __future__ import annotations
@@ -45,12 +45,13 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from trackcfg.errors import DistributedError
+from trackcfg.errors import DistributedError, RunLeaseError
 from trackcfg.runner.dist import (
     all_gather_object,
     broadcast_bytes,
@@ -61,13 +62,18 @@ from trackcfg.runner.dist import (
 from trackcfg.session.catalog import TAG_JOB_KEY
 
 if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
     from trackcfg.config.config import Config
+    from trackcfg.tracking.agent.lease import Lease
 
 __all__ = [
+    "LEASE_WAIT",
     "TAG_JOB_KEY",
     "Continuation",
     "Handoff",
     "JobIdentity",
+    "acquire_lease_waiting",
     "check_backend",
     "config_from_handoff",
     "continuation",
@@ -81,6 +87,12 @@ __all__ = [
 ]
 
 _logger = logging.getLogger(__name__)
+
+#: Seconds a restarted job waits for its run's lease: a little more than a lease's
+#: TTL (`trackcfg.tracking.agent.lease.LEASE_TTL`), for a predecessor whose host is gone.
+LEASE_WAIT = 150.0
+#: Seconds between two tries.
+LEASE_RETRY = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,10 +180,15 @@ def is_rank_zero() -> bool:
 
 @dataclass(frozen=True, slots=True)
 class Continuation:
-    """What ``trackcfg run`` continues: a run id (None: a new run), and why, for people."""
+    """What ``trackcfg run`` continues: a run id (None: a new run), and why, for people.
+
+    ``lease_wait``: how long to wait for the run's lease (`acquire_lease_waiting`):
+    `LEASE_WAIT` for a restarted job, whose dead predecessor may still hold it.
+    """
 
     run_id: str | None
     reason: str
+    lease_wait: float = 0.0
 
 
 def continuation(
@@ -214,7 +231,7 @@ def continuation(
                 None, f"job {job.key} (restart {restarts}) has no run: starting one"
             )
         return Continuation(
-            found, f"job {job.key} (restart {restarts}): continuing its run {found}"
+            found, f"job {job.key} (restart {restarts}): continuing its run {found}", LEASE_WAIT
         )
 
     return share_from_rank_zero(decide)
@@ -354,6 +371,30 @@ def check_backend(cfg: Config) -> None:
             f"uses {actual!r}",
             hint="resume with the config: `trackcfg run CONFIG --resume RUN_ID`",
         )
+
+
+def acquire_lease_waiting(client: MlflowClient, run_id: str, wait: float) -> Lease:
+    """Take the run's lease for this process, retrying for up to ``wait`` seconds.
+
+    A restarted job's run may still be leased by its predecessor on a host that is
+    gone (nobody there sees that its trainer died): the lease frees once its TTL
+    ran out. Every try makes a fresh claim (a claim's age counts against it).
+
+    Raises:
+        RunLeaseError: another trainer still holds it after ``wait`` seconds.
+    """
+    from trackcfg.tracking.agent.lease import acquire_lease, new_lease
+
+    until = time.monotonic() + wait
+    while True:
+        try:
+            return acquire_lease(client, run_id, new_lease())
+        except RunLeaseError as error:
+            left = until - time.monotonic()
+            if left <= 0:
+                raise
+            _logger.warning("trackcfg: waiting for the run's lease: %s", error)
+            time.sleep(min(LEASE_RETRY, left))
 
 
 def _backend_of(data: Mapping[str, object]) -> str | None:

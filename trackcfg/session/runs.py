@@ -330,6 +330,7 @@ def resume_run(
     options: Sequence[str] = (),
     on_start: Callable[[RunResult], None] | None = None,
     checkpoint: str | None = None,
+    lease_wait: float = 0.0,
 ) -> RunResult:
     """Continue run ``run_id`` from its newest complete checkpoint, in the same run.
 
@@ -358,6 +359,8 @@ def resume_run(
         on_start: As in `start_run`: called once the run is RUNNING again.
         checkpoint: Resume from this stored checkpoint (``epoch_3.pth`` or
             ``checkpoints/epoch_3.pth``) instead of the newest one.
+        lease_wait: Seconds to wait for a lease another trainer holds (a restarted
+            cluster job: its predecessor's host may be gone); default: refuse at once.
 
     Returns:
         The finished run.
@@ -387,6 +390,7 @@ def resume_run(
             options=options,
             on_start=on_start,
             checkpoint=checkpoint,
+            lease_wait=lease_wait,
         )
 
 
@@ -401,11 +405,12 @@ def _resume_rank_zero(
     options: Sequence[str],
     on_start: Callable[[RunResult], None] | None,
     checkpoint: str | None,
+    lease_wait: float,
 ) -> RunResult:
     """`resume_run` on rank 0 (or alone): the store, the lease and the agent are this rank's."""
     from trackcfg.tracking import mlflow_run as mr
     from trackcfg.tracking.agent.client import TrackingAgent
-    from trackcfg.tracking.agent.lease import acquire_lease, new_lease, release_lease
+    from trackcfg.tracking.agent.lease import release_lease
     from trackcfg.tracking.snapshot import fetch_snapshot
 
     bound_http_retries()
@@ -417,7 +422,7 @@ def _resume_rank_zero(
     _prepare_work_dir(work)  # before the run is touched
     # Then the lease: a second trainer of this run must not even touch its files.
     with store_errors(uri):  # a user who may read the run but not write it ends here
-        lease = acquire_lease(client, run_id, new_lease())
+        lease = cluster.acquire_lease_waiting(client, run_id, lease_wait)
     with (
         _releasing(lambda: release_lease(client, run_id, lease)) as hand_over,
         tempfile.TemporaryDirectory(prefix="trackcfg-resume-") as tmp_text,

@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,7 @@ from trackcfg.runner.launcher import (
     launch_info,
     resolve_backend,
 )
-from trackcfg.session import catalog
+from trackcfg.session import catalog, cluster
 from trackcfg.session.cluster import Continuation, JobIdentity, continuation, job_identity
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -87,6 +88,24 @@ def test_only_a_restarted_job_continues_its_run(
     assert continuation(str(config), (), None, None) == Continuation(
         None, "job slurm:8 (restart 1) has no run: starting one"
     )
+
+
+def test_a_restart_waits_for_the_lease_of_a_host_that_is_gone(
+    store: MlflowClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from trackcfg.errors import RunLeaseError
+    from trackcfg.tracking.agent.lease import TAG_LEASE, Lease, read_lease
+
+    run_id = store.create_run("0").info.run_id
+    gone = Lease("t0", "a-host-that-is-gone", (4242,), int(time.time() * 1000), ttl=2.0)
+    store.set_tag(run_id, TAG_LEASE, gone.to_tag())
+    with pytest.raises(RunLeaseError):
+        cluster.acquire_lease_waiting(store, run_id, wait=0.0)
+    monkeypatch.setattr(cluster, "LEASE_RETRY", 0.2)
+    began = time.monotonic()
+    ours = cluster.acquire_lease_waiting(store, run_id, wait=30.0)
+    assert time.monotonic() - began < 20
+    assert read_lease(store, run_id) == ours
 
 
 def test_launchers_and_backends_are_checked() -> None:
