@@ -25,6 +25,7 @@ import click
 from trackcfg.cli import render
 
 if TYPE_CHECKING:
+    from trackcfg.session.cluster import Continuation
     from trackcfg.session.runs import RunResult
     from trackcfg.session.ui_view import UiView
 
@@ -121,10 +122,13 @@ def run(
 ) -> None:
     """Train CONFIG and track the run on MLflow (prints run id and config hash)."""
     from trackcfg import session
+    from trackcfg.session import cluster
 
-    run_id = None if resume is None else _resume_target(config, cfg_options, experiment, resume)
+    # Under torchrun/srun: one process group, then one run for the whole job.
+    cluster.join_job(config, list(cfg_options))
+    decided = _resume_target(config, cfg_options, experiment, resume)
+    run_id = decided.run_id
     if run_id is not None:
-        click.echo(f"resuming run {run_id}", err=True)
         # CONFIG (with its options) must still hash like the run: resume_run checks.
         result = session.resume_run(
             run_id,
@@ -133,6 +137,7 @@ def run(
             config_path=config,
             options=list(cfg_options),
             on_start=_announce,
+            lease_wait=decided.lease_wait,
         )
     else:
         result = session.start_run(
@@ -142,7 +147,8 @@ def run(
             experiment=experiment,
             on_start=_announce,
         )
-    _out(render.render_run_finished(result, colour=_colour()))
+    if cluster.is_rank_zero():  # one report per job
+        _out(render.render_run_finished(result, colour=_colour()))
 
 
 def _announce(started: RunResult) -> None:
@@ -151,19 +157,15 @@ def _announce(started: RunResult) -> None:
 
 
 def _resume_target(
-    config: str, options: Sequence[str], experiment: str | None, resume: str
-) -> str | None:
-    if resume != "auto":
-        return resume
-    from trackcfg.session.catalog import find_resumable
-    from trackcfg.session.config_keys import load_config
+    config: str, options: Sequence[str], experiment: str | None, resume: str | None
+) -> Continuation:
+    """The run ``run`` continues: ``--resume``'s, or the restarted job's own (None: new)."""
+    from trackcfg.session import cluster
 
-    run_id = find_resumable(
-        load_config(config, options, import_custom_modules=False).hash, experiment
-    )
-    if run_id is None:
-        click.echo("no unfinished run with this config hash: starting a new run", err=True)
-    return run_id
+    decided = cluster.continuation(config, options, experiment, resume)
+    if decided.reason and cluster.is_rank_zero():
+        click.echo(decided.reason, err=True)
+    return decided
 
 
 def _path(text: str | None) -> Path | None:
@@ -186,7 +188,9 @@ def resume(run_id: str, work_dir: str | None, force: bool, checkpoint: str | Non
     does is used (with a warning). Refused while another trainer holds the run.
     """
     from trackcfg import session
+    from trackcfg.session import cluster
 
+    cluster.join_job()  # under torchrun/srun: the backend's default (see cluster)
     result = session.resume_run(
         run_id,
         work_dir=_path(work_dir),
@@ -194,7 +198,8 @@ def resume(run_id: str, work_dir: str | None, force: bool, checkpoint: str | Non
         on_start=_announce,
         checkpoint=checkpoint,
     )
-    _out(render.render_run_finished(result, colour=_colour()))
+    if cluster.is_rank_zero():
+        _out(render.render_run_finished(result, colour=_colour()))
 
 
 @cli.command()

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
 
 __all__ = [
+    "TAG_JOB_KEY",
     "BestCheckpoint",
     "RunRow",
     "check_port_free",
@@ -37,6 +38,10 @@ __all__ = [
     "store_exists",
     "tracking_uri",
 ]
+
+#: The run tag naming the job that made the run (``trackcfg.session.cluster``): a
+#: restarted torchrun or requeued SLURM job finds its run by it.
+TAG_JOB_KEY = "trackcfg.job_key"
 
 _SEARCH_PAGE = 1000
 #: Experiments per search page: MLflow returns at most 1000 unless paged, and a team
@@ -64,6 +69,7 @@ class RunRow:
     verified: str | None = None
     verifies: str | None = None
     best: BestCheckpoint | None = None
+    job_key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,6 +209,7 @@ def _row(run: Run, experiments: Mapping[str, str], client: MlflowClient) -> RunR
         verified=tags.get(TAG_VERIFIED),
         verifies=tags.get(TAG_VERIFIES),
         best=_best(client, run),
+        job_key=tags.get(TAG_JOB_KEY),
     )
 
 
@@ -247,16 +254,26 @@ def find_runs(
             return rows
 
 
-def find_resumable(config_hash: str, experiment: str | None = None) -> str | None:
+def find_resumable(
+    config_hash: str, experiment: str | None = None, *, job_key: str | None = None
+) -> str | None:
     """The newest run with ``config_hash`` that did not finish (killed, failed, running), or None.
 
     A RUNNING run may be a preempted one whose status nobody could set, or one still
     training elsewhere; ``trackcfg run --resume auto`` continues it either way, as
     mmengine's ``resume='auto'`` continues the newest checkpoint. Runs made by
     ``trackcfg verify`` are never picked.
+
+    Args:
+        config_hash: The config hash (or a prefix of it).
+        experiment: Only runs of this experiment.
+        job_key: Only runs made by this job (tag ``trackcfg.job_key``): how a
+            restarted cluster job finds its own run (``trackcfg.session.cluster``).
     """
     for row in find_runs(config_hash, experiment):
         # A verifying run stopped early is not a run to continue.
-        if row.status != "FINISHED" and row.verifies is None:
+        if row.status == "FINISHED" or row.verifies is not None:
+            continue
+        if job_key is None or row.job_key == job_key:
             return row.run_id
     return None

@@ -29,7 +29,9 @@ agent with the run's end (`MetricJournal.unjournaled`). Metrics that neither
 the disk nor the store took make a run that finished training end with a
 `TrackingError` naming how many were lost (exit 2 at the command line).
 
-Only rank 0 (``RANK`` unset or 0) tracks; other ranks train untracked.
+Under torchrun or srun (``trackcfg.session.cluster``) a job is one run: rank 0
+tracks it and hands the resolved config, the work dir and, on resume, the
+checkpoint's bytes to the other ranks, which train untracked.
 
 These functions set MLflow's HTTP retry settings for this process when the user
 has not (`trackcfg.tracking.sync.HTTP_DEFAULTS`): MLflow's own defaults retry one
@@ -61,6 +63,7 @@ from trackcfg.errors import (
     WorkDirError,
 )
 from trackcfg.runner.hooks.hook import Hook
+from trackcfg.session import cluster
 from trackcfg.session.checkpoints import artifact_name, download_resume_checkpoint
 from trackcfg.session.config_keys import accepted_keys, load_config
 from trackcfg.tracking.mlflow_run import store_errors
@@ -166,13 +169,9 @@ def start_run(
             were lost (neither the work dir's disk nor the store took them).
         RunTerminatedError, KeyboardInterrupt: stopped by a signal (run KILLED).
         Exception: whatever training raised (run FAILED, error recorded).
+        DistributedError: under torchrun/srun, the process group cannot be formed,
+            or (on the other ranks) rank 0 failed before training.
     """
-    from trackcfg.tracking import mlflow_run as mr
-    from trackcfg.tracking.agent.client import TrackingAgent
-    from trackcfg.tracking.agent.lease import new_lease
-    from trackcfg.tracking.environment import capture_environment
-    from trackcfg.tracking.snapshot import leaf_config_file, write_snapshot
-
     given, config_path = _given_config(config_path)
 
     def load() -> Config:
@@ -185,9 +184,44 @@ def start_run(
             given.merge_from_dict(check_option_keys(given.to_dict(), parsed, accepted_keys))
         return given
 
-    if not _is_rank_zero():
-        cfg = load()
-        return _train_untracked(cfg, _work_dir(_plan(cfg), config_path, work_dir))
+    cluster.join_job(given if given is not None else config_path, options)
+    if not cluster.is_rank_zero():
+        return _follow()
+    with _handing_off() as hand_off:
+        return _start_rank_zero(
+            load,
+            config_path,
+            options,
+            work_dir,
+            experiment,
+            hand_off,
+            tracking_uri=tracking_uri,
+            on_start=on_start,
+            tags=tags,
+            extra_hooks=extra_hooks,
+        )
+
+
+def _start_rank_zero(
+    load: Callable[[], Config],
+    config_path: Path,
+    options: Sequence[str],
+    work_dir: Path | str | None,
+    experiment: str | None,
+    hand_off: Callable[[cluster.Handoff, Path | None], None],
+    *,
+    tracking_uri: str | None,
+    on_start: Callable[[RunResult], None] | None,
+    tags: Mapping[str, str] | None,
+    extra_hooks: Sequence[tuple[Hook, str]],
+) -> RunResult:
+    """`start_run` on rank 0 (or alone): the run, its snapshot and its agent are this rank's."""
+    from trackcfg.tracking import mlflow_run as mr
+    from trackcfg.tracking.agent.client import TrackingAgent
+    from trackcfg.tracking.agent.lease import new_lease
+    from trackcfg.tracking.environment import capture_environment
+    from trackcfg.tracking.snapshot import leaf_config_file, write_snapshot
+
     bound_http_retries()
     uri = mr.to_client_uri(tracking_uri or mr.resolve_tracking_uri())
     # First of all: the agent's git capture, MLflow import and store opening overlap
@@ -200,7 +234,8 @@ def start_run(
         cfg = load()
         plan = _plan(cfg)
         config_hash = cfg.hash
-        if work_dir is None and plan.work_dir is None and _world_size() == 1:
+        if work_dir is None and plan.work_dir is None:
+            # Under torchrun too: the other ranks get this one from rank 0.
             work = fresh = _new_work_dir(config_path, config_hash)
         else:
             work = _work_dir(plan, config_path, work_dir)
@@ -214,6 +249,9 @@ def start_run(
             mr.TAG_WORK_DIR: str(work),
             **(tags or {}),
         }  # and the git tags, which the agent adds
+        job = cluster.job_identity()
+        if job.key is not None:  # how a restarted job finds this run
+            tags[cluster.TAG_JOB_KEY] = job.key
         initial = _initial_weights(cfg, uri, work)
         if initial is not None:
             tags[mr.TAG_LOAD_FROM] = initial.spec
@@ -232,6 +270,17 @@ def start_run(
         if fresh is not None:
             shutil.rmtree(fresh, ignore_errors=True)
         raise
+    hand_off(
+        cluster.Handoff(
+            canonical=cfg.canonical_bytes(),
+            config_hash=config_hash,
+            filename=str(cfg.filename or config_path),
+            work_dir=str(work),
+            run_name=name,
+            tracking_uri=redact_url(uri),
+        ),
+        None,
+    )
 
     def create() -> None:
         # Only once everything is built (the first hook's before_run): a config that
@@ -281,6 +330,7 @@ def resume_run(
     options: Sequence[str] = (),
     on_start: Callable[[RunResult], None] | None = None,
     checkpoint: str | None = None,
+    lease_wait: float = 0.0,
 ) -> RunResult:
     """Continue run ``run_id`` from its newest complete checkpoint, in the same run.
 
@@ -309,6 +359,8 @@ def resume_run(
         on_start: As in `start_run`: called once the run is RUNNING again.
         checkpoint: Resume from this stored checkpoint (``epoch_3.pth`` or
             ``checkpoints/epoch_3.pth``) instead of the newest one.
+        lease_wait: Seconds to wait for a lease another trainer holds (a restarted
+            cluster job: its predecessor's host may be gone); default: refuse at once.
 
     Returns:
         The finished run.
@@ -321,10 +373,44 @@ def resume_run(
         CheckpointError: the chosen checkpoint is not stored.
         CheckpointCorruptError: no stored checkpoint (or not the chosen one) verifies.
         TrackingError: training finished but metrics were lost (as `start_run`).
+        DistributedError: as `start_run`; or the run's ``dist_params.backend`` is not
+            the process group's (a group made before the config was known).
     """
+    cluster.join_job()
+    if not cluster.is_rank_zero():
+        return _follow()
+    with _handing_off() as hand_off:
+        return _resume_rank_zero(
+            run_id,
+            work_dir,
+            force,
+            hand_off,
+            tracking_uri=tracking_uri,
+            config_path=config_path,
+            options=options,
+            on_start=on_start,
+            checkpoint=checkpoint,
+            lease_wait=lease_wait,
+        )
+
+
+def _resume_rank_zero(
+    run_id: str,
+    work_dir: Path | str | None,
+    force: bool,
+    hand_off: Callable[[cluster.Handoff, Path | None], None],
+    *,
+    tracking_uri: str | None,
+    config_path: str | Path | None,
+    options: Sequence[str],
+    on_start: Callable[[RunResult], None] | None,
+    checkpoint: str | None,
+    lease_wait: float,
+) -> RunResult:
+    """`resume_run` on rank 0 (or alone): the store, the lease and the agent are this rank's."""
     from trackcfg.tracking import mlflow_run as mr
     from trackcfg.tracking.agent.client import TrackingAgent
-    from trackcfg.tracking.agent.lease import acquire_lease, new_lease, release_lease
+    from trackcfg.tracking.agent.lease import release_lease
     from trackcfg.tracking.snapshot import fetch_snapshot
 
     bound_http_retries()
@@ -336,7 +422,7 @@ def resume_run(
     _prepare_work_dir(work)  # before the run is touched
     # Then the lease: a second trainer of this run must not even touch its files.
     with store_errors(uri):  # a user who may read the run but not write it ends here
-        lease = acquire_lease(client, run_id, new_lease())
+        lease = cluster.acquire_lease_waiting(client, run_id, lease_wait)
     with (
         _releasing(lambda: release_lease(client, run_id, lease)) as hand_over,
         tempfile.TemporaryDirectory(prefix="trackcfg-resume-") as tmp_text,
@@ -386,6 +472,7 @@ def resume_run(
                 cfg = snap.to_config(import_custom_modules=True)
             else:
                 cfg = load_config(config_path, options, import_custom_modules=True)
+        cluster.check_backend(cfg)
         plan = _plan(cfg)
         resume_from = download_resume_checkpoint(client, run_id, tags, work, chosen=checkpoint)
         skip = _logged_steps(client, run_id, run.data.metrics.keys())
@@ -416,9 +503,79 @@ def resume_run(
                 run_id, name, ready.experiment_id, cfg.hash, redact_url(uri), work, "RUNNING"
             )
 
+        hand_off(
+            cluster.Handoff(
+                canonical=cfg.canonical_bytes(),
+                config_hash=cfg.hash,
+                filename=str(cfg.filename or name),
+                work_dir=str(work),
+                run_id=run_id,
+                run_name=name,
+                experiment_id=run.info.experiment_id,
+                tracking_uri=redact_url(uri),
+                checkpoint=None if resume_from is None else resume_from.name,
+            ),
+            resume_from,
+        )
         return _train_tracked(
             cfg, plan, agent, work, started, on_start, resume_from=resume_from, skip=skip
         )
+
+
+# -- the other ranks of a job --------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _handing_off() -> Iterator[Callable[[cluster.Handoff, Path | None], None]]:
+    """Rank 0's side of `cluster.Handoff`: what fails before the handoff fails every rank.
+
+    Yields the function that sends the handoff (and the checkpoint to resume from);
+    an exception before it was called tells the other ranks, which raise too instead
+    of waiting in a collective until its timeout. After it, training's own
+    collectives carry any failure (torchrun ends the job's other workers).
+    """
+    sent = False
+
+    def send(handoff: cluster.Handoff, checkpoint: Path | None) -> None:
+        nonlocal sent
+        sent = True
+        cluster.send_handoff(handoff, checkpoint)
+
+    try:
+        yield send
+    except BaseException as error:
+        if not sent:
+            cluster.send_failure(error)
+        raise
+
+
+def _follow() -> RunResult:
+    """A rank other than 0: train what rank 0 hands over, untracked, in its work dir.
+
+    The work dir is rank 0's path, on this node (node-local work dirs work: the
+    other ranks write no checkpoint). On resume the checkpoint's bytes come from
+    rank 0, are verified again, and removed once training ended.
+    """
+    handoff = cluster.receive_handoff()
+    work = Path(handoff.work_dir)
+    _prepare_work_dir(work)
+    inbox = work / ".trackcfg" / f"received-rank{_rank()}"
+    try:
+        received = cluster.receive_checkpoint(handoff, inbox)
+        cfg = cluster.config_from_handoff(handoff, received)
+        cluster.check_backend(cfg)
+        result = _train_untracked(cfg, work)
+    finally:
+        shutil.rmtree(inbox, ignore_errors=True)
+    return RunResult(
+        handoff.run_id,
+        handoff.run_name,
+        handoff.experiment_id,
+        handoff.config_hash,
+        handoff.tracking_uri,
+        work,
+        result.status,
+    )
 
 
 # -- training with the hooks ------------------------------------------------------------
@@ -720,12 +877,10 @@ def _prepare_work_dir(work: Path) -> None:
         ) from error
 
 
-def _is_rank_zero() -> bool:
-    return int(os.environ.get("RANK", "0")) == 0
+def _rank() -> int:
+    from trackcfg.runner.dist import get_dist_info
 
-
-def _world_size() -> int:
-    return int(os.environ.get("WORLD_SIZE", "1"))
+    return get_dist_info()[0]
 
 
 def _new_work_dir(config_path: str | Path, config_hash: str) -> Path:
@@ -735,8 +890,8 @@ def _new_work_dir(config_path: str | Path, config_hash: str) -> Path:
     would replace the other's). Created here, exclusively: two runs started in the
     same second get ``...-1``. The run records it (tag ``trackcfg.work_dir``), which
     is where ``resume`` and ``run --resume auto`` look; ``sync`` finds it under
-    ``work_dirs``. Under torchrun every rank would pick its own, so a distributed
-    run without a work dir keeps mmcv's shared ``work_dirs/<stem>``.
+    ``work_dirs``. Under torchrun rank 0 picks it and hands it to the other ranks
+    (`trackcfg.session.cluster.Handoff`).
     """
     base = (Path("work_dirs") / Path(config_path).stem).resolve()
     stamp = time.strftime("%Y%m%d_%H%M%S")
