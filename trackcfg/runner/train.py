@@ -365,8 +365,17 @@ def train(
         # buffers broadcast; the optimizer holds the same Parameter objects.
         from trackcfg.runner.parallel import StepDistributedDataParallel
 
-        ddp_args = config_section(data, "ddp") or {}
-        model = StepDistributedDataParallel(model, **ddp_args)
+        ddp_args = dict(config_section(data, "ddp") or {})
+        # Ours, not DDP's: the comm hook that makes a resume bit-identical at >= 3 ranks.
+        exact = ddp_args.pop("exact_reduction", True)
+        if not isinstance(exact, bool):
+            raise ConfigError(
+                f"expected True or False, got {exact!r}",
+                key_path="ddp.exact_reduction",
+                location=_location(cfg, "ddp.exact_reduction"),
+            )
+        with _building(cfg, data, "ddp"):
+            model = StepDistributedDataParallel(model, exact_reduction=exact, **ddp_args)
     runner_cfg = dict(plan.runner)
     meta: dict[str, object] = {
         "config_hash": config_hash,
