@@ -268,6 +268,8 @@ def train(
     resume_from: str | Path | None = None,
     extra_hooks: Sequence[tuple[Hook, int | str]] = (),
     load_from: str | Path | None = None,
+    *,
+    allow_world_size_change: bool = False,
 ) -> BaseRunner:
     """Build model, data, optimizer, runner and hooks from ``cfg`` and run the workflow.
 
@@ -279,6 +281,10 @@ def train(
             (how ``trackcfg run`` attaches MLflow hooks the config does not name).
         load_from: Overrides ``cfg.load_from`` (a local file; ``trackcfg run`` resolves a
             ``'run:<RUN_ID>'`` or URI ``load_from`` to one and passes it here).
+        allow_world_size_change: Resume a checkpoint written by a job of another world
+            size (see `BaseRunner.resume`: reproducible, no longer bit-identical, recorded
+            in ``runner.meta['world_size_changes']``). Without it such a resume raises
+            `WorldSizeMismatchError`.
 
     Returns:
         The runner, after the run finished (checkpoints flushed).
@@ -288,6 +294,7 @@ def train(
         ConfigBuildError: a constructor the config names raised while model, data,
             optimizer, runner or hooks were built (the original is its ``__cause__``).
         CheckpointError: an explicit ``resume_from`` that cannot be loaded.
+        WorldSizeMismatchError: the checkpoint to resume is of another world size.
     """
     from trackcfg.registry import DATASETS, MODELS, OPTIMIZERS, RUNNERS
     from trackcfg.runner.determinism import apply_determinism
@@ -438,7 +445,7 @@ def train(
         )
         checkpoint = resolve_resume_checkpoint(resume, work_path, logger)
         if checkpoint is not None:
-            runner.resume(checkpoint)
+            runner.resume(checkpoint, allow_world_size_change=allow_world_size_change)
         else:
             initial = load_from if load_from is not None else data.get("load_from")
             if initial:
