@@ -23,16 +23,23 @@ did at that iteration: with 3 ranks or more, ``(a + b) + c != a + (b + c)`` in
 floating point and the runs drift apart. (With 2 ranks ``a + b == b + a``.)
 
 `StepDistributedDataParallel` therefore registers, whenever the world size is
-above 1, a comm hook (`exact_reduction_hook`) that does no arithmetic in the
-collective: it all-gathers each bucket and adds the ranks' gradients on every
-rank in rank order, ``((g0 + g1) + g2) + ...``, then divides by the world size
-(DDP's averaging). Each element's result depends on its ranks' values only, not
-on bucket layout, bucket size, backend algorithm or which rank computes it.
-Cost: one collective per bucket as plain DDP, but each rank receives
-``(world_size - 1)`` bucket copies instead of about 2, and holds ``world_size``
-copies of a bucket while adding (see ``tests/benchmarks/bench_ddp.py``).
-Opt out with ``ddp=dict(exact_reduction=False)`` (a resume is then bit-identical
-only with 1 or 2 ranks).
+above 1, a comm hook (`exact_reduction_hook`) whose result for each gradient
+depends on that gradient's own size and values only, never on which bucket it
+is in or where:
+
+* a large gradient (``numel >= allreduce_min_numel``) is all-reduced on its own:
+  the backend's summation order is a function of the tensor's size and the
+  world size, the same in every layout; its traffic is plain DDP's;
+* the small ones of a bucket (biases, norms) are packed and *all-gathered*, and
+  every rank adds the copies in rank order, ``((g0 + g1) + g2) + ...``: no
+  arithmetic in the collective, so the packing does not matter. This costs
+  ``world_size - 1`` copies of them received instead of about 2, and saves one
+  collective per small gradient.
+
+Either way the sum is divided by the world size (DDP's averaging).
+Cost against plain DDP: ``tests/benchmarks/bench_ddp.py``. Opt out with
+``ddp=dict(exact_reduction=False)`` (a resume is then bit-identical only with 1
+or 2 ranks).
 """
 
 # No `from __future__ import annotations`: DDP's register_comm_hook compares the hook's
@@ -48,6 +55,7 @@ from torch._C._distributed_c10d import GradBucket
 from torch.nn.parallel import DistributedDataParallel
 
 __all__ = [
+    "ALLREDUCE_MIN_NUMEL",
     "ExactReductionState",
     "StepDistributedDataParallel",
     "exact_reduction_hook",
@@ -66,76 +74,92 @@ class _StepDispatch(nn.Module):
         return getattr(self.module, step)(*args, **kwargs)
 
 
+#: Gradients of at least this many elements are all-reduced on their own (64 K: 256 KiB of
+#: float32; one collective's latency is small next to moving that much).
+ALLREDUCE_MIN_NUMEL = 1 << 16
+
+
 @dataclass(frozen=True)
 class ExactReductionState:
-    """What `exact_reduction_hook` needs: the group and the largest piece gathered at once.
+    """What `exact_reduction_hook` needs.
 
     Args:
         process_group: The group DDP reduces over.
         world_size: Its size (the gradients are averaged over it).
-        max_chunk_bytes: A bucket larger than this is gathered in pieces of this size,
-            one after the other, so at most ``world_size`` pieces are held at a time
-            (DDP's first iteration puts every parameter into one bucket).
+        allreduce_min_numel: Gradients this large get an all-reduce of their own;
+            smaller ones are gathered and added in rank order.
     """
 
     process_group: dist.ProcessGroup
     world_size: int
-    max_chunk_bytes: int
+    allreduce_min_numel: int = ALLREDUCE_MIN_NUMEL
 
 
-def _gather_sum(
-    state: ExactReductionState, chunk: torch.Tensor
-) -> torch.futures.Future[torch.Tensor]:
-    """All-gather ``chunk``; the future's value is ``chunk`` holding the rank-ordered mean."""
-    flat = chunk.new_empty(state.world_size * chunk.numel())  # gloo takes the flat form only
-    work = dist.all_gather_single(flat, chunk, group=state.process_group, async_op=True)
-    gathered = flat.view(state.world_size, chunk.numel())
+def _allreduce_mean(state: ExactReductionState, grad: torch.Tensor) -> torch.futures.Future[object]:
+    """All-reduce ``grad`` alone, in place; the future completes once it holds the mean."""
+    work = dist.all_reduce(grad, group=state.process_group, async_op=True)
     assert work is not None
+    return cast(
+        "torch.futures.Future[object]",
+        work.get_future().then(lambda _fut: grad.div_(state.world_size)),
+    )
 
-    def reduce(fut: torch.futures.Future[object]) -> torch.Tensor:
+
+def _gather_mean(
+    state: ExactReductionState, grads: list[torch.Tensor]
+) -> torch.futures.Future[object]:
+    """Gather ``grads`` packed from every rank; the future completes once each holds the
+    rank-ordered mean."""
+    packed = torch.cat([g.reshape(-1) for g in grads])
+    flat = packed.new_empty(state.world_size * packed.numel())  # gloo takes the flat form only
+    work = dist.all_gather_single(flat, packed, group=state.process_group, async_op=True)
+    assert work is not None
+    gathered = flat.view(state.world_size, packed.numel())
+
+    def unpack(fut: torch.futures.Future[object]) -> None:
         # For CUDA tensors the callback runs on the collective's stream (torch.futures).
         del fut
-        chunk.copy_(gathered[0])
+        packed.copy_(gathered[0])
         for rank in range(1, state.world_size):
-            chunk.add_(gathered[rank])
-        return chunk.div_(state.world_size)
+            packed.add_(gathered[rank])
+        packed.div_(state.world_size)
+        offset = 0
+        for grad in grads:
+            grad.copy_(packed[offset : offset + grad.numel()].view_as(grad))
+            offset += grad.numel()
 
-    return cast("torch.futures.Future[torch.Tensor]", work.get_future().then(reduce))
+    return cast("torch.futures.Future[object]", work.get_future().then(unpack))
 
 
 def exact_reduction_hook(
     state: ExactReductionState, bucket: GradBucket
 ) -> torch.futures.Future[torch.Tensor]:
-    """DDP comm hook: average gradients in the same order whatever the bucket layout.
+    """DDP comm hook: average each gradient in the same order whatever the bucket layout.
 
-    Every rank gathers the bucket from every rank, then adds the copies in rank
-    order and divides by the world size, in place in the bucket buffer. No
-    arithmetic happens inside the collective, so the result of each element
-    is the same bits whatever bucket it is in (see the module docstring).
+    Large gradients are all-reduced one by one, small ones gathered and added in
+    rank order (see the module docstring); the bucket buffer is averaged in place.
 
     Written for CPU (gloo) and CUDA (NCCL) tensors alike: it uses only
-    ``all_gather_single``, future callbacks and in-place tensor ops, which
-    torch supports on both. Tested here with gloo on CPU only; the NCCL path is
-    untested where no GPU is at hand.
+    ``all_reduce``, ``all_gather_single``, future callbacks and in-place tensor
+    ops on views of the bucket buffer, which torch supports on both. Tested here
+    with gloo on CPU only; the NCCL path is untested where no GPU is at hand.
 
     Args:
-        state: The group, world size and chunk size.
-        bucket: The bucket DDP hands over (its ``buffer()`` holds the local gradients).
+        state: The group, world size and size threshold.
+        bucket: The bucket DDP hands over (``gradients()`` are views of ``buffer()``).
 
     Returns:
         A future whose value is the bucket buffer holding the averaged gradients.
     """
     buffer = bucket.buffer()
-    chunk_numel = max(1, state.max_chunk_bytes // buffer.element_size())
-    if buffer.numel() <= chunk_numel:
-        return _gather_sum(state, buffer)
-    # A huge bucket (the first iteration's): one piece at a time bounds the memory.
     # Every rank sees the same buckets in the same order, so the collectives match.
-    starts = range(0, buffer.numel(), chunk_numel)
-    for start in starts[:-1]:
-        _gather_sum(state, buffer[start : start + chunk_numel]).wait()
-    last = _gather_sum(state, buffer[starts[-1] :])
-    return last.then(lambda _fut: buffer)
+    grads = bucket.gradients()
+    futures = [_allreduce_mean(state, g) for g in grads if g.numel() >= state.allreduce_min_numel]
+    small = [g for g in grads if g.numel() < state.allreduce_min_numel]
+    if small:
+        futures.append(_gather_mean(state, small))
+    done = torch.futures.collect_all(futures)
+    return cast("torch.futures.Future[torch.Tensor]", done.then(lambda _fut: buffer))
 
 
 class StepDistributedDataParallel(DistributedDataParallel):
@@ -156,11 +180,7 @@ class StepDistributedDataParallel(DistributedDataParallel):
         group: dist.ProcessGroup = self.process_group
         self.exact_reduction = bool(exact_reduction) and group.size() > 1
         if self.exact_reduction:
-            state = ExactReductionState(
-                process_group=group,
-                world_size=group.size(),
-                max_chunk_bytes=int(self.bucket_bytes_cap),
-            )
+            state = ExactReductionState(process_group=group, world_size=group.size())
             self.register_comm_hook(state, exact_reduction_hook)
 
     def train_step(self, *args: object, **kwargs: object) -> object:
