@@ -9,7 +9,9 @@ Reads, from a resolved config::
     diff_rank_seed, ddp (DistributedDataParallel arguments), work_dir, resume_from, load_from
 
 Under torchrun (world size > 1) the model is wrapped in
-`StepDistributedDataParallel` (gloo on CPU, NCCL on GPU is the launcher's choice).
+`StepDistributedDataParallel` (gloo on CPU, NCCL on GPU is the launcher's choice),
+which reduces gradients exactly (the same bits whatever DDP's bucket layout, so a
+resume is bit-identical at any rank count) unless ``ddp=dict(exact_reduction=False)``.
 
 ``evaluation=dict(interval=1, save_best='auto', metric=...)`` registers an
 `EvalHook` (`DistEvalHook` under torchrun) at priority LOW on a loader of
