@@ -9,7 +9,8 @@
    Both wrappers live in every rank at once; rounds alternate A/B and B/A; an
    iteration's time is the slowest rank's (the step ends when every rank has
    its gradients); printed: the median over rounds of the per-round ratio.
-   Target: exact / plain <= 1.03.
+   Target: exact / plain <= 1.03. A third arm, torch's own ``allreduce_hook`` (DDP's
+   all-reduce, but through a Python comm hook), shows what any comm hook costs.
 2. Checkpoint stall per rank: time each rank spends inside
    ``runner.save_checkpoint`` (every rank: the RNG gather; rank 0 also copies
    model and optimizer state; the write runs in the background) for the same
@@ -36,6 +37,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import nn
+from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_hook
 
 from trackcfg.runner.epoch_based_runner import EpochBasedRunner
 from trackcfg.runner.parallel import StepDistributedDataParallel
@@ -114,12 +116,14 @@ def bench_rank(rank: int, port: int, args: argparse.Namespace, out: str) -> None
             for _ in range(args.iters)
         ]
         wrapped: dict[str, tuple[StepDistributedDataParallel, torch.optim.Optimizer]] = {}
-        for name, exact in (("plain", False), ("exact", True)):
+        for name, exact in (("plain", False), ("exact", True), ("hook", False)):
             torch.manual_seed(0)
             model = StepDistributedDataParallel(
                 Deep(args.width, args.depth), exact_reduction=exact, bucket_cap_mb=args.bucket_mb
             )
             assert model.exact_reduction is exact
+            if name == "hook":  # the floor: any comm hook written in Python
+                model.register_comm_hook(None, allreduce_hook)
             optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
             for batch in batches[:3]:  # past DDP's bucket rebuild
                 step(model, optimizer, batch)
@@ -128,13 +132,15 @@ def bench_rank(rank: int, port: int, args: argparse.Namespace, out: str) -> None
             wrapped["plain"][0]._get_ddp_logging_data().get("rebuilt_bucket_sizes", "").split(",")
         )  # type: ignore[no-untyped-call]
         ratios: list[float] = []
-        times: dict[str, list[float]] = {"plain": [], "exact": []}
+        hook_ratios: list[float] = []
+        times: dict[str, list[float]] = {"plain": [], "exact": [], "hook": []}
         for round_ in range(args.rounds):
-            order = ("plain", "exact") if round_ % 2 == 0 else ("exact", "plain")
+            order = ("plain", "exact", "hook") if round_ % 2 == 0 else ("hook", "exact", "plain")
             got = {name: timed(*wrapped[name], batches) for name in order}
             for name, value in got.items():
                 times[name].append(value)
             ratios.append(got["exact"] / got["plain"])
+            hook_ratios.append(got["hook"] / got["plain"])
 
         # 2. checkpoint stall, with the plain wrapper's model and momentum state.
         model, optimizer = wrapped["plain"]
@@ -170,6 +176,9 @@ def bench_rank(rank: int, port: int, args: argparse.Namespace, out: str) -> None
                         f"{statistics.median(times['exact']) * 1e3:.2f} ms; exact / plain: "
                         f"median {statistics.median(ratios):.3f} (rounds: "
                         f"{min(ratios):.3f} .. {max(ratios):.3f}; target <= 1.03)",
+                        f"   floor: torch's Python allreduce_hook (same all-reduce, through a "
+                        f"comm hook) / plain: median {statistics.median(hook_ratios):.3f} "
+                        f"(rounds: {min(hook_ratios):.3f} .. {max(hook_ratios):.3f})",
                         "2. checkpoint stall in save_checkpoint (median of "
                         f"{args.saves}), per rank: "
                         + ", ".join(f"rank {r}: {s * 1e3:.1f} ms" for r, s in enumerate(per_rank)),
