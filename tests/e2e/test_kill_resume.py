@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -32,8 +33,7 @@ from trackcfg.runner.checkpoint import load_checkpoint_file
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DRIVER = Path(__file__).resolve().parent / "resume_driver" / "driver.py"
 
-# One xdist worker runs the whole module: its module-scoped fixture (every case and reference) would
-# otherwise run again on every worker that gets one of its tests.
+# One xdist worker runs the module: its module fixture runs every case once, not per worker.
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("kill_resume")]
 
 
@@ -53,7 +53,13 @@ def free_port() -> int:
 
 
 def start_driver(
-    runner: str, work: Path, attempt: Attempt, *, resume: bool, ranks: int = 1
+    runner: str,
+    work: Path,
+    attempt: Attempt,
+    *,
+    resume: bool | Path,
+    ranks: int = 1,
+    plain_ddp: bool = False,
 ) -> list[subprocess.Popen[bytes]]:
     """Start the driver: one process, or one per rank launched like torchrun (gloo)."""
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
@@ -76,8 +82,12 @@ def start_driver(
     ]
     if attempt.kill_at_iter is not None:
         cmd += ["--kill-at-iter", str(attempt.kill_at_iter)]
-    if resume:
+    if isinstance(resume, Path):  # another world size's checkpoint, forced
+        cmd += ["--resume", str(resume), "--allow-world-size-change"]
+    elif resume:
         cmd += ["--resume", "auto"]
+    if plain_ddp:
+        cmd += ["--plain-ddp"]
     port = free_port()
     procs = []
     for rank in range(ranks):
@@ -106,9 +116,18 @@ def finish(procs: list[subprocess.Popen[bytes]], work: Path) -> list[int]:
     return codes
 
 
-def run_driver(runner: str, work: Path, attempt: Attempt, *, resume: bool, ranks: int = 1) -> int:
+def run_driver(
+    runner: str,
+    work: Path,
+    attempt: Attempt,
+    *,
+    resume: bool | Path,
+    ranks: int = 1,
+    plain_ddp: bool = False,
+) -> int:
     """Run the driver to its end (or its death); the return code every rank had."""
-    codes = set(finish(start_driver(runner, work, attempt, resume=resume, ranks=ranks), work))
+    procs = start_driver(runner, work, attempt, resume=resume, ranks=ranks, plain_ddp=plain_ddp)
+    codes = set(finish(procs, work))
     assert len(codes) == 1, f"ranks ended differently: {codes}"
     return codes.pop()
 
@@ -168,6 +187,8 @@ class Case:
     attempts: tuple[Attempt, ...]
     final_workers: int = 0
     ranks: int = 1
+    #: ``ddp=dict(exact_reduction=False)``: DDP's own, layout-dependent, all-reduce.
+    plain_ddp: bool = False
 
 
 CASES = {
@@ -185,6 +206,10 @@ CASES = {
     # 2 ranks (gloo, DDP through train()), each with its own seed (diff_rank_seed): rank 0
     # writes checkpoints holding every rank's RNG state; each rank resumes its own.
     "epoch-2-ranks": Case("epoch", (Attempt(0, kill_at_iter=4),), ranks=2),
+    # 3 ranks (2 batches per epoch): killed in epoch 2, the resumed job's first iteration
+    # runs with DDP's initial bucket layout where its twin had the rebuilt one; the exact
+    # reduction (the default) sums every gradient in rank order all the same.
+    "epoch-3-ranks": Case("epoch", (Attempt(0, kill_at_iter=2),), ranks=3),
     # Accumulation (windows 0-3, 4-7, 8-11, 12-14), EMA, cosine momentum, evaluation with
     # save_best, one checkpoint per iteration (writes 1-5), the best after each epoch.
     # Killed halfway through writing the first best checkpoint (write 6, after the
@@ -196,12 +221,25 @@ CASES = {
         (Attempt(0, failpoint=6), Attempt(0, kill_at_iter=6), Attempt(0, kill_at_iter=10)),
     ),
 }
+# The 3-rank case with DDP's own all-reduce: NOT bit-identical (what exact reduction fixes).
+PLAIN_DDP_3_RANKS = Case("epoch", (Attempt(0, kill_at_iter=2),), ranks=3, plain_ddp=True)
 REFERENCES = {
     "epoch": Case("epoch", ()),
     "iter": Case("iter", ()),
     "hooks": Case("hooks", ()),
-    "dist": Case("epoch", (), ranks=2),
+    "2-ranks": Case("epoch", (), ranks=2),
+    "3-ranks": Case("epoch", (), ranks=3),
+    "3-ranks-plain-ddp": Case("epoch", (), ranks=3, plain_ddp=True),
 }
+#: The 2-rank reference's checkpoint resumed, forced, by 3 ranks (twice: the same bits).
+FORCED_FROM = "iter_7.pth"  # epoch 3 (0-based 2) after 1 of its 3 batches per rank
+FORCED_RESUMES = ("forced-2-to-3-ranks-a", "forced-2-to-3-ranks-b")
+
+
+def reference_name(case: Case) -> str:
+    if case.ranks == 1:
+        return f"reference-{case.runner}"
+    return f"reference-{case.ranks}-ranks" + ("-plain-ddp" if case.plain_ddp else "")
 
 
 def kill_at_an_arbitrary_moment(work: Path) -> None:
@@ -223,20 +261,45 @@ def play(case: Case | None, work: Path) -> Path:
     if case is None:
         kill_at_an_arbitrary_moment(work)
     elif not case.attempts:  # a reference: uninterrupted
-        assert run_driver(case.runner, work, Attempt(0), resume=False, ranks=case.ranks) == 0
+        code = run_driver(
+            case.runner, work, Attempt(0), resume=False, ranks=case.ranks, plain_ddp=case.plain_ddp
+        )
+        assert code == 0
         return work
     else:
         for i, attempt in enumerate(case.attempts):
-            code = run_driver(case.runner, work, attempt, resume=i > 0, ranks=case.ranks)
+            code = run_driver(
+                case.runner,
+                work,
+                attempt,
+                resume=i > 0,
+                ranks=case.ranks,
+                plain_ddp=case.plain_ddp,
+            )
             assert code == -signal.SIGKILL
             if attempt.failpoint is not None:
                 # Killed mid-write: a torn temp file is left, latest.pth still loads.
                 assert list((work / "work").glob(".*.tmp-*"))
             load_checkpoint_file(work / "work" / "latest.pth")
-    runner, ranks = ("epoch", 1) if case is None else (case.runner, case.ranks)
-    final_workers = 0 if case is None else case.final_workers
-    assert run_driver(runner, work, Attempt(final_workers), resume=True, ranks=ranks) == 0
+    case = case or Case("epoch", ())
+    code = run_driver(
+        case.runner,
+        work,
+        Attempt(case.final_workers),
+        resume=True,
+        ranks=case.ranks,
+        plain_ddp=case.plain_ddp,
+    )
+    assert code == 0
     assert not list((work / "work").glob(".*.tmp-*"))  # 'auto' cleared torn temp files
+    return work
+
+
+def force_world_size(source: Future[Path], work: Path) -> Path:
+    """Resume the 2-rank reference's `FORCED_FROM` with 3 ranks (a forced world-size change)."""
+    checkpoint = work / "from-2-ranks.pth"
+    shutil.copy(source.result() / "work" / FORCED_FROM, checkpoint)
+    assert run_driver("epoch", work, Attempt(0), resume=checkpoint, ranks=3) == 0
     return work
 
 
@@ -247,13 +310,20 @@ def outcomes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Fut
     plays: dict[str, Case | None] = {
         **{f"reference-{k}": v for k, v in REFERENCES.items()},
         **CASES,
+        "epoch-3-ranks-plain-ddp": PLAIN_DDP_3_RANKS,
         "epoch-external-sigkill": None,
     }
     with ThreadPoolExecutor(max_workers=3) as pool:
-        yield {
+        futures = {
             name: pool.submit(play, case, tmp_path_factory.mktemp(name))
             for name, case in plays.items()
         }
+        # Submitted last: the reference they wait for has been started by then (FIFO).
+        for name in FORCED_RESUMES:
+            futures[name] = pool.submit(
+                force_world_size, futures["reference-2-ranks"], tmp_path_factory.mktemp(name)
+            )
+        yield futures
 
 
 def assert_same_run(expected: Path, actual: Path, suffix: str = "") -> None:
@@ -285,8 +355,7 @@ def test_killed_and_resumed_run_is_bit_identical(
     case: str, outcomes: dict[str, Future[Path]]
 ) -> None:
     ranks = CASES[case].ranks
-    reference = outcomes["reference-dist" if ranks > 1 else f"reference-{CASES[case].runner}"]
-    expected, actual = reference.result(), outcomes[case].result()
+    expected, actual = outcomes[reference_name(CASES[case])].result(), outcomes[case].result()
     for rank in range(ranks):
         assert_same_run(expected, actual, f".rank{rank}" if ranks > 1 else "")
     if CASES[case].runner == "hooks":
@@ -311,3 +380,47 @@ def test_sigkill_at_an_arbitrary_moment_resumes_bit_identically(
     expected = outcomes["reference-epoch"].result()
     actual = outcomes["epoch-external-sigkill"].result()
     assert_same_run(expected, actual)
+
+
+def test_without_exact_reduction_a_3_rank_resume_is_not_bit_identical(
+    outcomes: dict[str, Future[Path]],
+) -> None:
+    """``ddp=dict(exact_reduction=False)``: the first iteration after the resume sums the
+    gradients in another order than the uninterrupted twin did, and the runs drift apart."""
+    expected = outcomes[reference_name(PLAIN_DDP_3_RANKS)].result()
+    actual = outcomes["epoch-3-ranks-plain-ddp"].result()
+    for rank in range(3):
+        suffix = f".rank{rank}"
+        before, after = (
+            read_losses(expected / f"losses.jsonl{suffix}"),
+            read_losses(actual / f"losses.jsonl{suffix}"),
+        )
+        # Bit-identical up to the kill (iterations 0-2), apart from then on.
+        assert all(set(after[i]) == set(before[i]) for i in (0, 1))
+        final = torch.load(expected / f"final.pt{suffix}", weights_only=True)["model"]
+        resumed = torch.load(actual / f"final.pt{suffix}", weights_only=True)["model"]
+        assert not all(torch.equal(final[k], resumed[k]) for k in final), f"rank {rank}"
+
+
+def test_a_forced_world_size_change_is_reproducible_and_recorded(
+    outcomes: dict[str, Future[Path]],
+) -> None:
+    first, second = (outcomes[name].result() for name in FORCED_RESUMES)
+    for rank in range(3):
+        assert_same_tensors(
+            torch.load(first / f"final.pt.rank{rank}", weights_only=True),
+            torch.load(second / f"final.pt.rank{rank}", weights_only=True),
+            f"final.rank{rank}",
+        )
+        assert read_losses(first / f"losses.jsonl.rank{rank}") == read_losses(
+            second / f"losses.jsonl.rank{rank}"
+        )
+    meta = load_checkpoint_file(first / "work" / "latest.pth")["meta"]
+    assert isinstance(meta, dict)
+    assert meta["world_size_changes"] == [
+        {"checkpoint": str(first / "from-2-ranks.pth"), "epoch": 2, "iter": 7, "from": 2, "to": 3}
+    ]
+    # The run's text log (rank 0's, in the work dir) says so.
+    log = "".join(p.read_text() for p in (first / "work").glob("*.log"))
+    assert "world size changed from 2 to 3 (forced)" in log
+    assert "no longer bit-identical" in log

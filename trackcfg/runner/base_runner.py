@@ -48,6 +48,7 @@ from trackcfg.errors import (
     CheckpointFormatError,
     HookRegistrationError,
     RunnerError,
+    WorldSizeMismatchError,
 )
 from trackcfg.runner.checkpoint import (
     CheckpointWriter,
@@ -58,7 +59,12 @@ from trackcfg.runner.checkpoint import (
 from trackcfg.runner.dist import all_gather_object, get_dist_info, is_main_process
 from trackcfg.runner.hooks.hook import Hook
 from trackcfg.runner.priority import Priority, get_priority
-from trackcfg.runner.rng import capture_rng_state, check_rng_state, restore_rng_state
+from trackcfg.runner.rng import (
+    capture_rng_state,
+    check_rng_state,
+    restore_rng_state,
+    rng_state_for_rank,
+)
 from trackcfg.runner.stage import GENERIC_STAGES, Stage
 from trackcfg.runner.workflow import Workflow, check_workflow
 
@@ -715,22 +721,47 @@ class BaseRunner:
         checkpoint: str | Path,
         resume_optimizer: bool = True,
         map_location: str = "default",
+        *,
+        allow_world_size_change: bool = False,
     ) -> None:
         """Restore the whole run from a checkpoint written by `save_checkpoint`.
 
         The next `run` continues exactly where the checkpointed process would
         have: same counters, data position, hook states, and RNG streams.
 
+        A checkpoint of a job with another world size is refused: each rank's RNG
+        streams and data shard position belong to that world size. Forced with
+        ``allow_world_size_change=True`` the run continues reproducibly (two such
+        resumes of one checkpoint at one world size are bitwise equal) but is no
+        longer bit-identical to an uninterrupted run; a warning says so and
+        ``meta['world_size_changes']`` (kept in later checkpoints) records
+        ``{'checkpoint', 'epoch', 'iter', 'from', 'to'}``. What it does:
+
+        * RNG: `rng_state_for_rank` — every rank takes the checkpoint's common state
+          if its ranks had one (``diff_rank_seed`` off); otherwise an existing rank
+          keeps its own and a new rank ``r`` is seeded with
+          ``derive_seed(meta['seed'], iter, r)``.
+        * Data: each loader's position within its epoch (``b`` batches per rank,
+          i.e. the first ``b * batch * old`` samples of the epoch's order) becomes
+          ``b * old // new`` batches at the new world size: the epoch goes on from
+          the first sample not yet seen, rounded down to a whole batch (at most one
+          batch per rank is seen twice, none is skipped). Later epochs are whole.
+        * Everything else (weights, optimizer, schedulers, counters, hook states)
+          is restored as usual.
+
         Args:
             checkpoint: Path of the checkpoint (or ``latest.pth``); its digest must verify.
             resume_optimizer: Also restore the optimizer state (needed for exactness).
             map_location: Kept for mmcv compatibility (tensors load to CPU, then
                 ``load_state_dict`` moves them to the model's device).
+            allow_world_size_change: Resume a checkpoint of another world size (see above).
 
         Raises:
             CheckpointCorruptError: the file is incomplete or fails its digest.
             CheckpointFormatError: the checkpoint lacks trackcfg's keys, or its runner
                 counters, log buffer or RNG states are malformed.
+            WorldSizeMismatchError: the checkpoint's world size is not this job's (and
+                ``allow_world_size_change`` is False); nothing was restored.
             CheckpointError: the checkpoint does not fit the run.
         """
         del map_location
@@ -744,6 +775,23 @@ class BaseRunner:
         missing = [k for k in ("meta", "state_dict", "runner", "rng") if k not in data]
         if missing:
             raise CheckpointFormatError(f"{path}: malformed trackcfg checkpoint, missing {missing}")
+        rng = data["rng"]
+        if not isinstance(rng, list) or not all(isinstance(r, dict) for r in rng) or not rng:
+            raise CheckpointFormatError(
+                f"{path}: malformed 'rng' entry: expected a list of dicts (one per rank), "
+                f"got {type(rng).__name__}"
+            )
+        saved_world = len(rng)
+        if saved_world != self.world_size and not allow_world_size_change:
+            # Checked before anything is restored: a refused resume leaves the runner as is.
+            raise WorldSizeMismatchError(
+                f"{path}: saved by a job of {saved_world} rank(s), this job has "
+                f"{self.world_size}: the per-rank RNG streams and each rank's data shard "
+                f"position cannot be carried over",
+                hint=f"resume with {saved_world} rank(s) for a bit-identical run, or force it "
+                "(runner.resume(..., allow_world_size_change=True), `trackcfg resume "
+                "--force-world-size`): reproducible, no longer bit-identical",
+            )
         saved_type = data.get("runner_type", type(self).__name__)
         if saved_type != type(self).__name__:
             # The counters and data positions of one loop mean nothing to the other.
@@ -778,6 +826,9 @@ class BaseRunner:
             self.meta = {}
         hook_msgs = cast(dict[str, object], self.meta.setdefault("hook_msgs", {}))
         hook_msgs.update(cast(dict[str, object], saved_meta.get("hook_msgs", {})))
+        if "world_size_changes" in saved_meta:
+            # A forced resume earlier in the run's life: it stays on record.
+            self.meta["world_size_changes"] = copy.deepcopy(saved_meta["world_size_changes"])
         if "log_buffer" in data:
             with _reading(path, "log_buffer"):
                 self.log_buffer.load_state_dict(cast(dict[str, object], data["log_buffer"]))
@@ -787,30 +838,57 @@ class BaseRunner:
                 hook.load_state_dict(hook_states[key])
             elif hook.state_dict():
                 self.logger.info("resume: no saved state for hook %s, it starts fresh", key)
-        rng = data["rng"]
-        if not isinstance(rng, list) or not all(isinstance(r, dict) for r in rng):
-            raise CheckpointFormatError(
-                f"{path}: malformed 'rng' entry: expected a list of dicts (one per rank), "
-                f"got {type(rng).__name__}"
-            )
-        if len(rng) != self.world_size:
-            raise CheckpointError(
-                f"{path}: holds RNG states of {len(rng)} rank(s), this run has {self.world_size}",
-                hint="resume with the world size the run was checkpointed with",
-            )
-        cuda_states = rng[self.rank].get("cuda") or []
+        rng_state = rng_state_for_rank(
+            cast(list[dict[str, object]], rng),
+            self.rank,
+            self.world_size,
+            seed=_int_or_zero(saved_meta.get("seed")),
+            iteration=self.iter,
+        )
+        if saved_world != self.world_size:
+            self._record_world_size_change(path, saved_world, saved_meta)
+        cuda_states = cast(list[object], rng_state.get("cuda") or [])
         cuda_seen = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if cuda_states and len(cast(list[object], cuda_states)) != cuda_seen:
+        if cuda_states and len(cuda_states) != cuda_seen:
             raise CheckpointError(
-                f"{path}: holds RNG states of {len(cast(list[object], cuda_states))} CUDA "
+                f"{path}: holds RNG states of {len(cuda_states)} CUDA "
                 f"device(s), this process sees {cuda_seen}",
                 hint="resume on the same number of GPUs for a bit-identical result",
             )
         with _reading(path, "rng"):
-            check_rng_state(rng[self.rank])
+            check_rng_state(rng_state)
         # Applied by the loop at the boundary the checkpoint was taken at (module docstring).
-        self.state.pending_rng = rng[self.rank]
+        self.state.pending_rng = dict(rng_state)
         self.logger.info("resumed from %s: epoch %d, iter %d", path, self.epoch, self.iter)
+
+    def _record_world_size_change(
+        self, path: Path, saved_world: int, saved_meta: Mapping[str, object]
+    ) -> None:
+        """A forced resume at another world size: move the data position, record, warn."""
+        # b batches per rank of the old job = the epoch's first b * batch * old samples.
+        self.state.data_batch = {
+            phase: batch * saved_world // self.world_size
+            for phase, batch in self.state.data_batch.items()
+        }
+        changes = list(cast(list[object], saved_meta.get("world_size_changes", [])))
+        changes.append(
+            {
+                "checkpoint": str(path),
+                "epoch": self.epoch,
+                "iter": self.iter,
+                "from": saved_world,
+                "to": self.world_size,
+            }
+        )
+        assert self.meta is not None
+        self.meta["world_size_changes"] = changes
+        self.logger.warning(
+            "resume from %s: world size changed from %d to %d (forced); the run continues "
+            "reproducibly but is no longer bit-identical to an uninterrupted run",
+            path,
+            saved_world,
+            self.world_size,
+        )
 
     def _apply_pending_rng(self) -> None:
         """Restore the resumed RNG states now (a no-op unless `resume` left some)."""
@@ -906,6 +984,10 @@ def _reading(path: Path, key: str) -> Iterator[None]:
     except (AttributeError, KeyError, TypeError, ValueError) as exc:
         detail = f"missing key {exc}" if isinstance(exc, KeyError) else str(exc)
         raise CheckpointFormatError(f"{path}: malformed {key!r} entry: {detail}") from exc
+
+
+def _int_or_zero(value: object) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
 def _unwrap(model: nn.Module) -> nn.Module:

@@ -9,13 +9,21 @@ from each is the same as if nothing had happened in between.
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import cast
 
 import numpy as np
 import torch
 
-__all__ = ["capture_rng_state", "check_rng_state", "restore_rng_state", "seed_everything"]
+from trackcfg.runner.sampler import derive_seed
+
+__all__ = [
+    "capture_rng_state",
+    "check_rng_state",
+    "restore_rng_state",
+    "rng_state_for_rank",
+    "seed_everything",
+]
 
 # Python's Mersenne Twister state words are < 2**32; int64 holds them exactly.
 _PY_DTYPE = torch.int64
@@ -127,3 +135,61 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed([seed & 0xFFFFFFFF, seed >> 32])
     torch.manual_seed(seed)
+
+
+def _same(a: object, b: object) -> bool:
+    if isinstance(a, torch.Tensor):
+        return isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b)
+    if isinstance(a, Mapping):
+        return isinstance(b, Mapping) and a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, list | tuple):
+        return (
+            isinstance(b, list | tuple)
+            and len(a) == len(b)
+            and all(_same(x, y) for x, y in zip(a, b, strict=True))
+        )
+    return a == b
+
+
+def _all_same(states: Sequence[Mapping[str, object]]) -> bool:
+    return all(_same(states[0], other) for other in states[1:])
+
+
+def rng_state_for_rank(
+    saved: Sequence[Mapping[str, object]], rank: int, world_size: int, *, seed: int, iteration: int
+) -> Mapping[str, object]:
+    """The RNG state rank ``rank`` of ``world_size`` resumes from checkpointed per-rank ``saved``.
+
+    With the world size of the checkpoint this is ``saved[rank]`` (an exact resume).
+    With another one (a forced world-size change) the choice is a function of the
+    checkpoint and the new rank only, so two such resumes draw the same numbers:
+
+    * the checkpoint's ranks all had one state (``diff_rank_seed`` off: every rank
+      draws the same dropout masks): every rank takes it;
+    * otherwise a rank that existed keeps its own state, and a new rank (``rank >=
+      len(saved)``) starts from `seed_everything` of ``derive_seed(seed, iteration,
+      rank)`` (xxh3 of the three numbers), a stream of its own.
+
+    Args:
+        saved: One captured state per rank of the job that wrote the checkpoint.
+        rank: This process's rank.
+        world_size: This job's world size.
+        seed: The run's seed (``meta['seed']`` of the checkpoint).
+        iteration: The checkpoint's completed training iterations.
+
+    Returns:
+        A state for `restore_rng_state` (``saved``'s own, or a new one; the generators
+        of this process are left as they were).
+    """
+    if len(saved) == world_size:
+        return saved[rank]
+    if _all_same(saved):
+        return saved[0]
+    if rank < len(saved):
+        return saved[rank]
+    current = capture_rng_state()
+    try:
+        seed_everything(derive_seed(seed, iteration, rank))
+        return capture_rng_state()
+    finally:
+        restore_rng_state(current)

@@ -9,7 +9,9 @@ Reads, from a resolved config::
     diff_rank_seed, ddp (DistributedDataParallel arguments), work_dir, resume_from, load_from
 
 Under torchrun (world size > 1) the model is wrapped in
-`StepDistributedDataParallel` (gloo on CPU, NCCL on GPU is the launcher's choice).
+`StepDistributedDataParallel` (gloo on CPU, NCCL on GPU is the launcher's choice),
+which reduces gradients exactly (the same bits whatever DDP's bucket layout, so a
+resume is bit-identical at any rank count) unless ``ddp=dict(exact_reduction=False)``.
 
 ``evaluation=dict(interval=1, save_best='auto', metric=...)`` registers an
 `EvalHook` (`DistEvalHook` under torchrun) at priority LOW on a loader of
@@ -268,6 +270,8 @@ def train(
     resume_from: str | Path | None = None,
     extra_hooks: Sequence[tuple[Hook, int | str]] = (),
     load_from: str | Path | None = None,
+    *,
+    allow_world_size_change: bool = False,
 ) -> BaseRunner:
     """Build model, data, optimizer, runner and hooks from ``cfg`` and run the workflow.
 
@@ -279,6 +283,10 @@ def train(
             (how ``trackcfg run`` attaches MLflow hooks the config does not name).
         load_from: Overrides ``cfg.load_from`` (a local file; ``trackcfg run`` resolves a
             ``'run:<RUN_ID>'`` or URI ``load_from`` to one and passes it here).
+        allow_world_size_change: Resume a checkpoint written by a job of another world
+            size (see `BaseRunner.resume`: reproducible, no longer bit-identical, recorded
+            in ``runner.meta['world_size_changes']``). Without it such a resume raises
+            `WorldSizeMismatchError`.
 
     Returns:
         The runner, after the run finished (checkpoints flushed).
@@ -288,6 +296,7 @@ def train(
         ConfigBuildError: a constructor the config names raised while model, data,
             optimizer, runner or hooks were built (the original is its ``__cause__``).
         CheckpointError: an explicit ``resume_from`` that cannot be loaded.
+        WorldSizeMismatchError: the checkpoint to resume is of another world size.
     """
     from trackcfg.registry import DATASETS, MODELS, OPTIMIZERS, RUNNERS
     from trackcfg.runner.determinism import apply_determinism
@@ -365,8 +374,17 @@ def train(
         # buffers broadcast; the optimizer holds the same Parameter objects.
         from trackcfg.runner.parallel import StepDistributedDataParallel
 
-        ddp_args = config_section(data, "ddp") or {}
-        model = StepDistributedDataParallel(model, **ddp_args)
+        ddp_args = dict(config_section(data, "ddp") or {})
+        # Ours, not DDP's: the comm hook that makes a resume bit-identical at >= 3 ranks.
+        exact = ddp_args.pop("exact_reduction", True)
+        if not isinstance(exact, bool):
+            raise ConfigError(
+                f"expected True or False, got {exact!r}",
+                key_path="ddp.exact_reduction",
+                location=_location(cfg, "ddp.exact_reduction"),
+            )
+        with _building(cfg, data, "ddp"):
+            model = StepDistributedDataParallel(model, exact_reduction=exact, **ddp_args)
     runner_cfg = dict(plan.runner)
     meta: dict[str, object] = {
         "config_hash": config_hash,
@@ -429,7 +447,7 @@ def train(
         )
         checkpoint = resolve_resume_checkpoint(resume, work_path, logger)
         if checkpoint is not None:
-            runner.resume(checkpoint)
+            runner.resume(checkpoint, allow_world_size_change=allow_world_size_change)
         else:
             initial = load_from if load_from is not None else data.get("load_from")
             if initial:

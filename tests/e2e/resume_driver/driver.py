@@ -9,7 +9,7 @@ a momentum schedule and evaluation with a best checkpoint to the epoch run.
 Usage::
 
     python driver.py --runner epoch|iter|hooks --work-dir DIR --workers N --out FINAL.pt
-                     --losses LOSSES.jsonl [--kill-at-iter K] [--resume auto]
+                     --losses LOSSES.jsonl [--kill-at-iter K] [--resume auto] [--plain-ddp]
 
 ``--kill-at-iter K`` SIGKILLs the process at the end of training iteration K
 (0-based, after its hooks ran, before its checkpoint is committed).
@@ -18,7 +18,9 @@ Per-iteration losses are appended to LOSSES as JSON lines ``{"iter", "loss"}``
 (``loss`` as ``float.hex``, exact). Launched like ``torchrun`` (``RANK``,
 ``WORLD_SIZE``, ``MASTER_ADDR``, ``MASTER_PORT`` set), each rank joins a gloo
 process group (`trackcfg.train` wraps the model in DDP) and suffixes LOSSES and
-FINAL.pt with ``.rank<r>``.
+FINAL.pt with ``.rank<r>``. ``--plain-ddp`` sets ``ddp=dict(exact_reduction=False)``
+(DDP's own all-reduce: resume is then bit-identical with 2 ranks, not with 3).
+``--resume PATH --allow-world-size-change`` resumes a checkpoint of another world size.
 """
 
 from __future__ import annotations
@@ -120,8 +122,12 @@ class Killer(Hook):
             os.kill(os.getpid(), signal.SIGKILL)
 
 
-def config(runner: str, work_dir: str, workers: int, distributed: bool) -> dict[str, object]:
+def config(
+    runner: str, work_dir: str, workers: int, distributed: bool, plain_ddp: bool = False
+) -> dict[str, object]:
     extra: dict[str, object] = {}
+    if plain_ddp:
+        extra["ddp"] = {"exact_reduction": False}
     if runner == "hooks":
         # The epoch run with issue 15's hooks: gradient accumulation (windows of 4 over
         # 15 iterations: the last one is 3 long), EMA (evaluated: it swaps in after each
@@ -184,6 +190,8 @@ def main() -> None:
     parser.add_argument("--losses", required=True)
     parser.add_argument("--kill-at-iter", type=int, default=None)
     parser.add_argument("--resume", default=None)
+    parser.add_argument("--plain-ddp", action="store_true")
+    parser.add_argument("--allow-world-size-change", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(1)
     # Launched like torchrun (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT): one process per rank.
@@ -196,9 +204,10 @@ def main() -> None:
     if args.kill_at_iter is not None:
         hooks.append((Killer(args.kill_at_iter), "LOWEST"))
     runner = trackcfg.train(
-        config(args.runner, args.work_dir, args.workers, distributed),
+        config(args.runner, args.work_dir, args.workers, distributed, args.plain_ddp),
         resume_from=args.resume,
         extra_hooks=hooks,
+        allow_world_size_change=args.allow_world_size_change,
     )
     optimizer = runner.optimizer
     assert isinstance(optimizer, torch.optim.Optimizer)

@@ -8,7 +8,12 @@ import random
 import numpy as np
 import torch
 
-from trackcfg.runner.rng import capture_rng_state, restore_rng_state, seed_everything
+from trackcfg.runner.rng import (
+    capture_rng_state,
+    restore_rng_state,
+    rng_state_for_rank,
+    seed_everything,
+)
 
 
 def draws() -> tuple[float, float, float, float]:
@@ -31,3 +36,42 @@ def test_seed_everything_is_repeatable_for_64_bit_seeds() -> None:
     first = draws()
     seed_everything(2**63 + 5)
     assert draws() == first
+
+
+def _states(*seeds: int) -> list[dict[str, object]]:
+    states = []
+    for seed in seeds:
+        seed_everything(seed)
+        states.append(capture_rng_state())
+    return states
+
+
+def _draws(state: object) -> tuple[float, float, float]:
+    restore_rng_state(state)  # type: ignore[arg-type]
+    return random.random(), float(np.random.rand()), float(torch.rand(()))
+
+
+def test_rng_state_for_rank_at_the_saved_world_size_is_the_rank_s_own() -> None:
+    saved = _states(1, 2)
+    assert rng_state_for_rank(saved, 1, 2, seed=0, iteration=5) is saved[1]
+
+
+def test_rng_state_for_rank_after_a_world_size_change() -> None:
+    saved = _states(1, 2)
+    before = capture_rng_state()
+    # Existing ranks keep their streams; a new rank gets one derived from (seed, iter, rank).
+    assert rng_state_for_rank(saved, 1, 3, seed=7, iteration=5) is saved[1]
+    new = rng_state_for_rank(saved, 2, 3, seed=7, iteration=5)
+    assert _draws(new) == _draws(rng_state_for_rank(saved, 2, 3, seed=7, iteration=5))
+    assert _draws(new) not in (_draws(saved[0]), _draws(saved[1]))
+    assert _draws(new) != _draws(rng_state_for_rank(saved, 3, 4, seed=7, iteration=5))
+    assert _draws(new) != _draws(rng_state_for_rank(saved, 2, 3, seed=7, iteration=6))
+    # Ranks that shared one stream (diff_rank_seed off) share it at any world size.
+    shared = _states(1, 1)
+    assert rng_state_for_rank(shared, 3, 4, seed=7, iteration=5) is shared[0]
+    # Deriving a state left this process's generators alone.
+    restore_rng_state(before)
+    expected = _draws(before)
+    restore_rng_state(before)
+    rng_state_for_rank(saved, 2, 3, seed=7, iteration=5)
+    assert (random.random(), float(np.random.rand()), float(torch.rand(()))) == expected

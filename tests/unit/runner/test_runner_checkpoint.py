@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import random
 import shutil
@@ -16,7 +17,7 @@ import pytest
 import torch
 
 from tests.unit.runner.toys import CheckpointEveryIter, RecordingHook, RunnerFactory, StepHook
-from trackcfg.errors import CheckpointCorruptError, CheckpointError
+from trackcfg.errors import CheckpointCorruptError, CheckpointError, WorldSizeMismatchError
 from trackcfg.runner.base_runner import BaseRunner
 from trackcfg.runner.checkpoint import (
     CheckpointWriter,
@@ -547,3 +548,84 @@ def test_a_resumed_run_checkpoints_the_training_state_of_the_uninterrupted_one(
     expected = {s.iter: s.state_digest for s in reference_saved}
     assert [s.iter for s in resumed_saved] == [5, 6]
     assert all(s.state_digest == expected[s.iter] for s in resumed_saved)
+
+
+# -- world-size changes ------------------------------------------------------------------
+
+
+def two_rank_checkpoint(runner: BaseRunner, tmp_path: Path) -> Path:
+    """iter_1.pth of ``runner``'s run as if a 2-rank job had written it (rank 1: other RNG)."""
+    checkpoint = load_checkpoint_file(Path(str(runner.work_dir)) / "iter_1.pth")
+    rng = checkpoint["rng"]
+    assert isinstance(rng, list) and len(rng) == 1
+    other = copy_state(rng[0])
+    assert isinstance(other, dict)
+    other["torch"] = torch.Generator().manual_seed(1).get_state()
+    checkpoint["rng"] = [rng[0], other]
+    path = tmp_path / "two_ranks.pth"
+    write_checkpoint_file(checkpoint, path, epoch=0, iter=1)
+    return path
+
+
+def test_resume_refuses_a_checkpoint_of_another_world_size_and_restores_nothing(
+    make_runner: RunnerFactory, toy_loader: Loader, tmp_path: Path
+) -> None:
+    runner = make_runner(EpochBasedRunner, max_epochs=1)
+    run_with_checkpoints(runner, toy_loader(), [])
+    path = two_rank_checkpoint(runner, tmp_path)
+    fresh = make_runner(EpochBasedRunner, seed=5, max_epochs=1)
+    weights = copy_state(fresh.model.state_dict())
+    with pytest.raises(WorldSizeMismatchError) as caught:
+        fresh.resume(path)
+    assert caught.value.message == (
+        f"{path}: saved by a job of 2 rank(s), this job has 1: the per-rank RNG streams and "
+        "each rank's data shard position cannot be carried over"
+    )
+    assert caught.value.hint is not None and "allow_world_size_change=True" in caught.value.hint
+    assert "--force-world-size" in caught.value.hint
+    assert fresh.iter == 0 and fresh.state.data_batch == {}
+    assert all(torch.equal(v, fresh.model.state_dict()[k]) for k, v in weights.items())  # type: ignore[union-attr]
+
+
+def test_forced_world_size_change_resumes_reproducibly_and_is_recorded(
+    make_runner: RunnerFactory,
+    toy_loader: Loader,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    runner = make_runner(EpochBasedRunner, max_epochs=2)
+    run_with_checkpoints(runner, toy_loader(), [])
+    path = two_rank_checkpoint(runner, tmp_path)
+    finals = []
+    for seed in (5, 6):  # two forced resumes of one checkpoint: bitwise equal
+        resumed = make_runner(EpochBasedRunner, seed=seed, max_epochs=2)
+        with caplog.at_level(logging.WARNING, logger="trackcfg.test"):
+            resumed.resume(path, allow_world_size_change=True)
+        assert "world size changed from 2 to 1" in caplog.text
+        assert "no longer bit-identical" in caplog.text
+        # 1 batch per rank of 2 ranks = the epoch's first 2 batches at 1 rank.
+        assert resumed.state.data_batch == {0: 2}
+        # Rank 0 existed: it keeps its own stream.
+        assert resumed.state.pending_rng is not None
+        assert torch.equal(
+            resumed.state.pending_rng["torch"], load_checkpoint_file(path)["rng"][0]["torch"]
+        )  # type: ignore[index]
+        change = {"checkpoint": str(path), "epoch": 0, "iter": 1, "from": 2, "to": 1}
+        assert resumed.meta is not None and resumed.meta["world_size_changes"] == [change]
+        work = Path(str(resumed.work_dir))
+        for stale in work.glob("*.pth"):
+            stale.unlink()
+        run_with_checkpoints(resumed, toy_loader(), [])
+        finals.append(copy_state(resumed.model.state_dict()))
+        # Later checkpoints carry the record; a plain resume of one keeps it.
+        latest = load_checkpoint_file(work / "latest.pth")
+        assert latest["meta"]["world_size_changes"] == [change]  # type: ignore[index]
+        again = make_runner(EpochBasedRunner, max_epochs=2)
+        again.resume(work / "latest.pth")
+        assert again.meta is not None and again.meta["world_size_changes"] == [change]
+    assert_tensors_equal(finals[0], finals[1])
+
+
+def assert_tensors_equal(a: object, b: object) -> None:
+    assert isinstance(a, dict) and isinstance(b, dict) and a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
