@@ -46,17 +46,15 @@ import os
 import shutil
 import signal
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from types import FrameType
 from typing import TYPE_CHECKING
 
 from trackcfg.errors import (
     HashMismatchError,
-    RunTerminatedError,
+    PreemptedError,
     TrackingError,
     WorkDirError,
 )
@@ -74,6 +72,7 @@ if TYPE_CHECKING:
     from trackcfg.runner.base_runner import BaseRunner
     from trackcfg.runner.checkpoint import SavedCheckpoint
     from trackcfg.runner.plan import TrainingPlan
+    from trackcfg.runner.preemption import PreemptionFlag
     from trackcfg.session.initial_weights import InitialWeights
     from trackcfg.tracking.agent.client import AgentReady, TrackingAgent
     from trackcfg.tracking.agent.journal import MetricJournal, MetricRecord
@@ -472,6 +471,7 @@ def _train_tracked(
     ``create`` was called, the agent is abandoned (no run exists) and the error
     propagates as it is.
     """
+    from trackcfg.runner.preemption import preemption_hooks
     from trackcfg.runner.train import train
     from trackcfg.session.hooks import MlflowCheckpointHook, MlflowLoggerHook
     from trackcfg.tracking.agent.journal import MetricJournal, journal_dir
@@ -533,8 +533,10 @@ def _train_tracked(
 
     status = "FAILED"
     error: BaseException | None = None
-    try:
-        with _terminate_on_sigterm():
+    # Around the run's end too: a signal while the end is stored only sets the flag
+    # (a repeated one still stops at once).
+    with _preemption() as flag:
+        try:
             train(
                 cfg,
                 work_dir=work,
@@ -545,22 +547,23 @@ def _train_tracked(
                     (logger_hook, "VERY_LOW"),
                     (checkpoint_hook, "LOW"),
                     *extra_hooks,
+                    *preemption_hooks(flag),
                 ],
             )
             if run is None:  # nothing was left to train (no stage ran): still report it
                 begin()
-        status = "FINISHED"
-    except BaseException as caught:
-        if not agent.started:  # stopped before the run was created: nothing to end
-            agent.abandon()
+            status = "FINISHED"
+        except BaseException as caught:
+            if not agent.started:  # stopped before the run was created: nothing to end
+                agent.abandon()
+                raise
+            error = caught
+            if isinstance(caught, KeyboardInterrupt):  # SIGINT, a signal, a preemption
+                status = "KILLED"
             raise
-        error = caught
-        if isinstance(caught, KeyboardInterrupt):  # SIGINT, or SIGTERM via RunTerminatedError
-            status = "KILLED"
-        raise
-    finally:
-        if agent.started:
-            left = _end(agent, journal, status, error)
+        finally:
+            if agent.started:
+                left = _end(agent, journal, status, error, preempted_at=flag.requested_at)
     assert run is not None  # set by begin(), before the first stage or just above
     if left.lost:
         # Training finished (an exception would be on its way instead): the run is
@@ -584,10 +587,31 @@ def _end(
     journal: MetricJournal | None,
     status: str,
     error: BaseException | None,
+    *,
+    preempted_at: float | None = None,
 ) -> _Left:
-    """Hand the run's end to the agent (or leave it to `sync`): what is left undone."""
+    """Hand the run's end to the agent (or leave it to `sync`): what is left undone.
+
+    A preempted run (``error`` a `PreemptedError`) is tagged `TAG_PREEMPTED`, and its
+    end waits for the preemption checkpoint's upload (and the metrics before it) for
+    what is left of `PREEMPTION_BUDGET` since the signal came (``preempted_at``, a
+    ``time.monotonic()``): long enough for an 84 MB checkpoint on a local store,
+    short enough to exit inside a 30 s grace.
+    """
+    from trackcfg.tracking.mlflow_run import TAG_PREEMPTED
+
     ending = time.perf_counter()
     finished = status == "FINISHED"
+    delivery_timeout = DELIVERY_TIMEOUT if finished else ABORT_TIMEOUT
+    upload_timeout = UPLOAD_TIMEOUT if finished else ABORT_TIMEOUT
+    tags: dict[str, str] = {}
+    if isinstance(error, PreemptedError):
+        tags[TAG_PREEMPTED] = preempted_tag(error)
+        since = 0.0 if preempted_at is None else time.monotonic() - preempted_at
+        left_s = max(PREEMPTION_BUDGET - since, 1.0)
+        # The uploader waits for the metrics before the checkpoint, so most of the
+        # budget goes to the upload; the delivery runs meanwhile and gets the rest.
+        upload_timeout, delivery_timeout = 0.8 * left_s, 0.2 * left_s
     final_seq: int | None = None
     unjournaled: tuple[MetricRecord, ...] = ()
     if journal is not None:
@@ -604,9 +628,10 @@ def _end(
         status,
         error=None if error is None else f"{type(error).__name__}: {error}",
         final_seq=final_seq,
-        delivery_timeout=DELIVERY_TIMEOUT if finished else ABORT_TIMEOUT,
-        upload_timeout=UPLOAD_TIMEOUT if finished else ABORT_TIMEOUT,
+        delivery_timeout=delivery_timeout,
+        upload_timeout=upload_timeout,
         unjournaled=unjournaled,
+        tags=tags,
     )
     _logger.debug(
         "trackcfg: the tracking agent stored the run's end %.3f s after training ended",
@@ -669,27 +694,81 @@ def _leave_to_sync(journal: Path, status: str, unjournaled: Sequence[MetricRecor
 
 
 def _train_untracked(cfg: Config, work: Path) -> RunResult:
+    """Train without tracking (ranks other than 0): with the same preemption hooks.
+
+    The ranks agree on preemption through a collective, so every rank registers them.
+    """
+    from trackcfg.runner.preemption import preemption_hooks
     from trackcfg.runner.train import train
 
-    train(cfg, work_dir=work)
+    with _preemption() as flag:
+        train(cfg, work_dir=work, extra_hooks=preemption_hooks(flag))
     return RunResult("", "", "", cfg.hash, "", work, "FINISHED")
 
 
-@contextlib.contextmanager
-def _terminate_on_sigterm() -> Iterator[None]:
-    """Turn SIGTERM into `RunTerminatedError` on the main thread while training."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
+#: Environment variable naming preemption signals besides SIGTERM (``USR1``, or
+#: ``USR1,USR2``); ``trackcfg run/resume --preempt-signal`` sets it for the process.
+PREEMPT_SIGNALS_ENV = "TRACKCFG_PREEMPT_SIGNALS"
 
-    def handler(signum: int, frame: FrameType | None) -> None:
-        raise RunTerminatedError(signum)
+#: Seconds from a preemption signal to the run's stored end (checkpoint uploaded,
+#: status set): the process exits right after, well inside a 30 s grace period.
+PREEMPTION_BUDGET = 20.0
 
-    previous = signal.signal(signal.SIGTERM, handler)
+
+def parse_preempt_signals(text: str) -> tuple[signal.Signals, ...]:
+    """The signals ``text`` names, comma or space separated (``USR1``, ``SIGUSR2``, ``10``).
+
+    Example:
+        >>> [s.name for s in parse_preempt_signals("USR1, sigusr2")]
+        ['SIGUSR1', 'SIGUSR2']
+
+    Raises:
+        ArgumentValueError: a name that is no signal, or one that cannot be a
+            preemption signal (SIGKILL, SIGSTOP, SIGCHLD, fault signals).
+    """
+    from trackcfg.runner.preemption import parse_signal
+
+    return tuple(parse_signal(word) for word in text.replace(",", " ").split())
+
+
+def preemption_signals_from_env() -> tuple[signal.Signals, ...]:
+    """SIGTERM and the signals `PREEMPT_SIGNALS_ENV` names (`parse_preempt_signals`).
+
+    Raises:
+        ArgumentValueError: as `parse_preempt_signals`; the message names the variable.
+    """
+    from trackcfg.errors import ArgumentValueError
+    from trackcfg.runner.preemption import DEFAULT_SIGNALS
+
     try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+        extra = parse_preempt_signals(os.environ.get(PREEMPT_SIGNALS_ENV, ""))
+    except ArgumentValueError as error:
+        error.locate(PREEMPT_SIGNALS_ENV)
+        raise
+    return tuple(dict.fromkeys([*DEFAULT_SIGNALS, *extra]))
+
+
+def preempted_tag(error: PreemptedError) -> str:
+    """The value of `TAG_PREEMPTED`: ``iter=<i> epoch=<e> signal=<name>``.
+
+    Example:
+        >>> preempted_tag(PreemptedError(15, 2, 100))
+        'iter=100 epoch=2 signal=SIGTERM'
+    """
+    try:
+        name = signal.Signals(error.signum).name
+    except ValueError:
+        name = str(error.signum)
+    return f"iter={error.iter} epoch={error.epoch} signal={name}"
+
+
+@contextlib.contextmanager
+def _preemption() -> Iterator[PreemptionFlag]:
+    """`preemption_signals` for SIGTERM and `PREEMPT_SIGNALS_ENV`'s signals."""
+    from trackcfg.runner.preemption import preemption_signals
+
+    with preemption_signals(preemption_signals_from_env()) as flag:
+        yield flag
 
 
 # -- helpers ------------------------------------------------------------------------------
