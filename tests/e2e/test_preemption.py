@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
+from tests.e2e.conftest import E2E_CONFIG_PATH as CONFIG
 from tests.e2e.conftest import (
     ITERS_PER_EPOCH,
     ReferenceRun,
@@ -29,7 +30,6 @@ from tests.e2e.conftest import (
     metric_history,
     run_id_from,
 )
-from tests.e2e.conftest import E2E_CONFIG_PATH as CONFIG
 from tests.e2e.conftest import trackcfg as run_cli
 
 pytestmark = pytest.mark.slow
@@ -60,7 +60,7 @@ def test_sigterm_checkpoints_the_next_iteration_and_resume_matches_the_uninterru
             assert time.monotonic() < deadline, "no epoch_1.pth in time"
             time.sleep(0.02)
         proc.send_signal(signal.SIGTERM)
-        stdout, stderr = proc.communicate(timeout=120)
+        _, stderr = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
             proc.kill()

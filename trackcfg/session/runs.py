@@ -9,8 +9,19 @@ params) and uploads the snapshot with the git state added. Training runs
 to mention MLflow; the first iteration waits until the agent reports the run
 created and its snapshot stored (in practice it is ready long before: the
 trainer is still importing torch and building its model). The run ends
-FINISHED, FAILED (the error is a tag and the run's note) or KILLED
-(SIGTERM/SIGINT, or the trainer died and its agent says so).
+FINISHED, FAILED (the error is a tag and the run's note) or KILLED (SIGINT, a
+repeated SIGTERM, a preemption, or the trainer died and its agent says so).
+
+Preemption (`trackcfg.runner.preemption`): SIGTERM, and the signals
+``TRACKCFG_PREEMPT_SIGNALS`` names (``trackcfg run --preempt-signal USR1``), only
+set a flag; at the next training iteration boundary every rank agrees, one
+checkpoint of that boundary is written and handed to the agent, and
+`PreemptedError` stops training. The run's end then waits for that checkpoint's
+upload (within `PREEMPTION_BUDGET` of the signal: inside a 30 s grace) and the
+run ends KILLED with the tag ``trackcfg.preempted`` (``iter=<i> epoch=<e>
+signal=<name>``); ``trackcfg resume`` continues from that checkpoint, bit for
+bit. A second signal of the same kind stops at once (`RunTerminatedError`).
+Ranks other than 0 register the same hooks (the agreement is a collective).
 
 `resume_run` needs nothing but the tracking store: it reads the run's snapshot,
 re-resolves the config from it and compares the hash with the run's tag (a
