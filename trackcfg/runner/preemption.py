@@ -52,6 +52,8 @@ this project's CI has no GPU.
 from __future__ import annotations
 
 import contextlib
+import datetime
+import logging
 import os
 import signal
 import threading
@@ -75,6 +77,7 @@ __all__ = [
     "PreemptionFlag",
     "PreemptionHook",
     "PreemptionStopHook",
+    "join_ranks",
     "parse_signal",
     "preemption_hooks",
     "preemption_signals",
@@ -288,6 +291,35 @@ def preemption_hooks(flag: PreemptionFlag) -> list[tuple[Hook, str]]:
     """
     hook = PreemptionHook(flag)
     return [(hook, "LOWEST"), (PreemptionStopHook(hook), "HIGHEST")]
+
+
+def join_ranks(timeout: float) -> bool:
+    """Wait until every rank calls this too, for at most ``timeout`` seconds.
+
+    After a preemption, the ranks other than 0 wait here until rank 0 has stored
+    the run's end (the checkpoint's upload): torchrun stops the remaining workers
+    with SIGTERM as soon as one exits, and a second SIGTERM stops rank 0 at once.
+    Without a process group (or alone in it) it returns at once.
+
+    Returns:
+        False when it timed out or the group failed (logged; the caller goes on
+        exiting), else True.
+    """
+    if not (torch_dist.is_available() and torch_dist.is_initialized()):
+        return True
+    if torch_dist.get_world_size() == 1:
+        return True
+    try:
+        if torch_dist.get_backend() == "gloo":
+            torch_dist.monitored_barrier(timeout=datetime.timedelta(seconds=timeout))
+        else:  # NCCL has no monitored barrier; the group's own timeout bounds it
+            torch_dist.barrier()
+    except RuntimeError as error:  # a peer gone, or too slow: exit anyway
+        logging.getLogger("trackcfg").warning(
+            "trackcfg: not every rank finished the preemption in time: %s", error
+        )
+        return False
+    return True
 
 
 def _boundary_checkpoint_queued(runner: BaseRunner) -> bool:

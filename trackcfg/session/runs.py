@@ -575,6 +575,8 @@ def _train_tracked(
         finally:
             if agent.started:
                 left = _end(agent, journal, status, error, preempted_at=flag.requested_at)
+            if isinstance(error, PreemptedError):
+                _join_ranks_after_preemption()  # the other ranks wait for the end above
     assert run is not None  # set by begin(), before the first stage or just above
     if left.lost:
         # Training finished (an exception would be on its way instead): the run is
@@ -713,8 +715,19 @@ def _train_untracked(cfg: Config, work: Path) -> RunResult:
     from trackcfg.runner.train import train
 
     with _preemption() as flag:
-        train(cfg, work_dir=work, extra_hooks=preemption_hooks(flag))
+        try:
+            train(cfg, work_dir=work, extra_hooks=preemption_hooks(flag))
+        except PreemptedError:
+            _join_ranks_after_preemption()
+            raise
     return RunResult("", "", "", cfg.hash, "", work, "FINISHED")
+
+
+def _join_ranks_after_preemption() -> None:
+    """Every rank waits for rank 0 to store the preempted run's end (`join_ranks`)."""
+    from trackcfg.runner.preemption import join_ranks
+
+    join_ranks(PREEMPTION_BUDGET + 10.0)  # rank 0's end is bounded by the budget
 
 
 #: Environment variable naming preemption signals besides SIGTERM (``USR1``, or

@@ -25,6 +25,7 @@ from trackcfg.runner.hooks.hook import Hook
 from trackcfg.runner.iter_based_runner import IterBasedRunner
 from trackcfg.runner.preemption import (
     PreemptionFlag,
+    join_ranks,
     parse_signal,
     preemption_hooks,
     preemption_signals,
@@ -273,25 +274,32 @@ def _rank(rank: int, init_file: str, work: str) -> None:
         try:
             run(runner, build_dataloader(ToyData(16), 4, 0, seed=3), SignalOnRank(flag, 1, 3))
         except PreemptedError as error:
-            Path(work, f"rank{rank}").write_text(f"{error.signum} {error.iter} {flag.signum}")
+            joined = join_ranks(30.0)  # what the session does before exiting
+            Path(work, f"rank{rank}").write_text(
+                f"{error.signum} {error.iter} {flag.signum} {joined}"
+            )
     finally:
         dist.destroy_process_group()
 
 
 def test_a_signal_on_one_rank_stops_every_rank_at_the_same_boundary(tmp_path: Path) -> None:
     work = tmp_path / "work"
-    # Forked, not spawned: a spawned child re-imports torch (tens of seconds on a busy CI).
-    mp.start_processes(
-        _rank, args=(str(tmp_path / "init"), str(work)), nprocs=2, start_method="fork"
-    )
+    # Spawned, not forked: a fork would inherit earlier tests' checkpoint-writer threads
+    # (and their locks).
+    mp.spawn(_rank, args=(str(tmp_path / "init"), str(work)), nprocs=2, join=True)
     usr1 = int(signal.SIGUSR1)
-    assert (work / "rank0").read_text() == f"{usr1} 3 None"  # agreed without a signal of its own
-    assert (work / "rank1").read_text() == f"{usr1} 3 {usr1}"
+    # Rank 0 agreed without a signal of its own.
+    assert (work / "rank0").read_text() == f"{usr1} 3 None True"
+    assert (work / "rank1").read_text() == f"{usr1} 3 {usr1} True"
     meta = load_checkpoint_file(work / "iter_3.pth")["meta"]
     assert isinstance(meta, dict) and meta["iter"] == 3
 
 
-def test_the_stop_hook_fires_before_other_hooks_of_its_stage() -> None:
+def test_join_ranks_without_a_process_group_returns_at_once() -> None:
+    assert join_ranks(0.001) is True
+
+
+def test_the_stop_hook_acts_at_every_stage_that_can_follow_the_commit() -> None:
     stop = preemption_hooks(PreemptionFlag())[1][0]
     assert set(stop.get_triggered_stages()) == {
         Stage.BEFORE_TRAIN_ITER.value,
