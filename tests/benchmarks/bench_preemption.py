@@ -12,11 +12,16 @@
    from the signal to its exit (user + system: what a busy machine does not
    inflate), the time its run's end took to be stored (the checkpoint's upload
    included), the runs' final status and tag, and the machine's load average.
-2. The per-iteration cost of the agreement: the hook's ``all_reduce(MAX)`` of one
-   int32 (with ``fill_`` and ``item``), between 2 gloo ranks on 127.0.0.1, against
-   one training iteration of the main job (batch 32, one process, measured here).
+2. The per-iteration cost of the agreement at 2 gloo ranks on 127.0.0.1: the
+   median time of a main-job training iteration (batch 32, its gradients
+   all-reduced as DDP does) without the agreement, with the hook's (a blocking
+   ``all_reduce(MAX)`` of one int32 at each boundary), and, for contrast, with one
+   started at a boundary and read at the next (hidden behind the next iteration,
+   but one iteration later to stop; on 2 shared CPU cores it saved nothing, so the
+   hook blocks); interleaved rounds.
 
-Run: ``python tests/benchmarks/bench_preemption.py [--repeat 3] [--skip-large]``.
+Run: ``python tests/benchmarks/bench_preemption.py [--repeat 3] [--skip-large]
+[--collective-only]``.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -127,15 +133,23 @@ def run_status(env: dict[str, str]) -> list[tuple[str, str]]:
     ]
 
 
-def collective_cost(iterations: int, root: Path) -> float:
-    """Median seconds of the hook's agreement (fill_, all_reduce MAX, item) between 2 ranks."""
+def collective_cost(iterations: int, root: Path) -> tuple[float, float, float]:
+    """Median seconds per training iteration at 2 gloo ranks, with and without the agreement.
+
+    Each iteration is a main-job training step whose gradients are all-reduced (as
+    DDP does: the ranks synchronise there anyway). Returns (without the agreement;
+    with one started at a boundary and read at the next; with the hook's blocking
+    one), in interleaved rounds of 50 iterations.
+    """
     import torch.multiprocessing as mp
 
     out = root / "collective"
     mp.start_processes(
         _agree_rank, args=(str(root / "init"), str(out), iterations), nprocs=2, start_method="fork"
     )
-    return max(float((out.parent / f"{out.name}.{r}").read_text()) for r in range(2))
+    results = [(out.parent / f"{out.name}.{r}").read_text().split() for r in range(2)]
+    plain, background, blocking = (max(float(r[i]) for r in results) for i in range(3))
+    return plain, background, blocking
 
 
 def _agree_rank(rank: int, init_file: str, out: str, iterations: int) -> None:
@@ -145,45 +159,73 @@ def _agree_rank(rank: int, init_file: str, out: str, iterations: int) -> None:
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
     try:
+        step = _main_job_step(synchronise=True)
         buffer = torch.zeros(1, dtype=torch.int32)
-        times = []
-        for _ in range(200):  # warm-up
+        work: dist.Work | None = None
+
+        def background() -> None:  # the alternative
+            nonlocal work
+            if work is not None:
+                work.wait()
+                int(buffer.item())
             buffer.fill_(0)
-            dist.all_reduce(buffer, op=dist.ReduceOp.MAX)
-        for _ in range(iterations):
-            start = time.perf_counter()
+            work = dist.all_reduce(buffer, op=dist.ReduceOp.MAX, async_op=True)
+
+        def blocking() -> None:  # PreemptionHook.after_train_iter
             buffer.fill_(0)
             dist.all_reduce(buffer, op=dist.ReduceOp.MAX)
             int(buffer.item())
-            times.append(time.perf_counter() - start)
-        Path(f"{out}.{rank}").write_text(str(statistics.median(times)))
+
+        times: dict[str, list[float]] = {"plain": [], "background": [], "blocking": []}
+        agreements = {"plain": None, "background": background, "blocking": blocking}
+        for _ in range(max(1, iterations // 50)):
+            for name, agree in agreements.items():
+                for i in range(50):
+                    start = time.perf_counter()
+                    step()
+                    if agree is not None:
+                        agree()
+                    if i >= 5:
+                        times[name].append(time.perf_counter() - start)
+                if work is not None:
+                    work.wait()
+                    work = None
+        medians = [statistics.median(times[n]) for n in ("plain", "background", "blocking")]
+        Path(f"{out}.{rank}").write_text(" ".join(map(str, medians)))
     finally:
         dist.destroy_process_group()
 
 
-def main_job_iteration(iterations: int = 60) -> float:
-    """Median seconds of one training iteration of the main job's model (batch 32)."""
+def _main_job_step(synchronise: bool = False) -> Callable[[], None]:
+    """One training step of the main job's model (batch 32), as a function.
+
+    With ``synchronise``, the gradients are all-reduced before the update (as DDP does).
+    """
     import torch
 
     import trackcfg.zoo  # noqa: F401  (registers the models)
     from trackcfg.registry import MODELS
 
-    torch.set_num_threads(1)
     torch.manual_seed(0)
     model = MODELS.build(
         {"type": "DigitsCNN", "in_channels": 1, "channels": (16, 32), "num_classes": 10}
     )
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     batch = {"img": torch.randn(32, 1, 8, 8), "gt_label": torch.randint(0, 10, (32,))}
-    times = []
-    for _ in range(iterations):
-        start = time.perf_counter()
+
+    def step() -> None:
         outputs = model.train_step(batch, optimizer)
         optimizer.zero_grad()
-        outputs["loss"].backward()
+        outputs["loss"].backward()  # type: ignore[union-attr]
+        if synchronise:
+            import torch.distributed as dist
+
+            grads = [p.grad for p in model.parameters() if p.grad is not None]
+            flat = torch.cat([g.flatten() for g in grads])
+            dist.all_reduce(flat)
         optimizer.step()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times[10:])
+
+    return step
 
 
 def main() -> None:
@@ -191,12 +233,15 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="signal-to-exit runs per job")
     parser.add_argument("--iterations", type=int, default=3000, help="collective calls timed")
     parser.add_argument("--skip-large", action="store_true", help="only the main job")
+    parser.add_argument("--collective-only", action="store_true", help="only part 2")
     args = parser.parse_args()
     print(f"load average before: {os.getloadavg()}")
     with tempfile.TemporaryDirectory(prefix="bench-preempt-") as tmp:
         root = Path(tmp)
         repo, env = make_project(root)
         jobs = [("main job", MAIN_JOB)] + ([] if args.skip_large else [("84 MB", LARGE_JOB)])
+        if args.collective_only:
+            jobs = []
         for label, config in jobs:
             results = [
                 signal_to_exit(repo, env, config, f"{label.split()[0]}{i}")
@@ -213,16 +258,18 @@ def main() -> None:
                 f"{sorted({r['exit'] for r in results})}"
             )
             print(f"  {results[-1]['said']}")
-        for status, tag in run_status(env):
+        for status, tag in run_status(env) if jobs else []:
             print(f"  run {status:<8} trackcfg.preempted={tag}")
         sizes = sorted((repo / "work_dirs").glob("84*/iter_*.pth"))
         if sizes:
             print(f"  84 MB checkpoint file: {sizes[0].stat().st_size / 1e6:.0f} MB")
-        agree = collective_cost(args.iterations, root)
-        step = main_job_iteration()
+        plain, background, blocking = collective_cost(args.iterations, root)
         print(
-            f"agreement (2 gloo ranks): {agree * 1e6:.0f} us per iteration; a main-job "
-            f"iteration: {step * 1e3:.2f} ms -> {100 * agree / step:.2f} %"
+            f"iteration at 2 gloo ranks (main-job step + gradient all_reduce): "
+            f"{plain * 1e3:.2f} ms; with the hook's agreement (blocking) "
+            f"{blocking * 1e3:.2f} ms ({100 * (blocking / plain - 1):+.1f} %); with one "
+            f"started at a boundary and read at the next {background * 1e3:.2f} ms "
+            f"({100 * (background / plain - 1):+.1f} %)"
         )
     print(f"load average after: {os.getloadavg()}")
 
