@@ -404,7 +404,7 @@ def _search_when_up(port: int, search: str, timeout: float = 90) -> list[str]:
     return [r.info.run_id for r in client.search_runs(experiments, filter_string=search)]
 
 
-def test_sigterm_marks_the_run_killed_and_exits_143(project: Project) -> None:
+def test_sigterm_marks_the_run_killed_and_exits_with_the_requeue_code(project: Project) -> None:
     argv = [sys.executable, "-m", "trackcfg", "run", TINY, "--work-dir", "work_dirs/term"]
     proc = subprocess.Popen(
         [*argv, "--cfg-options", "runner.max_epochs=1000"],
@@ -420,8 +420,10 @@ def test_sigterm_marks_the_run_killed_and_exits_143(project: Project) -> None:
             break
     proc.send_signal(signal.SIGTERM)
     _, rest = proc.communicate(timeout=120)
-    assert proc.returncode == 128 + signal.SIGTERM
-    assert rest.splitlines()[-1] == "interrupted by SIGTERM"
+    # A preemption: checkpointed at the next iteration, then sysexits' EX_TEMPFAIL.
+    assert proc.returncode == 75
+    assert rest.splitlines()[-2].endswith("checkpoint saved; exit 75 (requeue)")
+    assert rest.splitlines()[-1].startswith("continue it with: trackcfg resume ")
     client = MlflowClient(project.uri)
     runs = client.search_runs(
         [client.get_experiment_by_name("trackcfg").experiment_id],  # type: ignore[union-attr]

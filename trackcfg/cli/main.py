@@ -6,7 +6,10 @@ inside the commands that need them, so ``trackcfg hash``/``show`` start fast.
 
 ``main()`` is the only place errors become text: a `TrackcfgError` prints as
 one message on stderr and exits with the class's ``exit_code`` (2); the
-traceback only with ``--debug``. ``diff`` exits like diff(1): 0 same, 1
+traceback only with ``--debug``. ``run`` and ``resume`` exit with the requeue
+exit code (``--requeue-exit-code``, default 75) when a preemption signal stopped
+the run after its checkpoint was saved; a signal that stopped it at once exits
+128 + its number. ``diff`` exits like diff(1): 0 same, 1
 different, 2 trouble. ``--cfg-options`` takes several ``k=v`` words after one
 flag, as in mmcv's tools (``--cfg-options a=1 b.c=2``).
 """
@@ -16,15 +19,16 @@ from __future__ import annotations
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 import click
 
 from trackcfg.cli import render
 
 if TYPE_CHECKING:
+    from trackcfg.errors import PreemptedError
     from trackcfg.session.cluster import Continuation
     from trackcfg.session.runs import RunResult
     from trackcfg.session.ui_view import UiView
@@ -82,6 +86,82 @@ _cfg_options = click.option(
 )
 
 
+#: Exit status of a run stopped by a preemption signal once its checkpoint is saved.
+#: sysexits.h's EX_TEMPFAIL ("temporary failure; the user is invited to retry"):
+#: exactly "requeue me", and distinct from every other status trackcfg exits with
+#: (0 done, 1 `diff` differs, 2 an error, 128+N killed by signal N without a
+#: checkpoint), so a batch script, SLURM's RequeueExit or a Kubernetes
+#: podFailurePolicy can requeue on it alone.
+DEFAULT_REQUEUE_EXIT_CODE = 75
+REQUEUE_EXIT_CODE_ENV = "TRACKCFG_REQUEUE_EXIT_CODE"
+
+
+class _SignalNames(click.ParamType[tuple[str, ...]]):
+    """``USR1``, ``SIGUSR2``, ``10`` or several, comma separated: a tuple of signal names."""
+
+    name = "SIGNAL"
+
+    def convert(
+        self, value: object, param: click.Parameter | None, ctx: click.Context | None
+    ) -> tuple[str, ...]:
+        if isinstance(value, tuple):
+            return value
+        from trackcfg.errors import ArgumentValueError
+        from trackcfg.session.runs import parse_preempt_signals
+
+        try:
+            return tuple(s.name for s in parse_preempt_signals(str(value)))
+        except ArgumentValueError as error:
+            self.fail(str(error).replace("\n  hint: ", "; "), param, ctx)
+
+
+def _preemption_options(command: Callable[..., None]) -> Callable[..., None]:
+    """``--requeue-exit-code``, ``--preempt-signal`` and ``--force-world-size`` (run, resume)."""
+    command = click.option(
+        "--preempt-signal",
+        "preempt_signals",
+        multiple=True,
+        type=_SignalNames(),
+        envvar="TRACKCFG_PREEMPT_SIGNALS",
+        show_envvar=True,
+        help="Also treat SIGNAL (e.g. USR1) like SIGTERM: checkpoint at the next iteration, "
+        "then exit with the requeue code. Repeatable.",
+    )(command)
+    command = click.option(
+        "--force-world-size",
+        is_flag=True,
+        help="Resume a checkpoint saved by another number of ranks: reproducible, no "
+        "longer bit-identical (recorded on the run).",
+    )(command)
+    return click.option(
+        "--requeue-exit-code",
+        type=click.IntRange(1, 255),
+        default=DEFAULT_REQUEUE_EXIT_CODE,
+        envvar=REQUEUE_EXIT_CODE_ENV,
+        show_envvar=True,
+        show_default=True,
+        help="Exit status after a preemption signal once the checkpoint is saved "
+        "(SIGTERM; a second one stops at once with 143).",
+    )(command)
+
+
+def _use_preempt_signals(names: Sequence[tuple[str, ...]]) -> None:
+    # The session reads the signals from its environment variable: set it to what the
+    # command line said (torchrun's other ranks parse the same command line).
+    from trackcfg.session.runs import PREEMPT_SIGNALS_ENV
+
+    if names:
+        os.environ[PREEMPT_SIGNALS_ENV] = ",".join(n for group in names for n in group)
+
+
+def _exit_preempted(error: PreemptedError, code: int, run_id: str | None) -> NoReturn:
+    """Say the run was preempted (and how to continue it), then exit with ``code``."""
+    click.echo(f"{error}; exit {code} (requeue)", err=True)
+    if run_id:
+        click.echo(f"continue it with: trackcfg resume {run_id}", err=True)
+    raise click.exceptions.Exit(code)
+
+
 def _out(text: str) -> None:
     click.echo(text)
 
@@ -112,6 +192,7 @@ def cli(debug: bool) -> None:
     help="Continue RUN_ID, or (auto) the newest unfinished run with this config hash.",
 )
 @click.option("--force", is_flag=True, help="With --resume: even if CONFIG hashes differently.")
+@_preemption_options
 def run(
     config: str,
     cfg_options: tuple[str, ...],
@@ -119,36 +200,61 @@ def run(
     experiment: str | None,
     resume: str | None,
     force: bool,
+    requeue_exit_code: int,
+    preempt_signals: tuple[tuple[str, ...], ...],
+    force_world_size: bool,
 ) -> None:
-    """Train CONFIG and track the run on MLflow (prints run id and config hash)."""
+    """Train CONFIG and track the run on MLflow (prints run id and config hash).
+
+    SIGTERM (and any --preempt-signal) saves a checkpoint at the next iteration and
+    exits with the requeue exit code; `trackcfg resume RUN_ID` continues from it.
+    Under torchrun/srun the whole job makes one run; a restarted job continues it.
+    """
     from trackcfg import session
+    from trackcfg.errors import PreemptedError
     from trackcfg.session import cluster
 
+    _use_preempt_signals(preempt_signals)
     # Under torchrun/srun: one process group, then one run for the whole job.
     cluster.join_job(config, list(cfg_options))
     decided = _resume_target(config, cfg_options, experiment, resume)
-    run_id = decided.run_id
-    if run_id is not None:
-        # CONFIG (with its options) must still hash like the run: resume_run checks.
-        result = session.resume_run(
-            run_id,
-            work_dir=_path(work_dir),
-            force=force,
-            config_path=config,
-            options=list(cfg_options),
-            on_start=_announce,
-            lease_wait=decided.lease_wait,
-        )
-    else:
-        result = session.start_run(
-            config,
-            options=list(cfg_options),
-            work_dir=_path(work_dir),
-            experiment=experiment,
-            on_start=_announce,
-        )
+    announce = _Announcer()
+    try:
+        if decided.run_id is not None:
+            # CONFIG (with its options) must still hash like the run: resume_run checks.
+            result = session.resume_run(
+                decided.run_id,
+                work_dir=_path(work_dir),
+                force=force,
+                config_path=config,
+                options=list(cfg_options),
+                on_start=announce,
+                lease_wait=decided.lease_wait,
+                allow_world_size_change=force_world_size,
+            )
+        else:
+            result = session.start_run(
+                config,
+                options=list(cfg_options),
+                work_dir=_path(work_dir),
+                experiment=experiment,
+                on_start=announce,
+            )
+    except PreemptedError as error:
+        _exit_preempted(error, requeue_exit_code, announce.run_id or decided.run_id)
     if cluster.is_rank_zero():  # one report per job
         _out(render.render_run_finished(result, colour=_colour()))
+
+
+class _Announcer:
+    """``on_start``: print the run (before training, on stderr) and remember its id."""
+
+    def __init__(self) -> None:
+        self.run_id: str | None = None
+
+    def __call__(self, started: RunResult) -> None:
+        self.run_id = started.run_id
+        _announce(started)
 
 
 def _announce(started: RunResult) -> None:
@@ -181,23 +287,39 @@ def _path(text: str | None) -> Path | None:
     metavar="NAME",
     help="Resume from this stored checkpoint (e.g. epoch_3.pth) instead of the newest.",
 )
-def resume(run_id: str, work_dir: str | None, force: bool, checkpoint: str | None) -> None:
+@_preemption_options
+def resume(
+    run_id: str,
+    work_dir: str | None,
+    force: bool,
+    checkpoint: str | None,
+    requeue_exit_code: int,
+    preempt_signals: tuple[tuple[str, ...], ...],
+    force_world_size: bool,
+) -> None:
     """Continue RUN_ID from its newest complete checkpoint (same MLflow run).
 
     When the newest stored checkpoint does not verify, the newest older one that
     does is used (with a warning). Refused while another trainer holds the run.
+    A preemption signal stops it as it stops `trackcfg run`.
     """
     from trackcfg import session
+    from trackcfg.errors import PreemptedError
     from trackcfg.session import cluster
 
+    _use_preempt_signals(preempt_signals)
     cluster.join_job()  # under torchrun/srun: the backend's default (see cluster)
-    result = session.resume_run(
-        run_id,
-        work_dir=_path(work_dir),
-        force=force,
-        on_start=_announce,
-        checkpoint=checkpoint,
-    )
+    try:
+        result = session.resume_run(
+            run_id,
+            work_dir=_path(work_dir),
+            force=force,
+            on_start=_announce,
+            checkpoint=checkpoint,
+            allow_world_size_change=force_world_size,
+        )
+    except PreemptedError as error:
+        _exit_preempted(error, requeue_exit_code, run_id)
     if cluster.is_rank_zero():
         _out(render.render_run_finished(result, colour=_colour()))
 
@@ -495,9 +617,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         exc.show()
         sys.exit(exc.exit_code)
     except (click.Abort, KeyboardInterrupt) as exc:
-        # Ctrl-C, or SIGTERM turned into RunTerminatedError by the tracking session
-        # (which has marked the run KILLED); click wraps both in Abort. Exit like a
-        # shell reports the signal: 130 for SIGINT, 143 for SIGTERM.
+        # Ctrl-C, or a repeated SIGTERM turned into RunTerminatedError by the tracking
+        # session (which has marked the run KILLED; a first SIGTERM is a preemption,
+        # which `run`/`resume` turn into the requeue exit code); click wraps both in
+        # Abort. Exit like a shell reports the signal: 130 for SIGINT, 143 for SIGTERM.
         cause = exc.__cause__ if isinstance(exc, click.Abort) else exc
         signum = int(getattr(cause, "signum", signal.SIGINT))
         click.echo(f"interrupted by {signal.Signals(signum).name}", err=True)

@@ -784,14 +784,7 @@ class BaseRunner:
         saved_world = len(rng)
         if saved_world != self.world_size and not allow_world_size_change:
             # Checked before anything is restored: a refused resume leaves the runner as is.
-            raise WorldSizeMismatchError(
-                f"{path}: saved by a job of {saved_world} rank(s), this job has "
-                f"{self.world_size}: the per-rank RNG streams and each rank's data shard "
-                f"position cannot be carried over",
-                hint=f"resume with {saved_world} rank(s) for a bit-identical run, or force it "
-                "(runner.resume(..., allow_world_size_change=True), `trackcfg resume "
-                "--force-world-size`): reproducible, no longer bit-identical",
-            )
+            raise world_size_mismatch(path, saved_world, self.world_size)
         saved_type = data.get("runner_type", type(self).__name__)
         if saved_type != type(self).__name__:
             # The counters and data positions of one loop mean nothing to the other.
@@ -1018,3 +1011,28 @@ def _check_stage_methods(hook: Hook) -> None:
             f"{type(hook).__name__}.{name} is not a hook stage, so it would never be called",
             hint=f"did you mean {close[0]!r}?" if close else "see trackcfg.Stage for the stages",
         )
+
+
+def world_size_mismatch(path: Path, saved_world: int, world_size: int) -> WorldSizeMismatchError:
+    """The refusal to resume ``path`` (saved by ``saved_world`` ranks) in ``world_size`` ranks."""
+    return WorldSizeMismatchError(
+        f"{path}: saved by a job of {saved_world} rank(s), this job has "
+        f"{world_size}: the per-rank RNG streams and each rank's data shard "
+        f"position cannot be carried over",
+        hint=f"resume with {saved_world} rank(s) for a bit-identical run, or force it "
+        "(runner.resume(..., allow_world_size_change=True), `trackcfg resume "
+        "--force-world-size`): reproducible, no longer bit-identical",
+    )
+
+
+def saved_world_size(path: str | Path) -> int:
+    """How many ranks the job that wrote checkpoint ``path`` had (its per-rank RNG states).
+
+    Raises:
+        CheckpointCorruptError: the file does not verify or does not load.
+        CheckpointFormatError: it has no per-rank RNG list.
+    """
+    rng = load_checkpoint_file(path).get("rng")
+    if not isinstance(rng, list) or not rng:
+        raise CheckpointFormatError(f"{path}: malformed 'rng' entry: expected a list per rank")
+    return len(rng)

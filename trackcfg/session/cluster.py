@@ -171,6 +171,13 @@ def join_job(
     return get_dist_info()[1]
 
 
+def world_size() -> int:
+    """This job's world size: the process group's, else ``WORLD_SIZE`` (default 1)."""
+    if get_dist_info()[1] > 1:
+        return get_dist_info()[1]
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
 def is_rank_zero() -> bool:
     """True unless this process is a rank other than 0 of a process group (or of torchrun)."""
     if get_dist_info()[1] > 1:
@@ -251,6 +258,7 @@ class Handoff:
         experiment_id: The run's experiment (empty for a new run).
         tracking_uri: The store, redacted.
         checkpoint: The name of the checkpoint to resume from (its bytes follow), or None.
+        allow_world_size_change: The resume was forced past a world-size change.
     """
 
     canonical: bytes
@@ -262,6 +270,7 @@ class Handoff:
     experiment_id: str = ""
     tracking_uri: str = ""
     checkpoint: str | None = None
+    allow_world_size_change: bool = False
 
 
 def send_handoff(handoff: Handoff, checkpoint: Path | None = None) -> None:

@@ -9,8 +9,19 @@ params) and uploads the snapshot with the git state added. Training runs
 to mention MLflow; the first iteration waits until the agent reports the run
 created and its snapshot stored (in practice it is ready long before: the
 trainer is still importing torch and building its model). The run ends
-FINISHED, FAILED (the error is a tag and the run's note) or KILLED
-(SIGTERM/SIGINT, or the trainer died and its agent says so).
+FINISHED, FAILED (the error is a tag and the run's note) or KILLED (SIGINT, a
+repeated SIGTERM, a preemption, or the trainer died and its agent says so).
+
+Preemption (`trackcfg.runner.preemption`): SIGTERM, and the signals
+``TRACKCFG_PREEMPT_SIGNALS`` names (``trackcfg run --preempt-signal USR1``), only
+set a flag; at the next training iteration boundary every rank agrees, one
+checkpoint of that boundary is written and handed to the agent, and
+`PreemptedError` stops training. The run's end then waits for that checkpoint's
+upload (within `PREEMPTION_BUDGET` of the signal: inside a 30 s grace) and the
+run ends KILLED with the tag ``trackcfg.preempted`` (``iter=<i> epoch=<e>
+signal=<name>``); ``trackcfg resume`` continues from that checkpoint, bit for
+bit. A second signal of the same kind stops at once (`RunTerminatedError`).
+Ranks other than 0 register the same hooks (the agreement is a collective).
 
 `resume_run` needs nothing but the tracking store: it reads the run's snapshot,
 re-resolves the config from it and compares the hash with the run's tag (a
@@ -48,17 +59,15 @@ import os
 import shutil
 import signal
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from types import FrameType
 from typing import TYPE_CHECKING
 
 from trackcfg.errors import (
     HashMismatchError,
-    RunTerminatedError,
+    PreemptedError,
     TrackingError,
     WorkDirError,
 )
@@ -77,6 +86,7 @@ if TYPE_CHECKING:
     from trackcfg.runner.base_runner import BaseRunner
     from trackcfg.runner.checkpoint import SavedCheckpoint
     from trackcfg.runner.plan import TrainingPlan
+    from trackcfg.runner.preemption import PreemptionFlag
     from trackcfg.session.initial_weights import InitialWeights
     from trackcfg.tracking.agent.client import AgentReady, TrackingAgent
     from trackcfg.tracking.agent.journal import MetricJournal, MetricRecord
@@ -331,6 +341,7 @@ def resume_run(
     on_start: Callable[[RunResult], None] | None = None,
     checkpoint: str | None = None,
     lease_wait: float = 0.0,
+    allow_world_size_change: bool = False,
 ) -> RunResult:
     """Continue run ``run_id`` from its newest complete checkpoint, in the same run.
 
@@ -361,6 +372,9 @@ def resume_run(
             ``checkpoints/epoch_3.pth``) instead of the newest one.
         lease_wait: Seconds to wait for a lease another trainer holds (a restarted
             cluster job: its predecessor's host may be gone); default: refuse at once.
+        allow_world_size_change: Continue a checkpoint saved by a job of another world
+            size: reproducible, no longer bit-identical (tag ``trackcfg.world_size_change``
+            and the run's note say so). Refused by default, before the run is touched.
 
     Returns:
         The finished run.
@@ -372,6 +386,8 @@ def resume_run(
         HashMismatchError: the config hashes differently and ``force`` is False.
         CheckpointError: the chosen checkpoint is not stored.
         CheckpointCorruptError: no stored checkpoint (or not the chosen one) verifies.
+        WorldSizeMismatchError: the checkpoint was saved by another world size and
+            ``allow_world_size_change`` is False.
         TrackingError: training finished but metrics were lost (as `start_run`).
         DistributedError: as `start_run`; or the run's ``dist_params.backend`` is not
             the process group's (a group made before the config was known).
@@ -391,6 +407,7 @@ def resume_run(
             on_start=on_start,
             checkpoint=checkpoint,
             lease_wait=lease_wait,
+            allow_world_size_change=allow_world_size_change,
         )
 
 
@@ -406,6 +423,7 @@ def _resume_rank_zero(
     on_start: Callable[[RunResult], None] | None,
     checkpoint: str | None,
     lease_wait: float,
+    allow_world_size_change: bool,
 ) -> RunResult:
     """`resume_run` on rank 0 (or alone): the store, the lease and the agent are this rank's."""
     from trackcfg.tracking import mlflow_run as mr
@@ -475,17 +493,24 @@ def _resume_rank_zero(
         cluster.check_backend(cfg)
         plan = _plan(cfg)
         resume_from = download_resume_checkpoint(client, run_id, tags, work, chosen=checkpoint)
+        resized = _world_size_change(resume_from, allow_world_size_change)
         skip = _logged_steps(client, run_id, run.data.metrics.keys())
         count = int(tags.get(mr.TAG_RESUME_COUNT, "0")) + 1
-        mr.set_tags(
-            client,
-            run_id,
-            {
-                mr.TAG_RESUME_COUNT: str(count),
-                mr.TAG_RESUMED_FROM: artifact_name(resume_from) or "(start)",
-                mr.TAG_WORK_DIR: str(work),
-            },
-        )
+        resume_tags = {
+            mr.TAG_RESUME_COUNT: str(count),
+            mr.TAG_RESUMED_FROM: artifact_name(resume_from) or "(start)",
+            mr.TAG_WORK_DIR: str(work),
+        }
+        if resized is not None:
+            saved, now = resized
+            change = f"from={saved} to={now} checkpoint={artifact_name(resume_from)}"
+            resume_tags[mr.TAG_WORLD_SIZE_CHANGE] = change
+            resume_tags[mr.TAG_NOTE] = mr.prepend_note(
+                tags.get(mr.TAG_NOTE, ""),
+                f"Resumed with --force-world-size ({saved} -> {now} ranks): reproducible, "
+                "no longer bit-identical to an uninterrupted run.",
+            )
+        mr.set_tags(client, run_id, resume_tags)
         client.update_run(run_id, status="RUNNING")
         agent = TrackingAgent.spawn(uri, debug=_logger.isEnabledFor(logging.DEBUG))
         agent.attach(
@@ -514,12 +539,41 @@ def _resume_rank_zero(
                 experiment_id=run.info.experiment_id,
                 tracking_uri=redact_url(uri),
                 checkpoint=None if resume_from is None else resume_from.name,
+                allow_world_size_change=allow_world_size_change,
             ),
             resume_from,
         )
         return _train_tracked(
-            cfg, plan, agent, work, started, on_start, resume_from=resume_from, skip=skip
+            cfg,
+            plan,
+            agent,
+            work,
+            started,
+            on_start,
+            resume_from=resume_from,
+            skip=skip,
+            allow_world_size_change=allow_world_size_change,
         )
+
+
+def _world_size_change(checkpoint: Path | None, allowed: bool) -> tuple[int, int] | None:
+    """``(saved, now)`` ranks when ``checkpoint`` comes from another world size, else None.
+
+    Checked before the run is touched, so a refused resume leaves it as it was.
+
+    Raises:
+        WorldSizeMismatchError: the world sizes differ and ``allowed`` is False.
+    """
+    from trackcfg.runner.base_runner import saved_world_size, world_size_mismatch
+
+    if checkpoint is None:
+        return None
+    saved, now = saved_world_size(checkpoint), cluster.world_size()
+    if saved == now:
+        return None
+    if not allowed:
+        raise world_size_mismatch(checkpoint, saved, now)
+    return saved, now
 
 
 # -- the other ranks of a job --------------------------------------------------------------
@@ -564,7 +618,9 @@ def _follow() -> RunResult:
         received = cluster.receive_checkpoint(handoff, inbox)
         cfg = cluster.config_from_handoff(handoff, received)
         cluster.check_backend(cfg)
-        result = _train_untracked(cfg, work)
+        result = _train_untracked(
+            cfg, work, allow_world_size_change=handoff.allow_world_size_change
+        )
     finally:
         shutil.rmtree(inbox, ignore_errors=True)
     return RunResult(
@@ -621,6 +677,7 @@ def _train_tracked(
     extra_hooks: Sequence[tuple[Hook, str]] = (),
     load_from: Path | None = None,
     create: Callable[[], None] | None = None,
+    allow_world_size_change: bool = False,
 ) -> RunResult:
     """Train with the MLflow hooks while ``agent`` tracks the run; returns the finished run.
 
@@ -629,6 +686,7 @@ def _train_tracked(
     ``create`` was called, the agent is abandoned (no run exists) and the error
     propagates as it is.
     """
+    from trackcfg.runner.preemption import preemption_hooks
     from trackcfg.runner.train import train
     from trackcfg.session.hooks import MlflowCheckpointHook, MlflowLoggerHook
     from trackcfg.tracking.agent.journal import MetricJournal, journal_dir
@@ -690,34 +748,40 @@ def _train_tracked(
 
     status = "FAILED"
     error: BaseException | None = None
-    try:
-        with _terminate_on_sigterm():
+    # Around the run's end too: a signal while the end is stored only sets the flag
+    # (a repeated one still stops at once).
+    with _preemption() as flag:
+        try:
             train(
                 cfg,
                 work_dir=work,
                 resume_from=resume_from,
                 load_from=load_from,
+                allow_world_size_change=allow_world_size_change,
                 extra_hooks=[
                     (_RunStartedHook(begin), "HIGHEST"),
                     (logger_hook, "VERY_LOW"),
                     (checkpoint_hook, "LOW"),
                     *extra_hooks,
+                    *preemption_hooks(flag),
                 ],
             )
             if run is None:  # nothing was left to train (no stage ran): still report it
                 begin()
-        status = "FINISHED"
-    except BaseException as caught:
-        if not agent.started:  # stopped before the run was created: nothing to end
-            agent.abandon()
+            status = "FINISHED"
+        except BaseException as caught:
+            if not agent.started:  # stopped before the run was created: nothing to end
+                agent.abandon()
+                raise
+            error = caught
+            if isinstance(caught, KeyboardInterrupt):  # SIGINT, a signal, a preemption
+                status = "KILLED"
             raise
-        error = caught
-        if isinstance(caught, KeyboardInterrupt):  # SIGINT, or SIGTERM via RunTerminatedError
-            status = "KILLED"
-        raise
-    finally:
-        if agent.started:
-            left = _end(agent, journal, status, error)
+        finally:
+            if agent.started:
+                left = _end(agent, journal, status, error, preempted_at=flag.requested_at)
+            if isinstance(error, PreemptedError):
+                _join_ranks_after_preemption()  # the other ranks wait for the end above
     assert run is not None  # set by begin(), before the first stage or just above
     if left.lost:
         # Training finished (an exception would be on its way instead): the run is
@@ -741,10 +805,31 @@ def _end(
     journal: MetricJournal | None,
     status: str,
     error: BaseException | None,
+    *,
+    preempted_at: float | None = None,
 ) -> _Left:
-    """Hand the run's end to the agent (or leave it to `sync`): what is left undone."""
+    """Hand the run's end to the agent (or leave it to `sync`): what is left undone.
+
+    A preempted run (``error`` a `PreemptedError`) is tagged `TAG_PREEMPTED`, and its
+    end waits for the preemption checkpoint's upload (and the metrics before it) for
+    what is left of `PREEMPTION_BUDGET` since the signal came (``preempted_at``, a
+    ``time.monotonic()``): long enough for an 84 MB checkpoint on a local store,
+    short enough to exit inside a 30 s grace.
+    """
+    from trackcfg.tracking.mlflow_run import TAG_PREEMPTED
+
     ending = time.perf_counter()
     finished = status == "FINISHED"
+    delivery_timeout = DELIVERY_TIMEOUT if finished else ABORT_TIMEOUT
+    upload_timeout = UPLOAD_TIMEOUT if finished else ABORT_TIMEOUT
+    tags: dict[str, str] = {}
+    if isinstance(error, PreemptedError):
+        tags[TAG_PREEMPTED] = preempted_tag(error)
+        since = 0.0 if preempted_at is None else time.monotonic() - preempted_at
+        left_s = max(PREEMPTION_BUDGET - since, 1.0)
+        # The uploader waits for the metrics before the checkpoint, so most of the
+        # budget goes to the upload; the delivery runs meanwhile and gets the rest.
+        upload_timeout, delivery_timeout = 0.8 * left_s, 0.2 * left_s
     final_seq: int | None = None
     unjournaled: tuple[MetricRecord, ...] = ()
     if journal is not None:
@@ -761,9 +846,10 @@ def _end(
         status,
         error=None if error is None else f"{type(error).__name__}: {error}",
         final_seq=final_seq,
-        delivery_timeout=DELIVERY_TIMEOUT if finished else ABORT_TIMEOUT,
-        upload_timeout=UPLOAD_TIMEOUT if finished else ABORT_TIMEOUT,
+        delivery_timeout=delivery_timeout,
+        upload_timeout=upload_timeout,
         unjournaled=unjournaled,
+        tags=tags,
     )
     _logger.debug(
         "trackcfg: the tracking agent stored the run's end %.3f s after training ended",
@@ -825,28 +911,100 @@ def _leave_to_sync(journal: Path, status: str, unjournaled: Sequence[MetricRecor
     return _Left(pending, lost, checkpoints)
 
 
-def _train_untracked(cfg: Config, work: Path) -> RunResult:
+def _train_untracked(
+    cfg: Config, work: Path, *, allow_world_size_change: bool = False
+) -> RunResult:
+    """Train without tracking (ranks other than 0): with the same preemption hooks.
+
+    The ranks agree on preemption through a collective, so every rank registers them.
+    """
+    from trackcfg.runner.preemption import preemption_hooks
     from trackcfg.runner.train import train
 
-    train(cfg, work_dir=work)
+    with _preemption() as flag:
+        try:
+            train(
+                cfg,
+                work_dir=work,
+                extra_hooks=preemption_hooks(flag),
+                allow_world_size_change=allow_world_size_change,
+            )
+        except PreemptedError:
+            _join_ranks_after_preemption()
+            raise
     return RunResult("", "", "", cfg.hash, "", work, "FINISHED")
 
 
-@contextlib.contextmanager
-def _terminate_on_sigterm() -> Iterator[None]:
-    """Turn SIGTERM into `RunTerminatedError` on the main thread while training."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
+def _join_ranks_after_preemption() -> None:
+    """Every rank waits for rank 0 to store the preempted run's end (`join_ranks`)."""
+    from trackcfg.runner.preemption import join_ranks
 
-    def handler(signum: int, frame: FrameType | None) -> None:
-        raise RunTerminatedError(signum)
+    join_ranks(PREEMPTION_BUDGET + 10.0)  # rank 0's end is bounded by the budget
 
-    previous = signal.signal(signal.SIGTERM, handler)
+
+#: Environment variable naming preemption signals besides SIGTERM (``USR1``, or
+#: ``USR1,USR2``); ``trackcfg run/resume --preempt-signal`` sets it for the process.
+PREEMPT_SIGNALS_ENV = "TRACKCFG_PREEMPT_SIGNALS"
+
+#: Seconds from a preemption signal to the run's stored end (checkpoint uploaded,
+#: status set): the process exits right after, well inside a 30 s grace period.
+PREEMPTION_BUDGET = 20.0
+
+
+def parse_preempt_signals(text: str) -> tuple[signal.Signals, ...]:
+    """The signals ``text`` names, comma or space separated (``USR1``, ``SIGUSR2``, ``10``).
+
+    Example:
+        >>> [s.name for s in parse_preempt_signals("USR1, sigusr2")]
+        ['SIGUSR1', 'SIGUSR2']
+
+    Raises:
+        ArgumentValueError: a name that is no signal, or one that cannot be a
+            preemption signal (SIGKILL, SIGSTOP, SIGCHLD, fault signals).
+    """
+    from trackcfg.runner.preemption import parse_signal
+
+    return tuple(parse_signal(word) for word in text.replace(",", " ").split())
+
+
+def preemption_signals_from_env() -> tuple[signal.Signals, ...]:
+    """SIGTERM and the signals `PREEMPT_SIGNALS_ENV` names (`parse_preempt_signals`).
+
+    Raises:
+        ArgumentValueError: as `parse_preempt_signals`; the message names the variable.
+    """
+    from trackcfg.errors import ArgumentValueError
+    from trackcfg.runner.preemption import DEFAULT_SIGNALS
+
     try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+        extra = parse_preempt_signals(os.environ.get(PREEMPT_SIGNALS_ENV, ""))
+    except ArgumentValueError as error:
+        error.locate(PREEMPT_SIGNALS_ENV)
+        raise
+    return tuple(dict.fromkeys([*DEFAULT_SIGNALS, *extra]))
+
+
+def preempted_tag(error: PreemptedError) -> str:
+    """The value of `TAG_PREEMPTED`: ``iter=<i> epoch=<e> signal=<name>``.
+
+    Example:
+        >>> preempted_tag(PreemptedError(15, 2, 100))
+        'iter=100 epoch=2 signal=SIGTERM'
+    """
+    try:
+        name = signal.Signals(error.signum).name
+    except ValueError:
+        name = str(error.signum)
+    return f"iter={error.iter} epoch={error.epoch} signal={name}"
+
+
+@contextlib.contextmanager
+def _preemption() -> Iterator[PreemptionFlag]:
+    """`preemption_signals` for SIGTERM and `PREEMPT_SIGNALS_ENV`'s signals."""
+    from trackcfg.runner.preemption import preemption_signals
+
+    with preemption_signals(preemption_signals_from_env()) as flag:
+        yield flag
 
 
 # -- helpers ------------------------------------------------------------------------------

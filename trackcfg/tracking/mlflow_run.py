@@ -98,6 +98,7 @@ __all__ = [
     "TAG_LOAD_FROM",
     "TAG_LOAD_FROM_DIGEST",
     "TAG_NOTE",
+    "TAG_PREEMPTED",
     "TAG_RESUMED_FROM",
     "TAG_RESUME_COUNT",
     "TAG_SNAPSHOT_DIGEST",
@@ -107,10 +108,12 @@ __all__ = [
     "TAG_VERIFIED_TIME",
     "TAG_VERIFIES",
     "TAG_WORK_DIR",
+    "TAG_WORLD_SIZE_CHANGE",
     "DatasetRecord",
     "FlatParams",
     "artifact_repository",
     "clear_failure_tags",
+    "clear_preempted_tag",
     "create_run",
     "download_artifact_uri",
     "flatten_params",
@@ -176,7 +179,13 @@ TAG_LOAD_FROM_DIGEST = "trackcfg.load_from_digest"
 TAG_RESUME_COUNT = "trackcfg.resume_count"
 TAG_RESUMED_FROM = "trackcfg.resumed_from"
 TAG_ERROR = "trackcfg.error"
+#: On a run stopped by a preemption signal after its checkpoint was saved (status
+#: KILLED): ``iter=<i> epoch=<e> signal=<name>``, the boundary reached. Removed when
+#: the run later ends otherwise (a resume finished it, or it failed).
+TAG_PREEMPTED = "trackcfg.preempted"
 TAG_FORCED_CHANGES = "trackcfg.forced_changes"
+#: A resume forced past a world-size change: ``from=N to=M checkpoint=NAME``.
+TAG_WORLD_SIZE_CHANGE = "trackcfg.world_size_change"
 #: One tag per uploaded checkpoint, ``trackcfg.checkpoint.<file name>``, that stays
 #: when keep-last-K deletes the file: ``iter=<i> epoch=<e> xxh3-128=<file> state=<state>``.
 TAG_CHECKPOINT_PREFIX = "trackcfg.checkpoint."
@@ -650,8 +659,9 @@ def clear_failure_tags(client: MlflowClient, run_id: str) -> None:
     failure's (the description, a forced resume's) stay.
     """
     tags = client.get_run(run_id).data.tags
-    if TAG_ERROR in tags:
-        client.delete_tag(run_id, TAG_ERROR)
+    for stale in (TAG_ERROR, TAG_PREEMPTED):
+        if stale in tags:
+            client.delete_tag(run_id, stale)
     note = tags.get(TAG_NOTE, "")
     if note.startswith(FAILURE_NOTE):
         _, separator, rest = note.partition(NOTE_SEPARATOR)
@@ -659,6 +669,12 @@ def clear_failure_tags(client: MlflowClient, run_id: str) -> None:
             client.set_tag(run_id, TAG_NOTE, rest)
         else:
             client.delete_tag(run_id, TAG_NOTE)
+
+
+def clear_preempted_tag(client: MlflowClient, run_id: str) -> None:
+    """Delete `TAG_PREEMPTED` if the run has it (an earlier preemption's, now stale)."""
+    if TAG_PREEMPTED in client.get_run(run_id).data.tags:
+        client.delete_tag(run_id, TAG_PREEMPTED)
 
 
 def terminate_run(client: MlflowClient, run_id: str, status: str, end_time: int | None) -> int:

@@ -91,3 +91,22 @@ def test_runs_refuses_hash_and_config_together() -> None:
     result = CliRunner().invoke(cli, ["runs", "--hash", "ab", "--config", "c.py"])
     assert result.exit_code == 2
     assert "give --hash or --config, not both" in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "message"),
+    [
+        (["--preempt-signal", "KILL"], {}, "SIGKILL cannot be a preemption signal"),
+        (["--preempt-signal", "USR9"], {}, "unknown signal 'USR9'"),
+        ([], {"TRACKCFG_PREEMPT_SIGNALS": "USR1 STOP"}, "SIGSTOP cannot be a preemption signal"),
+        (["--requeue-exit-code", "0"], {}, "0 is not in the range 1<=x<=255"),
+        ([], {"TRACKCFG_REQUEUE_EXIT_CODE": "x"}, "'x' is not a valid integer"),
+    ],
+)
+@pytest.mark.parametrize("command", [["run", "c.py"], ["resume", "0" * 32]])
+def test_bad_preemption_options_are_usage_errors(
+    command: list[str], args: list[str], env: dict[str, str], message: str
+) -> None:
+    done = CliRunner().invoke(cli, [*command, *args], env=env)
+    assert done.exit_code == 2
+    assert message in done.output

@@ -8,9 +8,14 @@ from pathlib import Path
 import pytest
 
 from tests.unit.runner.toys import ToyData, ToyNet
-from trackcfg.errors import RunNotFoundError, TrackingError, WorkDirError
+from trackcfg.errors import ArgumentValueError, RunNotFoundError, TrackingError, WorkDirError
 from trackcfg.registry import DATASETS, MODELS
-from trackcfg.session.runs import resume_run, start_run
+from trackcfg.session.runs import (
+    PREEMPT_SIGNALS_ENV,
+    preemption_signals_from_env,
+    resume_run,
+    start_run,
+)
 from trackcfg.tracking.sync import HTTP_DEFAULTS, SyncReport
 
 
@@ -102,3 +107,27 @@ def test_resume_of_an_unknown_run_id_is_run_not_found(sqlite_store: str) -> None
 def test_sync_report_reads_as_one_line(report: SyncReport, text: str) -> None:
     assert text in str(report)
     assert ("trackcfg sync" in str(report)) == bool(report.pending)
+
+
+@pytest.mark.parametrize(
+    ("value", "names"),
+    [
+        ("", ["SIGTERM"]),
+        ("USR1", ["SIGTERM", "SIGUSR1"]),
+        ("sigusr2, USR1 TERM", ["SIGTERM", "SIGUSR2", "SIGUSR1"]),
+    ],
+)
+def test_preemption_signals_are_sigterm_and_those_the_environment_names(
+    monkeypatch: pytest.MonkeyPatch, value: str, names: list[str]
+) -> None:
+    monkeypatch.setenv(PREEMPT_SIGNALS_ENV, value)
+    assert [s.name for s in preemption_signals_from_env()] == names
+
+
+def test_a_bad_preemption_signal_in_the_environment_names_the_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(PREEMPT_SIGNALS_ENV, "USR1,HUPP")
+    with pytest.raises(ArgumentValueError) as caught:
+        preemption_signals_from_env()
+    assert str(caught.value).splitlines()[0] == ("TRACKCFG_PREEMPT_SIGNALS: unknown signal 'HUPP'")

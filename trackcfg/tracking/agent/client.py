@@ -261,12 +261,14 @@ class TrackingAgent:
         delivery_timeout: float,
         upload_timeout: float,
         unjournaled: Sequence[MetricRecord] = (),
+        tags: Mapping[str, str] | None = None,
     ) -> AgentDone | None:
         """Report the run's end and wait until the agent has stored it.
 
         ``unjournaled`` are the records the journal could not write (`MetricJournal.
         unjournaled`): the agent journals them if the disk takes them now, and
-        delivers them from memory otherwise.
+        delivers them from memory otherwise. ``tags`` are set with the final status
+        (`TAG_PREEMPTED` for a preempted run).
 
         Returns:
             The agent's report; None if it died or did not answer in time (what it
@@ -286,6 +288,7 @@ class TrackingAgent:
                 "delivery_timeout": delivery_timeout,
                 "upload_timeout": upload_timeout,
                 "unjournaled": [r.to_list() for r in unjournaled],
+                "tags": dict(tags or {}),
             }
         )
         self._close_requests()

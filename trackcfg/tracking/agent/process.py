@@ -42,7 +42,7 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
@@ -411,6 +411,7 @@ class _TrackedRun:
                     delivery_timeout=float(str(request["delivery_timeout"])),
                     upload_timeout=float(str(request["upload_timeout"])),
                     unjournaled=_records(request.get("unjournaled")),
+                    tags=_str_map(request.get("tags") or {}),
                 )
             else:
                 _logger.warning("trackcfg: agent: ignoring request %r", op)
@@ -425,8 +426,9 @@ class _TrackedRun:
         delivery_timeout: float,
         upload_timeout: float,
         unjournaled: Sequence[MetricRecord] = (),
+        tags: Mapping[str, str] | None = None,
     ) -> _Done:
-        """Finish uploads and deliveries (bounded), then set the run's final status."""
+        """Finish uploads and deliveries (bounded), then set the final status and ``tags``."""
         from trackcfg.tracking.agent.uploads import stranded_checkpoints
 
         if unjournaled:
@@ -465,7 +467,7 @@ class _TrackedRun:
                 self.run_id,
                 self.work_dir,
             )
-        extra = {TAG_METRICS_LOST: str(lost)} if lost else {}
+        extra = {**(tags or {}), **({TAG_METRICS_LOST: str(lost)} if lost else {})}
         status_set = _set_final_status(
             self.client,
             self.run_id,
@@ -601,9 +603,12 @@ def _set_final_status(
 
     end_time = end_time if end_time is not None else int(time.time() * 1000)
     try:
+        tags = dict(extra_tags or {})
         if status == "FINISHED":
             mr.clear_failure_tags(client, run_id)
-        tags = dict(extra_tags or {})
+        elif mr.TAG_PREEMPTED not in tags:
+            # A resumed run's earlier preemption is stale once it ends otherwise.
+            mr.clear_preempted_tag(client, run_id)
         if error is not None:
             tags[mr.TAG_ERROR] = error
             if status != "KILLED":
