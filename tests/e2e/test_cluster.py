@@ -35,6 +35,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -70,13 +71,21 @@ from trackcfg.registry import HOOKS
 from trackcfg.runner.hooks.hook import Hook
 
 # The checkpoint failpoint of one attempt only (imported before the runner is built).
-if os.environ.get("TORCHELASTIC_RESTART_COUNT") == os.environ.get("TRACKCFG_E2E_WRITE_ATTEMPT"):
+if "TRACKCFG_E2E_WRITE_ATTEMPT" in os.environ and os.environ.get(
+    "TORCHELASTIC_RESTART_COUNT"
+) == os.environ["TRACKCFG_E2E_WRITE_ATTEMPT"]:
     os.environ["TRACKCFG_FAILPOINT"] = os.environ["TRACKCFG_E2E_WRITE_FAILPOINT"]
 
 
 @HOOKS.register_module()
 class ClusterFaultHook(Hook):
     def after_train_iter(self, runner):
+        term = int(os.environ.get("TRACKCFG_E2E_TERM_AT", "0"))
+        if term and runner.iter + 1 == term and os.environ.get("RANK", "0") == "0":
+            # Preempted: SIGTERM to the launcher (torchrun forwards it to every worker),
+            # or to this process when it is alone.
+            launched = "TORCHELASTIC_RESTART_COUNT" in os.environ
+            os.kill(os.getppid() if launched else os.getpid(), signal.SIGTERM)
         at = int(os.environ.get("TRACKCFG_E2E_KILL_AT", "0"))
         if os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") != "0" or runner.iter + 1 != at:
             return
@@ -101,6 +110,8 @@ class Job:
     uri: str
     agents: list[subprocess.Popen[bytes]] = field(default_factory=list)
     seconds: float = 0.0
+    #: What a case observed between its steps (exit codes, statuses, log lines).
+    seen: dict[str, object] = field(default_factory=dict)
 
     @property
     def project(self) -> Path:
@@ -146,6 +157,8 @@ def start_node(
     port: int,
     node: str,
     extra: dict[str, str] | None = None,
+    args: tuple[str, ...] = ("run", CONFIG_PATH),
+    max_restarts: int = 3,
 ) -> subprocess.Popen[bytes]:
     env = run_env(
         job.uri,
@@ -166,13 +179,12 @@ def start_node(
         "--rdzv-backend=c10d",
         f"--rdzv-endpoint=127.0.0.1:{port}",
         f"--rdzv-id={job.name}",
-        "--max-restarts=3",
+        f"--max-restarts={max_restarts}",
         "--monitor-interval=0.2",
         "--local-addr=127.0.0.1",
         "-m",
         "trackcfg",
-        "run",
-        CONFIG_PATH,
+        *args,
     ]
     log = open(job.root / f"node-{node}.log", "ab")  # noqa: SIM115 (kept by the child)
     agent = subprocess.Popen(
@@ -227,6 +239,78 @@ def two_nodes_one_replaced(job: Job) -> None:
     finish(job, [first, replacement])
 
 
+def _logs(job: Job) -> str:
+    return "\n".join(p.read_text(errors="replace") for p in sorted(job.root.glob("*.log")))
+
+
+def _one_run(job: Job) -> tuple[Any, Any]:
+    """The job's store client and its one run (a job makes exactly one)."""
+    import mlflow
+
+    client = mlflow.MlflowClient(job.uri)
+    runs = [
+        run
+        for experiment in client.search_experiments()
+        for run in client.search_runs([experiment.experiment_id])
+    ]
+    assert len(runs) == 1, f"{job.name}: {len(runs)} runs for one job"
+    return client, runs[0]
+
+
+def _only_run(job: Job) -> tuple[str, str, dict[str, str]]:
+    """The job's one run: id, status, tags (read by the case between its steps)."""
+    run = _one_run(job)[1]
+    return run.info.run_id, run.info.status, dict(run.data.tags)
+
+
+def preempted_refused_continued(job: Job) -> None:
+    """SIGTERM to the job; a resume with 2 ranks refused; the same command with --resume auto."""
+    first = start_node(
+        job, nnodes=1, nproc=3, port=free_port(), node="A", extra={"TRACKCFG_E2E_TERM_AT": "5"}
+    )
+    job.seen["sigterm_exit"] = first.wait(timeout=JOB_TIMEOUT)
+    run_id, status, tags = _only_run(job)
+    job.seen["after_sigterm"] = (status, tags.get("trackcfg.preempted"))
+    # No restarts: torchrun would only repeat the refusal.
+    refused = start_node(
+        job,
+        nnodes=1,
+        nproc=2,
+        port=free_port(),
+        node="R",
+        args=("resume", run_id),
+        max_restarts=0,
+    )
+    job.seen["refused_exit"] = refused.wait(timeout=JOB_TIMEOUT)
+    job.seen["after_refusal"] = _only_run(job)[1]
+    again = ("run", CONFIG_PATH, "--resume", "auto")
+    finish(job, [start_node(job, nnodes=1, nproc=3, port=free_port(), node="C", args=again)])
+
+
+def alone_then_forced_onto_two(job: Job) -> None:
+    """One process, preempted; resumed by 2 ranks with --force-world-size."""
+    env = run_env(
+        job.uri,
+        PYTHONPATH=os.pathsep.join([str(Path(__file__).resolve().parents[2]), str(job.project)]),
+        TRACKCFG_E2E_TERM_AT="5",
+    )
+    for name in ("TRACKCFG_FAILPOINT", "RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR"):
+        env.pop(name, None)
+    with open(job.root / "alone.log", "ab") as log:
+        alone = subprocess.run(
+            [sys.executable, "-m", "trackcfg", "run", CONFIG_PATH],
+            cwd=job.project,
+            env=env,
+            stdout=log,
+            stderr=log,
+            timeout=JOB_TIMEOUT,
+        )
+    job.seen["alone_exit"] = alone.returncode
+    run_id = _only_run(job)[0]
+    forced = ("resume", run_id, "--force-world-size")
+    finish(job, [start_node(job, nnodes=1, nproc=2, port=free_port(), node="F", args=forced)])
+
+
 CASES: dict[str, tuple[str, Callable[[Job], None]]] = {
     # name: (twin, how to run it)
     "twin3": ("twin3", lambda job: one_node(job, 3)),
@@ -245,11 +329,13 @@ CASES: dict[str, tuple[str, Callable[[Job], None]]] = {
         ),
     ),
     "node2x2": ("twin4", two_nodes_one_replaced),
+    "sigterm3": ("twin3", preempted_refused_continued),
+    "resized": ("twin3", alone_then_forced_onto_two),  # no twin: not bit-identical
 }
 
 
 #: How often each job's run was continued by a restart.
-RESUMES = {"twin3": 0, "twin4": 0, "faults3": 2, "node2x2": 1}
+RESUMES = {"twin3": 0, "twin4": 0, "faults3": 2, "node2x2": 1, "sigterm3": 1}
 
 
 @pytest.fixture(scope="module")
@@ -295,20 +381,11 @@ def jobs(
                     kill_node(agent)
 
 
-def _the_run(job: Job) -> tuple[object, object]:
-    import mlflow
-
+def _the_run(job: Job) -> tuple[Any, Any]:
     error = job.root / "error.txt"
     if error.exists():
         pytest.fail(error.read_text())
-    client = mlflow.MlflowClient(job.uri)
-    runs = [
-        run
-        for experiment in client.search_experiments()
-        for run in client.search_runs([experiment.experiment_id])
-    ]
-    assert len(runs) == 1, f"{job.name}: {len(runs)} runs for one job"
-    return client, runs[0]
+    return _one_run(job)
 
 
 def _history(client: object, run: object) -> dict[str, list[tuple[int, float]]]:
@@ -343,7 +420,7 @@ def _tensors(tree: object, prefix: str = "") -> Iterator[tuple[str, torch.Tensor
             yield from _tensors(value, f"{prefix}.{index}")
 
 
-@pytest.mark.parametrize("name", ["twin3", "twin4", "faults3", "node2x2"])
+@pytest.mark.parametrize("name", ["twin3", "twin4", "faults3", "node2x2", "sigterm3"])
 def test_one_finished_run_per_job(jobs: dict[str, Job], name: str) -> None:
     job = jobs[name]
     client, run = _the_run(job)
@@ -362,7 +439,7 @@ def test_one_finished_run_per_job(jobs: dict[str, Job], name: str) -> None:
     assert steps == list(range(1, MAX_ITERS + 1)), "every step exactly once"
 
 
-@pytest.mark.parametrize("name", ["faults3", "node2x2"])
+@pytest.mark.parametrize("name", ["faults3", "node2x2", "sigterm3"])
 def test_bitwise_equal_to_twin(jobs: dict[str, Job], name: str, tmp_path: Path) -> None:
     job, twin = jobs[name], jobs[CASES[name][0]]
     client, run = _the_run(job)
@@ -377,3 +454,36 @@ def test_bitwise_equal_to_twin(jobs: dict[str, Job], name: str, tmp_path: Path) 
         if not key.startswith(_TIMINGS) and not torch.equal(ours[key], theirs[key])
     ]
     assert not differ, f"{name}: tensors differ from the twin's: {differ[:5]}"
+
+
+def test_sigterm_checkpoints_and_exits_to_be_requeued_and_a_resize_is_refused(
+    jobs: dict[str, Job],
+) -> None:
+    job = jobs["sigterm3"]
+    _the_run(job)  # the case ran to its end
+    logs = _logs(job)
+    # Every worker exited with the requeue code; torchrun itself, stopped by the
+    # signal it forwarded, exits non-zero (and the job is continued by running again).
+    assert job.seen["sigterm_exit"] != 0
+    assert logs.count("exit 75 (requeue)") >= 1, logs[-4000:]
+    status, preempted = job.seen["after_sigterm"]  # type: ignore[misc]
+    assert status == "KILLED" and preempted is not None and "signal=SIGTERM" in preempted
+    # 2 ranks cannot continue a 3-rank checkpoint: one line, no traceback, run untouched.
+    assert job.seen["refused_exit"] != 0
+    assert "saved by a job of 3 rank(s), this job has 2" in logs
+    # Tracebacks are torchrun's own (its agent's ChildFailedError), never trackcfg's.
+    frames = [line for line in logs.splitlines() if line.startswith('  File "')]
+    assert not [f for f in frames if "/trackcfg/" in f], frames
+    assert job.seen["after_refusal"] == "KILLED"
+
+
+def test_a_forced_resize_runs_to_the_end_and_is_recorded(jobs: dict[str, Job]) -> None:
+    job = jobs["resized"]
+    client, run = _the_run(job)
+    assert job.seen["alone_exit"] == 75
+    tags = run.data.tags  # type: ignore[attr-defined]
+    assert run.info.status == "FINISHED"  # type: ignore[attr-defined]
+    assert tags["trackcfg.world_size_change"].startswith("from=1 to=2 checkpoint=iter_")
+    assert "no longer bit-identical" in tags["mlflow.note.content"]
+    steps = [step for step, _ in _history(client, run)["train/loss"]]
+    assert steps == list(range(1, MAX_ITERS + 1)), "every step exactly once"

@@ -73,6 +73,7 @@ def test_sigterm_checkpoints_the_next_iteration_and_resume_matches_the_uninterru
     client = MlflowClient(tracking_uri)
     run = client.get_run(run_id)
     assert run.info.status == "KILLED"
+    assert run.info.end_time >= run.info.start_time
     preempted = dict(part.split("=") for part in run.data.tags["trackcfg.preempted"].split())
     reached = int(preempted["iter"])
     assert preempted["signal"] == "SIGTERM"

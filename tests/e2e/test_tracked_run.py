@@ -241,33 +241,6 @@ def test_a_failing_run_is_marked_failed_with_its_error(
     assert run.info.end_time >= run.info.start_time  # never a negative duration
 
 
-def test_sigterm_marks_the_run_killed(
-    git_repo: Path, tracking_env: dict[str, str], tracking_uri: str
-) -> None:
-    env = dict(tracking_env, TRACKCFG_E2E_ITER_DELAY="0.05")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "trackcfg", "run", E2E_CONFIG_PATH, "--work-dir", "work_dirs/t"],
-        cwd=git_repo,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    journal = git_repo / "work_dirs/t/.trackcfg/journal"
-    deadline = time.monotonic() + 120
-    while not any(journal.glob("*/metrics.jsonl")) or not any(
-        p.stat().st_size for p in journal.glob("*/metrics.jsonl")
-    ):
-        assert proc.poll() is None and time.monotonic() < deadline
-        time.sleep(0.05)
-    os.kill(proc.pid, signal.SIGTERM)
-    proc.communicate(timeout=120)
-    assert proc.returncode != 0
-    client = MlflowClient(tracking_uri)
-    (run,) = client.search_runs([e.experiment_id for e in client.search_experiments()])
-    assert run.info.status == "KILLED"
-    assert run.info.end_time >= run.info.start_time
-
-
 def test_a_dead_tracking_agent_never_stops_training_and_sync_completes_the_run(
     git_repo: Path, tracking_env: dict[str, str], tracking_uri: str
 ) -> None:

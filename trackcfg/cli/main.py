@@ -156,9 +156,12 @@ def _use_preempt_signals(names: Sequence[tuple[str, ...]]) -> None:
 
 def _exit_preempted(error: PreemptedError, code: int, run_id: str | None) -> NoReturn:
     """Say the run was preempted (and how to continue it), then exit with ``code``."""
-    click.echo(f"{error}; exit {code} (requeue)", err=True)
-    if run_id:
-        click.echo(f"continue it with: trackcfg resume {run_id}", err=True)
+    from trackcfg.session import cluster
+
+    if cluster.is_rank_zero():  # one message per job
+        click.echo(f"{error}; exit {code} (requeue)", err=True)
+        if run_id:
+            click.echo(f"continue it with: trackcfg resume {run_id}", err=True)
     raise click.exceptions.Exit(code)
 
 
@@ -587,7 +590,12 @@ def _show_progress_logs(debug: bool) -> None:
     handler.setFormatter(RedactingFormatter("%(asctime)s %(message)s", "%H:%M:%S"))
     logger = logging.getLogger("trackcfg")
     logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG if debug else logging.INFO)
+    level = logging.DEBUG if debug else logging.INFO
+    if not debug and int(os.environ.get("RANK", "0")) != 0:
+        # Under torchrun/srun, progress is rank 0's to show (mmcv's rule); the other
+        # ranks still say what goes wrong.
+        level = logging.WARNING
+    logger.setLevel(level)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
