@@ -483,7 +483,7 @@ def test_a_forced_resize_runs_to_the_end_and_is_recorded(jobs: dict[str, Job]) -
     assert job.seen["alone_exit"] == 75
     tags = run.data.tags  # type: ignore[attr-defined]
     assert run.info.status == "FINISHED"  # type: ignore[attr-defined]
-    assert tags["trackcfg.world_size_change"].startswith("from=1 to=2 checkpoint=iter_")
+    assert tags["trackcfg.world_size_change"].startswith("from=1 to=2 checkpoint=checkpoints/iter_")
     assert "no longer bit-identical" in tags["mlflow.note.content"]
     steps = [step for step, _ in _history(client, run)["train/loss"]]
     assert steps == list(range(1, MAX_ITERS + 1)), "every step exactly once"

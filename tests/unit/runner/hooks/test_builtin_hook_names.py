@@ -95,6 +95,9 @@ while pending:
     # built from a config: they are not in HOOKS.
     if cls.__module__.startswith("trackcfg.session."):
         continue
+    # So are the preemption hooks: they act on the flag of installed signal handlers.
+    if cls.__module__ == "trackcfg.runner.preemption":
+        continue
     if cls.__module__.startswith("trackcfg.") and not cls.__name__.startswith("_"):
         if not inspect.isabstract(cls):
             classes.append(cls)
