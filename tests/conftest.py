@@ -19,3 +19,9 @@ if "TRACKCFG_CACHE_DIR" not in os.environ:
     import tempfile
 
     os.environ["TRACKCFG_CACHE_DIR"] = tempfile.mkdtemp(prefix="trackcfg-test-cache-")
+
+# One torch intra-op thread per process, here and in every subprocess a test starts: two
+# xdist workers and their training subprocesses share CI's two cores, and torch's OpenMP
+# threads spin-wait against each other (a tiny run then takes many times longer). Runs a
+# test compares were always made with the same setting (`tests/e2e/conftest.py: run_env`).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
