@@ -579,13 +579,22 @@ def to_text(data: Mapping[str, object], suffix: str) -> str:
         suffix: ``.py``, ``.json``, ``.yaml`` or ``.yml``.
 
     Raises:
-        ConfigError: Any other suffix.
+        ConfigError: Any other suffix; or a top-level private ``__name``, which every
+            reader drops (as mmengine does): the file would silently lose it.
         CanonicalizationError: A value cannot be written; ``key_path`` names it.
 
     Example:
         >>> print(to_text({"a": 1}, ".yaml"), end="")
         a: 1
     """
+    for key in data:
+        if isinstance(key, str) and key.startswith("__"):
+            raise ConfigError(
+                "a top-level __name is private: every config reader drops it, so the "
+                "written file would lose it",
+                key_path=key,
+                hint="rename the key (or nest it in a dict) to keep it",
+            )
     writers = {
         ".py": to_python_text,
         ".json": to_json_text,

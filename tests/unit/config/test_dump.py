@@ -248,3 +248,18 @@ def test_to_text_of_an_unknown_suffix_is_an_error() -> None:
     with pytest.raises(ConfigError) as info:
         to_text({"a": 1}, ".toml")
     assert str(info.value) == "cannot dump to format '.toml'; use .py, .json or .yaml"
+
+
+@pytest.mark.parametrize("suffix", [".py", ".json", ".yaml"])
+def test_a_top_level_private_key_is_refused_not_written_for_the_reader_to_drop(
+    tmp_path: pathlib.Path, suffix: str
+) -> None:
+    # Every reader drops a top-level __name (as mmengine does): .json and .yaml used to
+    # write it, and the file then reloaded without it.
+    from trackcfg.config.config import Config
+
+    config = Config({"a": 1, "__x": 2})
+    with pytest.raises(ConfigError, match="__x: a top-level __name is private"):
+        config.dump(tmp_path / f"c{suffix}")
+    assert not (tmp_path / f"c{suffix}").exists()
+    assert Config({"a": {"__x": 2}}).dump() is not None  # nested: an ordinary key
