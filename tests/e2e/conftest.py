@@ -135,19 +135,19 @@ def shared_once(tmp_path_factory: pytest.TempPathFactory, name: str) -> tuple[Pa
     others: each costs seconds of CPU that CI's two cores would otherwise pay twice.
     Without xdist it is this session's own directory.
     """
-    base = tmp_path_factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        base = base.parent  # popen-gwN's parent: the run's directory, common to workers
-    directory = base / f"shared-{name}"
+    directory = _shared_base(tmp_path_factory) / f"shared-{name}"
     return directory, (directory / "READY").exists()
 
 
 def shared_lock(tmp_path_factory: pytest.TempPathFactory, name: str) -> FileLock:
     """The lock under which one worker makes the shared directory ``name``."""
+    return FileLock(str(_shared_base(tmp_path_factory) / f"shared-{name}.lock"))
+
+
+def _shared_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """This session's temp dir, or under xdist popen-gwN's parent: common to all workers."""
     base = tmp_path_factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        base = base.parent
-    return FileLock(str(base / f"shared-{name}.lock"))
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
 
 
 @pytest.fixture(scope="session")

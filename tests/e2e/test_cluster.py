@@ -149,6 +149,19 @@ class _gone:
         return isinstance(error, ProcessLookupError | PermissionError)
 
 
+def job_env(job: Job, **extra: str) -> dict[str, str]:
+    """The environment of one of ``job``'s processes: its store, its project's hooks,
+    none of this session's rank variables or failpoint, then ``extra``."""
+    env = run_env(
+        job.uri,
+        PYTHONPATH=os.pathsep.join([str(Path(__file__).resolve().parents[2]), str(job.project)]),
+    )
+    for name in ("TRACKCFG_FAILPOINT", "RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR"):
+        env.pop(name, None)
+    env.update(extra)
+    return env
+
+
 def start_node(
     job: Job,
     *,
@@ -160,16 +173,9 @@ def start_node(
     args: tuple[str, ...] = ("run", CONFIG_PATH),
     max_restarts: int = 3,
 ) -> subprocess.Popen[bytes]:
-    env = run_env(
-        job.uri,
-        PYTHONPATH=os.pathsep.join([str(Path(__file__).resolve().parents[2]), str(job.project)]),
-        TORCH_DISABLE_SHARE_RDZV_TCP_STORE="1",
-        TRACKCFG_E2E_NODE=node,
-        **(extra or {}),
+    env = job_env(
+        job, TORCH_DISABLE_SHARE_RDZV_TCP_STORE="1", TRACKCFG_E2E_NODE=node, **(extra or {})
     )
-    for name in ("TRACKCFG_FAILPOINT", "RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR"):
-        env.pop(name, None)
-    env.update(extra or {})
     cmd = [
         sys.executable,
         "-m",
@@ -289,13 +295,7 @@ def preempted_refused_continued(job: Job) -> None:
 
 def alone_then_forced_onto_two(job: Job) -> None:
     """One process, preempted; resumed by 2 ranks with --force-world-size."""
-    env = run_env(
-        job.uri,
-        PYTHONPATH=os.pathsep.join([str(Path(__file__).resolve().parents[2]), str(job.project)]),
-        TRACKCFG_E2E_TERM_AT="5",
-    )
-    for name in ("TRACKCFG_FAILPOINT", "RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR"):
-        env.pop(name, None)
+    env = job_env(job, TRACKCFG_E2E_TERM_AT="5")
     with open(job.root / "alone.log", "ab") as log:
         alone = subprocess.run(
             [sys.executable, "-m", "trackcfg", "run", CONFIG_PATH],

@@ -49,14 +49,24 @@ def test_use_colour_is_off_for_a_pipe_and_with_no_color(monkeypatch: pytest.Monk
     assert render.use_colour(Tty()) is False
 
 
-def test_render_runs_lists_id_status_git_and_validation_metrics_first() -> None:
-    row = RunRow(
+def _row(**changes: object) -> RunRow:
+    """A finished run of `cnn@12345678` without git commit or metrics, changed by ``changes``."""
+    defaults: dict[str, object] = dict(
         run_id="a" * 32,
         name="cnn@12345678",
         experiment="Default",
         status="FINISHED",
         start_time_ms=None,
         config_hash="12345678" * 4,
+        git_commit=None,
+        git_dirty=False,
+        metrics={},
+    )
+    return RunRow(**{**defaults, **changes})  # type: ignore[arg-type]
+
+
+def test_render_runs_lists_id_status_git_and_validation_metrics_first() -> None:
+    row = _row(
         git_commit="0123456789abcdef",
         git_dirty=True,
         metrics={"train/loss": 0.25, "val/accuracy": 0.975},
@@ -80,17 +90,7 @@ def test_render_runs_lists_id_status_git_and_validation_metrics_first() -> None:
 def test_render_runs_puts_per_class_values_after_the_training_metrics() -> None:
     """Ten per-class accuracies once crowded train/loss out of the table."""
     per_class = {f"val/accuracy_{i}": 1.0 for i in range(10)}
-    row = RunRow(
-        run_id="a" * 32,
-        name="cnn@12345678",
-        experiment="Default",
-        status="FINISHED",
-        start_time_ms=None,
-        config_hash="12345678" * 4,
-        git_commit=None,
-        git_dirty=False,
-        metrics={**per_class, "train/loss": 0.25, "val/accuracy": 0.975},
-    )
+    row = _row(metrics={**per_class, "train/loss": 0.25, "val/accuracy": 0.975})
     shown = render.render_runs([row]).splitlines()[1].split()[6:]
     assert shown[:2] == ["val/accuracy=0.975", "train/loss=0.25"]
 
@@ -98,15 +98,8 @@ def test_render_runs_puts_per_class_values_after_the_training_metrics() -> None:
 def test_render_runs_shows_the_best_checkpoints_metric_first() -> None:
     from trackcfg.session.catalog import BestCheckpoint
 
-    row = RunRow(
+    row = _row(
         run_id="b" * 32,
-        name="cnn@12345678",
-        experiment="Default",
-        status="FINISHED",
-        start_time_ms=None,
-        config_hash="12345678" * 4,
-        git_commit=None,
-        git_dirty=False,
         metrics={"val/accuracy": 0.9},
         best=BestCheckpoint(metric="val/accuracy", value=0.975, epoch=7, iter=315),
     )
